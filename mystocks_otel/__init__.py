@@ -1,0 +1,1 @@
+"""mystocks-otel (work in progress)."""

@@ -1,0 +1,60 @@
+"""The one config that drives alerts, recording rules and dashboards (kubernetes-mixin style).
+
+Thresholds live next to the rule that uses them (``mixin.rules``) with their reasoning;
+what several generators share lives here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+#: Prometheus job names (prometheus/prometheus.yml must agree; a test checks).
+APP_JOB = "mystocks-api"
+COLLECTOR_JOB = "otel-collector"
+
+#: Where alerts link to. Overridable at render time; the defaults suit docker-compose.
+GRAFANA_URL = "http://localhost:3000"
+RUNBOOK_URL = "https://github.com/mystocks/mystocks-otel/blob/main/docs/runbooks.md"
+
+#: Dashboard UIDs (stable: alerts link to them).
+MAIN_DASHBOARD_UID = "mystocks-main"
+SLO_DASHBOARD_UID = "mystocks-slo"
+
+
+@dataclass(frozen=True)
+class SLO:
+    """A 30-day service-level objective, alerted on with multiwindow burn rates."""
+
+    name: str  # the value of the slo="..." label on every SLO series
+    objective: float  # e.g. 0.999
+    description: str
+    threshold_seconds: float | None = None  # for latency/freshness SLIs
+
+    @property
+    def error_budget(self) -> float:
+        return 1.0 - self.objective
+
+
+SLOS: tuple[SLO, ...] = (
+    SLO("api-availability", 0.999, "Share of API requests answered without a 5xx."),
+    SLO("api-latency", 0.99, "Share of API requests answered within 1 s.", threshold_seconds=1.0),
+    SLO("market-data-freshness", 0.99,
+        "Share of evaluations in which every feed's data is fresher than 60 s.",
+        threshold_seconds=60.0),
+)
+
+#: The windows the SLI error ratio is recorded over, named for the recording rules.
+SLO_WINDOWS = ("5m", "30m", "1h", "2h", "6h", "1d", "3d")
+
+#: (severity, long window, short window, burn-rate factor): Google SRE workbook, ch. 5.
+BURN_RATE_ALERTS = (
+    ("critical", "1h", "5m", 14.4),
+    ("critical", "6h", "30m", 6.0),
+    ("warning", "1d", "2h", 3.0),
+    ("warning", "3d", "6h", 1.0),
+)
+
+
+def slo_error_ratio_record(window: str) -> str:
+    """Recording rule for an SLO's error ratio over ``window`` (label ``slo``)."""
+    return f"slo:sli_error:ratio_rate{window}"
