@@ -139,7 +139,7 @@ DB_POOL = Label("pool")  # "<backend>/<database>" of each engine
 NAMESPACE = Label("namespace")  # the WebSocket route template
 HTTP_METHOD = label(
     "http.request.method", "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS",
-    "TRACE", "PATCH",
+    "TRACE", "PATCH", "_OTHER",
 )
 REDIS_COMMAND = label(
     "command", "GET", "SET", "SETEX", "MGET", "MSET", "DEL", "EXISTS", "EXPIRE", "TTL",

@@ -58,3 +58,42 @@ BURN_RATE_ALERTS = (
 def slo_error_ratio_record(window: str) -> str:
     """Recording rule for an SLO's error ratio over ``window`` (label ``slo``)."""
     return f"slo:sli_error:ratio_rate{window}"
+
+
+# -- Alert thresholds shared with the dashboards (thresholds on panels = alert thresholds) -------
+# Each one's reasoning is written next to the alert that uses it (mixin.alerts_*), and rendered
+# into alerts/rules/*.yml as a comment and into docs/ALERTING.md.
+
+API_LATENCY_P95_WARNING_SECONDS = 1.0  # the specification's own threshold
+API_LATENCY_P95_CRITICAL_SECONDS = 2.5
+API_ERROR_RATIO_WARNING = 0.01  # 5xx share of requests
+API_ERROR_RATIO_CRITICAL = 0.05
+#: Ratio alerts need at least this much traffic (per second) so one failure among a handful
+#: of requests at night does not alert.
+MIN_REQUEST_RATE = 0.1
+
+DB_POOL_USAGE_WARNING = 0.8  # active / max connections
+DB_POOL_USAGE_EXHAUSTED = 1.0
+DB_SLOW_QUERY_RATIO_WARNING = 0.05
+#: The statement timeout the backend runs with; the timeout-risk alert fires at half of it.
+DB_STATEMENT_TIMEOUT_SECONDS = 10.0
+
+CACHE_HIT_RATIO_WARNING = 0.8
+CACHE_HIT_RATIO_CRITICAL = 0.5
+#: Memory each cache may use: set it to Redis `maxmemory` (and the in-process cache's bound).
+CACHE_MEMORY_LIMIT_BYTES = 512 * 1024 * 1024
+
+#: WebSocket connections one API process serves well (measure yours; see docs/ALERTING.md).
+WEBSOCKET_CONNECTION_CAPACITY = 1000
+
+MARKET_DATA_P95_WARNING_SECONDS = 1.0
+#: Datasets that update continuously while the market is open (freshness SLO and StaleData).
+REALTIME_DATASETS = ("quotes", "trades", "orderbook")
+STALE_DATA_SECONDS = 120.0
+#: The A-share trading session in UTC minutes since midnight, Monday-Friday
+#: (09:30-15:00 China Standard Time, lunch break included; China has no DST).
+TRADING_SESSION_UTC_MINUTES = (90, 420)
+
+CPU_PERCENT_WARNING, CPU_PERCENT_CRITICAL = 80.0, 95.0
+MEMORY_PERCENT_WARNING, MEMORY_PERCENT_CRITICAL = 85.0, 95.0
+DISK_PERCENT_WARNING, DISK_PERCENT_CRITICAL = 85.0, 95.0

@@ -1,0 +1,162 @@
+"""Settings from ``OTEL_*`` and ``MYSTOCKS_OTEL_*`` environment variables.
+
+Read once, at set-up. A bad value raises :class:`ConfigError` whose message is one
+line naming the variable and the accepted form, so start-up fails loudly instead of
+running uninstrumented.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field, fields, replace
+from typing import Callable, Mapping
+
+EXPORTERS = ("prometheus", "otlp", "none")
+TRACE_EXPORTERS = ("none", "otlp", "console")
+OTLP_PROTOCOLS = ("http/protobuf",)
+MAX_CARDINALITY = 10_000
+DEFAULT_EXCLUDED_URLS = r"^/metrics(/|$),^/health,^/healthz,^/readyz,^/livez"
+
+
+class ConfigError(ValueError):
+    """A setting is invalid. ``str(error)`` is one line naming the variable."""
+
+    def __init__(self, variable: str, value: object, expected: str):
+        self.variable = variable
+        super().__init__(f"{variable}={value!r} is invalid: expected {expected}")
+
+
+@dataclass(frozen=True)
+class Settings:
+    service_name: str = "mystocks-api"
+    metrics_exporters: tuple[str, ...] = ("prometheus",)
+    traces_exporter: str = "none"
+    export_interval_ms: int = 15_000
+    prometheus_host: str = "0.0.0.0"
+    prometheus_port: int | None = None  # a standalone /metrics port only when set
+    otlp_protocol: str = "http/protobuf"
+    cardinality_limit: int = 2_000
+    slow_query_seconds: float = 0.5
+    db_tables: frozenset[str] = frozenset()
+    probe_interval_seconds: float = 15.0
+    system_metrics: bool = True
+    metrics_token: str | None = field(default=None, repr=False)
+    excluded_urls: str = DEFAULT_EXCLUDED_URLS
+    sdk_disabled: bool = False
+
+    @property
+    def tracing_enabled(self) -> bool:
+        return self.traces_exporter != "none"
+
+    def with_overrides(self, **overrides) -> "Settings":
+        known = {f.name for f in fields(self)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise ConfigError("setup_telemetry option", unknown[0], f"one of {', '.join(sorted(known))}")
+        return replace(self, **overrides)
+
+
+# -- parsers: each returns the value or raises ConfigError naming the variable -------------
+
+
+def _choice(name: str, raw: str, choices: tuple[str, ...]) -> str:
+    value = raw.strip().lower()
+    if value not in choices:
+        raise ConfigError(name, raw, f"one of {', '.join(choices)}")
+    return value
+
+
+def _exporters(name: str, raw: str) -> tuple[str, ...]:
+    parts = tuple(p.strip().lower() for p in raw.split(",") if p.strip())
+    if not parts or any(p not in EXPORTERS for p in parts) or ("none" in parts and len(parts) > 1):
+        raise ConfigError(name, raw, "prometheus, otlp, prometheus,otlp or none")
+    return () if parts == ("none",) else tuple(dict.fromkeys(parts))
+
+
+def _int(name: str, raw: str, low: int, high: int) -> int:
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        value = None
+    if value is None or not low <= value <= high:
+        raise ConfigError(name, raw, f"an integer from {low} to {high}")
+    return value
+
+
+def _seconds(name: str, raw: str) -> float:
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise ConfigError(name, raw, "a positive number of seconds, e.g. 0.5")
+    return value
+
+
+def _bool(name: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(name, raw, "true or false")
+
+
+def _tables(name: str, raw: str) -> frozenset[str]:
+    tables = [t.strip() for t in raw.split(",") if t.strip()]
+    bad = [t for t in tables if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.]*", t)]
+    if bad:
+        raise ConfigError(name, raw, "a comma-separated list of table names, e.g. quotes,orders")
+    return frozenset(tables)
+
+
+def _regexes(name: str, raw: str) -> str:
+    for part in (p.strip() for p in raw.split(",") if p.strip()):
+        try:
+            re.compile(part)
+        except re.error:
+            raise ConfigError(name, raw, "a comma-separated list of regular expressions") from None
+    return raw
+
+
+def _text(name: str, raw: str) -> str:
+    if not raw.strip():
+        raise ConfigError(name, raw, "a non-empty string")
+    return raw.strip()
+
+
+# variable -> (Settings field, parser)
+_VARIABLES: dict[str, tuple[str, Callable[[str, str], object]]] = {
+    "OTEL_SERVICE_NAME": ("service_name", _text),
+    "OTEL_METRICS_EXPORTER": ("metrics_exporters", _exporters),
+    "OTEL_TRACES_EXPORTER": ("traces_exporter", lambda n, r: _choice(n, r, TRACE_EXPORTERS)),
+    "OTEL_METRIC_EXPORT_INTERVAL": ("export_interval_ms", lambda n, r: _int(n, r, 100, 86_400_000)),
+    "OTEL_EXPORTER_PROMETHEUS_HOST": ("prometheus_host", _text),
+    "OTEL_EXPORTER_PROMETHEUS_PORT": ("prometheus_port", lambda n, r: _int(n, r, 1, 65_535)),
+    "OTEL_EXPORTER_OTLP_PROTOCOL": ("otlp_protocol", lambda n, r: _choice(n, r, OTLP_PROTOCOLS)),
+    "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL": ("otlp_protocol", lambda n, r: _choice(n, r, OTLP_PROTOCOLS)),
+    "OTEL_SDK_DISABLED": ("sdk_disabled", _bool),
+    "OTEL_PYTHON_FASTAPI_EXCLUDED_URLS": ("excluded_urls", _regexes),
+    "MYSTOCKS_OTEL_CARDINALITY_LIMIT": (
+        "cardinality_limit", lambda n, r: _int(n, r, 1, MAX_CARDINALITY)),
+    "MYSTOCKS_OTEL_SLOW_QUERY_SECONDS": ("slow_query_seconds", _seconds),
+    "MYSTOCKS_OTEL_DB_TABLES": ("db_tables", _tables),
+    "MYSTOCKS_OTEL_PROBE_INTERVAL": ("probe_interval_seconds", _seconds),
+    "MYSTOCKS_OTEL_SYSTEM_METRICS": ("system_metrics", _bool),
+    "MYSTOCKS_OTEL_METRICS_TOKEN": ("metrics_token", _text),
+}
+
+#: Documented in the README's table; a test keeps the two in step.
+VARIABLES = tuple(_VARIABLES)
+
+
+def load(environ: Mapping[str, str] | None = None) -> Settings:
+    """Build :class:`Settings` from the environment; raise ConfigError on the first bad value."""
+    env = os.environ if environ is None else environ
+    values: dict[str, object] = {}
+    for variable, (field_name, parse) in _VARIABLES.items():
+        raw = env.get(variable)
+        if raw is not None and raw != "":
+            values[field_name] = parse(variable, raw)
+    return Settings(**values)

@@ -1,0 +1,130 @@
+"""Fault-injection switches: break the demo on purpose, to see the telemetry and alerts react.
+
+The switches live in one :class:`Faults` object per app, read by the routes, the data layer
+and the simulator, and set through ``GET/POST/DELETE /admin/faults`` (``routes/admin.py``).
+A POST is validated as a whole before anything changes, so a bad request changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+import threading
+from dataclasses import asdict, dataclass, replace
+
+from fastapi import HTTPException, Request
+
+DEPENDENCIES = ("redis", "database")
+MAX_LATENCY_MS = 30_000
+MAX_SLOW_QUERY_SECONDS = 30.0
+#: One-shot actions a POST may ask for besides the switches (run by routes/admin.py).
+ACTIONS = ("cache_flush", "db_error", "cache_error")
+
+
+class FaultValidationError(ValueError):
+    """A POST /admin/faults body is invalid; the message says which field and what is allowed."""
+
+
+class DependencyDown(Exception):
+    """A dependency is unreachable, for real or by ``dependency_down``: the request gets 503."""
+
+    def __init__(self, dependency: str, reason: str):
+        self.dependency = dependency
+        super().__init__(f"{dependency} unavailable: {reason}")
+
+
+@dataclass(frozen=True)
+class FaultState:
+    latency_ms: int = 0
+    error_rate: float = 0.0
+    slow_queries: bool = False
+    slow_query_seconds: float = 0.5
+    market_data_stall: bool = False
+    dependency_down: str | None = None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _number(name: str, value: object, low: float, high: float, *, integer: bool = False) -> float:
+    # bool is an int subclass: {"latency_ms": true} is a mistake, not 1 ms.
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise FaultValidationError(f"{name} must be a number from {low:g} to {high:g}, got {value!r}")
+    if integer and not float(value).is_integer():
+        raise FaultValidationError(f"{name} must be a whole number, got {value!r}")
+    if math.isnan(value) or not low <= value <= high:
+        raise FaultValidationError(f"{name} must be from {low:g} to {high:g}, got {value!r}")
+    return value
+
+
+def _flag(name: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise FaultValidationError(f"{name} must be true or false, got {value!r}")
+    return value
+
+
+def _validate(payload: object, current: FaultState) -> tuple[FaultState, list[str]]:
+    if not isinstance(payload, dict):
+        raise FaultValidationError("the body must be a JSON object, e.g. {\"latency_ms\": 200}")
+    known = set(FaultState.__dataclass_fields__) | set(ACTIONS)
+    unknown = sorted(set(payload) - known)
+    if unknown:
+        raise FaultValidationError(f"unknown field {unknown[0]!r}; known fields: {', '.join(sorted(known))}")
+    changes: dict = {}
+    if "latency_ms" in payload:
+        changes["latency_ms"] = int(_number("latency_ms", payload["latency_ms"], 0, MAX_LATENCY_MS, integer=True))
+    if "error_rate" in payload:
+        changes["error_rate"] = float(_number("error_rate", payload["error_rate"], 0, 1))
+    if "slow_query_seconds" in payload:
+        seconds = float(_number("slow_query_seconds", payload["slow_query_seconds"], 0, MAX_SLOW_QUERY_SECONDS))
+        if seconds == 0:
+            raise FaultValidationError("slow_query_seconds must be above 0 (turn slow_queries off instead)")
+        changes["slow_query_seconds"] = seconds
+    for name in ("slow_queries", "market_data_stall"):
+        if name in payload:
+            changes[name] = _flag(name, payload[name])
+    if "dependency_down" in payload:
+        value = payload["dependency_down"]
+        if value is not None and value not in DEPENDENCIES:
+            raise FaultValidationError(f"dependency_down must be one of {', '.join(DEPENDENCIES)} or null, got {value!r}")
+        changes["dependency_down"] = value
+    actions = [name for name in ACTIONS if name in payload and _flag(name, payload[name])]
+    return replace(current, **changes), actions
+
+
+class Faults:
+    """The switches of one app. Thread-safe: sync routes run in a thread pool."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._state = FaultState()
+
+    @property
+    def state(self) -> FaultState:
+        return self._state  # frozen: callers get a consistent snapshot without the lock
+
+    def update(self, payload: object) -> tuple[FaultState, list[str]]:
+        """Validate ``payload`` whole, apply it, and return the new state and the actions asked for."""
+        with self._lock:
+            new, actions = _validate(payload, self._state)
+            self._state = new
+            return new, actions
+
+    def reset(self) -> FaultState:
+        with self._lock:
+            self._state = FaultState()
+            return self._state
+
+    def check_dependency(self, dependency: str) -> None:
+        if self._state.dependency_down == dependency:
+            raise DependencyDown(dependency, "dependency_down fault is set")
+
+
+async def inject_api_faults(request: Request) -> None:
+    """Router dependency of /api: runs after routing, so the route template is still the label."""
+    state = request.app.state.demo.faults.state
+    if state.latency_ms:
+        await asyncio.sleep(state.latency_ms / 1000)
+    if state.error_rate and random.random() < state.error_rate:
+        raise HTTPException(status_code=500, detail="injected fault: error_rate")

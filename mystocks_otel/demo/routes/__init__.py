@@ -1,0 +1,1 @@
+"""The demo's routers, one module per area of the API."""

@@ -1,0 +1,62 @@
+"""Operations routes: ``/health`` and the fault switches at ``/admin/faults``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from fastapi import APIRouter, HTTPException, Request
+
+from ..faults import DependencyDown, FaultValidationError
+from .common import Demo
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/health")
+async def health(demo: Demo) -> dict:
+    """A live probe (also fed to the health metrics). 200 even when degraded: read ``status``."""
+    return await demo.health.check()
+
+
+@router.get("/admin/faults")
+def get_faults(demo: Demo) -> dict:
+    return {"faults": demo.faults.state.as_dict()}
+
+
+@router.delete("/admin/faults")
+def reset_faults(demo: Demo) -> dict:
+    return {"faults": demo.faults.reset().as_dict()}
+
+
+async def _run_action(demo, action: str) -> object:
+    # One-shot actions touch the network: run them off the event loop.
+    if action == "cache_flush":
+        return {"keys_removed": await asyncio.to_thread(demo.cache.flush)}
+    if action == "cache_error":
+        return await asyncio.to_thread(demo.cache.provoke_error)
+    return await asyncio.to_thread(demo.database.provoke_error)  # db_error
+
+
+@router.post("/admin/faults")
+async def set_faults(request: Request, demo: Demo) -> dict:
+    """Set any of the switches (unlisted ones keep their value) and run one-shot actions.
+
+    Body example: ``{"latency_ms": 200, "error_rate": 0.1, "dependency_down": "redis",
+    "cache_flush": true}``. The whole body is validated before anything changes.
+    """
+    try:
+        payload = json.loads(await request.body() or b"null")
+    except ValueError:
+        raise HTTPException(400, "the body must be JSON, e.g. {\"latency_ms\": 200}") from None
+    try:
+        state, actions = demo.faults.update(payload)
+    except FaultValidationError as exc:
+        raise HTTPException(422, str(exc)) from None
+    results = {}
+    for action in actions:
+        try:
+            results[action] = await _run_action(demo, action)
+        except DependencyDown as exc:
+            results[action] = f"not run: {exc}"
+    return {"faults": state.as_dict(), "actions": results}

@@ -1,0 +1,1 @@
+"""Instrumentors for the libraries MyStocks uses, and the periodic probes."""

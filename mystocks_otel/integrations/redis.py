@@ -1,0 +1,95 @@
+"""redis-py: command duration and errors (upstream's instrumentation emits no metrics).
+
+Wraps ``execute_command`` and pipeline ``execute`` on the client *classes*, so every
+client is covered, including ones created before set-up. Clients seen are remembered
+(weakly) for the health probe and ``update_cache_metrics``.
+"""
+
+from __future__ import annotations
+
+import weakref
+from time import perf_counter
+
+from ..catalog import get
+from ..instruments import counter, histogram
+
+_COMMANDS = get("mystocks.redis.command_duration").labels[0].values
+_ERRORS = get("mystocks.redis.command_errors").labels[1].values
+
+# (module, attribute) pairs we wrap; async ones are awaited inside the wrapper.
+_SYNC_TARGETS = (("redis.client", "Redis.execute_command"), ("redis.client", "Pipeline.execute"))
+_ASYNC_TARGETS = (("redis.asyncio.client", "Redis.execute_command"),
+                  ("redis.asyncio.client", "Pipeline.execute"))
+
+
+def _command_name(args) -> str:
+    if not args:
+        return "PIPELINE"
+    name = args[0]
+    if isinstance(name, bytes):
+        name = name.decode("ascii", "replace")
+    name = str(name).split(" ", 1)[0].upper()
+    return name if name in _COMMANDS else "other"
+
+
+class RedisInstrumentor:
+    def __init__(self):
+        self.clients: "weakref.WeakSet" = weakref.WeakSet()
+        self._duration = histogram("mystocks.redis.command_duration")
+        self._errors = counter("mystocks.redis.command_errors")
+        self._wrapped: list[tuple[object, str]] = []
+
+    def _done(self, instance, args, started, error) -> None:
+        command = _command_name(args)
+        self._duration.record(perf_counter() - started, command)
+        if error is not None:
+            name = type(error).__name__
+            self._errors.add(1, command, name if name in _ERRORS else "other")
+        try:
+            self.clients.add(instance)
+        except TypeError:
+            pass
+
+    def _sync(self, wrapped, instance, args, kwargs):
+        started, error = perf_counter(), None
+        try:
+            return wrapped(*args, **kwargs)
+        except Exception as exc:
+            error = exc
+            raise
+        finally:
+            self._done(instance, args, started, error)
+
+    async def _async(self, wrapped, instance, args, kwargs):
+        started, error = perf_counter(), None
+        try:
+            return await wrapped(*args, **kwargs)
+        except Exception as exc:
+            error = exc
+            raise
+        finally:
+            self._done(instance, args, started, error)
+
+    def instrument(self) -> None:
+        if self._wrapped:
+            return
+        import importlib
+
+        from wrapt import wrap_function_wrapper
+
+        for targets, wrapper in ((_SYNC_TARGETS, self._sync), (_ASYNC_TARGETS, self._async)):
+            for module_name, attribute in targets:
+                try:
+                    module = importlib.import_module(module_name)
+                except ImportError:
+                    continue
+                wrap_function_wrapper(module, attribute, wrapper)
+                owner, name = attribute.split(".")
+                self._wrapped.append((getattr(module, owner), name))
+
+    def uninstrument(self) -> None:
+        from opentelemetry.instrumentation.utils import unwrap
+
+        for owner, name in self._wrapped:
+            unwrap(owner, name)
+        self._wrapped.clear()

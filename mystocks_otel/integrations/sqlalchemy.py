@@ -1,0 +1,137 @@
+"""SQLAlchemy: query duration, slow queries, errors and pool usage.
+
+Listens on the ``Engine`` *class*, so every engine is covered however it was made
+(directly, by a wrapper around ``create_engine``, or before set-up). Upstream's
+instrumentation only reports pool usage; spans still come from it when tracing is on.
+"""
+
+from __future__ import annotations
+
+import re
+import weakref
+from time import perf_counter
+
+from ..catalog import get
+from ..instruments import counter, gauge, histogram
+
+_TABLE = re.compile(r"""\b(?:FROM|INTO|UPDATE|JOIN|TABLE)\s+[`"\[]?([A-Za-z_][\w.]*)""", re.I)
+_OPERATIONS = get("mystocks.db.query_duration").labels[0].values
+_ERRORS = get("mystocks.db.query_errors").labels[1].values
+_CACHE_SIZE = 2048  # distinct statements remembered; SQLAlchemy reuses statement strings
+
+
+def pool_name(engine) -> str:
+    url = engine.url
+    database = (url.database or "").rsplit("/", 1)[-1] or "default"
+    return f"{url.get_backend_name()}/{database}"
+
+
+class SQLAlchemyInstrumentor:
+    def __init__(self, slow_query_seconds: float = 0.5, tables: frozenset[str] = frozenset()):
+        self.slow_query_seconds = slow_query_seconds
+        self.tables = tables
+        self.engines: "weakref.WeakSet" = weakref.WeakSet()
+        self._statements: dict[str, tuple[str, str]] = {}
+        self._duration = histogram("mystocks.db.query_duration")
+        self._slow = counter("mystocks.db.slow_queries")
+        self._errors = counter("mystocks.db.query_errors")
+        self._listening = False
+
+    def _listeners(self):
+        return (("engine_connect", self._track), ("before_cursor_execute", self._before),
+                ("after_cursor_execute", self._after), ("handle_error", self._failed))
+
+    def instrument(self, engines=()) -> None:
+        from sqlalchemy import event
+        from sqlalchemy.engine import Engine
+
+        for engine in engines:
+            self.engines.add(engine)
+        if not self._listening:
+            for name, fn in self._listeners():
+                event.listen(Engine, name, fn)
+            self._listening = True
+
+    def uninstrument(self) -> None:
+        from sqlalchemy import event
+        from sqlalchemy.engine import Engine
+
+        if self._listening:
+            for name, fn in self._listeners():
+                event.remove(Engine, name, fn)
+            self._listening = False
+
+    # -- statement classification ------------------------------------------------------
+    def classify(self, statement: str) -> tuple[str, str]:
+        """(operation, table) for a statement; table is "other" unless allow-listed."""
+        cached = self._statements.get(statement)
+        if cached is not None:
+            return cached
+        words = statement.lstrip().split(None, 1)
+        operation = words[0].upper() if words else "other"
+        if operation not in _OPERATIONS:
+            operation = "other"
+        match = _TABLE.search(statement) if self.tables else None
+        table = match.group(1).strip('`"[]') if match else ""
+        result = (operation, table if table in self.tables else "other")
+        if len(self._statements) < _CACHE_SIZE:
+            self._statements[statement] = result
+        return result
+
+    # -- event handlers (must never raise into the query) --------------------------------
+    def _track(self, connection, *args) -> None:
+        self.engines.add(connection.engine)
+
+    def _before(self, conn, cursor, statement, parameters, context, executemany) -> None:
+        if context is not None:
+            context._mystocks_started = perf_counter()
+
+    def _after(self, conn, cursor, statement, parameters, context, executemany) -> None:
+        started = getattr(context, "_mystocks_started", None)
+        if started is None:
+            return
+        duration = perf_counter() - started
+        try:
+            operation, table = self.classify(statement)
+        except Exception:  # noqa: BLE001 - never break a query for a label
+            operation, table = "other", "other"
+        self._duration.record(duration, operation, table)
+        if duration >= self.slow_query_seconds:
+            self._slow.add(1, operation, table)
+
+    def _failed(self, context) -> None:
+        try:
+            operation = self.classify(context.statement or "")[0]
+            exc = context.sqlalchemy_exception or context.original_exception
+            error = type(exc).__name__
+            self._errors.add(1, operation, error if error in _ERRORS else "other")
+        except Exception:  # noqa: BLE001
+            pass
+
+    # -- pool status -------------------------------------------------------------------
+    def update_pool_metrics(self, engines=None) -> dict[str, dict[str, int]]:
+        """Read each engine's pool; returns {pool: {active, idle, total, max}}."""
+        report = {}
+        for engine in list(engines if engines is not None else self.engines):
+            status = pool_status(engine.pool)
+            if status is None:
+                continue
+            name = pool_name(engine)
+            report[name] = status
+            for field in ("active", "idle", "total", "max"):
+                gauge(f"mystocks.db.connections_{field}").set(status[field], name)
+            semconv = counter("db.client.connection.count")
+            semconv.set_total(status["active"], name, "used")
+            semconv.set_total(status["idle"], name, "idle")
+        return report
+
+
+def pool_status(pool) -> dict[str, int] | None:
+    """Counts from a QueuePool-like pool; None for pools that keep no counts."""
+    if not hasattr(pool, "checkedout"):
+        return None
+    active, idle = pool.checkedout(), pool.checkedin()
+    size = pool.size()
+    overflow = getattr(pool, "_max_overflow", 0)
+    return {"active": active, "idle": idle, "total": active + idle,
+            "max": size + overflow if overflow >= 0 else size}

@@ -1,0 +1,305 @@
+"""The "MyStocks Monitoring Dashboard": the specification's 18 panels plus the P0/P1 metrics
+they leave out, in 7 rows. Imported only by ``dashboards.generate()`` (needs the SDK)."""
+
+from __future__ import annotations
+
+from grafana_foundation_sdk.builders import dashboard
+from grafana_foundation_sdk.models.dashboard import DashboardLinkType
+
+from mystocks_otel.mixin import config
+from mystocks_otel.mixin.dashboards_common import (
+    barchart_panel,
+    base_dashboard,
+    datasource_variable,
+    gauge_panel,
+    instance_variable,
+    job_variable,
+    labels_of,
+    number_panels,
+    quantile,
+    query,
+    series,
+    stat_panel,
+    sum_rate,
+    timeseries_panel,
+    value_text,
+)
+
+HTTP = "http.server.request.duration"
+GREEN_AMBER_RED = ((None, "green"), (0.5, "yellow"), (1.0, "red"))
+
+
+def _api() -> list:
+    by_request = labels_of(HTTP)  # method, route, status
+    total = sum_rate(HTTP, suffix="_count")
+    return [
+        timeseries_panel(
+            "HTTP Request Rate",
+            "Requests per second by method, route template and status code "
+            "(http.server.request.duration count).",
+            "reqps",
+            [query(sum_rate(HTTP, by_request, suffix="_count"),
+                   "{{http_request_method}} {{http_route}} {{http_response_status_code}}")],
+            width=12),
+        gauge_panel(
+            "HTTP Duration p95/p99",
+            "95th and 99th percentile of API request duration over all routes. "
+            "The high-response-time alert fires when p95 stays above 1 s for 5 minutes.",
+            "s",
+            [query(quantile(0.95, HTTP), "p95", instant=True),
+             query(quantile(0.99, HTTP), "p99", instant=True)],
+            width=6, max_val=2, steps=GREEN_AMBER_RED),
+        timeseries_panel(
+            "HTTP Error Rate",
+            "Share of requests answered with 4xx (client errors) and 5xx (server errors).",
+            "percentunit",
+            [query(f"{sum_rate(HTTP, matchers=status_class, suffix='_count')} / {total}", f"{cls}xx")
+             for cls, status_class in (("4", 'http_response_status_code=~"4.."'),
+                                       ("5", 'http_response_status_code=~"5.."'))],
+            width=6, min_val=0),
+        timeseries_panel(
+            "HTTP Requests In Flight",
+            "Requests being served right now, by method (a queue builds up here before latency rises).",
+            "short",
+            [query(f"sum by (http_request_method) ({series('http.server.active_requests')})",
+                   "{{http_request_method}}")],
+            width=24, height=6),
+    ]
+
+
+def _database() -> list:
+    table = ("operation", "table")
+    pool = "sum by (pool) "
+    return [
+        timeseries_panel(
+            "DB Connections",
+            "Pool connections checked out (active) and idle, against the pool's maximum "
+            "(size + overflow): active near max means the pool is about to be exhausted.",
+            "short",
+            [query(f"{pool}({series('mystocks.db.connections_active')})", "active {{pool}}"),
+             query(f"{pool}({series('mystocks.db.connections_idle')})", "idle {{pool}}"),
+             query(f"{pool}({series('mystocks.db.connections_max')})", "max {{pool}}")],
+            width=12, min_val=0),
+        timeseries_panel(
+            "Slow Queries",
+            "Statements slower than MYSTOCKS_OTEL_SLOW_QUERY_SECONDS per second, by operation and table.",
+            "ops",
+            [query(sum_rate("mystocks.db.slow_queries", table), "{{operation}} {{table}}")],
+            width=12, min_val=0),
+        timeseries_panel(
+            "DB Query Latency p95",
+            "95th percentile duration of SQL statements, by operation.",
+            "s",
+            [query(quantile(0.95, "mystocks.db.query_duration", ("operation",)), "{{operation}}")],
+            width=12, min_val=0),
+        timeseries_panel(
+            "DB Query Errors",
+            "SQL statements that raised, per second, by operation and exception type.",
+            "ops",
+            [query(sum_rate("mystocks.db.query_errors", ("operation", "error_type")),
+                   "{{operation}} {{error_type}}")],
+            width=12, min_val=0),
+    ]
+
+
+def _cache() -> list:
+    hits = sum_rate("mystocks.cache.hits", ("cache",))
+    misses = sum_rate("mystocks.cache.misses", ("cache",))
+    return [
+        gauge_panel(
+            "Cache Hit Rate",
+            "Hits / (hits + misses) over the rate window, by cache (redis, memory). Computed from the "
+            "counters rather than the since-start ratio gauge so that it reacts to a recent drop and "
+            "adds up correctly across worker processes.",
+            "percentunit",
+            [query(f"{hits} / ({hits} + {misses})", "{{cache}}", instant=True)],
+            max_val=1, steps=((None, "red"), (0.5, "yellow"), (0.8, "green"))),
+        barchart_panel(
+            "Cache Hits vs Misses",
+            "Cache lookups per minute that hit and that missed, by cache.",
+            "opm",
+            [query(f"{hits} * 60", "hits {{cache}}", instant=True),
+             query(f"{misses} * 60", "misses {{cache}}", instant=True)]),
+        timeseries_panel(
+            "Redis Command Errors",
+            "Redis commands that raised, per second, by command and error type.",
+            "ops",
+            [query(sum_rate("mystocks.redis.command_errors", ("command", "error_type")),
+                   "{{command}} {{error_type}}")],
+            min_val=0),
+    ]
+
+
+PROCESS = 'scope="process"'
+
+
+def _system() -> list:
+    return [
+        timeseries_panel(
+            "Process Memory",
+            "Resident memory of the API process, and memory used by each cache.",
+            "bytes",
+            [query(f"sum by (job, instance) ({series('mystocks.system.memory_usage', PROCESS)})",
+                   "process {{instance}}"),
+             query(f"sum by (cache) ({series('mystocks.cache.memory_usage')})", "cache {{cache}}")],
+            min_val=0),
+        gauge_panel(
+            "CPU Usage",
+            "CPU use in percent: the API process and the host it runs on.",
+            "percent",
+            [query(f"max by (scope) ({series('mystocks.system.cpu_utilization')})", "{{scope}}",
+                   instant=True)],
+            max_val=100, steps=((None, "green"), (70, "yellow"), (90, "red"))),
+        timeseries_panel(
+            "System Uptime",
+            "Uptime of each service process and of its host, in days; a drop to zero is a restart.",
+            "d",
+            [query(f"max by (job, scope) ({series('mystocks.system.uptime')}) / 86400",
+                   "{{job}} {{scope}}")],
+            min_val=0),
+        timeseries_panel(
+            "Memory & Disk Utilization",
+            "Host memory in use and the data disk's used share, in percent.",
+            "percent",
+            [query(f"max by (scope) ({series('mystocks.system.memory_utilization')})", "memory {{scope}}"),
+             query(f"max by (mountpoint) ({series('mystocks.system.disk_utilization')})",
+                   "disk {{mountpoint}}")],
+            width=24, height=6, min_val=0, max_val=100),
+    ]
+
+
+def _websocket() -> list:
+    return [
+        timeseries_panel(
+            "WebSocket Connections",
+            "Open WebSocket connections by namespace (the WebSocket route).",
+            "short",
+            [query(f"sum by (namespace) ({series('mystocks.websocket.active_connections')})",
+                   "{{namespace}}")],
+            min_val=0),
+        barchart_panel(
+            "WebSocket Messages",
+            "WebSocket messages per second, sent and received, by message type (text, binary).",
+            "mps",
+            [query(sum_rate("mystocks.websocket.messages", ("direction", "message_type")),
+                   "{{direction}} {{message_type}}", instant=True)]),
+        timeseries_panel(
+            "WebSocket Connection Errors",
+            "WebSocket connections per second that ended in an error or were rejected, by reason.",
+            "ops",
+            [query(sum_rate("mystocks.websocket.connection_errors", ("namespace", "reason")),
+                   "{{namespace}} {{reason}}")],
+            min_val=0),
+    ]
+
+
+def _market_data() -> list:
+    latency = "mystocks.market_data.processing_duration"
+    return [
+        barchart_panel(
+            "Market Data Points",
+            "Market data points processed per second, by data source.",
+            "ops",
+            [query(sum_rate("mystocks.market_data.points_processed", ("source",)), "{{source}}",
+                   instant=True)]),
+        timeseries_panel(
+            "Market Data Latency",
+            "95th and 99th percentile processing time of market data, by source.",
+            "s",
+            [query(quantile(0.95, latency, ("source",)), "p95 {{source}}"),
+             query(quantile(0.99, latency, ("source",)), "p99 {{source}}")],
+            min_val=0),
+        timeseries_panel(
+            "Market Data Feed Errors",
+            "Feed errors per second, by source and reason (timeout, connection, parse, rate_limited, stalled).",
+            "ops",
+            [query(sum_rate("mystocks.market_data.feed_errors", ("source", "reason")),
+                   "{{source}} {{reason}}")],
+            min_val=0),
+        timeseries_panel(
+            "Data Freshness",
+            "Age of the newest record of each dataset; the freshness SLO wants it under 60 s.",
+            "s",
+            [query(f"max by (dataset) ({series('mystocks.data_quality.freshness')})", "{{dataset}}")],
+            min_val=0, steps=((None, "green"), (60, "red"))),
+        timeseries_panel(
+            "Data Completeness",
+            "Share of expected records present, by dataset.",
+            "percentunit",
+            [query(f"min by (dataset) ({series('mystocks.data_quality.completeness_ratio')})",
+                   "{{dataset}}")],
+            min_val=0, max_val=1),
+        timeseries_panel(
+            "Orders",
+            "Orders per second by side and final status (accepted, filled, rejected, cancelled).",
+            "ops",
+            [query(sum_rate("mystocks.trading.orders", ("side", "status")), "{{side}} {{status}}")],
+            min_val=0),
+        timeseries_panel(
+            "Order Latency p95/p99",
+            "Time from order submission to acknowledgement: 95th and 99th percentile.",
+            "s",
+            [query(quantile(0.95, "mystocks.trading.order_latency"), "p95"),
+             query(quantile(0.99, "mystocks.trading.order_latency"), "p99")],
+            width=24, height=6, min_val=0),
+    ]
+
+
+def _users_alerts_health() -> list:
+    up_down = value_text({"0": ("Down", "red"), "1": ("Up", "green")})
+    return [
+        stat_panel(
+            "Active Alerts",
+            "Alerts firing now, by severity (fed by the Alertmanager webhook).",
+            "short",
+            [query(f"sum by (severity) ({series('mystocks.alert.active')})", "{{severity}}", instant=True)],
+            width=6, steps=((None, "green"), (1, "red"))),
+        timeseries_panel(
+            "User Sessions",
+            "Signed-in user sessions, by platform.",
+            "short",
+            [query(f"sum by (platform) ({series('mystocks.user.active_sessions')})", "{{platform}}")],
+            width=6, min_val=0),
+        timeseries_panel(
+            "Component Health",
+            "1 when a component's health probe passes, 0 when it fails (the worst instance wins).",
+            "none",
+            [query(f"min by (component) ({series('mystocks.health.component_status')})", "{{component}}")],
+            width=6, min_val=0, max_val=1, mappings=up_down),
+        timeseries_panel(
+            "Dependencies Availability",
+            "Share of probes each external dependency answered over the rate window.",
+            "percentunit",
+            [query("avg by (dependency) (avg_over_time("
+                   f"{series('mystocks.health.dependency_availability')}[$__rate_interval]))",
+                   "{{dependency}}")],
+            width=6, min_val=0, max_val=1),
+    ]
+
+
+ROWS = (
+    ("API", _api),
+    ("Database", _database),
+    ("Cache", _cache),
+    ("System", _system),
+    ("WebSocket", _websocket),
+    ("Market Data & Trading", _market_data),
+    ("Users, Alerts & Health", _users_alerts_health),
+)
+
+
+def build():
+    board = base_dashboard(
+        "MyStocks Monitoring Dashboard", config.MAIN_DASHBOARD_UID,
+        "API, database, cache, system, WebSocket, market data, business and health metrics of MyStocks.",
+        ["overview"])
+    for variable in (datasource_variable(), job_variable(), instance_variable()):
+        board = board.with_variable(variable)
+    board = board.link(dashboard.DashboardLink("SLOs").type(DashboardLinkType.DASHBOARDS).tags(["slo"])
+                       .include_vars(True).keep_time(True))
+    for title, panels in ROWS:
+        # Expanded rows: Grafana only shows panels that follow an expanded row, not ones inside it.
+        board = board.with_row(dashboard.Row(title).collapsed(False))
+        for panel in panels():
+            board = board.with_panel(panel)
+    return number_panels(board.build())

@@ -1,0 +1,128 @@
+"""The process's one MeterProvider: resource, readers and views.
+
+Built at most once per process (the SDK and prometheus_client registries are
+process-wide). Pre-fork servers must call set-up after the fork: the OTLP reader's
+export thread does not survive ``fork()``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
+from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
+from opentelemetry.sdk.resources import SERVICE_INSTANCE_ID, SERVICE_NAME, Resource
+from prometheus_client import CollectorRegistry
+
+from . import catalog
+from .config import Settings
+from .instruments import INSTRUMENTS
+
+_log = logging.getLogger(__name__)
+METER_NAME = "mystocks_otel"
+
+
+@dataclass
+class ProviderState:
+    provider: MeterProvider
+    settings: Settings
+    registry: CollectorRegistry | None  # None when the Prometheus reader is off
+    readers: dict[str, MetricReader]
+    started_at: float = field(default_factory=time.time)
+    last_collection: dict = field(default_factory=dict)
+
+
+_lock = threading.Lock()
+_state: ProviderState | None = None
+
+
+def current() -> ProviderState | None:
+    return _state
+
+
+def views() -> list[View]:
+    """An attribute allow-list per catalog metric, plus seconds-scale buckets for histograms.
+
+    Our recorders already emit only allowed keys; the views also bound anything else
+    that records into these names (and make the allow-list visible to SDK users).
+    """
+    result = []
+    for spec in catalog.METRICS:
+        aggregation = (
+            ExplicitBucketHistogramAggregation(list(spec.buckets)) if spec.buckets else None
+        )
+        result.append(View(
+            instrument_name=spec.name,
+            attribute_keys=set(spec.attribute_keys) | {catalog.OVERFLOW_ATTRIBUTE},
+            aggregation=aggregation,
+        ))
+    return result
+
+
+def _resource(settings: Settings) -> Resource:
+    # Resource.create() merges OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME itself.
+    return Resource.create({
+        SERVICE_NAME: settings.service_name,
+        SERVICE_INSTANCE_ID: str(uuid.uuid4()),
+    })
+
+
+def _readers(settings: Settings) -> tuple[dict[str, MetricReader], CollectorRegistry | None]:
+    readers: dict[str, MetricReader] = {}
+    registry = None
+    if "prometheus" in settings.metrics_exporters:
+        from opentelemetry.exporter.prometheus import PrometheusMetricReader
+
+        # Our own registry keeps /metrics free of prometheus_client's default collectors.
+        registry = CollectorRegistry(auto_describe=True)
+        readers["prometheus"] = PrometheusMetricReader(
+            scope_info_enabled=False, registry=registry
+        )
+    if "otlp" in settings.metrics_exporters:
+        from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+
+        # The exporter reads every OTEL_EXPORTER_OTLP_* variable itself.
+        readers["otlp"] = PeriodicExportingMetricReader(
+            OTLPMetricExporter(), export_interval_millis=settings.export_interval_ms
+        )
+    return readers, registry
+
+
+def start(settings: Settings) -> ProviderState:
+    """Build the provider once; later calls return the existing one."""
+    global _state
+    with _lock:
+        if _state is not None:
+            return _state
+        INSTRUMENTS.cardinality_limit = settings.cardinality_limit
+        readers, registry = _readers(settings)
+        provider = MeterProvider(
+            metric_readers=list(readers.values()), resource=_resource(settings), views=views()
+        )
+        INSTRUMENTS.bind(provider.get_meter(METER_NAME))
+        _state = ProviderState(provider, settings, registry, readers)
+        if registry is not None and settings.prometheus_port:
+            _serve_standalone(registry, settings)
+        _log.info("mystocks-otel metrics: readers=%s", ",".join(readers) or "none")
+        return _state
+
+
+def _serve_standalone(registry: CollectorRegistry, settings: Settings) -> None:
+    from prometheus_client import start_http_server
+
+    start_http_server(settings.prometheus_port, addr=settings.prometheus_host, registry=registry)
+    _log.info("serving /metrics on %s:%s", settings.prometheus_host, settings.prometheus_port)
+
+
+def shutdown(timeout_millis: float = 5_000) -> None:
+    """Flush and stop the readers. Bounded: a dead Collector cannot hold shutdown."""
+    global _state
+    with _lock:
+        state, _state = _state, None
+    if state is not None:
+        state.provider.shutdown(timeout_millis=timeout_millis)

@@ -1,0 +1,88 @@
+"""``setup_telemetry(app)``: one line to instrument a FastAPI app."""
+
+from __future__ import annotations
+
+import logging
+
+from . import config, runtime
+from .asgi import MetricsMiddleware
+from .endpoints import metrics_router
+
+_log = logging.getLogger(__name__)
+
+
+class Telemetry:
+    """The handle ``setup_telemetry`` returns."""
+
+    def __init__(self, app, rt: runtime.Runtime | None, settings: config.Settings):
+        self.app = app
+        self.runtime = rt
+        self.settings = settings
+
+    @property
+    def enabled(self) -> bool:
+        return self.runtime is not None
+
+    def shutdown(self) -> None:
+        """Stop the probes, remove library hooks and flush the exporters (bounded)."""
+        if self.runtime is not None:
+            runtime.stop()
+            self.runtime = None
+
+
+def build_tracer_provider(settings: config.Settings):
+    """A TracerProvider for OTEL_TRACES_EXPORTER=otlp|console, or None when tracing is off."""
+    if not settings.tracing_enabled:
+        return None
+    from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
+
+    if settings.traces_exporter == "otlp":
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        exporter = OTLPSpanExporter()
+    else:
+        exporter = ConsoleSpanExporter()
+    tracer_provider = TracerProvider(resource=Resource.create({SERVICE_NAME: settings.service_name}))
+    tracer_provider.add_span_processor(BatchSpanProcessor(exporter))
+    return tracer_provider
+
+
+def instrument_app(app, rt: runtime.Runtime) -> None:
+    """The per-app part: the ASGI metrics layer, the endpoints, and spans when tracing."""
+    app.add_middleware(MetricsMiddleware, excluded_urls=rt.settings.excluded_urls)
+    app.include_router(metrics_router())
+    if rt.tracing:
+        from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+        from opentelemetry.metrics import NoOpMeterProvider
+
+        FastAPIInstrumentor.instrument_app(
+            app, tracer_provider=rt.tracer_provider, meter_provider=NoOpMeterProvider(),
+            excluded_urls=rt.settings.excluded_urls,
+        )
+
+
+def setup_telemetry(app, *, engines=(), tracer_provider=None, **options) -> Telemetry:
+    """Instrument ``app`` (and the process) in one call. A second call on the same app is a no-op.
+
+    ``options`` override settings read from the environment, by field name of
+    :class:`mystocks_otel.config.Settings` (e.g. ``slow_query_seconds=0.2``).
+    Raises :class:`ConfigError` on a bad setting.
+    """
+    existing = getattr(app.state, "mystocks_telemetry", None)
+    if existing is not None:
+        return existing
+    settings = config.load().with_overrides(**options)
+    if settings.sdk_disabled:
+        _log.info("OTEL_SDK_DISABLED=true: mystocks-otel does nothing")
+        handle = Telemetry(app, None, settings)
+    else:
+        current = runtime.current()
+        if tracer_provider is None and current is None:
+            tracer_provider = build_tracer_provider(settings)
+        rt = runtime.start(settings, engines, tracer_provider)
+        instrument_app(app, rt)
+        handle = Telemetry(app, rt, rt.settings)
+    app.state.mystocks_telemetry = handle
+    return handle
