@@ -107,7 +107,11 @@ def start(settings: Settings) -> ProviderState:
         INSTRUMENTS.bind(provider.get_meter(METER_NAME))
         _state = ProviderState(provider, settings, registry, readers)
         if registry is not None and settings.prometheus_port:
-            _serve_standalone(registry, settings)
+            try:
+                _serve_standalone(registry, settings)
+            except OSError as exc:  # e.g. a second worker: the first one serves the port
+                _log.warning("mystocks-otel: cannot bind /metrics on port %s: %s",
+                             settings.prometheus_port, exc)
         _log.info("mystocks-otel metrics: readers=%s", ",".join(readers) or "none")
         return _state
 

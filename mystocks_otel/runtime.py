@@ -18,12 +18,25 @@ from .integrations.sqlalchemy import SQLAlchemyInstrumentor
 _log = logging.getLogger(__name__)
 
 
+# The library hooks are process-wide and may be installed before the runtime starts
+# (the distro installs them at interpreter start, the runtime at the first app).
+SQLALCHEMY = SQLAlchemyInstrumentor()
+REDIS = RedisInstrumentor()
+
+
+def install_library_hooks() -> None:
+    SQLALCHEMY.instrument()
+    REDIS.instrument()
+
+
 class Runtime:
     def __init__(self, settings: Settings, tracer_provider=None):
         self.settings = settings
         self.tracer_provider = tracer_provider
-        self.sqlalchemy = SQLAlchemyInstrumentor(settings.slow_query_seconds, settings.db_tables)
-        self.redis = RedisInstrumentor()
+        self.sqlalchemy = SQLALCHEMY
+        self.sqlalchemy.slow_query_seconds = settings.slow_query_seconds
+        self.sqlalchemy.tables = settings.db_tables
+        self.redis = REDIS
         self.health = HealthRegistry(pin_seconds=3 * settings.probe_interval_seconds)
         self.sampler = None
         self.poller: Poller | None = None
