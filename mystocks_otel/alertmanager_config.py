@@ -20,6 +20,7 @@ import argparse
 import ipaddress
 import os
 import re
+import secrets
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -144,6 +145,9 @@ class Secret:
     expected: str
     used_by: str
     fallback_env: str | None = None
+    # With allow_missing, write a random value instead of nothing: Alertmanager cannot send
+    # at all without the file, and an app that runs without a token ignores the header.
+    generate_if_missing: bool = False
 
 
 SECRETS: tuple[Secret, ...] = (
@@ -159,7 +163,7 @@ SECRETS: tuple[Secret, ...] = (
            "the SMTP password, one line without surrounding spaces", "e-mail to team leads"),
     Secret("ALERT_WEBHOOK_TOKEN", "alert-webhook.token", _token,
            "a bearer token of 16+ URL-safe characters (the app checks the same value)",
-           "the app's /alerts/webhook"),
+           "the app's /alerts/webhook", generate_if_missing=True),
 )
 
 
@@ -227,6 +231,12 @@ def write_secret_files(secrets_dir: str | os.PathLike, environ: Mapping[str, str
             name, value = secret.fallback_env, environ[secret.fallback_env]
             warnings.append(f"{secret.env} is not set: {secret.used_by} uses {name}, so it posts "
                             f"to whatever channel that one webhook is bound to")
+        if value == "" and allow_missing and secret.generate_if_missing:
+            if (Path(secrets_dir) / secret.filename).exists():
+                continue  # keep the token of an earlier run: the app may have been given it
+            value = secrets.token_urlsafe(32)
+            warnings.append(f"{secret.env} is not set: wrote a random token, so {secret.used_by} "
+                            f"works only while the app runs without a token")
         if value == "":
             if allow_missing:
                 warnings.append(f"{secret.env} is not set: {secret.used_by} will fail to deliver")

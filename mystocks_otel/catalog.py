@@ -242,7 +242,7 @@ METRICS: tuple[MetricSpec, ...] = (
        [DB_POOL], "P1", "db", frequency="per update"),
     _m("mystocks.db.connections_idle", G, "{connection}", "Pool connections idle in the pool.",
        [DB_POOL], "P2", "db", frequency="per update"),
-    _m("mystocks.db.connections_total", G, "{connection}", "Pool connections open (active + idle).",
+    _m("mystocks.db.connections_open", G, "{connection}", "Pool connections open: the total of active and idle.",
        [DB_POOL], "P2", "db", frequency="per update"),
     _m("mystocks.db.connections_max", G, "{connection}",
        "Most connections the pool may open (size + max overflow).", [DB_POOL], "P2", "db",

@@ -167,6 +167,7 @@ class GaugeRecorder(Recorder):
     def set(self, value: float, *values) -> None:
         try:
             key = self._key(values)
+            value = float(value)  # rejects None and strings before they reach an exporter
             if value != value:
                 return self._drop(value)
             with self._lock:

@@ -119,7 +119,7 @@ def record_db_query(operation: str, duration_seconds: float, table: str | None =
 
 @_never_raises("mystocks.db.connections_active")
 def update_database_metrics(engines=None) -> dict:
-    """Pool status of the given engines (default: every engine seen): {pool: {active, idle, total, max}}."""
+    """Pool status of the given engines (default: every engine seen): {pool: {active, idle, open, max}}."""
     rt = runtime.current()
     if rt is not None:
         return rt.update_database_metrics(engines)

@@ -14,7 +14,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
 
@@ -23,7 +23,7 @@ import mystocks_otel as otel
 from . import settings as demo_settings
 from .cache import Cache, open_backend
 from .db import TABLES, Database, quotes
-from .faults import DependencyDown, Faults, inject_api_faults
+from .faults import DependencyDown, Faults
 from .health import HealthMonitor
 from .market import Hub, MarketSimulator
 from .routes import admin, quotes as quote_routes, trading, users
@@ -97,10 +97,8 @@ def create_app(instrument: bool = True, settings: demo_settings.DemoSettings | N
     telemetry = otel.setup_telemetry(app, **_telemetry_options()) if instrument else None
     app.state.demo = DemoState(settings=settings or demo_settings.load(), telemetry=telemetry)
     app.add_exception_handler(DependencyDown, _dependency_down)
-    api = [Depends(inject_api_faults)]
-    app.include_router(quote_routes.router, prefix="/api", dependencies=api)
-    app.include_router(trading.router, prefix="/api", dependencies=api)
-    app.include_router(users.router, prefix="/api", dependencies=api)
+    for router in (quote_routes.router, trading.router, users.router):
+        app.include_router(router)  # /api prefix and fault dependency: see routes/common.py
     app.include_router(quote_routes.ws_router)
     app.include_router(admin.router)
     return app

@@ -71,6 +71,12 @@ class MemoryCache:
     def ping(self) -> bool:
         return True
 
+    def stats(self) -> dict:
+        """Keys and a rough size (characters of keys and values), standing in for Redis INFO."""
+        with self._lock:
+            return {"keys": len(self._data),
+                    "memory_bytes": sum(len(k) + len(v) for k, (v, _) in self._data.items())}
+
     def provoke_error(self, key: str) -> str:
         return "none: the memory cache has no command errors to provoke"
 

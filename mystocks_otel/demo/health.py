@@ -40,8 +40,7 @@ class HealthMonitor:
                       "market_data": feed_ok}
         dependencies = {"redis": redis_ok, self.database.dependency: db_ok, "market_data_feed": feed_ok}
         otel.update_health_metrics(components=components, dependencies=dependencies)
-        client = self.cache.backend.client if redis_ok else None
-        await _probe(lambda: otel.update_cache_metrics(client=client, cache=self.cache.name) or True)
+        await _probe(self._cache_metrics)
         self.last = {
             "status": "ok" if all(components.values()) else "degraded",
             "components": components,
@@ -50,6 +49,18 @@ class HealthMonitor:
             "market_data_freshness_seconds": round(self.simulator.freshness(), 3),
         }
         return self.last
+
+    def _cache_metrics(self) -> bool:
+        backend = self.cache.backend
+        if backend.name == "memory":
+            # No INFO to read: report the LRU's own size under cache="memory".
+            stats = backend.stats()
+            otel.record("mystocks.cache.keys", stats["keys"], {"cache": "memory"})
+            otel.record("mystocks.cache.memory_usage", stats["memory_bytes"], {"cache": "memory"})
+            otel.update_cache_metrics(cache="memory")
+        elif self.cache.faults.state.dependency_down != "redis":
+            otel.update_cache_metrics(client=backend.client, cache="redis")
+        return True
 
     async def run(self) -> None:
         """Probe until cancelled (the app's lifespan cancels it on shutdown)."""

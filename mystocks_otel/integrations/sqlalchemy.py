@@ -14,7 +14,10 @@ from time import perf_counter
 from ..catalog import get
 from ..instruments import counter, gauge, histogram
 
-_TABLE = re.compile(r"""\b(?:FROM|INTO|UPDATE|JOIN|TABLE)\s+[`"\[]?([A-Za-z_][\w.]*)""", re.I)
+_TABLE = re.compile(
+    r"""\b(?:FROM|INTO|UPDATE|JOIN|TABLE(?:\s+IF(?:\s+NOT)?\s+EXISTS)?)\s+[`"\[]?([A-Za-z_][\w.]*)""",
+    re.I,
+)
 _OPERATIONS = get("mystocks.db.query_duration").labels[0].values
 _ERRORS = get("mystocks.db.query_errors").labels[1].values
 _CACHE_SIZE = 2048  # distinct statements remembered; SQLAlchemy reuses statement strings
@@ -110,7 +113,7 @@ class SQLAlchemyInstrumentor:
 
     # -- pool status -------------------------------------------------------------------
     def update_pool_metrics(self, engines=None) -> dict[str, dict[str, int]]:
-        """Read each engine's pool; returns {pool: {active, idle, total, max}}."""
+        """Read each engine's pool; returns {pool: {active, idle, open, max}}."""
         report = {}
         for engine in list(engines if engines is not None else self.engines):
             status = pool_status(engine.pool)
@@ -118,7 +121,7 @@ class SQLAlchemyInstrumentor:
                 continue
             name = pool_name(engine)
             report[name] = status
-            for field in ("active", "idle", "total", "max"):
+            for field in ("active", "idle", "open", "max"):
                 gauge(f"mystocks.db.connections_{field}").set(status[field], name)
             semconv = counter("db.client.connection.count")
             semconv.set_total(status["active"], name, "used")
@@ -133,5 +136,5 @@ def pool_status(pool) -> dict[str, int] | None:
     active, idle = pool.checkedout(), pool.checkedin()
     size = pool.size()
     overflow = getattr(pool, "_max_overflow", 0)
-    return {"active": active, "idle": idle, "total": active + idle,
+    return {"active": active, "idle": idle, "open": active + idle,
             "max": size + overflow if overflow >= 0 else size}

@@ -127,6 +127,15 @@ def _cache() -> list:
             [query(sum_rate("mystocks.redis.command_errors", ("command", "error_type")),
                    "{{command}} {{error_type}}")],
             min_val=0),
+        timeseries_panel(
+            "Cache Hit Ratio: Recent vs Since Start",
+            "The hit ratio over the rate window against the ratio since each process started "
+            "(the application's own gauge): the long-run line is the baseline a recent drop "
+            "is judged against.",
+            "percentunit",
+            [query(f"{hits} / ({hits} + {misses})", "recent {{cache}}"),
+             query(f"avg by (cache) ({series('mystocks.cache.hit_ratio')})", "since start {{cache}}")],
+            width=24, height=6, min_val=0, max_val=1),
     ]
 
 

@@ -14,6 +14,7 @@ from mystocks_otel.mixin import config
 from mystocks_otel.mixin.dashboards_common import (
     base_dashboard,
     datasource_variable,
+    job_variable,
     number_panels,
     query,
     stat_panel,
@@ -24,10 +25,12 @@ from mystocks_otel.mixin.dashboards_common import (
 #: ratio over 30 days (Sloth's approach; it weighs every 5 minutes equally, not every request).
 PERIOD = "30d"
 BASE_WINDOW = "5m"
+OBJECTIVE_RECORD = "slo:objective:ratio"
 
 
 def _ratio(slo: config.SLO, window: str) -> str:
-    return f'{config.slo_error_ratio_record(window)}{{slo="{slo.name}"}}'
+    # The SLO records keep the job label (mixin.alerts_slo), so the job variable applies.
+    return f'{config.slo_error_ratio_record(window)}{{slo="{slo.name}", job=~"$job"}}'
 
 
 def _period_error_ratio(slo: config.SLO) -> str:
@@ -58,7 +61,9 @@ def _panels(slo: config.SLO) -> list:
             f"{slo.name}: SLI",
             f"{slo.description} Over 5-minute and 1-hour windows, against the objective ({objective}).",
             "percentunit",
-            [query(f"1 - {_ratio(slo, w)}", f"SLI {w}") for w in (BASE_WINDOW, "1h")],
+            [*(query(f"1 - {_ratio(slo, w)}", f"SLI {w} {{{{job}}}}") for w in (BASE_WINDOW, "1h")),
+             # Recorded from the same config by mixin.alerts_slo: the line the SLI must stay above.
+             query(f'{OBJECTIVE_RECORD}{{slo="{slo.name}"}}', "objective")],
             width=12, steps=((None, "red"), (slo.objective, "green"))),
         timeseries_panel(
             f"{slo.name}: burn rate",
@@ -67,7 +72,7 @@ def _panels(slo: config.SLO) -> list:
             + ", ".join(f"{sev} {long_w}/{short_w} at {f}x" for sev, long_w, short_w, f in config.BURN_RATE_ALERTS)
             + ".",
             "suffix:x",
-            [query(f"{_ratio(slo, w)} / {budget}", w) for w in config.SLO_WINDOWS],
+            [query(f"{_ratio(slo, w)} / {budget}", f"{w} {{{{job}}}}") for w in config.SLO_WINDOWS],
             width=24, min_val=0, steps=burn_steps),
     ]
 
@@ -77,7 +82,8 @@ def build():
         "MyStocks SLOs", config.SLO_DASHBOARD_UID,
         f"Error budgets, burn rates and SLIs of the MyStocks {PERIOD} service-level objectives.",
         ["slo"], time_from="now-24h")  # a day shows the slower burn-rate windows move
-    board = board.with_variable(datasource_variable())
+    for variable in (datasource_variable(), job_variable()):
+        board = board.with_variable(variable)
     board = board.link(dashboard.DashboardLink("Overview").type(DashboardLinkType.DASHBOARDS).tags(["overview"])
                        .keep_time(True))
     for slo in config.SLOS:

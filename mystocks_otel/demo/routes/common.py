@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Path, Request
-from fastapi.params import Depends
+from fastapi import Depends, Path, Request
+
+from ..faults import inject_api_faults
 
 SYMBOL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9.\-]{0,15}$"
 USER_PATTERN = r"^[A-Za-z0-9_\-]{1,64}$"
@@ -23,3 +24,9 @@ def demo_state(request: Request):
 
 
 Demo = Annotated[object, Depends(demo_state)]
+
+
+#: For every /api router. The prefix is set on the router itself, not at include_router():
+#: FastAPI >= 0.16x no longer copies included routes, so an include prefix is missing from
+#: scope["route"].path, the route template the HTTP metrics label.
+API = {"prefix": "/api", "dependencies": [Depends(inject_api_faults)]}

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
+
+import anyio
 
 from fastapi import APIRouter, HTTPException, WebSocket, WebSocketDisconnect
 from sqlalchemy import select
@@ -12,9 +13,9 @@ import mystocks_otel as otel
 
 from ..db import quotes
 from ..market import Subscriber
-from .common import SYMBOL_PATTERN, Demo, Symbol
+from .common import API, SYMBOL_PATTERN, Demo, Symbol
 
-router = APIRouter(tags=["quotes"])
+router = APIRouter(tags=["quotes"], **API)
 ws_router = APIRouter(tags=["quotes"])
 MAX_SUBSCRIPTIONS = 50
 
@@ -88,13 +89,18 @@ async def _read(websocket: WebSocket, sub: Subscriber, known: frozenset[str]) ->
                                       "unknown": sorted(symbols - known)[:MAX_SUBSCRIPTIONS]}))
 
 
-async def _write(websocket: WebSocket, sub: Subscriber) -> None:
-    while True:
-        kind, payload = await sub.queue.get()
-        if kind == "bytes":
-            await websocket.send_bytes(payload)
-        else:
-            await websocket.send_text(payload)
+async def _write(websocket: WebSocket, sub: Subscriber, scope: anyio.CancelScope) -> None:
+    try:
+        while True:
+            kind, payload = await sub.queue.get()
+            if kind == "bytes":
+                await websocket.send_bytes(payload)
+            else:
+                await websocket.send_text(payload)
+    except (WebSocketDisconnect, RuntimeError, OSError):
+        pass  # the client is gone; the reader sees the disconnect too
+    finally:
+        scope.cancel()
 
 
 @ws_router.websocket("/ws/quotes")
@@ -104,19 +110,15 @@ async def quote_feed(websocket: WebSocket) -> None:
     sub = hub.subscribe()
     sub.offer("text", json.dumps({"type": "welcome", "symbols": sorted(hub.symbols),
                                   "hint": 'send {"subscribe": ["AAPL"]} to narrow the feed'}))
-    tasks = {asyncio.create_task(_read(websocket, sub, hub.symbols)),
-             asyncio.create_task(_write(websocket, sub))}
     try:
-        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        for task in done:
-            error = task.exception()
-            if error is not None and not isinstance(error, WebSocketDisconnect):
-                raise error
+        # anyio, not bare asyncio tasks: the server's (or TestClient's) cancel scope then ends
+        # both halves cleanly, and the first half to finish cancels the other.
+        async with anyio.create_task_group() as group:
+            group.start_soon(_write, websocket, sub, group.cancel_scope)
+            await _read(websocket, sub, hub.symbols)
+            group.cancel_scope.cancel()
     finally:
         hub.unsubscribe(sub)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 __all__ = ["router", "ws_router", "SYMBOL_PATTERN"]

@@ -12,9 +12,9 @@ from sqlalchemy import delete, func, insert, select, update
 import mystocks_otel as otel
 
 from ..db import orders, positions, quotes
-from .common import SYMBOL_PATTERN, USER_PATTERN, Demo, UserId
+from .common import API, SYMBOL_PATTERN, USER_PATTERN, Demo, UserId
 
-router = APIRouter(tags=["trading"])
+router = APIRouter(tags=["trading"], **API)
 SIDES = ("buy", "sell")
 TYPES = ("market", "limit", "stop", "stop_limit")
 PRICED = ("limit", "stop", "stop_limit")

@@ -14,9 +14,9 @@ from sqlalchemy import delete, func, insert, select
 import mystocks_otel as otel
 
 from ..db import quotes, watchlist
-from .common import SYMBOL_PATTERN, USER_PATTERN, Demo, UserId
+from .common import API, SYMBOL_PATTERN, USER_PATTERN, Demo, UserId
 
-router = APIRouter(tags=["users"])
+router = APIRouter(tags=["users"], **API)
 MAX_WATCHLIST = 100
 #: The password the demo treats as wrong, so failed logins can be produced on purpose.
 WRONG_PASSWORD = "wrong"

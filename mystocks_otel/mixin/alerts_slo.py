@@ -1,0 +1,109 @@
+"""SLIs recorded over every window, and multiwindow multi-burn-rate alerts (Google SRE workbook,
+ch. 5) for each SLO in :data:`config.SLOS`."""
+
+from __future__ import annotations
+
+from mystocks_otel.mixin import config
+from mystocks_otel.mixin.rulekit import JOB, Alert, Group, Record, le_matcher, num
+
+HTTP = "http_server_request_duration_seconds"
+TEAM = {"api-availability": "platform", "api-latency": "performance", "market-data-freshness": "data"}
+CATEGORY_CHECKS = {
+    "api-availability": (
+        "Which routes answer 5xx: `sum by (http_route) (rate(http_server_request_duration_seconds_count{http_response_status_code=~\"5..\"}[5m]))`.",
+        "Whether a dependency is down (PostgreSQLDown, RedisDown, DependencyUnavailable firing?).",
+        "The last deploy or config change: roll back first, investigate after.",
+    ),
+    "api-latency": (
+        "Which routes are slow: the `job_route:http_server_request_duration_seconds:p95_5m` series.",
+        "Database pool usage and slow queries (DatabaseHighConnectionUsage, DatabaseSlowQueries).",
+        "CPU saturation of the API hosts and the cache hit ratio.",
+    ),
+    "market-data-freshness": (
+        "Which dataset is stale: `job_dataset:mystocks_data_quality_freshness_seconds:max`.",
+        "Feed errors by source (MarketDataFeedErrors) and whether points are still processed.",
+        "Whether the market is really open today (an exchange holiday is not an incident: silence it).",
+    ),
+}
+
+
+def _camel(name: str) -> str:
+    return "".join(part.capitalize() for part in name.split("-"))
+
+
+def sli_error_expr(slo: config.SLO, window: str) -> str:
+    """The SLI's error ratio over ``window``: bad events / all events, with labels {job}."""
+    total = f"sum by (job) (rate({HTTP}_count{{{JOB}}}[{window}]))"
+    if slo.name == "api-availability":
+        bad = f'sum by (job) (rate({HTTP}_count{{{JOB}, http_response_status_code=~"5.."}}[{window}]))'
+        return f"({bad} or {total} * 0)\n/\n({total} > 0)"
+    if slo.name == "api-latency":
+        good = f"sum by (job) (rate({HTTP}_bucket{{{JOB}, {le_matcher(slo.threshold_seconds)}}}[{window}]))"
+        return f"1 - ({good}\n/\n({total} > 0))"
+    if slo.name == "market-data-freshness":
+        return f"1 - avg_over_time(job:mystocks_data_quality_realtime_fresh:bool[{window}])"
+    raise ValueError(f"no SLI defined for SLO {slo.name!r}")
+
+
+def _records() -> tuple[Record, ...]:
+    records = []
+    for slo in config.SLOS:
+        labels = {"slo": slo.name}
+        records.append(Record("slo:objective:ratio", f"vector({num(slo.objective)})",
+                              f"The objective of {slo.name}, for the SLO dashboard.", labels))
+        records.append(Record("slo:error_budget:ratio", f"vector({num(slo.error_budget)})",
+                              f"The error budget of {slo.name} (1 - objective).", labels))
+        for window in config.SLO_WINDOWS:
+            records.append(Record(config.slo_error_ratio_record(window), sli_error_expr(slo, window),
+                                  f"{slo.name}: {slo.description} Error ratio over {window}.", labels))
+    return tuple(records)
+
+
+def _burn_alert(slo: config.SLO, severity: str) -> Alert:
+    pairs = [(long, short, factor) for sev, long, short, factor in config.BURN_RATE_ALERTS if sev == severity]
+    sel = f'{{slo="{slo.name}"}}'
+    clauses = []
+    for long, short, factor in pairs:
+        limit = num(factor * slo.error_budget)
+        clauses.append(
+            f"(\n  {config.slo_error_ratio_record(long)}{sel} > {limit}\nand\n"
+            f"  {config.slo_error_ratio_record(short)}{sel} > {limit}\n)"
+        )
+    windows = " or ".join(f"{f:g}x over {lw} and {sw}" for lw, sw, f in pairs)
+    page = severity == "critical"
+    budget_days = ", ".join(f"{30 / f:g} days" for _, _, f in pairs)
+    return Alert(
+        name=f"{_camel(slo.name)}ErrorBudgetBurn{'Fast' if page else 'Slow'}",
+        expr="\nor\n".join(clauses),
+        for_="2m" if page else "15m",
+        severity=severity,
+        category="slo",
+        priority="P0" if page else "P2",
+        team=TEAM[slo.name],
+        summary=f"SLO {slo.name} is burning its error budget {'fast' if page else 'steadily'}.",
+        description=(
+            f"The {slo.name} SLO ({num(slo.objective * 100)}% over 30 days) burns its error budget at "
+            f"{windows}. Error ratio now {{{{ $value | humanizePercentage }}}} "
+            f"(budget {num(slo.error_budget * 100)}%)."
+        ),
+        threshold=f"burn {windows}",
+        why=(
+            f"Multiwindow multi-burn-rate ({'page' if page else 'ticket'}): at these rates the 30-day "
+            f"budget is gone in {budget_days}. The long window proves the burn is significant, the "
+            f"short one that it is still happening, so the alert resolves soon after the fix. "
+            f"`for: {'2m' if page else '15m'}` only drops a single-evaluation blip."
+        ),
+        checks=CATEGORY_CHECKS[slo.name],
+        dashboard=config.SLO_DASHBOARD_UID,
+    )
+
+
+def alerts() -> tuple[Alert, ...]:
+    return tuple(_burn_alert(slo, sev) for slo in config.SLOS for sev in ("critical", "warning"))
+
+
+def groups() -> tuple[Group, ...]:
+    return (
+        Group("mystocks-slo.rules", _records()),
+        Group("mystocks-slo.alerts", alerts()),
+    )

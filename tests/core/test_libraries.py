@@ -1,0 +1,122 @@
+"""SQLAlchemy and Redis hooks against real servers (fresh interpreter per scenario)."""
+
+import os
+
+from core_helpers import run_scenario, series
+
+SQL_SCENARIO = """
+    import sqlalchemy as sa
+    from sqlalchemy import create_engine as _create_engine
+    url = os.environ["TEST_DB_URL"]
+    early = sa.create_engine(url)              # made before set-up, passed in
+    def make_engine(u):                        # a wrapper bound before set-up
+        return _create_engine(u, pool_size=3, max_overflow=2)
+    app = make_app(); setup_telemetry(app, engines=[early], slow_query_seconds=0.05,
+                                      db_tables=frozenset({"mystocks_probe"}))
+    late = make_engine(url)                    # made after set-up
+    if url.startswith("sqlite"):
+        @sa.event.listens_for(early, "connect")
+        def add_sleep(dbapi_connection, record):
+            dbapi_connection.create_function("pg_sleep", 1, time.sleep)
+    sleep = "SELECT pg_sleep(0.1)"
+    with late.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE IF NOT EXISTS mystocks_probe (id integer)")
+        conn.exec_driver_sql("INSERT INTO mystocks_probe VALUES (1)")
+        conn.exec_driver_sql("SELECT id FROM mystocks_probe")
+        conn.exec_driver_sql("SELECT 2")
+    with early.connect() as conn:
+        conn.exec_driver_sql(sleep)
+    held = late.connect()
+    held.exec_driver_sql("SELECT 1")
+    try:
+        with late.connect() as conn:
+            conn.exec_driver_sql("SELECT * FROM no_such_table_here")
+    except Exception:
+        pass
+    with late.begin() as conn:
+        conn.exec_driver_sql("DROP TABLE mystocks_probe")
+    mystocks_otel.update_database_metrics()
+    done(body=TestClient(app).get("/metrics").text, backend=late.url.get_backend_name())
+"""
+
+
+def _check_sql(result):
+    body = result["body"]
+    queries = {(l["operation"], l["table"]): v for l, v in series(body, "mystocks_db_query_duration_seconds_count")}
+    assert queries[("INSERT", "mystocks_probe")] == 1
+    assert queries[("SELECT", "mystocks_probe")] == 1  # allow-listed table
+    assert ("CREATE", "mystocks_probe") in queries
+    assert all(table in ("mystocks_probe", "other") for _, table in queries)
+    errors = series(body, "mystocks_db_query_errors_total")
+    assert [(l["operation"], v) for l, v in errors] == [("SELECT", 1)]
+    assert errors[0][0]["error_type"] in ("OperationalError", "ProgrammingError")
+    slow = {(l["operation"], l["table"]): v for l, v in series(body, "mystocks_db_slow_queries_total")}
+    assert slow[("SELECT", "other")] == 1  # pg_sleep(0.1) against a 0.05 s threshold
+    active = dict((l["pool"], v) for l, v in series(body, "mystocks_db_connections_active"))
+    maximum = dict((l["pool"], v) for l, v in series(body, "mystocks_db_connections_max"))
+    pool = next(name for name, v in maximum.items() if v == 5)  # pool_size 3 + overflow 2
+    assert pool.startswith(result["backend"])
+    assert active[pool] == 1  # the held connection
+    used = {l["db_client_connection_state"]: v for l, v in series(body, "db_client_connection_count")
+            if l["db_client_connection_pool_name"] == pool}
+    assert used["used"] == 1 and used["idle"] >= 0
+
+
+def test_sqlalchemy_on_sqlite(tmp_path):
+    result = run_scenario(SQL_SCENARIO, env={"TEST_DB_URL": f"sqlite:///{tmp_path}/t.db"})
+    _check_sql(result)
+
+
+def test_sqlalchemy_on_postgresql(postgres_url):
+    result = run_scenario(SQL_SCENARIO, env={"TEST_DB_URL": postgres_url})
+    _check_sql(result)
+
+
+def test_redis_commands_errors_and_cache_metrics(throwaway_redis):
+    result = run_scenario("""
+        import redis
+        early = redis.Redis.from_url(os.environ["TEST_REDIS_URL"], socket_timeout=1)
+        app = make_app(); setup_telemetry(app)
+        late = redis.Redis.from_url(os.environ["TEST_REDIS_URL"], socket_timeout=1)
+        early.set("k", "v"); late.get("k"); late.get("missing")
+        with late.pipeline() as pipe:
+            pipe.incr("n"); pipe.incr("n"); pipe.execute()
+        try:
+            late.execute_command("NOSUCHCOMMAND")
+        except redis.ResponseError:
+            pass
+        info = mystocks_otel.update_cache_metrics(late)
+        done(body=TestClient(app).get("/metrics").text, info=info)
+    """, env={"TEST_REDIS_URL": throwaway_redis["url"]})
+    body = result["body"]
+    commands = {l["command"]: v for l, v in series(body, "mystocks_redis_command_duration_seconds_count")}
+    assert commands["SET"] == 1 and commands["GET"] == 2 and commands["PIPELINE"] == 1
+    assert commands["other"] == 1  # NOSUCHCOMMAND: unknown names never become labels
+    errors = series(body, "mystocks_redis_command_errors_total")
+    assert errors == [({"command": "other", "error_type": "ResponseError"}, 1)]
+    assert series(body, "mystocks_cache_memory_usage_bytes")[0][1] > 0
+    assert series(body, "mystocks_cache_keys") == [({"cache": "redis"}, 2)]
+
+
+def test_redis_down_is_counted_and_reported_unhealthy(throwaway_redis):
+    result = run_scenario("""
+        import redis, signal
+        app = make_app(); setup_telemetry(app, probe_interval_seconds=0.2)
+        client = redis.Redis.from_url(os.environ["TEST_REDIS_URL"], socket_timeout=1,
+                                      socket_connect_timeout=1)
+        client.ping()
+        os.kill(int(os.environ["TEST_REDIS_PID"]), signal.SIGKILL)
+        time.sleep(0.3)
+        try:
+            client.get("k")
+        except redis.ConnectionError:
+            pass
+        mystocks_otel.update_health_metrics()
+        done(body=TestClient(app).get("/metrics").text, health=TestClient(app).get("/metrics/health").json())
+    """, env={"TEST_REDIS_URL": throwaway_redis["url"], "TEST_REDIS_PID": str(throwaway_redis["process"].pid)})
+    body = result["body"]
+    errors = {l["error_type"] for l, _ in series(body, "mystocks_redis_command_errors_total")}
+    assert "ConnectionError" in errors
+    assert series(body, "mystocks_health_dependency_availability") == [({"dependency": "redis"}, 0.0)]
+    assert result["health"]["components"]["cache"] is False
+    assert result["health"]["status"] == "degraded"
