@@ -1,0 +1,92 @@
+"""``mystocks-otel``: demo | traffic | render | list | check-config."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def _demo(args) -> int:
+    from .demo.server import serve
+
+    serve(host=args.host, port=args.port, reload=args.reload)
+    return 0
+
+
+def _traffic(args) -> int:
+    from .demo.traffic import main
+
+    return main(args.rest) or 0
+
+
+def _render(args) -> int:
+    from .mixin.render import stale_files, write_all
+
+    root = Path(args.root)
+    if args.check:
+        stale = stale_files(root)
+        for rel in stale:
+            print(f"stale: {rel} (run `mystocks-otel render`)", file=sys.stderr)
+        return 1 if stale else 0
+    for rel in write_all(root):
+        print(f"wrote {rel}")
+    return 0
+
+
+def _list(args) -> int:
+    from .catalog import METRICS
+
+    if args.json:
+        print(json.dumps([spec.as_dict() for spec in METRICS], indent=2))
+    else:
+        for spec in METRICS:
+            print(f"{spec.prometheus_name:52} {spec.kind.value:14} {spec.priority}  {spec.description}")
+    return 0
+
+
+def _check_config(args) -> int:
+    from .config import ConfigError, load
+
+    try:
+        settings = load()
+    except ConfigError as error:
+        print(f"mystocks-otel: configuration error: {error}", file=sys.stderr)
+        return 2
+    print(settings)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="mystocks-otel", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="run the instrumented MyStocks demo API under uvicorn")
+    demo.add_argument("--host", default="127.0.0.1")
+    demo.add_argument("--port", type=int, default=8000)
+    demo.add_argument("--reload", action="store_true")
+    demo.set_defaults(run=_demo)
+
+    traffic = sub.add_parser("traffic", help="drive bounded traffic at a running demo")
+    traffic.add_argument("rest", nargs=argparse.REMAINDER)
+    traffic.set_defaults(run=_traffic)
+
+    render = sub.add_parser("render", help="regenerate rules, dashboards and docs from the catalog")
+    render.add_argument("--root", default=".")
+    render.add_argument("--check", action="store_true", help="fail if a committed file is stale")
+    render.set_defaults(run=_render)
+
+    listing = sub.add_parser("list", help="print the metric catalog")
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(run=_list)
+
+    check = sub.add_parser("check-config", help="validate the OTEL_*/MYSTOCKS_OTEL_* environment")
+    check.set_defaults(run=_check_config)
+
+    args = parser.parse_args(argv)
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
