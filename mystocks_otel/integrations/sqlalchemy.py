@@ -113,17 +113,21 @@ class SQLAlchemyInstrumentor:
 
     # -- pool status -------------------------------------------------------------------
     def update_pool_metrics(self, engines=None) -> dict[str, dict[str, int]]:
-        """Read each engine's pool; returns {pool: {active, idle, open, max}}."""
-        report = {}
+        """Read each engine's pool; returns {pool: {active, idle, open, max}}.
+
+        Engines on the same database share one ``pool`` label, so their counts are summed.
+        """
+        report: dict[str, dict[str, int]] = {}
         for engine in list(engines if engines is not None else self.engines):
             status = pool_status(engine.pool)
-            if status is None:
-                continue
-            name = pool_name(engine)
-            report[name] = status
-            for field in ("active", "idle", "open", "max"):
-                gauge(f"mystocks.db.connections_{field}").set(status[field], name)
-            semconv = counter("db.client.connection.count")
+            if status is not None:
+                total = report.setdefault(pool_name(engine), dict.fromkeys(status, 0))
+                for field, value in status.items():
+                    total[field] += value
+        semconv = counter("db.client.connection.count")
+        for name, status in report.items():
+            for field, value in status.items():
+                gauge(f"mystocks.db.connections_{field}").set(value, name)
             semconv.set_total(status["active"], name, "used")
             semconv.set_total(status["idle"], name, "idle")
         return report

@@ -54,8 +54,9 @@ def _check_sql(result):
     assert slow[("SELECT", "other")] == 1  # pg_sleep(0.1) against a 0.05 s threshold
     active = dict((l["pool"], v) for l, v in series(body, "mystocks_db_connections_active"))
     maximum = dict((l["pool"], v) for l, v in series(body, "mystocks_db_connections_max"))
-    pool = next(name for name, v in maximum.items() if v == 5)  # pool_size 3 + overflow 2
-    assert pool.startswith(result["backend"])
+    (pool,) = maximum  # both engines use one database: one pool label, counts summed
+    assert pool.startswith(result["backend"] + "/")
+    assert maximum[pool] == (3 + 2) + (5 + 10)  # the wrapper's pool + the default pool
     assert active[pool] == 1  # the held connection
     used = {l["db_client_connection_state"]: v for l, v in series(body, "db_client_connection_count")
             if l["db_client_connection_pool_name"] == pool}
