@@ -11,6 +11,8 @@ Public API:
 
 - :func:`setup_telemetry` and its :class:`Telemetry` handle; :class:`ConfigError`.
 - :func:`metrics_router`: ``/metrics``, ``/metrics/health``, ``/metrics/list`` alone.
+- :func:`alert_webhook_router`: ``POST /alerts/webhook`` for Alertmanager (alert-lifecycle
+  metrics); mount it with ``app.include_router(alert_webhook_router(token=...))``.
 - The recorders (never raise; see ``mystocks_otel.recorders`` for signatures):
   ``record_api_request``, ``record_websocket_event``, ``record_cache_event``,
   ``record_db_query``, ``record_market_data``, ``record_market_data_error``,
@@ -25,6 +27,7 @@ Importing this package has no side effects and never fails for want of FastAPI,
 SQLAlchemy or Redis: those are the host app's.
 """
 
+from .alert_webhook import alert_webhook_router
 from .catalog import METRICS, MetricSpec
 from .config import ConfigError
 from .endpoints import metrics_router
@@ -57,6 +60,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "METRICS", "MetricSpec", "ConfigError", "Telemetry", "setup_telemetry", "metrics_router",
+    "alert_webhook_router",
     "record", "record_alert_notification", "record_api_request", "record_cache_event",
     "record_data_quality", "record_db_query", "record_login", "record_market_data",
     "record_market_data_error", "record_order", "record_portfolio_update", "record_session",

@@ -11,7 +11,8 @@ user, the e-mail addresses or the webhook URLs. So this module:
 
 Both fail with one line that names the variable and the expected form, because the
 alternative is an Alertmanager that starts and then drops notifications at 3 a.m.
-Stdlib only: it runs before anything else is installed (``scripts/render-alertmanager.sh``).
+Stdlib only, and no relative imports: ``scripts/render-alertmanager.sh`` runs this file
+directly with a bare python3, before (or without) the package's dependencies.
 """
 
 from __future__ import annotations
@@ -271,7 +272,7 @@ def _write_atomic(path: Path, text: str, mode: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m mystocks_otel.alertmanager_config",
+        prog="alertmanager_config.py",
         description="Render the Alertmanager config and write its secret files from the environment.")
     sub = parser.add_subparsers(dest="command", required=True)
     render = sub.add_parser("render", help="render the config template (non-secret values)")

@@ -26,8 +26,11 @@ def compile_excluded(patterns: str) -> re.Pattern | None:
 
 def route_template(scope: dict, root_path: str) -> str | None:
     """The matched route's template, including any Mount prefixes added below us."""
-    route = scope.get("route")
-    path = getattr(route, "path", None)
+    # FastAPI >= 0.16x no longer copies included routes: the route in the scope lacks the
+    # include_router(prefix=...) part, which FastAPI keeps in its effective route context.
+    state = scope.get("fastapi")
+    context = state.get("effective_route_context") if isinstance(state, dict) else None
+    path = getattr(context, "path_format", None) or getattr(scope.get("route"), "path", None)
     if path is None:
         return None
     return scope.get("root_path", "")[len(root_path):] + path

@@ -290,8 +290,8 @@ METRICS: tuple[MetricSpec, ...] = (
        "P3", "health", buckets=DB_BUCKETS, frequency="per probe interval"),
     # -- the telemetry's own health ----------------------------------------------------------
     _m("mystocks.telemetry.dropped_measurements", C, "{measurement}",
-       "Measurements dropped (NaN, negative counter increment, recorder error).",
-       [METRIC_NAME, label("reason", "nan", "negative", "error")], "P2", "telemetry"),
+       "Measurements dropped (NaN, infinite, negative counter increment, recorder error).",
+       [METRIC_NAME, label("reason", "nan", "infinite", "negative", "error")], "P2", "telemetry"),
     _m("mystocks.telemetry.sanitized_attributes", C, "{attribute}",
        "Attributes stripped or replaced (unknown key, value outside its set, overflow).",
        [METRIC_NAME, label("reason", "unknown_key", "value_not_allowed", "overflow")], "P2",

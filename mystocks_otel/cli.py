@@ -68,8 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--reload", action="store_true")
     demo.set_defaults(run=_demo)
 
-    traffic = sub.add_parser("traffic", help="drive bounded traffic at a running demo")
-    traffic.add_argument("rest", nargs=argparse.REMAINDER)
+    traffic = sub.add_parser("traffic", help="drive bounded traffic at a running demo",
+                             add_help=False)  # its own options belong to demo.traffic
     traffic.set_defaults(run=_traffic)
 
     render = sub.add_parser("render", help="regenerate rules, dashboards and docs from the catalog")
@@ -84,7 +84,10 @@ def main(argv: list[str] | None = None) -> int:
     check = sub.add_parser("check-config", help="validate the OTEL_*/MYSTOCKS_OTEL_* environment")
     check.set_defaults(run=_check_config)
 
-    args = parser.parse_args(argv)
+    args, rest = parser.parse_known_args(argv)
+    if rest and args.command != "traffic":
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    args.rest = rest
     return args.run(args)
 
 

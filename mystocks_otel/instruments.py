@@ -24,6 +24,7 @@ from .catalog import OTHER, OVERFLOW_ATTRIBUTE, Kind, MetricSpec
 
 _log = logging.getLogger(__name__)
 
+_INF = math.inf
 OVERFLOW_KEY = ("\0overflow",)
 _OVERFLOW_ATTRIBUTES = {OVERFLOW_ATTRIBUTE: True}
 DROPPED = "mystocks.telemetry.dropped_measurements"
@@ -96,8 +97,8 @@ class Recorder:
             return  # never recurse into our own health counters
         self._instruments.self_metric(metric).add(count, self.spec.name, reason)
 
-    def _drop(self, value: object) -> None:
-        reason = "nan" if isinstance(value, float) and math.isnan(value) else "negative"
+    def _drop(self, value: float) -> None:
+        reason = "nan" if math.isnan(value) else "infinite" if math.isinf(value) else "negative"
         self._report(DROPPED, reason)
 
     def _error(self) -> None:
@@ -124,8 +125,8 @@ class SumRecorder(Recorder):
             key = self._clean.get(values)
             if key is None:
                 key = self._admit(values)
-            # "not amount >= 0" also catches NaN
-            if (self._monotonic and not amount >= 0) or amount != amount:
+            # chained comparisons reject NaN and infinities too (and raise on non-numbers)
+            if not (0 <= amount < _INF if self._monotonic else -_INF < amount < _INF):
                 return self._drop(amount)
             with self._lock:
                 self._totals[key] = self._totals.get(key, 0) + amount
@@ -136,7 +137,7 @@ class SumRecorder(Recorder):
         """For totals kept elsewhere (Redis INFO evicted_keys): store the absolute value."""
         try:
             key = self._key(values)
-            if (self._monotonic and not total >= 0) or total != total:
+            if not (0 <= total < _INF if self._monotonic else -_INF < total < _INF):
                 return self._drop(total)
             with self._lock:
                 self._totals[key] = total
@@ -168,7 +169,7 @@ class GaugeRecorder(Recorder):
         try:
             key = self._key(values)
             value = float(value)  # rejects None and strings before they reach an exporter
-            if value != value:
+            if not -_INF < value < _INF:
                 return self._drop(value)
             with self._lock:
                 self._values[key] = value
@@ -200,7 +201,7 @@ class HistogramRecorder(Recorder):
             key = self._clean.get(values)
             if key is None:
                 key = self._admit(values)
-            if not value >= 0:
+            if not 0 <= value < _INF:
                 return self._drop(value)
             histogram = self._histogram
             if histogram is not None:

@@ -123,6 +123,13 @@ def _serve_standalone(registry: CollectorRegistry, settings: Settings) -> None:
     _log.info("serving /metrics on %s:%s", settings.prometheus_host, settings.prometheus_port)
 
 
+def force_flush(timeout_millis: float = 5_000) -> None:
+    """Push what the readers hold now (bounded)."""
+    state = _state
+    if state is not None:
+        state.provider.force_flush(timeout_millis=timeout_millis)
+
+
 def shutdown(timeout_millis: float = 5_000) -> None:
     """Flush and stop the readers. Bounded: a dead Collector cannot hold shutdown."""
     global _state

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import threading
+from contextlib import asynccontextmanager
 
-from . import config, runtime
+from . import config, provider, runtime
 from .asgi import MetricsMiddleware
 from .endpoints import metrics_router
 
@@ -49,10 +51,41 @@ def build_tracer_provider(settings: config.Settings):
     return tracer_provider
 
 
+FINAL_FLUSH_SECONDS = 3.0
+
+
+def _flush_quietly() -> None:
+    try:
+        provider.force_flush(timeout_millis=FINAL_FLUSH_SECONDS * 1000)
+    except Exception:  # noqa: BLE001 - never fail the host's shutdown
+        _log.warning("mystocks-otel: final flush failed", exc_info=True)
+
+
+def flush_on_shutdown(app) -> None:
+    """Push the last export interval when the app stops.
+
+    uvicorn re-raises SIGTERM after a graceful shutdown, so atexit hooks (and with them
+    the SDK's own final export) never run: flush at the end of the app's lifespan instead.
+    """
+    original = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(app_):
+        async with original(app_) as state:
+            yield state
+        # On a daemon thread with a bounded wait: a hung Collector must not hold shutdown.
+        flusher = threading.Thread(target=_flush_quietly, name="mystocks-otel-flush", daemon=True)
+        flusher.start()
+        flusher.join(FINAL_FLUSH_SECONDS)
+
+    app.router.lifespan_context = lifespan
+
+
 def instrument_app(app, rt: runtime.Runtime) -> None:
     """The per-app part: the ASGI metrics layer, the endpoints, and spans when tracing."""
     app.add_middleware(MetricsMiddleware, excluded_urls=rt.settings.excluded_urls)
     app.include_router(metrics_router())
+    flush_on_shutdown(app)
     if rt.tracing:
         from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
         from opentelemetry.metrics import NoOpMeterProvider

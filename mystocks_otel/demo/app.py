@@ -20,6 +20,7 @@ from sqlalchemy import select
 
 import mystocks_otel as otel
 
+from ..alert_webhook import alert_webhook_router
 from . import settings as demo_settings
 from .cache import Cache, open_backend
 from .db import TABLES, Database, quotes
@@ -101,6 +102,9 @@ def create_app(instrument: bool = True, settings: demo_settings.DemoSettings | N
         app.include_router(router)  # /api prefix and fault dependency: see routes/common.py
     app.include_router(quote_routes.ws_router)
     app.include_router(admin.router)
+    if not any(getattr(route, "path", None) == "/alerts/webhook" for route in app.routes):
+        # Alertmanager's webhook receiver -> the alert-lifecycle metrics (unless set-up added it).
+        app.include_router(alert_webhook_router(app.state.demo.settings.alert_webhook_token))
     return app
 
 

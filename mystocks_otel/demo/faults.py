@@ -19,7 +19,7 @@ DEPENDENCIES = ("redis", "database")
 MAX_LATENCY_MS = 30_000
 MAX_SLOW_QUERY_SECONDS = 30.0
 #: One-shot actions a POST may ask for besides the switches (run by routes/admin.py).
-ACTIONS = ("cache_flush", "db_error", "cache_error")
+ACTIONS = ("cache_flush", "db_error", "cache_error", "bad_measurements")
 
 
 class FaultValidationError(ValueError):

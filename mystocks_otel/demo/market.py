@@ -4,7 +4,8 @@ Every ``tick_seconds`` the simulator moves each tracked symbol's price by a smal
 writes the prices to the ``quotes`` table, pushes one tick per symbol to the hub, and records the
 market-data and data-quality metrics. Now and then a symbol is skipped (completeness < 1) or
 jumps (a "spike" anomaly), so the data-quality panels have something to show. With the
-``market_data_stall`` fault on it produces nothing: freshness grows and feed errors count up.
+``market_data_stall`` fault on it produces nothing: freshness grows and feed errors count up;
+when the feed resumes, the hole it left counts as one "gap" anomaly.
 """
 
 from __future__ import annotations
@@ -76,6 +77,7 @@ class MarketSimulator:
         self.tick_seconds = tick_seconds
         self.last_tick = time.time()  # wall clock: freshness is "age of the newest quote"
         self.ticks = 0
+        self._was_stalled = False
         hub.symbols = frozenset(prices)
 
     def freshness(self) -> float:
@@ -96,9 +98,14 @@ class MarketSimulator:
 
     async def step(self) -> list[dict]:
         if self.faults.state.market_data_stall:
+            self._was_stalled = True
             otel.record_market_data_error(SOURCE, "stalled")
             otel.record_data_quality("quotes", freshness_seconds=self.freshness())
             return []
+        if self._was_stalled:
+            # The feed is back: the stall left a hole in the series, one "gap" anomaly.
+            self._was_stalled = False
+            otel.record_data_quality("quotes", anomalies=1, anomaly_kind="gap")
         started = time.perf_counter()
         ticks, spikes = self._generate()
         try:

@@ -27,6 +27,8 @@ class DemoSettings:
     health_seconds: float = 5.0
     redis_connect_timeout: float = 0.5
     redis_socket_timeout: float = 2.0
+    # Bearer token Alertmanager must send to /alerts/webhook; None accepts any caller (a demo).
+    alert_webhook_token: str | None = None
 
 
 def _positive(env: Mapping[str, str], name: str, default: float) -> float:
@@ -51,4 +53,5 @@ def load(environ: Mapping[str, str] | None = None) -> DemoSettings:
         health_seconds=_positive(env, "MYSTOCKS_DEMO_HEALTH_SECONDS", 5.0),
         quote_ttl_seconds=int(_positive(env, "MYSTOCKS_DEMO_QUOTE_TTL", 5)),
         memory_cache_size=int(_positive(env, "MYSTOCKS_DEMO_MEMORY_CACHE_SIZE", 10_000)),
+        alert_webhook_token=env.get("MYSTOCKS_DEMO_ALERT_WEBHOOK_TOKEN") or None,
     )

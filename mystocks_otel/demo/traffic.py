@@ -94,6 +94,7 @@ async def _http_worker(client, rng, deadline, budget, counts, state) -> None:
             counts[str(response.status_code)] += 1
         except httpx.HTTPError as exc:
             counts[f"error:{type(exc).__name__}"] += 1
+            await asyncio.sleep(0.05)  # a down server: do not spin
 
 
 async def _ws_client(url: str, rng: random.Random, deadline: float, stats: Counter) -> None:
@@ -167,6 +168,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--websocket-clients", type=int, default=1)
     parser.add_argument("--max-requests", type=int, default=100_000)
     parser.add_argument("--seed", type=int, default=None)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["--"]:  # `mystocks-otel traffic -- --base-url ...` forwards the separator
+        argv = argv[1:]
     args = parser.parse_args(argv)
     try:
         result = run_traffic(args.base_url, args.duration, args.concurrency, args.websocket_clients,

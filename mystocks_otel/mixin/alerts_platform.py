@@ -270,11 +270,11 @@ BUSINESS = (
     ),
     Alert(
         "DataAnomalySpike",
-        "job_dataset:mystocks_data_quality_anomalies:rate10m > 3 * job_dataset:mystocks_data_quality_anomalies:rate1d\n"
-        "and job_dataset:mystocks_data_quality_anomalies:rate10m * 60 > 1",
+        f"job_dataset:mystocks_data_quality_anomalies:rate10m{{{JOB}}} * 60 > 1\n"
+        "and job_dataset:mystocks_data_quality_anomalies:rate10m > 3 * job_dataset:mystocks_data_quality_anomalies:rate1d",
         "10m", "warning", "business", "P2", "data",
         "Data anomalies spike in {{ $labels.dataset }}.",
-        "{{ $labels.dataset }} shows {{ $value | humanize }} anomalies/s, over 3x its daily average.",
+        "{{ $labels.dataset }} shows {{ $value | humanize }} anomalies/min, over 3x its daily average.",
         "anomalies > 3x the 1-day rate and > 1/min, for 10m",
         "Relative to the dataset's own baseline, because some datasets always have a few outliers; "
         "the 1/min floor keeps a quiet dataset's first anomalies from alerting.",
@@ -360,10 +360,10 @@ META = (
     ),
     Alert(
         "TelemetryMeasurementsDropped",
-        f"sum by (job, metric, reason) (rate(mystocks_telemetry_dropped_measurements_total{{{JOB}}}[15m])) > 0",
+        f"sum by (job, metric, reason) (rate(mystocks_telemetry_dropped_measurements_total{{{JOB}}}[15m])) * 60 > 0",
         "15m", "info", "meta", "P3", "platform",
         "Measurements of {{ $labels.metric }} are being dropped.",
-        "{{ $labels.metric }} drops {{ $value | humanize }} measurements/s ({{ $labels.reason }}).",
+        "{{ $labels.metric }} drops {{ $value | humanize }} measurements/min ({{ $labels.reason }}).",
         "any drop for 15m",
         "A bug in the instrumentation, not an incident: info, for the dashboard and the next "
         "working day.",
@@ -373,11 +373,11 @@ META = (
     ),
     Alert(
         "TelemetryCardinalityOverflow",
-        f'sum by (job, metric) (rate(mystocks_telemetry_sanitized_attributes_total{{{JOB}, reason="overflow"}}[10m])) > 0',
+        f'sum by (job, metric) (rate(mystocks_telemetry_sanitized_attributes_total{{{JOB}, reason="overflow"}}[10m])) * 60\n> 0',
         "10m", "warning", "meta", "P2", "platform",
         "{{ $labels.metric }} exceeds its cardinality limit.",
         "{{ $labels.metric }} records into its overflow series ({{ $value | humanize }} "
-        "attributes/s): its per-label panels and alerts are now incomplete.",
+        "attributes/min): its per-label panels and alerts are now incomplete.",
         "any overflow for 10m",
         "Past the limit the SDK merges new series into one overflow series, so dashboards silently "
         "lie. Some label took unbounded values.",

@@ -136,7 +136,7 @@ _Dumper.add_representer(str, _str)
 
 
 def _dump(data) -> str:
-    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, width=100, allow_unicode=True,
+    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, width=1000, allow_unicode=True,
                      default_flow_style=False)
 
 

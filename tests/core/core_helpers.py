@@ -20,11 +20,15 @@ import mystocks_otel
 from mystocks_otel import setup_telemetry
 
 def make_app():
+    from fastapi import APIRouter
     app = FastAPI()
+    api = APIRouter()
 
-    @app.get("/api/quotes/{symbol}")
+    @api.get("/quotes/{symbol}")
     def quote(symbol: str):
         return {"symbol": symbol}
+
+    app.include_router(api, prefix="/api")  # the label must keep the prefix
 
     @app.get("/boom")
     def boom():

@@ -7,6 +7,8 @@ import json
 
 from fastapi import APIRouter, HTTPException, Request
 
+import mystocks_otel as otel
+
 from ..faults import DependencyDown, FaultValidationError
 from .common import Demo
 
@@ -29,8 +31,18 @@ def reset_faults(demo: Demo) -> dict:
     return {"faults": demo.faults.reset().as_dict()}
 
 
+def _send_bad_measurements() -> dict:
+    """Garbage into the recorders (a buggy caller): each is dropped and counted, none raises."""
+    otel.record_market_data("simulator", "quote", points=-1)  # negative counter increment
+    otel.record_data_quality("quotes", completeness=float("nan"))  # NaN gauge
+    otel.record_cache_event("flush")  # unknown event: a recorder error
+    return {"sent": 3, "see": "mystocks_telemetry_dropped_measurements_total"}
+
+
 async def _run_action(demo, action: str) -> object:
-    # One-shot actions touch the network: run them off the event loop.
+    if action == "bad_measurements":
+        return _send_bad_measurements()
+    # The other one-shot actions touch the network: run them off the event loop.
     if action == "cache_flush":
         return {"keys_removed": await asyncio.to_thread(demo.cache.flush)}
     if action == "cache_error":

@@ -18,6 +18,7 @@ from .common import API, SYMBOL_PATTERN, Demo, Symbol
 router = APIRouter(tags=["quotes"], **API)
 ws_router = APIRouter(tags=["quotes"])
 MAX_SUBSCRIPTIONS = 50
+READER_GRACE_SECONDS = 5.0
 
 
 def _row(row) -> dict:
@@ -98,9 +99,10 @@ async def _write(websocket: WebSocket, sub: Subscriber, scope: anyio.CancelScope
             else:
                 await websocket.send_text(payload)
     except (WebSocketDisconnect, RuntimeError, OSError):
-        pass  # the client is gone; the reader sees the disconnect too
-    finally:
-        scope.cancel()
+        # The client is gone. Let the reader take the disconnect message (its close code tells
+        # a clean close from a dropped connection); cancel it only if that never comes.
+        await anyio.sleep(READER_GRACE_SECONDS)
+    scope.cancel()
 
 
 @ws_router.websocket("/ws/quotes")

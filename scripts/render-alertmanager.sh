@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Renders alerts/alertmanager/rendered/alertmanager.yml and writes the secret files to
+# alerts/alertmanager/secrets/ (mode 0600), both from the environment. Run it before
+# `docker-compose up` (or whenever a variable changes) and restart/reload Alertmanager.
+#
+#   SMTP_HOST=... SLACK_WEBHOOK_URL_CRITICAL=... scripts/render-alertmanager.sh [--allow-missing]
+#
+# Variables: alerts/alertmanager/README.md. --allow-missing skips unset *secrets* (their
+# receivers then fail to deliver, visibly in alertmanager_notifications_failed_total);
+# the non-secret variables are always required. The module is stdlib-only and is run as a
+# file (not `-m mystocks_otel...`, whose package __init__ imports OpenTelemetry), so a bare
+# python3 is enough: no venv needed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+python=python3
+[ -x .venv/bin/python ] && python=.venv/bin/python
+render=mystocks_otel/alertmanager_config.py
+
+"$python" "$render" render \
+    --template alerts/alertmanager/alertmanager.yml.tmpl \
+    --output alerts/alertmanager/rendered/alertmanager.yml
+"$python" "$render" secrets --dir alerts/alertmanager/secrets "$@"
+
+# Validate what was written, when amtool is at hand (it is in the Alertmanager image).
+if command -v amtool >/dev/null 2>&1; then
+    amtool check-config alerts/alertmanager/rendered/alertmanager.yml >/dev/null
+    echo "amtool check-config: OK"
+fi
