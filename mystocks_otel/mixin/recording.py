@@ -7,7 +7,7 @@ store keeps (docs/ALERTING.md, "Retention").
 from __future__ import annotations
 
 from mystocks_otel.mixin import config
-from mystocks_otel.mixin.rulekit import JOB, Group, Record, le_matcher, num
+from mystocks_otel.mixin.rulekit import JOB, Group, Record, num
 
 HTTP = "http_server_request_duration_seconds"
 REALTIME = "|".join(config.REALTIME_DATASETS)

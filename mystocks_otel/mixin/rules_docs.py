@@ -21,7 +21,8 @@ def runbooks(alerts: tuple[Alert, ...]) -> str:
            f"`{AM_URL}`); always give a comment and the shortest duration that covers the work.\n\n",
            "On an exchange holiday the market-data and business alerts that are gated on the "
            "trading session still fire (the rules do not know the holiday calendar): silence "
-           "`category=~\"market_data|business\"` for the day.\n"]
+           "them for the day:\n\n```sh\namtool silence add 'category=~\"market_data|business\"' "
+           f"--duration=24h \\\n  --comment=\"exchange holiday\" --alertmanager.url={AM_URL}\n```\n"]
     for category in CATEGORIES:
         for alert in (a for a in alerts if a.category == category):
             labels = ", ".join(f"{k}={v}" for k, v in alert.rule()["labels"].items())
