@@ -177,7 +177,22 @@ Long-range dashboards query the aggregates (`job:http_server_requests:rate5m`, n
 
 ## Routing and inhibition
 
-See alerts/alertmanager/README.md.
+Alertmanager routes on `severity`, `team` and `category` (config template:
+`alerts/alertmanager/alertmanager.yml.tmpl`; the full table, as `amtool config routes test`
+checks it, is in `alerts/alertmanager/README.md`):
+
+- every alert reaches the catch-all JSON webhook (and the app's `POST /alerts/webhook`);
+- `critical`: Slack #mystocks-critical with a dashboard link, PagerDuty on-call and the team
+  lead's e-mail, with no group wait;
+- `warning`: Slack #mystocks-warnings and the team lead's e-mail, 30 s group wait, repeated
+  every 10 min; `category="health"` warnings also page the PagerDuty service key;
+- `team="performance"` and `team="data"` also reach #mystocks-performance and
+  #mystocks-data-alerts (`continue: true`);
+- `info` reaches only the webhook; the `Watchdog` goes only to its heartbeat receiver.
+
+Inhibition: a critical alert suppresses its warning twin for the same service, and a down
+component (target down, PostgreSQL or Redis down) suppresses the alerts that depend on it.
+The Watchdog is never inhibited.
 """
 
 
