@@ -1,6 +1,5 @@
 """SQLAlchemy and Redis hooks against real servers (fresh interpreter per scenario)."""
 
-import os
 
 from core_helpers import run_scenario, series
 

@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 from mystocks_otel.demo.app import create_app
 from mystocks_otel.demo.cache import MemoryCache
 from mystocks_otel.demo.settings import DemoSettings
-from demo_support import free_port
+from support import free_port
 
 
 def test_closed_redis_port_falls_back_to_memory(tmp_path, caplog):

@@ -7,7 +7,7 @@ import time
 import pytest
 import redis
 
-from demo_support import wait_until
+from support import wait_until
 
 DEFAULTS = {"latency_ms": 0, "error_rate": 0.0, "slow_queries": False, "slow_query_seconds": 0.5,
             "market_data_stall": False, "dependency_down": None}
@@ -105,7 +105,7 @@ def test_cache_flush_removes_only_the_demos_keys(client, demo_settings):
 
 
 def test_market_data_stall_stops_ticks_and_grows_freshness(client, demo):
-    wait_until(lambda: demo.simulator.ticks >= 2, 5, message="simulator ticking")
+    wait_until(lambda: demo.simulator.ticks >= 2, 5, what="simulator ticking")
     _set(client, market_data_stall=True)
     before = demo.simulator.ticks
     time.sleep(0.3)
@@ -122,7 +122,7 @@ def test_market_data_stall_stops_ticks_and_grows_freshness(client, demo):
     assert health["components"]["market_data"] is False
     assert health["dependencies"]["market_data_feed"] is False
     _set(client, market_data_stall=False)
-    wait_until(lambda: demo.simulator.ticks > ticks, 5, message="ticks resume")
+    wait_until(lambda: demo.simulator.ticks > ticks, 5, what="ticks resume")
     assert wait_until(lambda: client.get("/health").json()["components"]["market_data"], 5)
 
 

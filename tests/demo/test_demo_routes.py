@@ -10,7 +10,8 @@ import redis
 from sqlalchemy import create_engine, select
 
 from mystocks_otel.demo.db import SEED, orders, positions, watchlist
-from demo_support import ROOT, free_port
+from demo_support import ROOT
+from support import free_port
 
 
 def test_list_quotes_has_the_seed(client):

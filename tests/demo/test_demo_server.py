@@ -10,7 +10,8 @@ import httpx
 import pytest
 
 from mystocks_otel.demo.server import serve, urls
-from demo_support import ROOT, free_port, uvicorn_demo, wait_until
+from demo_support import ROOT, uvicorn_demo
+from support import free_port, wait_until
 
 
 def test_urls_name_every_endpoint():
@@ -43,7 +44,7 @@ def test_serve_runs_the_instrumented_demo(tmp_path, throwaway_redis):
             except httpx.HTTPError:
                 return False
 
-        wait_until(up, 20, 0.1, "serve() answering")
+        wait_until(up, 20, "serve() answering")
         assert httpx.get(base + "/metrics", timeout=5).status_code == 200
         assert httpx.get(base + "/metrics/list", timeout=5).status_code == 200
         printed = out.read_text()

@@ -10,7 +10,8 @@ import time
 import pytest
 
 from mystocks_otel.demo.traffic import run_traffic
-from demo_support import ROOT, free_port, uvicorn_demo
+from demo_support import ROOT, uvicorn_demo
+from support import free_port
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from demo_support import wait_until
+from support import wait_until
 
 MAX_MESSAGES = 200  # bound every read loop
 
@@ -67,4 +67,4 @@ def test_disconnect_unsubscribes(client, demo):
     with client.websocket_connect("/ws/quotes") as ws:
         ws.receive_json()
         assert len(demo.hub.subscribers) == 1
-    wait_until(lambda: not demo.hub.subscribers, 5, message="subscriber removed after close")
+    wait_until(lambda: not demo.hub.subscribers, 5, what="subscriber removed after close")

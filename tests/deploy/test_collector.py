@@ -5,7 +5,6 @@ from __future__ import annotations
 import gzip
 import json
 import os
-import socket
 import subprocess
 import threading
 import time
@@ -15,6 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import SimpleNamespace
 
 import pytest
+from support import free_port, port_open, stop_process, wait_until
 
 SECTIONS = {"receivers": "receivers", "processors": "processors", "exporters": "exporters"}
 
@@ -152,22 +152,6 @@ class _Backend(BaseHTTPRequestHandler):
         pass
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-
 def _points(body: bytes) -> dict[str, tuple[str, float]]:
     from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
         ExportMetricsServiceRequest,
@@ -202,7 +186,7 @@ def start_collector(otelcol, root, tmp_path):
     procs = []
 
     def start(prometheus_url: str, victoriametrics_url: str) -> dict[str, int]:
-        ports = {name: _free_port() for name in ("grpc", "http", "zpages", "telemetry")}
+        ports = {name: free_port() for name in ("grpc", "http", "zpages", "telemetry")}
         env = {
             **os.environ,
             "OTELCOL_OTLP_GRPC_ENDPOINT": f"127.0.0.1:{ports['grpc']}",
@@ -219,13 +203,13 @@ def start_collector(otelcol, root, tmp_path):
             proc = subprocess.Popen([otelcol, f"--config={root / 'collector' / 'otelcol.yaml'}"],
                                     env=env, stdout=out, stderr=subprocess.STDOUT)
         procs.append(proc)
-        _wait(lambda: proc.poll() is not None or _open(ports["http"]), 20, "the OTLP port")
+        wait_until(lambda: proc.poll() is not None or port_open("127.0.0.1", ports["http"], 0.2), 20, "the OTLP port")
         assert proc.poll() is None, log.read_text()
         return ports
 
     yield start
     for proc in procs:
-        _stop(proc)
+        stop_process(proc, 15)
 
 
 @pytest.fixture
@@ -234,26 +218,17 @@ def victoriametrics(need, root, tmp_path):
     fetch = subprocess.run([str(root / "scripts" / "fetch-trixie-package.sh"), "victoria-metrics"],
                            capture_output=True, text=True, timeout=600)
     need(fetch.returncode == 0, f"could not fetch trixie's victoria-metrics: {fetch.stderr[-300:]}")
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [fetch.stdout.strip(), f"-httpListenAddr=127.0.0.1:{port}",
          f"-storageDataPath={tmp_path / 'vm'}", "-opentelemetry.usePrometheusNaming"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        _wait(lambda: proc.poll() is not None or _open(port), 20, "VictoriaMetrics")
+        wait_until(lambda: proc.poll() is not None or port_open("127.0.0.1", port, 0.2), 20, "VictoriaMetrics")
         assert proc.poll() is None, "VictoriaMetrics exited at start"
         yield f"http://127.0.0.1:{port}"
     finally:
-        _stop(proc)
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(5)
+        stop_process(proc, 15)
 
 
 def _send_probe(otlp_http_port: int) -> None:
@@ -277,14 +252,6 @@ def _send_probe(otlp_http_port: int) -> None:
         provider.shutdown()
 
 
-def _open(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-            return True
-    except OSError:
-        return False
-
-
 @pytest.mark.live
 def test_metrics_flow_from_the_sdk_through_the_collector_to_both_backends(start_collector,
                                                                          otlp_sink):
@@ -293,7 +260,7 @@ def test_metrics_flow_from_the_sdk_through_the_collector_to_both_backends(start_
 
     received = otlp_sink.received
     expected = {"/api/v1/otlp/v1/metrics", "/opentelemetry/v1/metrics"}
-    _wait(lambda: {p for p, _ in received} >= expected, 15, "both backends to receive data")
+    wait_until(lambda: {p for p, _ in received} >= expected, 15, "both backends to receive data")
     assert {p for p, _ in received} == expected
     for path in expected:
         merged = {}
@@ -310,7 +277,7 @@ def test_metrics_flow_from_the_sdk_through_the_collector_to_both_backends(start_
                 if line.startswith("otelcol_receiver_accepted_metric_points")
                 and not line.endswith(" 0")]
 
-    assert _wait(accepted, 15, "otelcol_receiver_accepted_metric_points > 0")
+    assert wait_until(accepted, 15, "otelcol_receiver_accepted_metric_points > 0")
 
 
 @pytest.mark.live
@@ -327,7 +294,7 @@ def test_victoriametrics_stores_what_the_collector_fans_out(start_collector, otl
                                       timeout=5).read().decode()
         return [json.loads(line) for line in text.splitlines() if line.strip()]
 
-    series = _wait(exported, 20, "the probe in VictoriaMetrics")
+    series = wait_until(exported, 20, "the probe in VictoriaMetrics")
     # Prometheus naming (-opentelemetry.usePrometheusNaming): counters get _total.
     assert {s["metric"]["__name__"] for s in series} == {"mystocks_e2e_probe_total"}
     assert {s["metric"]["route"]: s["values"][-1] for s in series} == {"/quotes": 3, "/orders": 4}

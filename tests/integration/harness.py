@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,24 +16,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
+from support import port_open
 
 VENV_BIN = Path(sys.executable).parent
 INSTRUMENT = str(VENV_BIN / "opentelemetry-instrument")
 UVICORN = str(VENV_BIN / "uvicorn")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def port_open(port: int, host: str = "127.0.0.1") -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=0.2):
-            return True
-    except OSError:
-        return False
 
 
 def base_env(app_dir: Path, **extra: str) -> dict[str, str]:
@@ -60,7 +46,7 @@ class AppProcess:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise AssertionError(f"process exited ({self.proc.returncode}):\n{self.output()}")
-            if port_open(port):
+            if port_open("127.0.0.1", port, 0.2):
                 return
             time.sleep(0.05)
         raise AssertionError(f"port {port} not open within {timeout}s:\n{self.output()}")
@@ -129,14 +115,3 @@ def samples(text: str) -> list:
 
 def series(text: str, name: str) -> list:
     return [s for s in samples(text) if s.name == name]
-
-
-def wait_for(predicate, timeout: float = 20.0, interval: float = 0.2, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"{what} not met within {timeout}s (last: {last!r})")

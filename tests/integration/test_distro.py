@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 import websockets
 
-from harness import (base_env, free_port, get, run_process, samples, scrape, series,
-                     uvicorn_argv, wait_for)
+from harness import base_env, get, run_process, samples, scrape, series, uvicorn_argv
+from support import free_port, wait_until
 
 pytestmark = pytest.mark.live
 
@@ -95,7 +95,7 @@ def test_zero_code_app_reports_everything(app_dir, redis_url, factory):
     with run_process(uvicorn_argv(target, port, *extra), app_dir, env) as proc:
         proc.wait_port(port)
         exercise(port)
-        text = wait_for(lambda: metrics_ready(port), what="system gauges")
+        text = wait_until(lambda: metrics_ready(port), what="system gauges")
         assert_full_metrics(text)
         not_found = [s for s in series(text, "http_server_request_duration_seconds_count")
                      if s.labels["http_response_status_code"] == "404"]
@@ -113,9 +113,9 @@ def test_reload_with_standalone_port(app_dir, redis_url):
         proc.wait_port(port)
         proc.wait_port(metrics_port)
         exercise(port)
-        text = wait_for(lambda: metrics_ready(port), what="system gauges")
+        text = wait_until(lambda: metrics_ready(port), what="system gauges")
         assert_full_metrics(text)
-        standalone = wait_for(lambda: metrics_ready(metrics_port), what="standalone gauges")
+        standalone = wait_until(lambda: metrics_ready(metrics_port), what="standalone gauges")
         assert series(standalone, "mystocks_trading_orders_total")[0].value == 3
         time.sleep(0.5)  # let any late bind attempt log
         output = proc.output()

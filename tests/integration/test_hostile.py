@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import base_env, free_port, run_process, scrape, series, uvicorn_argv
+from harness import base_env, run_process, scrape, series, uvicorn_argv
+from support import free_port
 
 pytestmark = pytest.mark.live
 

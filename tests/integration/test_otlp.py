@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import base_env, free_port, get, run_process, scrape, series, uvicorn_argv, wait_for
+from harness import base_env, get, run_process, scrape, series, uvicorn_argv
+from support import free_port, wait_until
 from otlp_servers import BlackHole, RecordingCollector
 
 pytestmark = pytest.mark.live
@@ -48,9 +49,9 @@ def test_pushes_our_metrics_with_resource(app_dir):
             proc.wait_port(port)
             for n in range(5):
                 assert get(port, f"/ping/{n}")[0] == 200
-            wait_for(lambda: {"http.server.request.duration", "mystocks.trading.orders"}
+            wait_until(lambda: {"http.server.request.duration", "mystocks.trading.orders"}
                      <= collector.metric_names(), what="our metrics pushed")
-            wait_for(lambda: any(v == 5 for _, v in collector.sum_points("mystocks.trading.orders")),
+            wait_until(lambda: any(v == 5 for _, v in collector.sum_points("mystocks.trading.orders")),
                      what="5 orders pushed")
         assert set(collector.paths) == {"/v1/metrics"}
         resources = collector.resource_attributes()
@@ -69,7 +70,7 @@ def test_metrics_specific_endpoint_is_honoured(app_dir):
         with ctx as proc:
             proc.wait_port(port)
             assert get(port, "/ping/1")[0] == 200
-            wait_for(lambda: "mystocks.trading.orders" in collector.metric_names(),
+            wait_until(lambda: "mystocks.trading.orders" in collector.metric_names(),
                      what="push to the metrics-specific endpoint")
 
 
@@ -82,7 +83,7 @@ def test_prometheus_and_otlp_together(app_dir):
                 assert get(port, f"/ping/{n}")[0] == 200
             text = scrape(port)
             assert series(text, "mystocks_trading_orders_total")[0].value == 3
-            wait_for(lambda: any(v == 3 for _, v in collector.sum_points("mystocks.trading.orders")),
+            wait_until(lambda: any(v == 3 for _, v in collector.sum_points("mystocks.trading.orders")),
                      what="3 orders pushed")
 
 

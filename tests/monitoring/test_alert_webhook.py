@@ -12,10 +12,10 @@ import os
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
+from support import free_port, stop_process, wait_until
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
@@ -201,33 +201,11 @@ app.include_router(alert_webhook_router(token=os.environ["ALERT_WEBHOOK_TOKEN"])
 """
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _get(url: str, timeout: float = 2.0) -> str:
     import urllib.request
 
     with urllib.request.urlopen(url, timeout=timeout) as response:
         return response.read().decode()
-
-
-def _wait(predicate, timeout: float, what: str, proc: subprocess.Popen | None = None):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if result := predicate():
-                return result
-        except OSError:
-            pass
-        if proc is not None and proc.poll() is not None:
-            raise AssertionError(f"{what}: process exited with {proc.returncode}")
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 @pytest.mark.live
@@ -236,7 +214,7 @@ def test_live_alertmanager_feeds_the_lifecycle_metrics(tmp_path, alertmanager_bi
 
     from mystocks_otel.alertmanager_config import render_alertmanager_config, write_secret_files
 
-    app_port, am_port, dead = _free_port(), _free_port(), _free_port()
+    app_port, am_port, dead = free_port(), free_port(), free_port()
     (tmp_path / "app.py").write_text(APP)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "MYSTOCKS_OTEL_"))}
     env.update(PYTHONPATH=f"{ROOT}{os.pathsep}{tmp_path}", ALERT_WEBHOOK_TOKEN=TOKEN)
@@ -258,8 +236,8 @@ def test_live_alertmanager_feeds_the_lifecycle_metrics(tmp_path, alertmanager_bi
             [alertmanager_binary, f"--config.file={tmp_path / 'am.yml'}", f"--storage.path={tmp_path / 'data'}",
              f"--web.listen-address=127.0.0.1:{am_port}", "--cluster.listen-address="],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        _wait(lambda: _get(f"http://127.0.0.1:{app_port}/metrics"), 20, "the app", procs[0])
-        _wait(lambda: _get(f"http://127.0.0.1:{am_port}/-/ready"), 15, "alertmanager", procs[1])
+        wait_until(lambda: _get(f"http://127.0.0.1:{app_port}/metrics"), 20, "the app", proc=procs[0])
+        wait_until(lambda: _get(f"http://127.0.0.1:{am_port}/-/ready"), 15, "alertmanager", proc=procs[1])
 
         alert = {"labels": {"alertname": "APICriticalErrorRate", "severity": "critical", "category": "api",
                             "team": "platform", "service": "mystocks-api"},
@@ -277,12 +255,7 @@ def test_live_alertmanager_feeds_the_lifecycle_metrics(tmp_path, alertmanager_bi
                     and values.get(("mystocks_alert_active", "critical", None)) == 1)
 
         # critical: group_wait 0s, and the bearer token from credentials_file is accepted.
-        _wait(fired, 5, "mystocks_alert_fired_total / mystocks_alert_active on the app's /metrics")
+        wait_until(fired, 5, "mystocks_alert_fired_total / mystocks_alert_active on the app's /metrics")
     finally:
         for proc in reversed(procs):
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+            stop_process(proc)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import socketserver
 import stat
 import subprocess
@@ -23,6 +22,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from support import free_port, stop_process
 import yaml
 
 from mystocks_otel.alertmanager_config import (
@@ -396,12 +396,6 @@ def smtp_server(recorder: Recorder) -> socketserver.ThreadingTCPServer:
     return server
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def http_json(url: str, data=None, timeout: float = 5.0):
     request = urllib.request.Request(url, method="POST" if data is not None else "GET",
                                      data=None if data is None else json.dumps(data).encode(),
@@ -447,12 +441,7 @@ def live(tmp_path, alertmanager_binary):
                 time.sleep(0.1)
         yield {"url": url, "recorder": recorder, "secrets": secrets, "log": tmp_path / "alertmanager.log"}
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        stop_process(proc)
         log.close()
         for server in servers:
             server.shutdown()

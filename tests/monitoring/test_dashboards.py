@@ -10,7 +10,6 @@ from __future__ import annotations
 import http.server
 import itertools
 import json
-import socket
 import subprocess
 import sys
 import threading
@@ -21,6 +20,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from support import free_port, stop_process, wait_until
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -320,29 +320,9 @@ def catalog_exposition(tick: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _get(url: str, timeout: float = 5.0) -> dict:
     with urllib.request.urlopen(url, timeout=timeout) as response:
         return json.loads(response.read())
-
-
-def _wait(check, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    last_error = None
-    while time.monotonic() < deadline:
-        try:
-            result = check()
-            if result:
-                return result
-        except OSError as exc:  # not listening yet
-            last_error = exc
-        time.sleep(0.2)
-    raise TimeoutError(f"{what} not within {timeout}s (last error: {last_error})")
 
 
 class _Exporter(http.server.BaseHTTPRequestHandler):
@@ -366,7 +346,7 @@ def prometheus(prometheus_binary, tmp_path_factory):
     exporter = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Exporter)
     threading.Thread(target=exporter.serve_forever, daemon=True).start()
     work = tmp_path_factory.mktemp("prometheus")
-    port = _free_port()
+    port = free_port()
     (work / "prometheus.yml").write_text(yaml.safe_dump({
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
         "rule_files": [str(p) for p in promql_ast.RULE_FILES],
@@ -384,18 +364,13 @@ def prometheus(prometheus_binary, tmp_path_factory):
             if proc.poll() is not None:
                 raise RuntimeError(f"prometheus exited {proc.returncode}:\n{(work / 'prometheus.log').read_text()}")
             return urllib.request.urlopen(f"{base}/-/ready", timeout=1).status == 200
-        _wait(ready, 30, "Prometheus ready")
+        wait_until(ready, 30, "Prometheus ready")
         # Rates need two samples inside the window: wait for 3 scrapes of the exporter.
-        _wait(lambda: _query(base, f'count_over_time(up{{job="{config.APP_JOB}"}}[1m]) >= 3')["data"]["result"],
+        wait_until(lambda: _query(base, f'count_over_time(up{{job="{config.APP_JOB}"}}[1m]) >= 3')["data"]["result"],
               60, "three scrapes of the catalog exporter")
         yield base
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+        stop_process(proc)
         log.close()
         exporter.shutdown()
 

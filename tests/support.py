@@ -1,0 +1,62 @@
+"""Small helpers every test folder shares: free ports, bounded waits, stopping processes.
+
+``tests/`` is on ``sys.path`` (pytest puts the root conftest's folder there), so any test
+module can ``from support import ...``.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def wait_until(predicate, timeout: float = 20.0, what: str = "condition", interval: float = 0.1,
+               proc: subprocess.Popen | None = None):
+    """Poll ``predicate`` until it returns something truthy, and return that.
+
+    An ``OSError`` from the predicate counts as "not yet" (a server still starting).
+    Fails after ``timeout`` seconds, or at once when ``proc`` has exited.
+    """
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = predicate()
+        except OSError as error:
+            last = error
+        else:
+            if last:
+                return last
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"{what}: process exited with {proc.returncode}")
+        time.sleep(interval)
+    raise AssertionError(f"{what} not reached within {timeout}s (last: {last!r})")
+
+
+def wait_for_port(host: str, port: int, timeout: float = 15.0) -> None:
+    wait_until(lambda: port_open(host, port, 0.2), timeout, f"{host}:{port} to open", 0.05)
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = 10.0) -> None:
+    """Terminate, then kill if it will not go: a test must never leave a server behind."""
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
