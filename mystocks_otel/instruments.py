@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 import threading
 from typing import Iterable
 
@@ -25,6 +26,7 @@ from .catalog import OTHER, OVERFLOW_ATTRIBUTE, Kind, MetricSpec
 _log = logging.getLogger(__name__)
 
 _INF = math.inf
+_MAX = sys.float_info.max  # "-_MAX <= x < _INF" rejects NaN and both infinities
 OVERFLOW_KEY = ("\0overflow",)
 _OVERFLOW_ATTRIBUTES = {OVERFLOW_ATTRIBUTE: True}
 DROPPED = "mystocks.telemetry.dropped_measurements"
@@ -95,7 +97,7 @@ class Recorder:
     def _report(self, metric: str, reason: str, count: int = 1) -> None:
         if self.spec.name in (DROPPED, SANITIZED):
             return  # never recurse into our own health counters
-        self._instruments.self_metric(metric).add(count, self.spec.name, reason)
+        self._instruments[metric].add(count, self.spec.name, reason)
 
     def _drop(self, value: float) -> None:
         reason = "nan" if math.isnan(value) else "infinite" if math.isinf(value) else "negative"
@@ -119,14 +121,14 @@ class SumRecorder(Recorder):
         super().__init__(spec, instruments)
         self._totals: dict[tuple, float] = {}
         self._monotonic = spec.kind is Kind.COUNTER
+        self._minimum = 0.0 if self._monotonic else -_MAX
 
     def add(self, amount: float = 1, *values) -> None:
         try:
-            key = self._clean.get(values)
+            key = self._clean.get(values)  # self._key() inlined: this is the hot path
             if key is None:
                 key = self._admit(values)
-            # chained comparisons reject NaN and infinities too (and raise on non-numbers)
-            if not (0 <= amount < _INF if self._monotonic else -_INF < amount < _INF):
+            if not self._minimum <= amount < _INF:  # also NaN; raises on non-numbers
                 return self._drop(amount)
             with self._lock:
                 self._totals[key] = self._totals.get(key, 0) + amount
@@ -137,7 +139,7 @@ class SumRecorder(Recorder):
         """For totals kept elsewhere (Redis INFO evicted_keys): store the absolute value."""
         try:
             key = self._key(values)
-            if not (0 <= total < _INF if self._monotonic else -_INF < total < _INF):
+            if not self._minimum <= total < _INF:
                 return self._drop(total)
             with self._lock:
                 self._totals[key] = total
@@ -169,7 +171,7 @@ class GaugeRecorder(Recorder):
         try:
             key = self._key(values)
             value = float(value)  # rejects None and strings before they reach an exporter
-            if not -_INF < value < _INF:
+            if not -_MAX <= value < _INF:
                 return self._drop(value)
             with self._lock:
                 self._values[key] = value
@@ -198,7 +200,7 @@ class HistogramRecorder(Recorder):
 
     def record(self, value: float, *values) -> None:
         try:
-            key = self._clean.get(values)
+            key = self._clean.get(values)  # self._key() inlined: this is the hot path
             if key is None:
                 key = self._admit(values)
             if not 0 <= value < _INF:
@@ -237,12 +239,6 @@ class Instruments:
     def __getitem__(self, name: str) -> Recorder:
         return self._recorders[name]
 
-    def __iter__(self):
-        return iter(self._recorders.values())
-
-    def self_metric(self, name: str) -> SumRecorder:
-        return self._recorders[name]  # type: ignore[return-value]
-
     def bind(self, meter: Meter) -> bool:
         """Create the SDK instruments. Returns False when already bound."""
         if self._bound:
@@ -251,10 +247,6 @@ class Instruments:
             recorder.bind(meter)
         self._bound = True
         return True
-
-    @property
-    def bound(self) -> bool:
-        return self._bound
 
 
 #: The process-wide recorders (the MeterProvider is process-wide too).

@@ -28,7 +28,7 @@ def _never_raises(metric: str) -> Callable[[F], F]:
                 return fn(*args, **kwargs)
             except Exception:  # noqa: BLE001 - telemetry must not hurt the caller
                 _log.debug("%s dropped a measurement", fn.__name__, exc_info=True)
-                INSTRUMENTS.self_metric(DROPPED).add(1, metric, "error")
+                INSTRUMENTS[DROPPED].add(1, metric, "error")
                 return None
         return safe  # type: ignore[return-value]
     return decorate
