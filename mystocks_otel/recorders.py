@@ -17,7 +17,6 @@ from .instruments import DROPPED, INSTRUMENTS, counter, gauge, histogram
 
 _log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable)
-DEFAULT_SLOW_QUERY_SECONDS = 0.5
 
 
 def _never_raises(metric: str) -> Callable[[F], F]:
@@ -111,21 +110,14 @@ def record_db_query(operation: str, duration_seconds: float, table: str | None =
         counter("mystocks.db.query_errors").add(1, operation, error)
         return
     histogram("mystocks.db.query_duration").record(duration_seconds, operation, table)
-    rt = runtime.current()
-    threshold = rt.settings.slow_query_seconds if rt else DEFAULT_SLOW_QUERY_SECONDS
-    if duration_seconds >= threshold:
+    if duration_seconds >= runtime.SQLALCHEMY.slow_query_seconds:
         counter("mystocks.db.slow_queries").add(1, operation, table)
 
 
 @_never_raises("mystocks.db.connections_active")
 def update_database_metrics(engines=None) -> dict:
     """Pool status of the given engines (default: every engine seen): {pool: {active, idle, open, max}}."""
-    rt = runtime.current()
-    if rt is not None:
-        return rt.update_database_metrics(engines)
-    from .integrations.sqlalchemy import SQLAlchemyInstrumentor
-
-    return SQLAlchemyInstrumentor().update_pool_metrics(engines or ())
+    return runtime.SQLALCHEMY.update_pool_metrics(engines)
 
 
 # -- system and health -----------------------------------------------------------------------

@@ -44,15 +44,15 @@ class Runtime:
 
     def start(self, engines=()) -> "Runtime":
         self.state = provider.start(self.settings)
+        install_library_hooks()
         self.sqlalchemy.instrument(engines)
-        self.redis.instrument()
         if self.tracing:
             _instrument_upstream_for_spans(self.tracer_provider, engines)
         if self.settings.system_metrics:
             from .integrations.system import SystemSampler
 
             self.sampler = SystemSampler()
-        tasks = [self.update_database_metrics, self.update_cache_metrics, self.probe_health]
+        tasks = [self.sqlalchemy.update_pool_metrics, self.update_cache_metrics, self.probe_health]
         if self.sampler is not None:
             tasks.insert(0, self.sampler.sample)
         self.poller = Poller(self.settings.probe_interval_seconds, tasks)
@@ -64,9 +64,6 @@ class Runtime:
         return self.tracer_provider is not None
 
     # -- periodic updates --------------------------------------------------------------
-    def update_database_metrics(self, engines=None) -> dict:
-        return self.sqlalchemy.update_pool_metrics(engines)
-
     def update_cache_metrics(self) -> dict:
         from .recorders import update_cache_metrics
 

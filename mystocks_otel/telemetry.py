@@ -26,7 +26,10 @@ class Telemetry:
         return self.runtime is not None
 
     def shutdown(self) -> None:
-        """Stop the probes, remove library hooks and flush the exporters (bounded)."""
+        """Stop the probes, remove library hooks and flush the exporters (bounded).
+
+        The runtime is process-wide: this ends telemetry for every app in the process.
+        """
         if self.runtime is not None:
             runtime.stop()
             self.runtime = None
