@@ -147,13 +147,7 @@ def update_health_metrics(components: dict[str, bool] | None = None,
     rt = runtime.current()
     if components is None and dependencies is None:
         return rt.probe_health() if rt is not None else {}
-    if rt is not None:
-        return rt.health.report(components, dependencies)
-    for name, up in (components or {}).items():
-        gauge("mystocks.health.component_status").set(1.0 if up else 0.0, name)
-    for name, up in (dependencies or {}).items():
-        gauge("mystocks.health.dependency_availability").set(1.0 if up else 0.0, name)
-    return {"components": dict(components or {}), "dependencies": dict(dependencies or {})}
+    return runtime.HEALTH.report(components, dependencies)
 
 
 # -- business --------------------------------------------------------------------------------

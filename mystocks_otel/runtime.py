@@ -22,6 +22,7 @@ _log = logging.getLogger(__name__)
 # (the distro installs them at interpreter start, the runtime at the first app).
 SQLALCHEMY = SQLAlchemyInstrumentor()
 REDIS = RedisInstrumentor()
+HEALTH = HealthRegistry()  # the app may report health before set-up
 
 
 def install_library_hooks() -> None:
@@ -37,7 +38,8 @@ class Runtime:
         self.sqlalchemy.slow_query_seconds = settings.slow_query_seconds
         self.sqlalchemy.tables = settings.db_tables
         self.redis = REDIS
-        self.health = HealthRegistry(pin_seconds=3 * settings.probe_interval_seconds)
+        self.health = HEALTH
+        self.health.pin_seconds = 3 * settings.probe_interval_seconds
         self.sampler = None
         self.poller: Poller | None = None
         self.state: provider.ProviderState | None = None

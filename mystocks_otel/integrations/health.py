@@ -14,7 +14,7 @@ import time
 from time import perf_counter
 from typing import Callable
 
-from ..catalog import get
+from ..catalog import OTHER, get
 from ..instruments import gauge, histogram
 
 _log = logging.getLogger(__name__)
@@ -31,11 +31,12 @@ class HealthRegistry:
 
     def report(self, components=None, dependencies=None, *, pin: bool = True) -> dict:
         now = time.monotonic()
-        for kind, values, metric in (
-            ("components", components, "mystocks.health.component_status"),
-            ("dependencies", dependencies, "mystocks.health.dependency_availability"),
+        for kind, values, metric, known in (
+            ("components", components, "mystocks.health.component_status", COMPONENTS),
+            ("dependencies", dependencies, "mystocks.health.dependency_availability", DEPENDENCIES),
         ):
             for name, healthy in (values or {}).items():
+                name = name if name in known else OTHER  # keeps this state as bounded as the label
                 with self._lock:
                     if pin:
                         self._pinned[(kind, name)] = now + self.pin_seconds
