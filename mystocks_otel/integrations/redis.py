@@ -40,14 +40,15 @@ class RedisInstrumentor:
         self._wrapped: list[tuple[object, str]] = []
 
     def _done(self, instance, args, started, error) -> None:
-        command = _command_name(args)
-        self._duration.record(perf_counter() - started, command)
-        if error is not None:
-            name = type(error).__name__
-            self._errors.add(1, command, name if name in _ERRORS else "other")
+        # Runs in the command's ``finally``: raising here would replace the command's outcome.
         try:
+            command = _command_name(args)
+            self._duration.record(perf_counter() - started, command)
+            if error is not None:
+                name = type(error).__name__
+                self._errors.add(1, command, name if name in _ERRORS else "other")
             self.clients.add(instance)
-        except TypeError:
+        except Exception:  # noqa: BLE001 - telemetry must not hurt the command
             pass
 
     def _sync(self, wrapped, instance, args, kwargs):
