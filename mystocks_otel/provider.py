@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
-from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
+from opentelemetry.sdk.metrics.view import View
 from opentelemetry.sdk.resources import SERVICE_INSTANCE_ID, SERVICE_NAME, Resource
 from prometheus_client import CollectorRegistry
 
@@ -46,22 +46,17 @@ def current() -> ProviderState | None:
 
 
 def views() -> list[View]:
-    """An attribute allow-list per catalog metric, plus seconds-scale buckets for histograms.
+    """An attribute allow-list per catalog metric.
 
     Our recorders already emit only allowed keys; the views also bound anything else
     that records into these names (and make the allow-list visible to SDK users).
+    Histogram buckets travel with the instruments (``explicit_bucket_boundaries_advisory``).
     """
-    result = []
-    for spec in catalog.METRICS:
-        aggregation = (
-            ExplicitBucketHistogramAggregation(list(spec.buckets)) if spec.buckets else None
-        )
-        result.append(View(
-            instrument_name=spec.name,
-            attribute_keys=set(spec.attribute_keys) | {catalog.OVERFLOW_ATTRIBUTE},
-            aggregation=aggregation,
-        ))
-    return result
+    return [
+        View(instrument_name=spec.name,
+             attribute_keys=set(spec.attribute_keys) | {catalog.OVERFLOW_ATTRIBUTE})
+        for spec in catalog.METRICS
+    ]
 
 
 def _resource(settings: Settings) -> Resource:

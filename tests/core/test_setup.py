@@ -176,3 +176,14 @@ def test_recorders_work_before_setup_and_are_exported_after():
     body = result["body"]
     assert series(body, "mystocks_trading_orders_total")[0][1] == 1
     assert series(body, "mystocks_cache_hit_ratio") == [({"cache": "redis"}, pytest.approx(2 / 3))]
+
+
+def test_histograms_use_the_catalogs_seconds_buckets():
+    result = run_scenario("""
+        app = make_app(); setup_telemetry(app); client = TestClient(app)
+        client.get("/api/quotes/A")
+        done(body=client.get("/metrics").text)
+    """)
+    bounds = [float(l["le"]) for l, _ in series(result["body"], "http_server_request_duration_seconds_bucket")]
+    expected = list(catalog.get("http.server.request.duration").buckets) + [float("inf")]
+    assert bounds == expected
