@@ -9,7 +9,7 @@ tests then say what else must follow.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 
 
@@ -69,7 +69,6 @@ class MetricSpec:
     frequency: str = "per event"
     semconv: bool = False
     buckets: tuple[float, ...] | None = None
-    extra: dict = field(default_factory=dict, compare=False, hash=False)
 
     @property
     def attribute_keys(self) -> tuple[str, ...]:
