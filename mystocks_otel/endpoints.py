@@ -8,24 +8,7 @@ None of the routes appears in the OpenAPI schema.
 import hmac
 import time
 
-from . import catalog, provider, runtime
-
-
-def render_metrics() -> bytes | None:
-    """The Prometheus exposition, or None when the Prometheus reader is off."""
-    from prometheus_client import generate_latest
-
-    state = provider.current()
-    if state is None or state.registry is None:
-        return None
-    started = time.perf_counter()
-    body = generate_latest(state.registry)
-    state.last_collection = {
-        "at": time.time(),
-        "duration_seconds": round(time.perf_counter() - started, 6),
-        "bytes": len(body),
-    }
-    return body
+from . import catalog, exposition, provider, runtime
 
 
 def health_report() -> dict:
@@ -62,7 +45,6 @@ def metrics_router(token: str | None = None):
     """The three endpoints. ``token`` defaults to MYSTOCKS_OTEL_METRICS_TOKEN (via set-up)."""
     from fastapi import APIRouter, Request, Response
     from fastapi.responses import JSONResponse
-    from prometheus_client import CONTENT_TYPE_LATEST
 
     router = APIRouter(include_in_schema=False)
 
@@ -77,11 +59,12 @@ def metrics_router(token: str | None = None):
         if not _authorized(request.headers.get("authorization"), _token()):
             return Response("unauthorized\n", status_code=401,
                             headers={"WWW-Authenticate": 'Bearer realm="metrics"'})
-        body = render_metrics()
-        if body is None:
+        rendered = exposition.render(request.headers.get("accept"))
+        if rendered is None:
             return Response("prometheus exporter is not enabled (OTEL_METRICS_EXPORTER)\n",
                             status_code=503)
-        return Response(body, media_type=CONTENT_TYPE_LATEST)
+        body, content_type = rendered
+        return Response(body, headers={"Content-Type": content_type})
 
     @router.get("/metrics/health")
     def metrics_health():
