@@ -105,6 +105,16 @@ def _instrument_upstream_for_spans(tracer_provider, engines) -> None:
                                     meter_provider=NoOpMeterProvider(), **extra)
 
 
+def _uninstrument_upstream_for_spans() -> None:
+    """Undo :func:`_instrument_upstream_for_spans` (upstream instrumentors are singletons)."""
+    from opentelemetry.instrumentation.redis import RedisInstrumentor as UpstreamRedis
+    from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor as UpstreamSQL
+
+    for instrumentor in (UpstreamSQL(), UpstreamRedis()):
+        if instrumentor.is_instrumented_by_opentelemetry:
+            instrumentor.uninstrument()
+
+
 _lock = threading.Lock()
 _runtime: Runtime | None = None
 
