@@ -109,12 +109,26 @@ def test_every_dashboard_says_it_is_generated():
 
 
 def test_generation_fails_loudly_on_an_unknown_metric():
-    from mystocks_otel.mixin import dashboards_common
+    from mystocks_otel.mixin.dashboards import common as dashboards_common
 
     with pytest.raises(KeyError):
         dashboards_common.series("mystocks.no_such.metric")
     with pytest.raises(ValueError):  # a gauge must never be rate()d
         dashboards_common.rate("mystocks.db.connections_active")
+
+
+@pytest.mark.parametrize("hidden", [("grafana_foundation_sdk",), ("yaml",), ("yaml", "grafana_foundation_sdk")])
+def test_render_without_the_mixin_extra_names_it_in_one_line(hidden):
+    """`mystocks-otel render` on an install without the mixin extra: one line, no traceback."""
+    code = ("import sys\n" + "".join(f"sys.modules[{name!r}] = None\n" for name in hidden)
+            + "from mystocks_otel.cli import main\n"
+            + f"sys.exit(main(['render', '--check', '--root', {str(ROOT)!r}]))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode != 0
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert "pip install 'mystocks-otel[mixin]'" in lines[0]
+    assert all(name in lines[0] for name in hidden), lines[0]
 
 
 # -- dashboard-linter rules -------------------------------------------------------------------

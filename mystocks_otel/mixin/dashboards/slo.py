@@ -2,7 +2,7 @@
 
 Reads only the ``slo:sli_error:ratio_rate<window>`` recording rules (``mixin.rules``), so
 the dashboard, the burn-rate alerts and the SLO definitions cannot drift apart.
-Imported only by ``dashboards.generate()`` (needs the SDK).
+Built by ``dashboards.generate(cfg)`` (needs the SDK).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from grafana_foundation_sdk.builders import dashboard
 from grafana_foundation_sdk.models.dashboard import DashboardLinkType
 
 from mystocks_otel.mixin import config
-from mystocks_otel.mixin.dashboards_common import (
+from mystocks_otel.mixin.dashboards.common import (
     base_dashboard,
     datasource_variable,
     job_variable,
@@ -77,7 +77,7 @@ def _panels(slo: config.SLO) -> list:
     ]
 
 
-def build():
+def build(cfg: config.MixinConfig | None = None):
     board = base_dashboard(
         "MyStocks SLOs", config.SLO_DASHBOARD_UID,
         f"Error budgets, burn rates and SLIs of the MyStocks {PERIOD} service-level objectives.",

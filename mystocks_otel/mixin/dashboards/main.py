@@ -1,5 +1,5 @@
 """The "MyStocks Monitoring Dashboard": the specification's 18 panels plus the P0/P1 metrics
-they leave out, in 7 rows. Imported only by ``dashboards.generate()`` (needs the SDK)."""
+they leave out, in 7 rows. Built by ``dashboards.generate(cfg)`` (needs the SDK)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from grafana_foundation_sdk.builders import dashboard
 from grafana_foundation_sdk.models.dashboard import DashboardLinkType
 
 from mystocks_otel.mixin import config
-from mystocks_otel.mixin.dashboards_common import (
+from mystocks_otel.mixin.dashboards.common import (
     barchart_panel,
     base_dashboard,
     datasource_variable,
@@ -297,7 +297,7 @@ ROWS = (
 )
 
 
-def build():
+def build(cfg: config.MixinConfig | None = None):
     board = base_dashboard(
         "MyStocks Monitoring Dashboard", config.MAIN_DASHBOARD_UID,
         "API, database, cache, system, WebSocket, market data, business and health metrics of MyStocks.",

@@ -1,8 +1,7 @@
 """Building blocks shared by the generated Grafana dashboards.
 
-Imports grafana-foundation-sdk at module level, so only ``dashboards.generate()``
-imports this module: the SDK is a dev-only dependency and the runtime package
-must not need it.
+Imports grafana-foundation-sdk at module level: the package's ``__init__`` checks the
+``mixin`` extra first, and the runtime package never imports the dashboards.
 
 Every metric name comes from the catalog (looked up by its OTel name), so a
 renamed or removed metric makes generation fail instead of leaving a panel

@@ -1,19 +1,9 @@
-"""Grafana dashboards and provisioning, generated (``mystocks-otel render`` writes them).
-
-- ``dashboards/mystocks-main.json``: the "MyStocks Monitoring Dashboard" (``dashboards_main``);
-- ``dashboards/mystocks-slo.json``: error budgets and burn rates (``dashboards_slo``);
-- ``dashboards/provisioning/``: the Prometheus (default) and Loki (optional) datasources and
-  the file provider that loads the JSON above.
-
-docker-compose mounts ``dashboards/`` at ``/var/lib/grafana/dashboards`` and
-``dashboards/provisioning/`` at ``/etc/grafana/provisioning``.
-"""
+"""Grafana provisioning files: the datasources and the file provider of the dashboards."""
 
 from __future__ import annotations
 
-import json
+from mystocks_otel.mixin import config
 
-DASHBOARDS_DIR = "dashboards"
 #: Where docker-compose mounts ``dashboards/`` inside the Grafana container.
 GRAFANA_DASHBOARDS_PATH = "/var/lib/grafana/dashboards"
 #: Fixed datasource uid: provisioned once, so links and exported dashboards stay valid.
@@ -68,21 +58,5 @@ providers:
 """
 
 
-def _json(obj) -> str:
-    from grafana_foundation_sdk.cog.encoder import JSONEncoder
-
-    # Round trip through the SDK's encoder first, then sort: byte-for-byte deterministic output.
-    return json.dumps(json.loads(json.dumps(obj, cls=JSONEncoder)), indent=2, sort_keys=True,
-                      ensure_ascii=False) + "\n"
-
-
-def generate() -> dict[str, str]:
-    # The SDK is a dev-only dependency: import the builders only when generating.
-    from mystocks_otel.mixin import dashboards_main, dashboards_slo
-
-    return {
-        f"{DASHBOARDS_DIR}/mystocks-main.json": _json(dashboards_main.build()),
-        f"{DASHBOARDS_DIR}/mystocks-slo.json": _json(dashboards_slo.build()),
-        f"{DASHBOARDS_DIR}/provisioning/datasources/datasources.yml": DATASOURCES_YML,
-        f"{DASHBOARDS_DIR}/provisioning/dashboards/dashboards.yml": DASHBOARD_PROVIDER_YML,
-    }
+def datasources(cfg: config.MixinConfig | None = None) -> str:
+    return DATASOURCES_YML
