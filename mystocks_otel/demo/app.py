@@ -82,10 +82,13 @@ async def _dependency_down(_request: Request, exc: DependencyDown) -> JSONRespon
 
 
 def _telemetry_options() -> dict:
-    # Label the demo's own tables unless the operator chose the list.
-    if os.environ.get("MYSTOCKS_OTEL_DB_TABLES"):
-        return {}
-    return {"db_tables": frozenset(TABLES)}
+    # Name the service and label the demo's own tables, unless the operator chose them.
+    options = {}
+    if not os.environ.get("OTEL_SERVICE_NAME"):
+        options["service_name"] = demo_settings.SERVICE_NAME
+    if not os.environ.get("MYSTOCKS_OTEL_DB_TABLES"):
+        options["db_tables"] = frozenset(TABLES)
+    return options
 
 
 def create_app(instrument: bool = True, settings: demo_settings.DemoSettings | None = None) -> FastAPI:
@@ -96,7 +99,8 @@ def create_app(instrument: bool = True, settings: demo_settings.DemoSettings | N
         lifespan=lifespan,
     )
     telemetry = otel.setup_telemetry(app, **_telemetry_options()) if instrument else None
-    app.state.demo = DemoState(settings=settings or demo_settings.load(), telemetry=telemetry)
+    settings = settings or demo_settings.load()
+    app.state.demo = DemoState(settings=settings, faults=Faults(settings.faults_file), telemetry=telemetry)
     app.add_exception_handler(DependencyDown, _dependency_down)
     for router in (quote_routes.router, trading.router, users.router):
         app.include_router(router)  # /api prefix and fault dependency: see routes/common.py

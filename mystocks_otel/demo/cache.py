@@ -175,6 +175,8 @@ class Cache:
             raise DependencyDown("redis", type(exc).__name__) from exc
 
     def get(self, key: str) -> str | None:
+        if self.faults.state.cache_errors:  # the sustained fault: a real failing command first
+            self._call("provoke_error", self.prefix + "fault:not-a-number")
         return self._call("get", self.prefix + key)
 
     def set(self, key: str, value: str, ttl: int) -> None:

@@ -3,15 +3,23 @@
 The switches live in one :class:`Faults` object per app, read by the routes, the data layer
 and the simulator, and set through ``GET/POST/DELETE /admin/faults`` (``routes/admin.py``).
 A POST is validated as a whole before anything changes, so a bad request changes nothing.
+
+Under several workers a POST reaches one of them, so the switches must be shared: with
+``MYSTOCKS_DEMO_FAULTS_FILE`` set (``mystocks-otel stack`` sets it), the state lives in that
+JSON file, written atomically under a file lock and re-read by every worker when it changes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import json
 import math
+import os
 import random
 import threading
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
 
 from fastapi import HTTPException, Request
 
@@ -42,6 +50,8 @@ class FaultState:
     slow_query_seconds: float = 0.5
     market_data_stall: bool = False
     dependency_down: str | None = None
+    #: Every cache read also sends a failing Redis command: a sustained command-error rate.
+    cache_errors: bool = False
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -81,7 +91,7 @@ def _validate(payload: object, current: FaultState) -> tuple[FaultState, list[st
         if seconds == 0:
             raise FaultValidationError("slow_query_seconds must be above 0 (turn slow_queries off instead)")
         changes["slow_query_seconds"] = seconds
-    for name in ("slow_queries", "market_data_stall"):
+    for name in ("slow_queries", "market_data_stall", "cache_errors"):
         if name in payload:
             changes[name] = _flag(name, payload[name])
     if "dependency_down" in payload:
@@ -94,31 +104,92 @@ def _validate(payload: object, current: FaultState) -> tuple[FaultState, list[st
 
 
 class Faults:
-    """The switches of one app. Thread-safe: sync routes run in a thread pool."""
+    """The switches of one app, shared through ``path`` when given. Thread-safe."""
 
-    def __init__(self) -> None:
+    def __init__(self, path: str | os.PathLike | None = None) -> None:
         self._lock = threading.Lock()
         self._state = FaultState()
+        self._path = Path(path) if path else None
+        self._seen: int | None = None  # the file's mtime_ns when last read
 
     @property
     def state(self) -> FaultState:
+        if self._path is not None:
+            self._refresh()
         return self._state  # frozen: callers get a consistent snapshot without the lock
 
     def update(self, payload: object) -> tuple[FaultState, list[str]]:
         """Validate ``payload`` whole, apply it, and return the new state and the actions asked for."""
-        with self._lock:
+        with self._lock, self._file_lock():
+            if self._path is not None:
+                self._refresh(force=True)
             new, actions = _validate(payload, self._state)
-            self._state = new
+            self._store(new)
             return new, actions
 
     def reset(self) -> FaultState:
-        with self._lock:
-            self._state = FaultState()
+        with self._lock, self._file_lock():
+            self._store(FaultState())
             return self._state
 
     def check_dependency(self, dependency: str) -> None:
-        if self._state.dependency_down == dependency:
+        if self.state.dependency_down == dependency:
             raise DependencyDown(dependency, "dependency_down fault is set")
+
+    # -- the shared file ------------------------------------------------------------------
+    def _file_lock(self):
+        if self._path is None:
+            return _NO_LOCK
+        return _FileLock(self._path.with_name(self._path.name + ".lock"))
+
+    def _refresh(self, force: bool = False) -> None:
+        try:
+            mtime = self._path.stat().st_mtime_ns
+        except FileNotFoundError:
+            self._state, self._seen = FaultState(), None
+            return
+        if mtime == self._seen and not force:
+            return
+        try:
+            raw = json.loads(self._path.read_text())
+            known = {f.name for f in fields(FaultState)}
+            self._state = FaultState(**{k: v for k, v in raw.items() if k in known})
+            self._seen = mtime
+        except (OSError, ValueError, TypeError):
+            pass  # a torn or foreign file: keep the last good state
+
+    def _store(self, state: FaultState) -> None:
+        self._state = state
+        if self._path is None:
+            return
+        tmp = self._path.with_name(f"{self._path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(state.as_dict()))
+        os.replace(tmp, self._path)
+        self._seen = self._path.stat().st_mtime_ns
+
+
+class _FileLock:
+    def __init__(self, path: Path):
+        self._path = path
+
+    def __enter__(self):
+        self._fd = os.open(self._path, os.O_CREAT | os.O_RDWR, 0o600)
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+
+    def __exit__(self, *exc):
+        fcntl.flock(self._fd, fcntl.LOCK_UN)
+        os.close(self._fd)
+
+
+class _NoLock:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return None
+
+
+_NO_LOCK = _NoLock()
 
 
 async def inject_api_faults(request: Request) -> None:

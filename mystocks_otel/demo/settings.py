@@ -9,6 +9,9 @@ from pathlib import Path
 from typing import Mapping
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+# The demo names itself (mystocks-otel leaves the default to OpenTelemetry's convention);
+# OTEL_SERVICE_NAME still wins. Prometheus' job and the alerts use the same name.
+SERVICE_NAME = "mystocks-api"
 # A temp path, not ./: running the demo from a checkout must not litter the working tree.
 DEFAULT_DATABASE_URL = f"sqlite:///{Path(tempfile.gettempdir()) / 'mystocks-demo.db'}"
 
@@ -29,6 +32,8 @@ class DemoSettings:
     redis_socket_timeout: float = 2.0
     # Bearer token Alertmanager must send to /alerts/webhook; None accepts any caller (a demo).
     alert_webhook_token: str | None = None
+    # A JSON file shared by every worker for the fault switches (None: this process's memory).
+    faults_file: str | None = None
 
 
 def _positive(env: Mapping[str, str], name: str, default: float) -> float:
@@ -54,4 +59,5 @@ def load(environ: Mapping[str, str] | None = None) -> DemoSettings:
         quote_ttl_seconds=int(_positive(env, "MYSTOCKS_DEMO_QUOTE_TTL", 5)),
         memory_cache_size=int(_positive(env, "MYSTOCKS_DEMO_MEMORY_CACHE_SIZE", 10_000)),
         alert_webhook_token=env.get("MYSTOCKS_DEMO_ALERT_WEBHOOK_TOKEN") or None,
+        faults_file=env.get("MYSTOCKS_DEMO_FAULTS_FILE") or None,
     )

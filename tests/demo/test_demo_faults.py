@@ -10,7 +10,7 @@ import redis
 from support import wait_until
 
 DEFAULTS = {"latency_ms": 0, "error_rate": 0.0, "slow_queries": False, "slow_query_seconds": 0.5,
-            "market_data_stall": False, "dependency_down": None}
+            "market_data_stall": False, "dependency_down": None, "cache_errors": False}
 
 
 def _set(client, **switches):
@@ -151,6 +151,39 @@ def test_dependency_down_database_gives_503_on_database_routes(client):
     assert health["components"]["database"] is False and health["dependencies"]["sqlite"] is False
     _set(client, dependency_down=None)
     assert client.get("/api/quotes").status_code == 200
+
+
+def test_cache_errors_is_a_sustained_redis_command_error_fault(client, demo):
+    if demo.cache.name != "redis":
+        pytest.skip("needs the real Redis")
+    calls = []
+    provoke = demo.cache.backend.provoke_error
+    demo.cache.backend.provoke_error = lambda key: calls.append(provoke(key)) or calls[-1]
+    _set(client, cache_errors=True)
+    for _ in range(3):
+        assert client.get("/api/quotes/AAPL").status_code in (200, 404), "the request still answers"
+    assert len(calls) == 3 and all(c.startswith("ResponseError") for c in calls), calls
+    _set(client, cache_errors=False)
+    client.get("/api/quotes/AAPL")
+    assert len(calls) == 3, "off means off"
+
+
+def test_switches_are_shared_by_every_worker_through_the_file(tmp_path):
+    from mystocks_otel.demo.faults import Faults
+
+    path = tmp_path / "faults.json"
+    worker_1, worker_2 = Faults(path), Faults(path)
+    assert worker_2.state.latency_ms == 0
+    worker_1.update({"latency_ms": 250, "dependency_down": "redis"})
+    assert worker_2.state.latency_ms == 250 and worker_2.state.dependency_down == "redis"
+    worker_2.update({"error_rate": 0.5})  # read-modify-write keeps worker 1's switches
+    assert worker_1.state.as_dict() == {**DEFAULTS, "latency_ms": 250, "dependency_down": "redis",
+                                        "error_rate": 0.5}
+    assert Faults(path).state.error_rate == 0.5, "a worker started later sees the switches"
+    worker_2.reset()
+    assert worker_1.state.as_dict() == DEFAULTS
+    path.write_text("{torn")
+    assert worker_1.state.as_dict() == DEFAULTS, "a torn file keeps the last good state"
 
 
 def test_error_actions_provoke_real_errors(client):
