@@ -21,16 +21,37 @@ def _traffic(args) -> int:
     return main(args.rest) or 0
 
 
-def _render(args) -> int:
-    from .mixin.render import stale_files, write_all
+def _mixin_config(args):
+    """The render-time overrides as a MixinConfig; ValueError names the bad option."""
+    from .mixin.config import MixinConfig
 
+    overrides = {name: value for name in ("grafana_url", "runbook_url", "app_job", "collector_job",
+                                          "prometheus_job", "alertmanager_job")
+                 if (value := getattr(args, name)) is not None}
+    objectives = {}
+    for item in args.slo:
+        name, _, value = item.partition("=")
+        try:
+            objectives[name] = float(value)
+        except ValueError:
+            raise ValueError(f"--slo {item!r}: expected NAME=OBJECTIVE, e.g. api-availability=0.995") from None
+    return MixinConfig(**overrides).with_slo_objectives(objectives)
+
+
+def _render(args) -> int:
+    try:
+        cfg = _mixin_config(args)
+        from .mixin.render import stale_files, write_all
+    except ValueError as error:
+        print(f"mystocks-otel render: {error}", file=sys.stderr)
+        return 2
     root = Path(args.root)
     if args.check:
-        stale = stale_files(root)
+        stale = stale_files(root, cfg)
         for rel in stale:
             print(f"stale: {rel} (run `mystocks-otel render`)", file=sys.stderr)
         return 1 if stale else 0
-    for rel in write_all(root):
+    for rel in write_all(root, cfg):
         print(f"wrote {rel}")
     return 0
 
@@ -72,9 +93,19 @@ def main(argv: list[str] | None = None) -> int:
                              add_help=False)  # its own options belong to demo.traffic
     traffic.set_defaults(run=_traffic)
 
-    render = sub.add_parser("render", help="regenerate rules, dashboards and docs from the catalog")
-    render.add_argument("--root", default=".")
+    render = sub.add_parser("render", help="regenerate rules, dashboards and docs from the catalog",
+                            description="Regenerate alerts/rules, dashboards and docs. The options "
+                            "override mixin/config.py's MixinConfig defaults for one deployment.")
+    render.add_argument("--root", default=".", help="where to write (default: the current directory)")
     render.add_argument("--check", action="store_true", help="fail if a committed file is stale")
+    render.add_argument("--grafana-url", help="Grafana base URL the alerts link to (default http://localhost:3000)")
+    render.add_argument("--runbook-url", help="URL of docs/runbooks.md the alerts link to")
+    render.add_argument("--app-job", help="Prometheus job of the API (default mystocks-api)")
+    render.add_argument("--collector-job", help="Prometheus job of the OTel Collector (default otel-collector)")
+    render.add_argument("--prometheus-job", help="Prometheus job scraping Prometheus itself (default prometheus)")
+    render.add_argument("--alertmanager-job", help="Prometheus job of Alertmanager (default alertmanager)")
+    render.add_argument("--slo", action="append", default=[], metavar="NAME=OBJECTIVE",
+                        help="an SLO objective, e.g. api-availability=0.995 (repeatable)")
     render.set_defaults(run=_render)
 
     listing = sub.add_parser("list", help="print the metric catalog")

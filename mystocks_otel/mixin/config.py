@@ -1,20 +1,41 @@
 """The one config that drives alerts, recording rules and dashboards (kubernetes-mixin style).
 
-Thresholds live next to the rule that uses them (``mixin.rules``) with their reasoning;
-what several generators share lives here.
+Two layers:
+
+- module constants: thresholds, SLOs, the trading calendar and the label vocabularies
+  (severities, categories, priorities, teams). They are the defaults, and what panels and
+  alerts share: a threshold on a panel is the alert's threshold.
+- :class:`MixinConfig`: the settings a deployment overrides at render time
+  (``mystocks-otel render --grafana-url ... --app-job ... --slo api-availability=0.995``).
+  Every generator receives one as ``generate(cfg)``; nothing patches this module.
+
+Each alert's reasoning is written beside it (``mixin/rules/<category>.py``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 #: Prometheus job names (prometheus/prometheus.yml must agree; a test checks).
 APP_JOB = "mystocks-api"
 COLLECTOR_JOB = "otel-collector"
+PROMETHEUS_JOB = "prometheus"
+ALERTMANAGER_JOB = "alertmanager"
 
 #: Where alerts link to. Overridable at render time; the defaults suit docker-compose.
 GRAFANA_URL = "http://localhost:3000"
 RUNBOOK_URL = "https://github.com/mystocks/mystocks-otel/blob/main/docs/runbooks.md"
+
+# -- the label vocabularies Alertmanager routes on: the one place they are listed -------------
+SEVERITIES = ("critical", "warning", "info")
+#: One rules module (mixin/rules/<category>.py) and one promtool file (alerts/tests/<category>.yml)
+#: per category, in this order.
+CATEGORIES = (
+    "api", "database", "cache", "websocket", "market_data", "system", "health", "business",
+    "aggregated", "slo", "meta",
+)
+PRIORITIES = ("P0", "P1", "P2", "P3")
+TEAMS = ("platform", "data", "performance")
 
 #: Dashboard UIDs (stable: alerts link to them).
 MAIN_DASHBOARD_UID = "mystocks-main"
@@ -97,3 +118,52 @@ TRADING_SESSION_UTC_MINUTES = (90, 420)
 CPU_PERCENT_WARNING, CPU_PERCENT_CRITICAL = 80.0, 95.0
 MEMORY_PERCENT_WARNING, MEMORY_PERCENT_CRITICAL = 85.0, 95.0
 DISK_PERCENT_WARNING, DISK_PERCENT_CRITICAL = 85.0, 95.0
+
+
+@dataclass(frozen=True)
+class MixinConfig:
+    """What a deployment may override when rendering (``mystocks-otel render --help``).
+
+    The defaults are the module constants above, which suit docker-compose.
+    """
+
+    grafana_url: str = GRAFANA_URL
+    runbook_url: str = RUNBOOK_URL
+    app_job: str = APP_JOB
+    collector_job: str = COLLECTOR_JOB
+    prometheus_job: str = PROMETHEUS_JOB
+    alertmanager_job: str = ALERTMANAGER_JOB
+    #: Grafana gets a Loki datasource only when one is named (dashboards/provisioning).
+    loki_url: str | None = None
+    slos: tuple[SLO, ...] = field(default=SLOS)
+
+    def __post_init__(self) -> None:
+        for name in ("grafana_url", "runbook_url"):
+            value = getattr(self, name)
+            if not value.startswith(("http://", "https://")):
+                raise ValueError(f"{name}={value!r}: expected an http(s) URL")
+            object.__setattr__(self, name, value.rstrip("/"))
+        if self.loki_url is not None and not self.loki_url.startswith(("http://", "https://")):
+            raise ValueError(f"loki_url={self.loki_url!r}: expected an http(s) URL")
+        for name in ("app_job", "collector_job", "prometheus_job", "alertmanager_job"):
+            value = getattr(self, name)
+            if not value or any(ch in value for ch in '"\\{}\n'):
+                raise ValueError(f"{name}={value!r}: expected a Prometheus job name")
+        for slo in self.slos:
+            if not 0.0 < slo.objective < 1.0:
+                raise ValueError(f"SLO {slo.name} objective {slo.objective!r}: expected 0 < x < 1")
+
+    def slo(self, name: str) -> SLO:
+        return next(s for s in self.slos if s.name == name)
+
+    def with_slo_objectives(self, objectives: dict[str, float]) -> "MixinConfig":
+        """A copy with some SLO objectives replaced (``{"api-availability": 0.995}``)."""
+        known = {s.name for s in self.slos}
+        unknown = sorted(set(objectives) - known)
+        if unknown:
+            raise ValueError(f"unknown SLO {', '.join(unknown)}: expected one of {', '.join(sorted(known))}")
+        slos = tuple(replace(s, objective=objectives.get(s.name, s.objective)) for s in self.slos)
+        return replace(self, slos=slos)
+
+
+DEFAULT = MixinConfig()

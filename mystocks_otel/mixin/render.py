@@ -1,42 +1,56 @@
 """Writes (or checks) every generated, committed artefact.
 
-Each generator module exposes ``generate() -> dict[str, str]``: repository-relative
-path -> file text. ``mystocks-otel render`` writes them; ``--check`` (and the test
-suite) fails when a committed file differs from what the generators produce.
+Each generator exposes ``generate(cfg) -> dict[str, str]``: repository-relative path -> file
+text, rendered with the deployment's :class:`~mystocks_otel.mixin.config.MixinConfig`.
+``mystocks-otel render`` writes them; ``--check`` (and the test suite) fails when a committed
+file differs from what the generators produce with the defaults.
 """
 
 from __future__ import annotations
 
-import importlib
+import inspect
+from collections.abc import Callable
 from pathlib import Path
 
-GENERATORS = (
-    "mystocks_otel.mixin.docs",
-    "mystocks_otel.mixin.rules",
-    "mystocks_otel.mixin.dashboards",
+from mystocks_otel.mixin import dashboards, rules
+from mystocks_otel.mixin.config import DEFAULT, MixinConfig
+from mystocks_otel.mixin.docs import alerting, metrics
+
+Generator = Callable[[MixinConfig], dict[str, str]]
+
+GENERATORS: tuple[Callable, ...] = (
+    metrics.generate,
+    rules.generate,
+    alerting.generate,
+    dashboards.generate,
 )
 
 
-def generate_all() -> dict[str, str]:
+def _run(generator: Callable, cfg: MixinConfig) -> dict[str, str]:
+    # Transition: a generator that does not take the config yet renders its defaults.
+    return generator(cfg) if inspect.signature(generator).parameters else generator()
+
+
+def generate_all(cfg: MixinConfig = DEFAULT) -> dict[str, str]:
     files: dict[str, str] = {}
-    for module_name in GENERATORS:
-        files.update(importlib.import_module(module_name).generate())
+    for generator in GENERATORS:
+        files.update(_run(generator, cfg))
     return files
 
 
-def stale_files(root: Path) -> list[str]:
+def stale_files(root: Path, cfg: MixinConfig = DEFAULT) -> list[str]:
     """Generated paths whose committed text differs from the generators' output."""
     stale = []
-    for rel, text in generate_all().items():
+    for rel, text in generate_all(cfg).items():
         path = root / rel
         if not path.exists() or path.read_text() != text:
             stale.append(rel)
     return sorted(stale)
 
 
-def write_all(root: Path) -> list[str]:
+def write_all(root: Path, cfg: MixinConfig = DEFAULT) -> list[str]:
     written = []
-    for rel, text in generate_all().items():
+    for rel, text in generate_all(cfg).items():
         path = root / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         if not path.exists() or path.read_text() != text:

@@ -212,7 +212,7 @@ def _get(url: str, timeout: float = 2.0) -> str:
 def test_live_alertmanager_feeds_the_lifecycle_metrics(tmp_path, alertmanager_binary):
     import urllib.request
 
-    from mystocks_otel.alertmanager_config import render_alertmanager_config, write_secret_files
+    from mystocks_otel.mixin.alertmanager import render_alertmanager_config, write_secret_files
 
     app_port, am_port, dead = free_port(), free_port(), free_port()
     (tmp_path / "app.py").write_text(APP)

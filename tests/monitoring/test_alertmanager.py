@@ -25,7 +25,7 @@ import pytest
 from support import free_port, stop_process
 import yaml
 
-from mystocks_otel.alertmanager_config import (
+from mystocks_otel.mixin.alertmanager import (
     SECRETS,
     AlertmanagerConfigError,
     render_alertmanager_config,
@@ -134,7 +134,7 @@ def test_missing_or_invalid_variable_fails_with_one_clear_line(tmp_path, name, v
 
 def test_cli_runs_stdlib_only_and_reports_one_line(tmp_path):
     """As scripts/render-alertmanager.sh runs it: the file itself, no site-packages (-S)."""
-    cli = [sys.executable, "-S", str(ROOT / "mystocks_otel" / "alertmanager_config.py")]
+    cli = [sys.executable, "-S", str(ROOT / "mystocks_otel" / "mixin" / "alertmanager.py")]
     env = {**os.environ, **SAMPLE_ENV}
     out = tmp_path / "out.yml"
     ok = subprocess.run([*cli, "render", "--template", str(TEMPLATE), "--output", str(out)],

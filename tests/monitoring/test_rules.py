@@ -20,13 +20,15 @@ import promql_ast  # noqa: E402  (shared PromQL helper beside this file)
 import promql_parser  # noqa: E402
 
 from mystocks_otel.mixin import config, rules  # noqa: E402
+from mystocks_otel.mixin.docs import alerting  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
+CFG = config.DEFAULT
 RULE_FILES = [ROOT / rel for rel in rules.RULE_FILES]
 TEST_FILES = sorted((ROOT / "alerts" / "tests").glob("*.yml"))
 SPEC_CATEGORIES = {"api", "database", "cache", "websocket", "market_data", "system", "health",
                    "business", "aggregated"}
-SEVERITIES = {"critical", "warning", "info"}
+SEVERITIES = set(config.SEVERITIES)
 RECORD_NAME = re.compile(r"^[a-z][a-z_]*:[a-z0-9_]+:[a-z0-9_]+$")
 
 
@@ -130,11 +132,11 @@ def test_every_alert_is_complete():
             problems.append(f"{name}: no for")
         if labels.get("severity") not in SEVERITIES:
             problems.append(f"{name}: severity {labels.get('severity')!r}")
-        if labels.get("priority") not in {"P0", "P1", "P2", "P3"}:
+        if labels.get("priority") not in config.PRIORITIES:
             problems.append(f"{name}: priority")
-        if labels.get("team") not in {"platform", "data", "performance"}:
+        if labels.get("team") not in config.TEAMS:
             problems.append(f"{name}: team")
-        if not labels.get("category"):
+        if labels.get("category") not in config.CATEGORIES:
             problems.append(f"{name}: category")
         for key in ("summary", "description", "runbook_url", "dashboard_url"):
             if not ann.get(key):
@@ -275,8 +277,67 @@ def test_alerting_doc_lists_every_alert_and_summarises_routing():
 
 
 def test_generated_files_are_up_to_date():
-    generated = rules.generate()
-    assert generated == rules.generate(), "generator output is not deterministic"
+    generated = {**rules.generate(CFG), **alerting.generate(CFG)}
+    assert generated == {**rules.generate(CFG), **alerting.generate(CFG)}, "generator output is not deterministic"
     stale = [rel for rel, text in generated.items()
              if not (ROOT / rel).exists() or (ROOT / rel).read_text() != text]
     assert not stale, f"run `mystocks-otel render` and commit: {stale}"
+
+
+# -- the mixin's layout ----------------------------------------------------------------------
+
+def test_each_category_has_one_rules_module_and_one_test_file():
+    """kubernetes-mixin's grouping: rules/<category>.py <-> alerts/tests/<category>.yml."""
+    modules = {p.stem for p in (ROOT / "mystocks_otel" / "mixin" / "rules").glob("*.py")} - {"__init__"}
+    assert modules == set(config.CATEGORIES) == set(rules.MODULES)
+    tests = {p.stem for p in TEST_FILES}
+    assert set(config.CATEGORIES) <= tests, set(config.CATEGORIES) - tests
+    by_category = defaultdict(set)
+    for a in ALERTS:
+        by_category[a["labels"]["category"]].add(a["alert"])
+    cases = _test_cases()
+    for category, names in by_category.items():
+        text = (ROOT / "alerts" / "tests" / f"{category}.yml").read_text()
+        untested_here = [n for n in names if f"alertname: {n}\n" not in text]
+        assert not untested_here, f"{category}: tested outside alerts/tests/{category}.yml: {untested_here}"
+        assert all(cases[n]["firing"] for n in names)
+
+
+def test_render_overrides_reach_every_rule():
+    """`mystocks-otel render --grafana-url ... --app-job ... --slo ...` changes the output, and
+    only through the config passed in (the module defaults stay as they were)."""
+    custom = config.MixinConfig(grafana_url="https://grafana.prod.example/", app_job="api-prod",
+                                runbook_url="https://wiki.example/runbooks").with_slo_objectives(
+        {"api-availability": 0.995})
+    files = rules.generate(custom)
+    text = "".join(files.values())
+    assert 'job="api-prod"' in text and f'job="{config.APP_JOB}"' not in text
+    parsed = [r for f in files.values() for g in yaml.safe_load(f)["groups"] for r in g["rules"]]
+    for a in (r for r in parsed if "alert" in r):
+        assert a["annotations"]["dashboard_url"].startswith("https://grafana.prod.example/d/"), a["alert"]
+        assert a["annotations"]["runbook_url"].startswith("https://wiki.example/runbooks#"), a["alert"]
+    assert 'slo:error_budget:ratio' in text and "vector(0.005)" in text
+    assert rules.generate(CFG) == rules.generate(config.DEFAULT)  # nothing was patched globally
+    with pytest.raises(ValueError, match="unknown SLO nope"):
+        config.DEFAULT.with_slo_objectives({"nope": 0.9})
+    with pytest.raises(ValueError, match="grafana_url"):
+        config.MixinConfig(grafana_url="grafana:3000")
+
+
+def test_cli_render_writes_the_overrides(tmp_path):
+    from mystocks_otel.cli import main
+
+    assert main(["render", "--root", str(tmp_path), "--app-job", "api-prod",
+                 "--grafana-url", "https://g.example", "--slo", "api-latency=0.95"]) == 0
+    alerts_text = (tmp_path / rules.ALERTS_FILE).read_text()
+    assert 'up{job="api-prod"} == 0' in alerts_text and "https://g.example/d/mystocks-main" in alerts_text
+    assert main(["render", "--root", str(tmp_path), "--slo", "api-latency"]) == 2
+
+
+def test_the_promql_builder_rejects_unknown_metrics():
+    from mystocks_otel.mixin.lib.promql import PromQL, UnknownMetric
+
+    q = PromQL("mystocks-api")
+    assert q.sel("mystocks_cache_hits_total") == 'mystocks_cache_hits_total{job="mystocks-api"}'
+    with pytest.raises(UnknownMetric, match="mystocks_cache_hit_total"):
+        q.sel("mystocks_cache_hit_total")

@@ -272,7 +272,7 @@ def _write_atomic(path: Path, text: str, mode: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="alertmanager_config.py",
+        prog="mystocks_otel/mixin/alertmanager.py",
         description="Render the Alertmanager config and write its secret files from the environment.")
     sub = parser.add_subparsers(dest="command", required=True)
     render = sub.add_parser("render", help="render the config template (non-secret values)")

@@ -1,10 +1,12 @@
-"""SLIs recorded over every window, and multiwindow multi-burn-rate alerts (Google SRE workbook,
-ch. 5) for each SLO in :data:`config.SLOS`."""
+"""SLOs: SLIs recorded over every window, and multiwindow multi-burn-rate alerts (Google SRE
+workbook, ch. 5) for each SLO in ``cfg.slos``."""
 
 from __future__ import annotations
 
 from mystocks_otel.mixin import config
-from mystocks_otel.mixin.rulekit import JOB, Alert, Group, Record, le_matcher, num
+from mystocks_otel.mixin.config import MixinConfig
+from mystocks_otel.mixin.lib.promql import PromQL, le_matcher, num
+from mystocks_otel.mixin.lib.rulekit import Alert, Group, Record
 
 HTTP = "http_server_request_duration_seconds"
 TEAM = {"api-availability": "platform", "api-latency": "performance", "market-data-freshness": "data"}
@@ -31,31 +33,33 @@ def _camel(name: str) -> str:
     return "".join(part.capitalize() for part in name.split("-"))
 
 
-def sli_error_expr(slo: config.SLO, window: str) -> str:
+def sli_error_expr(q: PromQL, slo: config.SLO, window: str) -> str:
     """The SLI's error ratio over ``window``: bad events / all events, with labels {job}."""
-    total = f"sum by (job) (rate({HTTP}_count{{{JOB}}}[{window}]))"
+    total = q.sum_rate(f"{HTTP}_count", "job", window)
     if slo.name == "api-availability":
-        bad = f'sum by (job) (rate({HTTP}_count{{{JOB}, http_response_status_code=~"5.."}}[{window}]))'
+        bad = q.sum_rate(f"{HTTP}_count", "job", window, 'http_response_status_code=~"5.."')
         return f"({bad} or {total} * 0)\n/\n({total} > 0)"
     if slo.name == "api-latency":
-        good = f"sum by (job) (rate({HTTP}_bucket{{{JOB}, {le_matcher(slo.threshold_seconds)}}}[{window}]))"
+        good = q.sum_rate(f"{HTTP}_bucket", "job", window, le_matcher(slo.threshold_seconds))
         return f"1 - ({good}\n/\n({total} > 0))"
     if slo.name == "market-data-freshness":
         return f"1 - avg_over_time(job:mystocks_data_quality_realtime_fresh:bool[{window}])"
     raise ValueError(f"no SLI defined for SLO {slo.name!r}")
 
 
-def _records() -> tuple[Record, ...]:
+def _records(cfg: MixinConfig) -> tuple[Record, ...]:
+    q = PromQL(cfg.app_job)
     records = []
-    for slo in config.SLOS:
+    for slo in cfg.slos:
         labels = {"slo": slo.name}
-        records.append(Record("slo:objective:ratio", f"vector({num(slo.objective)})",
-                              f"The objective of {slo.name}, for the SLO dashboard.", labels))
-        records.append(Record("slo:error_budget:ratio", f"vector({num(slo.error_budget)})",
-                              f"The error budget of {slo.name} (1 - objective).", labels))
+        records.append(Record(record="slo:objective:ratio", expr=f"vector({num(slo.objective)})",
+                              why=f"The objective of {slo.name}, for the SLO dashboard.", labels=labels))
+        records.append(Record(record="slo:error_budget:ratio", expr=f"vector({num(slo.error_budget)})",
+                              why=f"The error budget of {slo.name} (1 - objective).", labels=labels))
         for window in config.SLO_WINDOWS:
-            records.append(Record(config.slo_error_ratio_record(window), sli_error_expr(slo, window),
-                                  f"{slo.name}: {slo.description} Error ratio over {window}.", labels))
+            records.append(Record(record=config.slo_error_ratio_record(window), expr=sli_error_expr(q, slo, window),
+                                  why=f"{slo.name}: {slo.description} Error ratio over {window}.",
+                                  labels=labels))
     return tuple(records)
 
 
@@ -98,12 +102,9 @@ def _burn_alert(slo: config.SLO, severity: str) -> Alert:
     )
 
 
-def alerts() -> tuple[Alert, ...]:
-    return tuple(_burn_alert(slo, sev) for slo in config.SLOS for sev in ("critical", "warning"))
+def records(cfg: MixinConfig) -> Group:
+    return Group("mystocks-slo.rules", _records(cfg))
 
 
-def groups() -> tuple[Group, ...]:
-    return (
-        Group("mystocks-slo.rules", _records()),
-        Group("mystocks-slo.alerts", alerts()),
-    )
+def alerts(cfg: MixinConfig) -> tuple[Alert, ...]:
+    return tuple(_burn_alert(slo, sev) for slo in cfg.slos for sev in ("critical", "warning"))
