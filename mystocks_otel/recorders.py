@@ -4,6 +4,13 @@ Every function here is safe to call from request handlers: it never raises (a ba
 argument is dropped and counted in ``mystocks_telemetry_dropped_measurements_total``),
 and it works before ``setup_telemetry`` (values are kept and exported once set up).
 Label values outside a metric's bounded set become ``other``.
+
+``record_api_request``, ``record_websocket_event`` and ``record_db_query`` are manual
+fallbacks: they record what the ASGI layer and the SQLAlchemy hook already record by
+themselves. Call them only for traffic those layers do not see, never beside them, or
+every request or query is counted twice.
+
+This module is the public face over the runtime; nothing below it imports it.
 """
 
 from __future__ import annotations
@@ -13,7 +20,10 @@ import logging
 from typing import Callable, TypeVar
 
 from . import runtime
+from .config import Settings
 from .instruments import DROPPED, INSTRUMENTS, counter, gauge, histogram
+from .integrations.redis import update_cache_info
+from .integrations.sqlalchemy import SQLAlchemyInstrumentor
 
 _log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable)
@@ -37,7 +47,11 @@ def _never_raises(metric: str) -> Callable[[F], F]:
 @_never_raises("http.server.request.duration")
 def record_api_request(method: str, route: str | None, status_code: int,
                        duration_seconds: float) -> None:
-    """One HTTP request, for apps served without the ASGI layer. ``route`` is the template."""
+    """Manual fallback: one HTTP request, for an app served without the ASGI layer.
+
+    ``route`` is the route template. ``setup_telemetry``'s ASGI layer already records every
+    request it serves: do not call this beside it, or each request is counted twice.
+    """
     histogram("http.server.request.duration").record(
         duration_seconds, method.upper(), route, int(status_code))
 
@@ -46,7 +60,11 @@ def record_api_request(method: str, route: str | None, status_code: int,
 def record_websocket_event(event: str, namespace: str, *, direction: str = "sent",
                            message_type: str = "text", duration_seconds: float | None = None,
                            reason: str = "exception") -> None:
-    """``event`` is connect | disconnect | message | error. ``namespace`` is the route template."""
+    """Manual fallback: one WebSocket event, for sockets the ASGI layer does not serve.
+
+    ``event`` is connect | disconnect | message | error. ``namespace`` is the route template.
+    The ASGI layer already records every WebSocket it serves: do not call this beside it.
+    """
     if event == "connect":
         counter("mystocks.websocket.connections_opened").add(1, namespace)
         counter("mystocks.websocket.active_connections").add(1, namespace)
@@ -90,13 +108,7 @@ def update_cache_metrics(client=None, cache: str = "redis") -> dict:
     """Hit ratio from counted events; memory, keys and evictions from Redis INFO if given a client."""
     report: dict = {"hit_ratio": _update_hit_ratio(cache)}
     if client is not None:
-        info = client.info()
-        keys = sum(v.get("keys", 0) for k, v in info.items() if k.startswith("db") and isinstance(v, dict))
-        report.update(memory_bytes=info.get("used_memory", 0), keys=keys,
-                      evictions=info.get("evicted_keys", 0))
-        gauge("mystocks.cache.memory_usage").set(report["memory_bytes"], cache)
-        gauge("mystocks.cache.keys").set(keys, cache)
-        counter("mystocks.cache.evictions").set_total(report["evictions"], cache)
+        report.update(update_cache_info(client, cache))
     return report
 
 
@@ -104,37 +116,36 @@ def update_cache_metrics(client=None, cache: str = "redis") -> dict:
 @_never_raises("mystocks.db.query_duration")
 def record_db_query(operation: str, duration_seconds: float, table: str | None = None,
                     error: str | None = None) -> None:
-    """One SQL statement, for code paths outside SQLAlchemy. ``error`` is the exception class name."""
+    """Manual fallback: one SQL statement run outside SQLAlchemy (a raw DB-API driver).
+
+    ``error`` is the exception class name. The SQLAlchemy hook already records every
+    statement an engine runs: do not call this for those, or each one is counted twice.
+    """
     operation, table = operation.upper(), table or "other"
     if error is not None:
         counter("mystocks.db.query_errors").add(1, operation, error)
         return
     histogram("mystocks.db.query_duration").record(duration_seconds, operation, table)
-    if duration_seconds >= runtime.SQLALCHEMY.slow_query_seconds:
+    hooks = runtime.library_hooks()
+    slow = hooks.sqlalchemy.slow_query_seconds if hooks is not None else Settings.slow_query_seconds
+    if duration_seconds >= slow:
         counter("mystocks.db.slow_queries").add(1, operation, table)
 
 
 @_never_raises("mystocks.db.connections_active")
 def update_database_metrics(engines=None) -> dict:
     """Pool status of the given engines (default: every engine seen): {pool: {active, idle, open, max}}."""
-    return runtime.SQLALCHEMY.update_pool_metrics(engines)
+    hooks = runtime.library_hooks()
+    if hooks is None:  # before set-up no engine has been seen: only the ones given count
+        return SQLAlchemyInstrumentor().update_pool_metrics(engines or ())
+    return hooks.sqlalchemy.update_pool_metrics(engines)
 
 
 # -- system and health -----------------------------------------------------------------------
-_sampler = None
-
-
 @_never_raises("mystocks.system.cpu_utilization")
 def update_system_metrics() -> dict:
-    """CPU, memory, disk, uptime and threads through psutil; returns the values."""
-    global _sampler
-    rt = runtime.current()
-    sampler = rt.sampler if rt is not None and rt.sampler is not None else _sampler
-    if sampler is None:
-        from .integrations.system import SystemSampler
-
-        sampler = _sampler = SystemSampler()
-    return sampler.sample()
+    """CPU, memory, disk, uptime and threads through psutil (the poller's sampler); returns them."""
+    return runtime.SYSTEM.sample()
 
 
 @_never_raises("mystocks.health.component_status")

@@ -1,93 +1,179 @@
-"""The process-wide telemetry runtime: provider, instrumentors, probes and poller.
+"""The process-wide telemetry runtime: provider, library hooks, system sampler and poller.
 
 Started once per process, by ``setup_telemetry`` or by the distro; every further
-app set up in the same process shares it.
+app set up in the same process shares it. Objects here are built with their settings:
+the SQLAlchemy and Redis hooks by :func:`install_library_hooks`, the poller by
+:class:`Runtime`. The health registry and the system sampler take no settings, so they
+exist from import on (an app may report health before set-up).
+
+Pre-fork servers (gunicorn ``--preload``): threads do not survive ``fork()``. After a
+fork the child restarts the poller here; the SDK restarts its own OTLP export thread and
+gives the child a fresh ``service.instance.id``.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
+from dataclasses import dataclass
+from typing import Callable
 
-from . import provider
+from . import config, provider
 from .config import Settings
-from .integrations.health import HealthRegistry, Poller, probe_engines, probe_redis
+from .integrations.health import HealthRegistry, probe_engines, probe_redis
 from .integrations.redis import RedisInstrumentor
 from .integrations.sqlalchemy import SQLAlchemyInstrumentor
+from .integrations.system import SystemSampler
 
 _log = logging.getLogger(__name__)
 
-
-# The library hooks are process-wide and may be installed before the runtime starts
-# (the distro installs them at interpreter start, the runtime at the first app).
-SQLALCHEMY = SQLAlchemyInstrumentor()
-REDIS = RedisInstrumentor()
 HEALTH = HealthRegistry()  # the app may report health before set-up
+SYSTEM = SystemSampler()  # the one sampler: the poller and update_system_metrics share it
+APP_WINS_FOR_PROBES = 3  # an app's health report beats the pings for this many intervals
 
 
-def install_library_hooks() -> None:
-    SQLALCHEMY.instrument()
-    REDIS.instrument()
+# -- library hooks -----------------------------------------------------------------------------
+@dataclass
+class LibraryHooks:
+    """The SQLAlchemy and Redis hooks. They patch classes, so a process has one pair."""
+
+    sqlalchemy: SQLAlchemyInstrumentor
+    redis: RedisInstrumentor
+
+    @classmethod
+    def build(cls, settings: Settings) -> "LibraryHooks":
+        return cls(SQLAlchemyInstrumentor(slow_query_seconds=settings.slow_query_seconds,
+                                          tables=settings.db_tables),
+                   RedisInstrumentor())
+
+    def instrument(self) -> None:
+        self.sqlalchemy.instrument()
+        self.redis.instrument()
+
+    def uninstrument(self) -> None:
+        self.redis.uninstrument()
+        self.sqlalchemy.uninstrument()
 
 
+_hooks_lock = threading.Lock()
+_hooks: LibraryHooks | None = None
+
+
+def install_library_hooks(settings: Settings | None = None) -> LibraryHooks:
+    """Build and install the process's hooks on the first call; later calls return them.
+
+    The distro calls this at interpreter start, before any app exists, so that work done
+    at import time is measured too; the first set-up calls it otherwise. ``settings``
+    defaults to the environment's.
+    """
+    global _hooks
+    with _hooks_lock:
+        if _hooks is None:
+            hooks = LibraryHooks.build(settings if settings is not None else config.load())
+            hooks.instrument()
+            _hooks = hooks
+        return _hooks
+
+
+def library_hooks() -> LibraryHooks | None:
+    """The installed hooks, or None before set-up."""
+    return _hooks
+
+
+def remove_library_hooks() -> None:
+    """Uninstall and forget the hooks (the next install builds them from its settings)."""
+    global _hooks
+    with _hooks_lock:
+        hooks, _hooks = _hooks, None
+    if hooks is not None:
+        hooks.uninstrument()
+
+
+# -- the poller --------------------------------------------------------------------------------
+class Poller:
+    """Runs the update tasks every ``interval`` seconds on a daemon thread."""
+
+    def __init__(self, interval: float, tasks: list[Callable[[], object]]):
+        self.interval = interval
+        self.tasks = tasks
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="mystocks-otel-poller", daemon=True)
+
+    def start(self) -> "Poller":
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    def run_once(self) -> None:
+        for task in self.tasks:
+            try:
+                task()
+            except Exception:  # noqa: BLE001 - one failing probe must not stop the others
+                _log.warning("mystocks-otel: %s failed", getattr(task, "__name__", task),
+                             exc_info=True)
+
+    def _run(self) -> None:
+        self.run_once()
+        while not self._stop.wait(self.interval):
+            self.run_once()
+
+
+# -- the runtime -------------------------------------------------------------------------------
 class Runtime:
     def __init__(self, settings: Settings, tracer_provider=None):
         self.settings = settings
         self.tracer_provider = tracer_provider
-        self.sqlalchemy = SQLALCHEMY
-        self.sqlalchemy.slow_query_seconds = settings.slow_query_seconds
-        self.sqlalchemy.tables = settings.db_tables
-        self.redis = REDIS
         self.health = HEALTH
-        self.health.pin_seconds = 3 * settings.probe_interval_seconds
-        self.sampler = None
+        self.hooks: LibraryHooks | None = None
         self.poller: Poller | None = None
         self.state: provider.ProviderState | None = None
 
     def start(self, engines=()) -> "Runtime":
         self.state = provider.start(self.settings)
-        install_library_hooks()
-        self.sqlalchemy.instrument(engines)
+        self.hooks = install_library_hooks(self.settings)
+        self.hooks.sqlalchemy.instrument(engines)
         if self.tracing:
             _instrument_upstream_for_spans(self.tracer_provider, engines)
-        if self.settings.system_metrics:
-            from .integrations.system import SystemSampler
-
-            self.sampler = SystemSampler()
-        tasks = [self.sqlalchemy.update_pool_metrics, self.update_cache_metrics, self.probe_health]
-        if self.sampler is not None:
-            tasks.insert(0, self.sampler.sample)
-        self.poller = Poller(self.settings.probe_interval_seconds, tasks)
-        self.poller.start()
+        self.poller = Poller(self.settings.probe_interval_seconds, self.tasks()).start()
         return self
 
     @property
     def tracing(self) -> bool:
         return self.tracer_provider is not None
 
-    # -- periodic updates --------------------------------------------------------------
-    def update_cache_metrics(self) -> dict:
-        from .recorders import update_cache_metrics
-
-        clients = [c for c in list(self.redis.clients) if "asyncio" not in type(c).__module__]
-        return update_cache_metrics(clients[0]) if clients else {}
+    def tasks(self) -> list[Callable[[], object]]:
+        """What the poller runs: system gauges (if on), pool status, Redis INFO, health probes."""
+        tasks = [self.hooks.sqlalchemy.update_pool_metrics, self.hooks.redis.update_cache_metrics,
+                 self.probe_health]
+        return [SYSTEM.sample, *tasks] if self.settings.system_metrics else tasks
 
     def probe_health(self) -> dict:
-        dependencies = {**probe_engines(self.sqlalchemy.engines), **probe_redis(self.redis.clients)}
+        engines, clients = self.hooks.sqlalchemy.engines, self.hooks.redis.clients
+        dependencies = {**probe_engines(engines), **probe_redis(clients)}
         components = {"exporter": True}
-        if self.sqlalchemy.engines:
+        if engines:
             components["database"] = all(
                 up for name, up in dependencies.items() if name != "redis"
             )
         if "redis" in dependencies:
             components["cache"] = dependencies["redis"]
-        return self.health.report(components, dependencies, pin=False)
+        window = APP_WINS_FOR_PROBES * self.settings.probe_interval_seconds
+        return self.health.probed(components, dependencies, app_wins_for=window)
+
+    def restart_poller(self) -> None:
+        """A new poller thread with the same tasks (after ``fork()``, the old one is gone)."""
+        if self.poller is not None:
+            self.poller = Poller(self.poller.interval, self.poller.tasks).start()
 
     def shutdown(self) -> None:
         if self.poller is not None:
             self.poller.stop()
-        self.redis.uninstrument()
-        self.sqlalchemy.uninstrument()
+        remove_library_hooks()
         provider.shutdown()
 
 
@@ -130,13 +216,27 @@ def start(settings: Settings, engines=(), tracer_provider=None) -> Runtime:
         if _runtime is None:
             _runtime = Runtime(settings, tracer_provider).start(engines)
         elif engines:
-            _runtime.sqlalchemy.instrument(engines)
+            _runtime.hooks.sqlalchemy.instrument(engines)
         return _runtime
 
 
 def stop() -> None:
+    """Stop the runtime: the poller, the library hooks and the provider (bounded)."""
     global _runtime
     with _lock:
         runtime, _runtime = _runtime, None
     if runtime is not None:
         runtime.shutdown()
+    else:
+        remove_library_hooks()  # installed by the distro, but no app was ever set up
+
+
+def _after_fork_in_child() -> None:
+    global _lock, _hooks_lock
+    _lock, _hooks_lock = threading.Lock(), threading.Lock()  # a parent thread may have held them
+    if _runtime is not None:
+        _runtime.restart_poller()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

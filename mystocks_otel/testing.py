@@ -126,12 +126,9 @@ def reset() -> None:
     runtime.stop()
     provider.shutdown()
     runtime._uninstrument_upstream_for_spans()
-    for hook in (runtime.SQLALCHEMY, runtime.REDIS):
-        hook.uninstrument()
-    # Reinitialise the process-wide objects in place: modules and middleware hold references
-    # to them, so they must stay the same objects.
-    for obj in (runtime.SQLALCHEMY, runtime.REDIS, runtime.HEALTH):
-        type(obj).__init__(obj)
+    # runtime.stop() removed and forgot the SQLAlchemy and Redis hooks. Reinitialise the
+    # health registry in place: modules hold references to it, so it must stay the same object.
+    type(runtime.HEALTH).__init__(runtime.HEALTH)
     for spec in catalog.METRICS:
         recorder = INSTRUMENTS[spec.name]
         type(recorder).__init__(recorder, spec, INSTRUMENTS)

@@ -1,14 +1,14 @@
 """Component health and dependency availability, fed by probes and by the app.
 
-The automatic probes ping every SQLAlchemy engine and redis-py client the
-instrumentors have seen. A value the application reports itself (through
+The probes ping every SQLAlchemy engine and redis-py client the instrumentors have
+seen; the runtime's poller runs them. A value the application reports itself (through
 ``update_health_metrics``) wins over the probe for three probe intervals: the app
 knows more than a ping (a market feed that stalled still answers TCP).
 """
 
 from __future__ import annotations
 
-import logging
+import math
 import threading
 import time
 from time import perf_counter
@@ -17,19 +17,32 @@ from typing import Callable
 from ..catalog import OTHER, get
 from ..instruments import gauge, histogram
 
-_log = logging.getLogger(__name__)
 COMPONENTS = get("mystocks.health.component_status").labels[0].values
 DEPENDENCIES = get("mystocks.health.dependency_availability").labels[0].values
 
 
 class HealthRegistry:
-    def __init__(self, pin_seconds: float = 45.0):
-        self.pin_seconds = pin_seconds
+    """The last health of each component and dependency, as the app and the probes report it.
+
+    The app's own report wins: a probe's value for a name is ignored while the app
+    reported that name less than ``app_wins_for`` seconds ago (the probe's caller says
+    how long; the runtime uses three probe intervals).
+    """
+
+    def __init__(self):
         self._lock = threading.Lock()
-        self._pinned: dict[tuple[str, str], float] = {}  # (kind, name) -> until
+        self._app_reported: dict[tuple[str, str], float] = {}  # (kind, name) -> monotonic time
         self.last: dict[str, dict[str, bool]] = {"components": {}, "dependencies": {}}
 
-    def report(self, components=None, dependencies=None, *, pin: bool = True) -> dict:
+    def report(self, components=None, dependencies=None) -> dict:
+        """The app's own report (``update_health_metrics(components, dependencies)``)."""
+        return self._apply(components, dependencies, app_wins_for=None)
+
+    def probed(self, components=None, dependencies=None, *, app_wins_for: float) -> dict:
+        """A probe's results; names the app reported recently keep the app's value."""
+        return self._apply(components, dependencies, app_wins_for=app_wins_for)
+
+    def _apply(self, components, dependencies, app_wins_for: float | None) -> dict:
         now = time.monotonic()
         for kind, values, metric, known in (
             ("components", components, "mystocks.health.component_status", COMPONENTS),
@@ -38,13 +51,14 @@ class HealthRegistry:
             for name, healthy in (values or {}).items():
                 name = name if name in known else OTHER  # keeps this state as bounded as the label
                 with self._lock:
-                    if pin:
-                        self._pinned[(kind, name)] = now + self.pin_seconds
-                    elif self._pinned.get((kind, name), 0) > now:
+                    if app_wins_for is None:
+                        self._app_reported[(kind, name)] = now
+                    elif now - self._app_reported.get((kind, name), -math.inf) < app_wins_for:
                         continue  # the app's own report is fresher than a ping
                     self.last[kind][name] = bool(healthy)
                 gauge(metric).set(1.0 if healthy else 0.0, name)
-        return {kind: dict(values) for kind, values in self.last.items()}
+        with self._lock:
+            return {kind: dict(values) for kind, values in self.last.items()}
 
 
 def _timed(component: str, check: Callable[[], object]) -> bool:
@@ -80,34 +94,3 @@ def probe_redis(clients) -> dict[str, bool]:
             continue  # async clients cannot be pinged from the poller thread
         up = (up is not False) and _timed("cache", client.ping)
     return {} if up is None else {"redis": up}
-
-
-class Poller:
-    """Runs the update tasks every ``interval`` seconds on a daemon thread."""
-
-    def __init__(self, interval: float, tasks: list[Callable[[], object]]):
-        self.interval = interval
-        self.tasks = tasks
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="mystocks-otel-poller", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout)
-
-    def run_once(self) -> None:
-        for task in self.tasks:
-            try:
-                task()
-            except Exception:  # noqa: BLE001 - one failing probe must not stop the others
-                _log.warning("mystocks-otel: %s failed", getattr(task, "__name__", task),
-                             exc_info=True)
-
-    def _run(self) -> None:
-        self.run_once()
-        while not self._stop.wait(self.interval):
-            self.run_once()

@@ -2,7 +2,8 @@
 
 Wraps ``execute_command`` and pipeline ``execute`` on the client *classes*, so every
 client is covered, including ones created before set-up. Clients seen are remembered
-(weakly) for the health probe and ``update_cache_metrics``.
+(weakly) for the health probe and for the cache gauges read from Redis ``INFO``
+(:func:`update_cache_info`, polled by the runtime).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import weakref
 from time import perf_counter
 
 from ..catalog import get
-from ..instruments import counter, histogram
+from ..instruments import counter, gauge, histogram
 
 _COMMANDS = get("mystocks.redis.command_duration").labels[0].values
 _ERRORS = get("mystocks.redis.command_errors").labels[1].values
@@ -32,12 +33,35 @@ def _command_name(args) -> str:
     return name if name in _COMMANDS else "other"
 
 
+def update_cache_info(client, cache: str = "redis") -> dict:
+    """Memory, keys and evictions from a synchronous client's ``INFO``, into the cache metrics."""
+    info = client.info()
+    keys = sum(v.get("keys", 0) for k, v in info.items()
+               if k.startswith("db") and isinstance(v, dict))
+    report = {"memory_bytes": info.get("used_memory", 0), "keys": keys,
+              "evictions": info.get("evicted_keys", 0)}
+    gauge("mystocks.cache.memory_usage").set(report["memory_bytes"], cache)
+    gauge("mystocks.cache.keys").set(keys, cache)
+    counter("mystocks.cache.evictions").set_total(report["evictions"], cache)
+    return report
+
+
+def _synchronous(client) -> bool:
+    # Async clients cannot be called from the runtime's poller thread.
+    return "asyncio" not in type(client).__module__
+
+
 class RedisInstrumentor:
     def __init__(self):
         self.clients: "weakref.WeakSet" = weakref.WeakSet()
         self._duration = histogram("mystocks.redis.command_duration")
         self._errors = counter("mystocks.redis.command_errors")
         self._wrapped: list[tuple[object, str]] = []
+
+    def update_cache_metrics(self) -> dict:
+        """Cache gauges from ``INFO`` of the first synchronous client seen; {} if none."""
+        clients = [c for c in list(self.clients) if _synchronous(c)]
+        return update_cache_info(clients[0]) if clients else {}
 
     def _done(self, instance, args, started, error) -> None:
         # Runs in the command's ``finally``: raising here would replace the command's outcome.

@@ -1,7 +1,15 @@
-"""Process and host gauges through psutil."""
+"""Process and host gauges through psutil: the one system sampler of the process.
+
+The runtime's poller and ``update_system_metrics`` both call :meth:`SystemSampler.sample`
+on the same instance (``runtime.SYSTEM``). psutil is imported at the first sample, and
+the process handle is made again when the process id changes (a pre-fork server's worker
+must report itself, not its parent).
+"""
 
 from __future__ import annotations
 
+import os
+import threading
 import time
 
 from ..instruments import gauge
@@ -11,35 +19,47 @@ DISK_PATH = "/"
 
 class SystemSampler:
     def __init__(self, disk_path: str = DISK_PATH):
-        import psutil
-
-        self._psutil = psutil
-        self._process = psutil.Process()
         self.disk_path = disk_path
-        # psutil's first cpu_percent() call returns 0.0: prime both now.
-        self._process.cpu_percent(None)
-        psutil.cpu_percent(None)
+        self._lock = threading.Lock()
+        self._pid: int | None = None  # the process the psutil handle belongs to
+        self._psutil = None
+        self._process = None
+
+    def _handle(self):
+        pid = os.getpid()
+        if self._pid != pid:
+            import psutil
+
+            self._psutil, self._process = psutil, psutil.Process(pid)
+            # psutil's first cpu_percent() call returns 0.0: prime both now.
+            self._process.cpu_percent(None)
+            psutil.cpu_percent(None)
+            self._pid = pid
+        return self._psutil, self._process
 
     def sample(self) -> dict[str, float]:
-        psutil, process, now = self._psutil, self._process, time.time()
-        host_memory = psutil.virtual_memory()
-        disk = psutil.disk_usage(self.disk_path)
-        with process.oneshot():
-            values = {
-                "cpu_process": process.cpu_percent(None) / (psutil.cpu_count() or 1),
-                "memory_process": float(process.memory_info().rss),
-                "memory_process_percent": process.memory_percent(),
-                "uptime_process": now - process.create_time(),
-                "threads": float(process.num_threads()),
-            }
-        values.update({
-            "cpu_system": psutil.cpu_percent(None),
-            "memory_system": float(host_memory.used),
-            "memory_system_percent": host_memory.percent,
-            "disk_percent": disk.percent,
-            "disk_free": float(disk.free),
-            "uptime_system": now - psutil.boot_time(),
-        })
+        """Read CPU, memory, disk, uptime and threads, publish them as gauges, return them."""
+        with self._lock:  # the poller thread and the app may sample at once
+            psutil, process = self._handle()
+            now = time.time()
+            host_memory = psutil.virtual_memory()
+            disk = psutil.disk_usage(self.disk_path)
+            with process.oneshot():
+                values = {
+                    "cpu_process": process.cpu_percent(None) / (psutil.cpu_count() or 1),
+                    "memory_process": float(process.memory_info().rss),
+                    "memory_process_percent": process.memory_percent(),
+                    "uptime_process": now - process.create_time(),
+                    "threads": float(process.num_threads()),
+                }
+            values.update({
+                "cpu_system": psutil.cpu_percent(None),
+                "memory_system": float(host_memory.used),
+                "memory_system_percent": host_memory.percent,
+                "disk_percent": disk.percent,
+                "disk_free": float(disk.free),
+                "uptime_system": now - psutil.boot_time(),
+            })
         self._publish(values)
         return values
 

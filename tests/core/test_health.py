@@ -8,14 +8,22 @@ def test_unknown_names_collapse_to_other_so_state_stays_bounded():
     report = registry.report(components={"database": True})
     assert report["components"] == {"other": True, "database": True}
     assert report["dependencies"] == {"other": False}
-    assert len(registry._pinned) == 3
+    assert len(registry._app_reported) == 3
 
 
-def test_app_reports_win_over_probes_while_pinned():
-    registry = HealthRegistry(pin_seconds=60)
+def test_app_reports_win_over_probes_for_the_window_the_prober_gives():
+    registry = HealthRegistry()
     registry.report(dependencies={"redis": False})
-    after_probe = registry.report(dependencies={"redis": True}, pin=False)
-    assert after_probe["dependencies"]["redis"] is False
-    expired = HealthRegistry(pin_seconds=0)
-    expired.report(dependencies={"redis": False})
-    assert expired.report(dependencies={"redis": True}, pin=False)["dependencies"]["redis"] is True
+    probed = registry.probed(dependencies={"redis": True}, app_wins_for=60)
+    assert probed["dependencies"]["redis"] is False
+    expired = registry.probed(dependencies={"redis": True}, app_wins_for=0)
+    assert expired["dependencies"]["redis"] is True
+
+
+def test_probes_set_names_the_app_never_reported():
+    registry = HealthRegistry()
+    registry.report(components={"database": True})
+    probed = registry.probed(components={"cache": False}, dependencies={"redis": False},
+                             app_wins_for=60)
+    assert probed == {"components": {"database": True, "cache": False},
+                      "dependencies": {"redis": False}}

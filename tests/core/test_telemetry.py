@@ -56,7 +56,7 @@ def test_each_capture_starts_from_zero_and_leaves_nothing_running():
             assert metrics.count(DURATION, {"http.route": "/api/quotes/{symbol}"}) == 1
             assert runtime.current() is not None
         assert runtime.current() is None and provider.current() is None
-        assert not runtime.SQLALCHEMY.engines
+        assert runtime.library_hooks() is None
 
 
 def test_points_filter_by_attributes_and_reject_unknown_names(mystocks_metrics):
