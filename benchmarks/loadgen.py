@@ -1,0 +1,159 @@
+"""Load on 127.0.0.1: ``wrk`` when installed, else a bounded asyncio keep-alive generator.
+
+Both are closed-loop: ``connections`` clients each send ``GET /ping`` as soon as the previous
+answer arrives, for ``seconds``. They report requests per second and latency percentiles.
+:func:`paced_with_scrapes` is the scrape-under-load row: paced requests, time-stamped one by
+one, while another thread scrapes ``/metrics``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import shutil
+import statistics
+import subprocess
+import threading
+import time
+
+from . import server
+
+_REQUEST = b"GET /ping HTTP/1.1\r\nHost: bench\r\n\r\n"
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+def generator_name() -> str:
+    return "wrk" if shutil.which("wrk") else "python-asyncio"
+
+
+def run(port: int, seconds: float, connections: int) -> dict:
+    """``{"rps", "p50_ms", "p99_ms", "requests"}`` for ``seconds`` of closed-loop load."""
+    if shutil.which("wrk"):
+        return _wrk(port, seconds, connections)
+    return asyncio.run(_closed_loop(port, seconds, connections))
+
+
+# -- wrk ----------------------------------------------------------------------------------------------
+
+def _milliseconds(text: str) -> float:
+    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()
+    return float(number) * _UNITS[unit]
+
+
+def parse_wrk(output: str) -> dict:
+    percentiles = dict(re.findall(r"^\s+(50|99)%\s+(\S+)\s*$", output, re.MULTILINE))
+    rps = float(re.search(r"^Requests/sec:\s+([\d.]+)", output, re.MULTILINE).group(1))
+    requests = int(re.search(r"^\s+(\d+) requests in", output, re.MULTILINE).group(1))
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)|Socket errors: (.*)", output)
+    if errors:
+        raise RuntimeError(f"wrk saw errors: {errors.group(0)}")
+    return {"rps": rps, "p50_ms": _milliseconds(percentiles["50"]),
+            "p99_ms": _milliseconds(percentiles["99"]), "requests": requests}
+
+
+def _wrk(port: int, seconds: float, connections: int) -> dict:
+    command = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency",
+               f"http://127.0.0.1:{port}/ping"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60,
+                            check=True)
+    return parse_wrk(result.stdout)
+
+
+# -- the asyncio generator ------------------------------------------------------------------------------
+
+async def _request(reader, writer) -> None:
+    writer.write(_REQUEST)
+    head = await reader.readuntil(b"\r\n\r\n")
+    if not head.startswith(b"HTTP/1.1 200"):
+        raise RuntimeError(f"GET /ping answered {head[:40]!r}")
+    length = int(re.search(rb"(?i)content-length:\s*(\d+)", head).group(1))
+    await reader.readexactly(length)
+
+
+async def _client(port: int, keep_going, latencies: list, pace: float = 0.0) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        while keep_going():
+            started = time.perf_counter()
+            await _request(reader, writer)
+            finished = time.perf_counter()
+            latencies.append((started, finished))
+            if pace:
+                await asyncio.sleep(max(0.0, pace - (finished - started)))
+    finally:
+        writer.close()
+
+
+def _summary(latencies: list, seconds: float) -> dict:
+    durations = sorted((end - start) * 1e3 for start, end in latencies)
+    return {"rps": len(durations) / seconds, "p50_ms": statistics.median(durations),
+            "p99_ms": durations[min(len(durations) - 1, int(len(durations) * 0.99))],
+            "requests": len(durations)}
+
+
+async def _closed_loop(port: int, seconds: float, connections: int) -> dict:
+    latencies: list = []
+    until = time.perf_counter() + seconds
+    keep_going = lambda: time.perf_counter() < until  # noqa: E731
+    await asyncio.gather(*(_client(port, keep_going, latencies) for _ in range(connections)))
+    return _summary(latencies, seconds)
+
+
+# -- a scrape under load --------------------------------------------------------------------------------
+
+def _scrape_timed(port: int) -> tuple[float, float, int]:
+    started = time.perf_counter()
+    status, body = server.get(port, "/metrics", timeout=30)
+    if status != 200:
+        raise RuntimeError(f"GET /metrics answered {status}")
+    return started, time.perf_counter(), len(body)
+
+
+def scrape_alone(port: int, count: int) -> list[float]:
+    """Milliseconds per ``/metrics`` scrape with nothing else running."""
+    return [(end - start) * 1e3 for start, end, _ in (_scrape_timed(port) for _ in range(count))]
+
+
+def paced_with_scrapes(port: int, scrapes: int, connections: int = 4, pace_ms: float = 5.0,
+                       gap_seconds: float = 0.3) -> dict:
+    """Paced ``GET /ping`` on ``connections`` clients while ``scrapes`` scrapes run, one by one.
+
+    For each scrape, the stall is the slowest request that overlapped it. Requests are
+    paced well below capacity, so a slow one means the server stopped answering, not a queue.
+    """
+    windows: list = []
+    done = threading.Event()
+
+    def scraper():
+        try:
+            time.sleep(gap_seconds)
+            for _ in range(scrapes):
+                windows.append(_scrape_timed(port))
+                time.sleep(gap_seconds)
+        finally:
+            done.set()
+
+    latencies: list = []
+
+    async def load():
+        deadline = time.perf_counter() + 120  # bounded even if a scrape hangs
+        keep_going = lambda: not done.is_set() and time.perf_counter() < deadline  # noqa: E731
+        clients = [_client(port, keep_going, latencies, pace_ms / 1e3) for _ in range(connections)]
+        thread = threading.Thread(target=scraper, daemon=True)
+        thread.start()
+        await asyncio.gather(*clients)
+        thread.join(timeout=60)
+
+    asyncio.run(load())
+    if len(windows) < scrapes:
+        raise RuntimeError(f"only {len(windows)} of {scrapes} scrapes finished during the load")
+    stalls, scrape_ms = [], []
+    for start, end, _size in windows:
+        overlapping = [(e - s) * 1e3 for s, e in latencies if s < end and e > start]
+        stalls.append(max(overlapping, default=0.0))
+        scrape_ms.append((end - start) * 1e3)
+    quiet = [(e - s) * 1e3 for s, e in latencies
+             if not any(s < w_end and e > w_start for w_start, w_end, _ in windows)]
+    return {"stall_ms": stalls, "scrape_under_load_ms": scrape_ms,
+            "quiet_p50_ms": statistics.median(quiet) if quiet else None,
+            "bytes": windows[-1][2], "requests": len(latencies)}
