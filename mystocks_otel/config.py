@@ -29,7 +29,9 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class Settings:
-    service_name: str = "mystocks-api"
+    # None: OpenTelemetry's convention decides (OTEL_RESOURCE_ATTRIBUTES' service.name, else
+    # "unknown_service:<executable>"); applications name themselves (the demo does).
+    service_name: str | None = None
     metrics_exporters: tuple[str, ...] = ("prometheus",)
     traces_exporter: str = "none"
     export_interval_ms: int = 15_000

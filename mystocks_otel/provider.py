@@ -8,6 +8,7 @@ export thread does not survive ``fork()``.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 import uuid
@@ -20,7 +21,7 @@ from opentelemetry.sdk.resources import SERVICE_INSTANCE_ID, SERVICE_NAME, Resou
 from prometheus_client import CollectorRegistry
 
 from . import catalog
-from .config import Settings
+from .config import MAX_CARDINALITY, Settings
 from .instruments import INSTRUMENTS
 
 _log = logging.getLogger(__name__)
@@ -45,27 +46,44 @@ def current() -> ProviderState | None:
     return _state
 
 
-def views() -> list[View]:
-    """An attribute allow-list per catalog metric.
+def views(cardinality_limit: int = MAX_CARDINALITY) -> list[View]:
+    """An attribute allow-list and a cardinality limit per catalog metric.
 
     Our recorders already emit only allowed keys; the views also bound anything else
     that records into these names (and make the allow-list visible to SDK users).
     Histogram buckets travel with the instruments (``explicit_bucket_boundaries_advisory``).
+
+    The recorders keep ``MYSTOCKS_OTEL_CARDINALITY_LIMIT`` series per metric, plus one
+    overflow series of their own. The SDK caps every stream too (2000 unless told), with a
+    view's ``aggregation_cardinality_limit`` winning over each reader's default, for
+    observable instruments as well. The views therefore give the SDK one slot more than
+    the recorders can fill, so the SDK's cap never bites before ours. The default leaves
+    room for the largest limit the settings accept.
     """
     return [
         View(instrument_name=spec.name,
-             attribute_keys=set(spec.attribute_keys) | {catalog.OVERFLOW_ATTRIBUTE})
+             attribute_keys=set(spec.attribute_keys) | {catalog.OVERFLOW_ATTRIBUTE},
+             aggregation_cardinality_limit=cardinality_limit + 1)
         for spec in catalog.METRICS
     ]
 
 
-def _resource(settings: Settings) -> Resource:
-    # Resource.create() merges OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME itself.
-    return Resource.create({
-        SERVICE_NAME: settings.service_name,
-        SERVICE_INSTANCE_ID: str(uuid.uuid4()),
-    })
+_instance_ids: dict[int, str] = {}
 
+
+def _resource(settings: Settings) -> Resource:
+    """The resource of every signal this process sends.
+
+    ``Resource.create()`` applies OpenTelemetry's conventions itself: OTEL_SERVICE_NAME,
+    then ``service.name`` in OTEL_RESOURCE_ATTRIBUTES, then ``unknown_service:<executable>``.
+    A name is passed only when the application chose one (``service_name=``).
+    ``service.instance.id`` is one per process: the same for metrics and traces, new after fork.
+    """
+    instance_id = _instance_ids.setdefault(os.getpid(), str(uuid.uuid4()))
+    attributes = {SERVICE_INSTANCE_ID: instance_id}
+    if settings.service_name:
+        attributes[SERVICE_NAME] = settings.service_name
+    return Resource.create(attributes)
 
 def _readers(settings: Settings) -> tuple[dict[str, MetricReader], CollectorRegistry | None]:
     readers: dict[str, MetricReader] = {}

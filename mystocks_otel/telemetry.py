@@ -39,7 +39,6 @@ def build_tracer_provider(settings: config.Settings):
     """A TracerProvider for OTEL_TRACES_EXPORTER=otlp|console, or None when tracing is off."""
     if not settings.tracing_enabled:
         return None
-    from opentelemetry.sdk.resources import SERVICE_NAME, Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
 
@@ -49,7 +48,7 @@ def build_tracer_provider(settings: config.Settings):
         exporter = OTLPSpanExporter()
     else:
         exporter = ConsoleSpanExporter()
-    tracer_provider = TracerProvider(resource=Resource.create({SERVICE_NAME: settings.service_name}))
+    tracer_provider = TracerProvider(resource=provider._resource(settings))  # same as the metrics
     tracer_provider.add_span_processor(BatchSpanProcessor(exporter))
     return tracer_provider
 

@@ -3,7 +3,8 @@
 mystocks-otel keeps process-wide state (the MeterProvider, the runtime with its poller, the
 pre-aggregated recorders, the SQLAlchemy and Redis hooks). :func:`capture_metrics` puts all of
 it back to the state of a fresh interpreter, starts the provider with an SDK
-``InMemoryMetricReader`` beside the configured readers, and resets everything again on exit::
+``InMemoryMetricReader`` (joined by our pre-aggregated histograms) beside the configured
+readers, and resets everything again on exit::
 
     from mystocks_otel.testing import capture_metrics
 
@@ -123,11 +124,11 @@ def reset() -> None:
     from . import catalog, provider, runtime
     from .instruments import INSTRUMENTS
 
-    runtime.stop()
-    provider.shutdown()
     runtime._uninstrument_upstream_for_spans()
-    # runtime.stop() removed and forgot the SQLAlchemy and Redis hooks. Reinitialise the
-    # health registry in place: modules hold references to it, so it must stay the same object.
+    runtime.stop()  # the poller, the library hooks (engines and clients with them), the provider
+    provider.shutdown()  # a provider started without a runtime
+    # Reinitialise the process-wide objects in place: modules and middleware hold references
+    # to them, so they must stay the same objects.
     type(runtime.HEALTH).__init__(runtime.HEALTH)
     for spec in catalog.METRICS:
         recorder = INSTRUMENTS[spec.name]
@@ -142,18 +143,18 @@ def capture_metrics(**options) -> Iterator[MetricsCapture]:
     ``options`` override the settings read from the environment, by field name of
     :class:`mystocks_otel.config.Settings`, as for ``setup_telemetry``.
     """
-    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
     from . import config, provider
+    from .sdk_bridge import InMemoryReader  # the SDK's in-memory reader, with our histograms
 
     settings = config.load().with_overrides(**{**CAPTURE_DEFAULTS, **options})
     reset()
     try:
         state = provider.start(settings)
-        reader = InMemoryMetricReader()
+        reader = InMemoryReader()
         state.provider.add_metric_reader(reader)
         span_exporter = InMemorySpanExporter()
         tracer_provider = TracerProvider(resource=provider._resource(settings))

@@ -1,8 +1,12 @@
-"""SQLAlchemy: query duration, slow queries, errors and pool usage.
+"""SQLAlchemy: query duration, slow queries, errors and pool usage; spans when tracing.
 
 Listens on the ``Engine`` *class*, so every engine is covered however it was made
 (directly, by a wrapper around ``create_engine``, or before set-up). Upstream's
-instrumentation only reports pool usage; spans still come from it when tracing is on.
+instrumentation only reports pool usage, and refuses SQLAlchemy 2.1 (its range is
+``<2.1.0``). So the spans come from these same hooks too, on every SQLAlchemy version,
+with the stable database semantic conventions: ``db.system.name``, ``db.namespace``,
+``db.operation.name``, ``db.query.text`` (the statement as sent, never its parameters),
+``server.address`` and ``server.port``, and ``error.type`` on failure.
 """
 
 from __future__ import annotations
@@ -21,6 +25,10 @@ _TABLE = re.compile(
 _OPERATIONS = get("mystocks.db.query_duration").labels[0].values
 _ERRORS = get("mystocks.db.query_errors").labels[1].values
 _CACHE_SIZE = 2048  # distinct statements remembered; SQLAlchemy reuses statement strings
+# SQLAlchemy backend name -> semconv db.system.name, and the default port of server databases.
+_SYSTEMS = {"postgresql": "postgresql", "sqlite": "sqlite", "mysql": "mysql", "mariadb": "mariadb",
+            "mssql": "microsoft.sql_server", "oracle": "oracle.db"}
+_DEFAULT_PORTS = {"postgresql": 5432, "mysql": 3306, "mariadb": 3306, "mssql": 1433, "oracle": 1521}
 
 
 def pool_name(engine) -> str:
@@ -39,6 +47,7 @@ class SQLAlchemyInstrumentor:
         self._slow = counter("mystocks.db.slow_queries")
         self._errors = counter("mystocks.db.query_errors")
         self._listening = False
+        self._tracer = None  # spans only when tracing is on
 
     def _listeners(self):
         return (("engine_connect", self._track), ("before_cursor_execute", self._before),
@@ -55,10 +64,18 @@ class SQLAlchemyInstrumentor:
                 event.listen(Engine, name, fn)
             self._listening = True
 
+    def trace(self, tracer_provider) -> None:
+        """Make a CLIENT span per statement through ``tracer_provider``."""
+        self._tracer = tracer_provider.get_tracer(__name__)
+
+    def untrace(self) -> None:
+        self._tracer = None
+
     def uninstrument(self) -> None:
         from sqlalchemy import event
         from sqlalchemy.engine import Engine
 
+        self._tracer = None
         if self._listening:
             for name, fn in self._listeners():
                 event.remove(Engine, name, fn)
@@ -88,6 +105,8 @@ class SQLAlchemyInstrumentor:
     def _before(self, conn, cursor, statement, parameters, context, executemany) -> None:
         if context is not None:
             context._mystocks_started = perf_counter()
+            if self._tracer is not None:
+                context._mystocks_span = self._start_span(conn.engine, statement)
 
     def _after(self, conn, cursor, statement, parameters, context, executemany) -> None:
         started = getattr(context, "_mystocks_started", None)
@@ -101,15 +120,43 @@ class SQLAlchemyInstrumentor:
         self._duration.record(duration, operation, table)
         if duration >= self.slow_query_seconds:
             self._slow.add(1, operation, table)
+        _end_span(context, None)
 
     def _failed(self, context) -> None:
+        exc = context.original_exception or context.sqlalchemy_exception
         try:
             operation = self.classify(context.statement or "")[0]
-            exc = context.sqlalchemy_exception or context.original_exception
-            error = type(exc).__name__
+            error = type(context.sqlalchemy_exception or exc).__name__
             self._errors.add(1, operation, error if error in _ERRORS else "other")
         except Exception:  # noqa: BLE001
             pass
+        _end_span(context.execution_context, exc)
+
+    # -- spans ---------------------------------------------------------------------------
+    def _start_span(self, engine, statement: str):
+        try:
+            from opentelemetry.trace import SpanKind
+
+            url = engine.url
+            backend = url.get_backend_name()
+            system = _SYSTEMS.get(backend, "other_sql")
+            attributes = {"db.system.name": system, "db.query.text": statement}
+            operation = self.classify(statement)[0]
+            if operation != "other":
+                attributes["db.operation.name"] = operation
+            namespace = url.database if url.host else None  # SQLite's "database" is a file path
+            if namespace:
+                attributes["db.namespace"] = namespace
+            if url.host:
+                attributes["server.address"] = url.host
+                port = url.port or _DEFAULT_PORTS.get(backend)
+                if port:
+                    attributes["server.port"] = port
+            name = " ".join(p for p in (attributes.get("db.operation.name"), namespace) if p)
+            return self._tracer.start_span(name or system, kind=SpanKind.CLIENT,
+                                           attributes=attributes)
+        except Exception:  # noqa: BLE001 - never break a query for a span
+            return None
 
     # -- pool status -------------------------------------------------------------------
     def update_pool_metrics(self, engines=None) -> dict[str, dict[str, int]]:
@@ -131,6 +178,30 @@ class SQLAlchemyInstrumentor:
             semconv.set_total(status["active"], name, "used")
             semconv.set_total(status["idle"], name, "idle")
         return report
+
+
+def _end_span(context, error: BaseException | None) -> None:
+    span = getattr(context, "_mystocks_span", None)
+    if span is None:
+        return
+    try:
+        context._mystocks_span = None
+        if error is not None:
+            from opentelemetry.trace import Status, StatusCode
+
+            # semconv: the database's status code when the driver gives one (SQLSTATE),
+            # else the exception's fully-qualified class name.
+            code = getattr(error, "sqlstate", None) or getattr(error, "pgcode", None)
+            kind = type(error)
+            error_type = str(code) if code else f"{kind.__module__}.{kind.__qualname__}"
+            if code:
+                span.set_attribute("db.response.status_code", str(code))
+            span.set_attribute("error.type", error_type)
+            span.record_exception(error)
+            span.set_status(Status(StatusCode.ERROR, error_type))
+        span.end()
+    except Exception:  # noqa: BLE001
+        pass
 
 
 def pool_status(pool) -> dict[str, int] | None:

@@ -40,6 +40,7 @@ def test_defaults():
     assert settings.cardinality_limit == 2000
     assert settings.prometheus_port is None
     assert not settings.tracing_enabled
+    assert settings.service_name is None  # OpenTelemetry's convention decides (the resource)
 
 
 def test_values_are_parsed():

@@ -1,7 +1,15 @@
 """SQLAlchemy and Redis hooks against real servers (fresh interpreter per scenario)."""
 
+import os
+import subprocess
+import sys
+from pathlib import Path
 
+import pytest
+from conftest import require
 from core_helpers import run_scenario, series
+
+SQLALCHEMY_20 = Path.home() / ".cache" / "mystocks-otel" / "sqlalchemy-2.0"
 
 SQL_SCENARIO = """
     import sqlalchemy as sa
@@ -120,3 +128,81 @@ def test_redis_down_is_counted_and_reported_unhealthy(throwaway_redis):
     assert series(body, "mystocks_health_dependency_availability") == [({"dependency": "redis"}, 0.0)]
     assert result["health"]["components"]["cache"] is False
     assert result["health"]["status"] == "degraded"
+
+
+# -- SQL spans: from our own engine hooks, on SQLAlchemy 2.0 and 2.1 alike ------------------
+
+@pytest.fixture(scope="session")
+def sqlalchemy_20() -> str:
+    """SQLAlchemy 2.0 in a cached folder that shadows the venv's 2.1 on PYTHONPATH."""
+    if not (SQLALCHEMY_20 / "sqlalchemy").is_dir():
+        proc = subprocess.run(
+            [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target",
+             str(SQLALCHEMY_20), "sqlalchemy>=2.0,<2.1"], capture_output=True, text=True, timeout=300)
+        require(proc.returncode == 0, f"cannot install SQLAlchemy 2.0: {proc.stderr[-500:]}")
+    return str(SQLALCHEMY_20)
+
+
+SPAN_SCENARIO = """
+    import sqlalchemy as sa
+    from mystocks_otel.testing import capture_metrics
+    with capture_metrics() as capture:
+        app = make_app()
+        setup_telemetry(app, tracer_provider=capture.tracer_provider, system_metrics=False)
+        engine = sa.create_engine(os.environ["TEST_DB_URL"])
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT :x"), {"x": "secret-parameter"})
+            try:
+                conn.exec_driver_sql("SELECT * FROM no_such_table_here")
+            except sa.exc.DBAPIError:
+                pass
+        spans = [{"name": s.name, "kind": s.kind.name, "attributes": dict(s.attributes),
+                  "status": s.status.status_code.name} for s in capture.spans()]
+        queries = capture.count("mystocks.db.query_duration", {"operation": "SELECT"})
+    done(version=sa.__version__, spans=spans, queries=queries)
+"""
+
+
+def _check_spans(result, system, server):
+    ok, failed = result["spans"]
+    for span in (ok, failed):
+        assert span["kind"] == "CLIENT"
+        attributes = span["attributes"]
+        assert attributes["db.system.name"] == system
+        assert attributes["db.operation.name"] == "SELECT"
+        if server:
+            assert attributes["server.address"] == "127.0.0.1"
+            assert attributes["server.port"] == 5432
+            assert attributes["db.namespace"] == "test"
+            assert span["name"] == "SELECT test"
+        else:
+            assert "server.address" not in attributes and span["name"] == "SELECT"
+    assert ok["status"] == "UNSET"
+    assert ok["attributes"]["db.query.text"].startswith("SELECT ")
+    assert "secret-parameter" not in str(result["spans"])  # statements only, never parameters
+    assert failed["status"] == "ERROR"
+    assert failed["attributes"]["db.query.text"] == "SELECT * FROM no_such_table_here"
+    assert failed["attributes"]["error.type"]
+    assert result["queries"] == 1  # the metrics are still recorded once (the failure has no duration)
+
+
+@pytest.mark.parametrize("version", ["2.1", "2.0"])
+def test_sql_spans_on_sqlite(tmp_path, version, request):
+    env = {"TEST_DB_URL": f"sqlite:///{tmp_path}/t.db"}
+    if version == "2.0":
+        env["PYTHONPATH"] = request.getfixturevalue("sqlalchemy_20")
+    result = run_scenario(SPAN_SCENARIO, env=env)
+    assert result["version"].startswith(version + ".")
+    _check_spans(result, "sqlite", server=False)
+
+
+@pytest.mark.parametrize("version", ["2.1", "2.0"])
+def test_sql_spans_on_postgresql(postgres_url, version, request):
+    env = {"TEST_DB_URL": postgres_url}
+    if version == "2.0":
+        env["PYTHONPATH"] = request.getfixturevalue("sqlalchemy_20")
+        # SQLAlchemy 2.0 maps postgresql:// to psycopg2 (shipped by the demo extra)
+    result = run_scenario(SPAN_SCENARIO, env=env)
+    assert result["version"].startswith(version + ".")
+    _check_spans(result, "postgresql", server=True)
+    assert result["spans"][1]["attributes"]["db.response.status_code"] == "42P01"  # undefined_table

@@ -187,3 +187,14 @@ def test_histograms_use_the_catalogs_seconds_buckets():
     bounds = [float(l["le"]) for l, _ in series(result["body"], "http_server_request_duration_seconds_bucket")]
     expected = list(catalog.get("http.server.request.duration").buckets) + [float("inf")]
     assert bounds == expected
+
+
+def test_the_demo_names_itself_unless_otel_service_name_says_otherwise():
+    code = """
+        from mystocks_otel.demo.app import create_app
+        done(body=TestClient(create_app()).get("/metrics").text)
+    """
+    (labels, _), = series(run_scenario(code)["body"], "target_info")
+    assert labels["service_name"] == "mystocks-api"
+    (labels, _), = series(run_scenario(code, env={"OTEL_SERVICE_NAME": "demo-2"})["body"], "target_info")
+    assert labels["service_name"] == "demo-2"

@@ -70,3 +70,77 @@ def test_points_filter_by_attributes_and_reject_unknown_names(mystocks_metrics):
     with pytest.raises(TypeError, match="histogram"):
         mystocks_otel.record_db_query("SELECT", 0.01)
         mystocks_metrics.value("mystocks.db.query_duration")
+
+
+# -- cardinality: the configured limit is the one in force ----------------------------------
+
+OPENED = "mystocks.websocket.connections_opened"
+OVERFLOW = catalog.OVERFLOW_ATTRIBUTE
+
+
+def _opened(capture) -> tuple[dict, list]:
+    points = capture.points(OPENED)
+    normal = {p.attributes["namespace"]: p.value for p in points if OVERFLOW not in p.attributes}
+    return normal, [p for p in points if OVERFLOW in p.attributes]
+
+
+def test_a_limit_of_10000_keeps_10000_series_and_only_our_overflow_after():
+    """The SDK's own default (2000 per metric) must not cap ours: 5,000 namespaces are
+    5,000 series; 10,500 are 10,000 series and our one overflow series holding the rest."""
+    with capture_metrics(cardinality_limit=10_000) as metrics:
+        for i in range(5_000):
+            mystocks_otel.record(OPENED, 1, {"namespace": f"/ws/{i}"})
+        normal, overflow = _opened(metrics)
+        assert len(normal) == 5_000 and not overflow
+
+        for i in range(5_000, 10_500):
+            mystocks_otel.record(OPENED, 1, {"namespace": f"/ws/{i}"})
+        normal, overflow = _opened(metrics)
+        assert len(normal) == 10_000
+        assert set(normal) == {f"/ws/{i}" for i in range(10_000)}  # the first 10,000 kept
+        assert [(dict(p.attributes), p.value) for p in overflow] == [({OVERFLOW: True}, 500)]
+        text = metrics.prometheus_text()
+        assert text.count("mystocks_websocket_connections_opened_total{") == 10_001
+
+
+def test_a_small_limit_still_applies():
+    with capture_metrics(cardinality_limit=3) as metrics:
+        for i in range(5):
+            mystocks_otel.record(OPENED, 1, {"namespace": f"/ws/{i}"})
+        normal, overflow = _opened(metrics)
+        assert sorted(normal) == ["/ws/0", "/ws/1", "/ws/2"]
+        assert [p.value for p in overflow] == [2]
+
+
+# -- the service name ---------------------------------------------------------------------
+
+
+def _service_name(capture) -> str:
+    mystocks_otel.record_order("buy", "market", "filled")  # something to collect
+    return capture.reader.get_metrics_data().resource_metrics[0].resource.attributes["service.name"]
+
+
+def test_without_otel_service_name_the_service_name_follows_opentelemetry(monkeypatch):
+    from opentelemetry.sdk.resources import Resource
+
+    monkeypatch.delenv("OTEL_SERVICE_NAME", raising=False)
+    monkeypatch.delenv("OTEL_RESOURCE_ATTRIBUTES", raising=False)
+    with capture_metrics() as metrics:
+        name = _service_name(metrics)
+    assert name == Resource.create({}).attributes["service.name"]  # the SDK's own default
+    assert name.startswith("unknown_service")
+
+
+def test_service_name_from_resource_attributes_is_honoured(monkeypatch):
+    monkeypatch.delenv("OTEL_SERVICE_NAME", raising=False)
+    monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "service.name=from-attributes,team=x")
+    with capture_metrics() as metrics:
+        assert _service_name(metrics) == "from-attributes"
+
+
+def test_otel_service_name_and_the_option_name_the_service(monkeypatch):
+    monkeypatch.setenv("OTEL_SERVICE_NAME", "quotes-api")
+    with capture_metrics() as metrics:
+        assert _service_name(metrics) == "quotes-api"
+    with capture_metrics(service_name="explicit") as metrics:
+        assert _service_name(metrics) == "explicit"
