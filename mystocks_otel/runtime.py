@@ -178,27 +178,30 @@ class Runtime:
 
 
 def _instrument_upstream_for_spans(tracer_provider, engines) -> None:
-    """Upstream instrumentors add spans only: their metrics go to a no-op provider,
-    so HTTP/DB series are never duplicated."""
+    """Spans beside our metrics. SQL spans come from our own engine hooks (upstream's
+    SQLAlchemy instrumentor refuses SQLAlchemy 2.1); Redis spans from upstream's
+    instrumentor, whose metrics go to a no-op provider so no series is duplicated."""
     from opentelemetry.instrumentation.redis import RedisInstrumentor as UpstreamRedis
-    from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor as UpstreamSQL
     from opentelemetry.metrics import NoOpMeterProvider
 
-    for instrumentor, extra in ((UpstreamSQL(), {"engines": list(engines)} if engines else {}),
-                                (UpstreamRedis(), {})):
-        if not instrumentor.is_instrumented_by_opentelemetry:
-            instrumentor.instrument(tracer_provider=tracer_provider,
-                                    meter_provider=NoOpMeterProvider(), **extra)
+    hooks = library_hooks()
+    if hooks is not None:
+        hooks.sqlalchemy.trace(tracer_provider)
+    upstream = UpstreamRedis()
+    if not upstream.is_instrumented_by_opentelemetry:
+        upstream.instrument(tracer_provider=tracer_provider, meter_provider=NoOpMeterProvider())
 
 
 def _uninstrument_upstream_for_spans() -> None:
     """Undo :func:`_instrument_upstream_for_spans` (upstream instrumentors are singletons)."""
     from opentelemetry.instrumentation.redis import RedisInstrumentor as UpstreamRedis
-    from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor as UpstreamSQL
 
-    for instrumentor in (UpstreamSQL(), UpstreamRedis()):
-        if instrumentor.is_instrumented_by_opentelemetry:
-            instrumentor.uninstrument()
+    hooks = library_hooks()
+    if hooks is not None:
+        hooks.sqlalchemy.untrace()
+    upstream = UpstreamRedis()
+    if upstream.is_instrumented_by_opentelemetry:
+        upstream.uninstrument()
 
 
 _lock = threading.Lock()
