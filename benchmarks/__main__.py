@@ -103,22 +103,22 @@ def run_memory(plan: Plan) -> dict:
     return result
 
 
-def _serve_and_load(factory: str, workers: int, plan: Plan) -> dict:
+def _serve_and_load(factory: str, workers: int, plan: Plan, generator: str) -> dict:
     with server.uvicorn(factory, workers) as port:
-        loadgen.run(port, plan.uvicorn_warmup, plan.connections)  # every worker warm
-        return loadgen.run(port, plan.uvicorn_seconds, plan.connections)
+        loadgen.run(port, plan.uvicorn_warmup, plan.connections, generator)  # every worker warm
+        return loadgen.run(port, plan.uvicorn_seconds, plan.connections, generator)
 
 
-def run_uvicorn(plan: Plan) -> dict:
+def run_uvicorn(plan: Plan, generator: str) -> dict:
     result = {}
     for workers in WORKERS:
         runs: dict = {"bare": [], "ours": [], "connections": plan.connections,
-                      "generator": loadgen.generator_name()}
+                      "generator": generator}
         for index in range(plan.uvicorn_rounds):
             _say(f"uvicorn --workers {workers}, round {index + 1}/{plan.uvicorn_rounds}")
             order = ("bare", "ours") if index % 2 == 0 else ("ours", "bare")
             for variant in order:
-                runs[variant].append(_serve_and_load(f"{variant}_app", workers, plan))
+                runs[variant].append(_serve_and_load(f"{variant}_app", workers, plan, generator))
         result[str(workers)] = runs
     return result
 
@@ -133,7 +133,7 @@ def run_scrape(plan: Plan) -> dict:
     return {"series": plan.scrape_series, "alone_ms": alone, **under_load}
 
 
-def machine() -> dict:
+def machine(generator: str) -> dict:
     from importlib.metadata import version
 
     model = "unknown"
@@ -148,15 +148,15 @@ def machine() -> dict:
                 "prometheus-fastapi-instrumentator", "starlette-exporter", "fastapi",
                 "starlette", "uvicorn")
     return {"nproc": os.cpu_count(), "cpu": model, "python": platform.python_version(),
-            "load_before": os.getloadavg(), "generator": loadgen.generator_name(),
+            "load_before": os.getloadavg(), "generator": generator,
             "packages": {name: version(name) for name in packages}}
 
 
-def collect(plan: Plan) -> dict:
-    data = {"machine": machine(), "plan": plan.__dict__}
+def collect(plan: Plan, generator: str) -> dict:
+    data = {"machine": machine(generator), "plan": plan.__dict__}
     data["inprocess"] = run_inprocess(plan)
     data["memory"] = run_memory(plan)
-    data["uvicorn"] = run_uvicorn(plan)
+    data["uvicorn"] = run_uvicorn(plan, generator)
     data["scrape"] = run_scrape(plan)
     data["machine"]["load_after"] = os.getloadavg()
     return data
@@ -177,9 +177,11 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true",
                         help="every row with few repeats (a smoke run; the ratios are noisy)")
     parser.add_argument("--json", metavar="FILE", help="also write the raw numbers to FILE")
+    parser.add_argument("--generator", choices=loadgen.GENERATORS, default="auto",
+                        help="load generator for the uvicorn rows (auto: wrk when installed)")
     args = parser.parse_args(argv)
     started = time.perf_counter()
-    data = collect(QUICK if args.quick else FULL)
+    data = collect(QUICK if args.quick else FULL, loadgen.resolve(args.generator))
     elapsed = time.perf_counter() - started
     if args.json:
         with open(args.json, "w") as out:

@@ -22,13 +22,21 @@ _REQUEST = b"GET /ping HTTP/1.1\r\nHost: bench\r\n\r\n"
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 
 
-def generator_name() -> str:
-    return "wrk" if shutil.which("wrk") else "python-asyncio"
+GENERATORS = ("auto", "wrk", "python")
 
 
-def run(port: int, seconds: float, connections: int) -> dict:
+def resolve(generator: str = "auto") -> str:
+    """``wrk`` or ``python``: ``auto`` takes wrk when it is on PATH."""
+    if generator == "auto":
+        return "wrk" if shutil.which("wrk") else "python"
+    if generator == "wrk" and not shutil.which("wrk"):
+        raise RuntimeError("wrk is not installed (apt-get install wrk), or use --generator python")
+    return generator
+
+
+def run(port: int, seconds: float, connections: int, generator: str = "auto") -> dict:
     """``{"rps", "p50_ms", "p99_ms", "requests"}`` for ``seconds`` of closed-loop load."""
-    if shutil.which("wrk"):
+    if resolve(generator) == "wrk":
         return _wrk(port, seconds, connections)
     return asyncio.run(_closed_loop(port, seconds, connections))
 
