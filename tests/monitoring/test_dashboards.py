@@ -7,26 +7,21 @@ returns data" proves the panels select labels and values the application really 
 
 from __future__ import annotations
 
-import http.server
-import itertools
-import json
+import re
 import subprocess
 import sys
-import threading
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from pathlib import Path
 
 import pytest
-from support import free_port, stop_process, wait_until
 import yaml
+from support import wait_until
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import promql_ast  # noqa: E402  (helper beside this file; tests/ is not a package)
+import live_stack  # noqa: E402  (helpers beside this file; tests/ is not a package)
+import promql_ast  # noqa: E402
 
-from mystocks_otel import catalog  # noqa: E402
 from mystocks_otel.mixin import config  # noqa: E402
 
 ROOT = promql_ast.ROOT
@@ -54,6 +49,16 @@ SPEC_PANELS = {
     "Dependencies Availability": "timeseries",
     "HTTP Error Rate": "timeseries",
 }
+
+#: The datasource variables: Prometheus (15 days raw) and the long-term store (a year of aggregates).
+DATASOURCE_VARIABLES = {"${datasource}": "datasource", "${lts_datasource}": "lts_datasource"}
+#: Prometheus keeps raw samples this long (docker-compose.yml); longer windows need the store.
+RAW_RETENTION_SECONDS = 15 * 86400
+#: The names prometheus/prometheus.yml's remote_write sends to the long-term store.
+RECORDED_NAME = re.compile(r"[a-z][a-z_]*:[a-z0-9_]+:[a-z0-9_]+")
+#: The histograms that carry exemplars (issue 7), each shown on a latency panel with exemplars on.
+EXEMPLAR_HISTOGRAMS = ("http_server_request_duration_seconds", "mystocks_db_query_duration_seconds",
+                       "mystocks_redis_command_duration_seconds")
 
 #: Substituted for $__rate_interval in the lint checks: a value nobody writes by hand, so a
 #: literal "[5m]" in a rate() is told apart from the Grafana variable.
@@ -146,6 +151,17 @@ def test_variables_datasource_job_instance():
         assert variables["job"]["current"]["value"] == config.APP_JOB
 
 
+def test_job_variable_selects_one_job():
+    """Row 14: the app's metrics arrive twice (scraped, and pushed through the Collector), so
+    `$job` = All, or several jobs at once, would count every request twice."""
+    for name, board in _boards().items():
+        job = _variables(board)["job"]
+        assert not job.get("includeAll") and not job.get("multi"), f"{name}: $job offers All or multi"
+    # The instances of one job are distinct processes: All over them counts each once.
+    instance = _variables(_boards()[MAIN.name])["instance"]
+    assert instance["includeAll"] and instance["allValue"] == ".*"
+
+
 def test_every_panel_has_title_description_unit_and_datasource_variable():
     problems = []
     for name, board in _boards().items():
@@ -155,8 +171,12 @@ def test_every_panel_has_title_description_unit_and_datasource_variable():
                                  ("unit", unit)):
                 if not value:
                     problems.append(f"{name}: {panel.get('title')!r} has no {field}")
-            if panel.get("datasource", {}).get("uid") != "${datasource}":
-                problems.append(f"{name}: {panel.get('title')!r} does not use $datasource")
+            uid = panel.get("datasource", {}).get("uid")
+            if uid not in DATASOURCE_VARIABLES:
+                problems.append(f"{name}: {panel.get('title')!r} reads {uid}, not a datasource variable")
+            for target in panel.get("targets", []):
+                if target.get("datasource", {}).get("uid") != uid:
+                    problems.append(f"{name}: {panel.get('title')!r} {target.get('refId')} reads another datasource")
     assert not problems, "\n".join(problems)
 
 
@@ -205,6 +225,8 @@ def test_counters_only_under_rate():
 def test_main_selectors_carry_job_and_instance():
     problems = []
     for title, target in promql_ast.dashboard_targets(_boards()[MAIN.name]):
+        if title == "Active Alerts":
+            continue  # ALERTS: an alert about Prometheus itself has neither the app's job nor instance
         # Parse the raw matchers (vars intact as regex text) and check every selector.
         try:
             ast = promql_ast.promql_parser.parse(
@@ -275,129 +297,180 @@ def test_slo_dashboard_covers_every_slo_and_window():
 def test_provisioning():
     base = ROOT / "dashboards" / "provisioning"
     sources = yaml.safe_load((base / "datasources" / "datasources.yml").read_text())["datasources"]
-    by_type = {s["type"]: s for s in sources}
-    assert by_type["prometheus"]["isDefault"] is True
-    assert by_type["prometheus"]["url"] == "http://prometheus:9090"
-    assert by_type["prometheus"]["uid"] == "prometheus"
-    assert by_type["loki"]["isDefault"] is False and by_type["loki"]["url"] == "http://loki:3100"
+    by_name = {s["name"]: s for s in sources}
+    assert set(by_name) == {"Prometheus", "VictoriaMetrics"}, "Loki is provisioned only when configured"
+    prom, lts = by_name["Prometheus"], by_name["VictoriaMetrics"]
+    assert (prom["type"], prom["url"], prom["uid"], prom["isDefault"]) == (
+        "prometheus", "http://prometheus:9090", "prometheus", True)
+    # The long-term store answers Prometheus' query API; compose runs it as victoriametrics:8428.
+    assert (lts["type"], lts["url"], lts["uid"], lts["isDefault"]) == (
+        "prometheus", "http://victoriametrics:8428", "victoriametrics", False)
     assert sum(bool(s.get("isDefault")) for s in sources) == 1
+    # The SLO dashboard's store variable defaults to the provisioned store.
+    lts_var = _variables(_boards()[SLO.name])["lts_datasource"]
+    assert lts_var["type"] == "datasource" and lts_var["query"] == "prometheus"
+    assert lts_var["current"]["value"] == lts["uid"]
     providers = yaml.safe_load((base / "dashboards" / "dashboards.yml").read_text())["providers"]
     assert providers[0]["type"] == "file"
     assert providers[0]["options"]["path"] == "/var/lib/grafana/dashboards"
 
 
+def test_loki_is_provisioned_only_when_given():
+    from dataclasses import replace
+
+    from mystocks_otel.mixin import dashboards
+
+    rel = "dashboards/provisioning/datasources/datasources.yml"
+    default = yaml.safe_load(dashboards.generate(config.DEFAULT)[rel])["datasources"]
+    assert "loki" not in {s["type"] for s in default}
+    with_loki = yaml.safe_load(dashboards.generate(replace(config.DEFAULT, loki_url="http://logs:3100"))[rel])
+    loki = [s for s in with_loki["datasources"] if s["type"] == "loki"]
+    assert len(loki) == 1 and loki[0]["url"] == "http://logs:3100" and loki[0]["isDefault"] is False
+    assert with_loki["datasources"][: len(default)] == default
+
+
+def test_render_provisions_loki_only_with_loki_url(tmp_path):
+    rel = Path("dashboards/provisioning/datasources/datasources.yml")
+    for args, expected in (([], set()), (["--loki-url", "http://loki:3100"], {"http://loki:3100"})):
+        root = tmp_path / str(len(args))
+        proc = subprocess.run([sys.executable, "-m", "mystocks_otel.cli", "render", "--root", str(root), *args],
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        sources = yaml.safe_load((root / rel).read_text())["datasources"]
+        assert {s["url"] for s in sources if s["type"] == "loki"} == expected
+
+
+# -- panels agree with the alerts (row 14) -------------------------------------------------------
+def _panel(board: str, title: str) -> dict:
+    return next(p for p in _panels(_boards()[board]) if p["title"] == title)
+
+
+def _steps(panel: dict) -> list[float]:
+    steps = panel["fieldConfig"]["defaults"]["thresholds"]["steps"]
+    return [s["value"] for s in steps if s.get("value") is not None]
+
+
+def test_latency_gauge_reaches_past_the_critical_threshold():
+    gauge = _panel(MAIN.name, "HTTP Duration p95/p99")
+    assert gauge["fieldConfig"]["defaults"]["max"] > config.API_LATENCY_P95_CRITICAL_SECONDS
+    assert _steps(gauge) == [config.API_LATENCY_P95_WARNING_SECONDS, config.API_LATENCY_P95_CRITICAL_SECONDS]
+
+
+@pytest.mark.parametrize("title, warning, critical", [
+    ("CPU Usage", config.CPU_PERCENT_WARNING, config.CPU_PERCENT_CRITICAL),
+    ("HTTP Latency p95/p99", config.API_LATENCY_P95_WARNING_SECONDS, config.API_LATENCY_P95_CRITICAL_SECONDS),
+    ("HTTP Error Rate", config.API_ERROR_RATIO_WARNING, config.API_ERROR_RATIO_CRITICAL),
+    # falling: red below critical, amber below warning
+    ("Cache Hit Rate", config.CACHE_HIT_RATIO_CRITICAL, config.CACHE_HIT_RATIO_WARNING),
+    ("Data Freshness", config.SLOS[2].threshold_seconds, config.STALE_DATA_SECONDS),
+])
+def test_panel_thresholds_are_the_alerts(title, warning, critical):
+    assert _steps(_panel(MAIN.name, title)) == [warning, critical]
+
+
+def test_alert_thresholds_the_panels_show_are_in_the_rules():
+    """The other half of "panels agree with alerts": the rendered CPU alerts compare against
+    the same numbers (both sides read mixin/config.py)."""
+    if not promql_ast.RULE_FILES:
+        pytest.skip("alerts/rules/ has no rule files yet")
+    cpu = [str(rule["expr"]) for path in promql_ast.RULE_FILES for rule in promql_ast.load_rules(path)
+           if "alert" in rule and "cpu_utilization" in str(rule["expr"])]
+    for value in (config.CPU_PERCENT_WARNING, config.CPU_PERCENT_CRITICAL):
+        assert any(re.search(rf">=?\s*{value:g}\b", e) for e in cpu), (value, cpu)
+
+
+def test_active_alerts_reads_prometheus_firing_alerts():
+    panel = _panel(MAIN.name, "Active Alerts")
+    names = set()
+    for target in panel["targets"]:
+        ast = promql_ast.parse(target["expr"])
+        names |= promql_ast.metric_names(ast)
+        assert 'alertstate="firing"' in target["expr"], target["expr"]
+    assert names == {"ALERTS"}, f"Active Alerts reads {names}, not Prometheus' ALERTS"
+    assert panel["fieldConfig"]["defaults"].get("noValue") == "0", "no alert firing must read 0, not No data"
+
+
+def test_latency_panels_show_exemplars():
+    """Issue 7: the three histograms that carry exemplars each have a latency panel that asks
+    Grafana to draw them (a range query with exemplar: true)."""
+    shown = set()
+    for name, board in _boards().items():
+        for panel in _panels(board):
+            for target in panel.get("targets", []):
+                names = promql_ast.metric_names(promql_ast.parse(target["expr"]))
+                if target.get("exemplar"):
+                    assert panel["type"] == "timeseries" and target.get("range"), (name, panel["title"])
+                    shown |= {n.removesuffix("_bucket") for n in names}
+                elif panel["type"] == "timeseries" and any(n.removesuffix("_bucket") in EXEMPLAR_HISTOGRAMS
+                                                           and n.endswith("_bucket") for n in names):
+                    pytest.fail(f"{name}: {panel['title']!r} graphs a histogram with exemplars, exemplar off")
+    assert set(EXEMPLAR_HISTOGRAMS) <= shown, f"no exemplar panel for {set(EXEMPLAR_HISTOGRAMS) - shown}"
+
+
+def _longest_window(ast) -> float:
+    longest = 0.0
+    for node, _ in promql_ast.walk(ast):
+        if isinstance(node, promql_ast.promql_parser.MatrixSelector):
+            longest = max(longest, node.range.total_seconds())
+        elif isinstance(node, promql_ast.promql_parser.SubqueryExpr):
+            longest = max(longest, node.range.total_seconds())
+    return longest
+
+
+def test_long_windows_read_the_long_term_store():
+    """Row 13: Prometheus keeps 15 days. A window longer than that reads the long-term store,
+    and the store holds only the recording-rule series Prometheus remote-writes to it."""
+    problems, long_panels = [], 0
+    for name, title, ref, target in _targets():
+        ast = promql_ast.parse(target["expr"])
+        uid = target["datasource"]["uid"]
+        if _longest_window(ast) > RAW_RETENTION_SECONDS:
+            long_panels += 1
+            if uid != "${lts_datasource}":
+                problems.append(f"{name}: {title!r} {ref} looks back further than Prometheus keeps, on {uid}")
+        if uid == "${lts_datasource}":
+            raw = {n for n in promql_ast.metric_names(ast) if not RECORDED_NAME.fullmatch(n)}
+            if raw:
+                problems.append(f"{name}: {title!r} {ref} reads {raw} from the store, which keeps only recordings")
+    assert long_panels >= len(config.SLOS) * 2, "the SLO dashboard's 30-day panels"
+    assert not problems, "\n".join(problems)
+
+
 # -- against a real Prometheus --------------------------------------------------------------------
-#: Values for labels the catalog leaves unbounded, chosen as the application would set them.
-_SAMPLE_VALUES = {
-    "http.response.status_code": ("200", "404", "500"),
-    "http.route": ("/api/v1/quotes/{symbol}",),
-    "db.client.connection.pool.name": ("postgresql/test",),
-    "pool": ("postgresql/test",),
-    "namespace": ("/ws/quotes",),
-    "table": ("quotes",),
-    "mountpoint": ("/",),
-    "metric": ("mystocks.cache.hits",),
-}
-_MAX_COMBINATIONS = 64
-
-
-def _label_sets(spec: catalog.MetricSpec) -> list[dict[str, str]]:
-    choices = []
-    for lbl in spec.labels:
-        values = sorted(lbl.values - {catalog.OTHER}) if lbl.values else list(_SAMPLE_VALUES.get(lbl.key, ("x",)))
-        choices.append([(lbl.prometheus_name, v) for v in values])
-    return [dict(combo) for combo in itertools.islice(itertools.product(*choices), _MAX_COMBINATIONS)]
-
-
-def catalog_exposition(tick: int) -> str:
-    """A /metrics text with every catalog metric, every bounded label value, and counters that
-    grow with ``tick`` (so rates are non-zero)."""
-    lines = ['target_info{service_name="mystocks-api"} 1']
-    for spec in catalog.METRICS:
-        name = spec.prometheus_name
-        lines.append(f"# TYPE {name.removesuffix('_total') if spec.kind is catalog.Kind.COUNTER else name} "
-                     f"{spec.prometheus_type}")
-        for labels in _label_sets(spec):
-            text = ",".join(f'{k}="{v}"' for k, v in labels.items())
-            if spec.kind is catalog.Kind.HISTOGRAM:
-                buckets = spec.buckets or (1.0,)
-                for i, le in enumerate((*buckets, "+Inf")):
-                    sep = "," if text else ""
-                    count = tick * min(i + 1, len(buckets))
-                    lines.append(f'{name}_bucket{{{text}{sep}le="{le}"}} {count}')
-                lines.append(f"{name}_sum{{{text}}} {tick * 0.5}")
-                lines.append(f"{name}_count{{{text}}} {tick * len(buckets)}")
-            elif spec.kind is catalog.Kind.COUNTER:
-                lines.append(f"{name}{{{text}}} {tick}")
-            else:
-                lines.append(f"{name}{{{text}}} 1")
-    return "\n".join(lines) + "\n"
-
-
-def _get(url: str, timeout: float = 5.0) -> dict:
-    with urllib.request.urlopen(url, timeout=timeout) as response:
-        return json.loads(response.read())
-
-
-class _Exporter(http.server.BaseHTTPRequestHandler):
-    ticks = itertools.count(1)
-
-    def do_GET(self):  # noqa: N802 - http.server API
-        body = catalog_exposition(next(self.ticks)).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "text/plain; version=0.0.4")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
+#: The app's metrics pushed through the Collector, as Prometheus files them (collector/overlay-contrib.yaml).
+PUSHED_COPY_JOB = f"collector/{config.APP_JOB}"
+#: A job whose scrape is OpenMetrics with an exemplar on every bucket (issue 7).
+EXEMPLAR_JOB = "exemplar-probe"
+#: An alert that always fires with severity warning, beside the real rules.
+PROBE_RULES = {"groups": [{"name": "dashboard-probe", "rules": [
+    {"alert": "DashboardProbe", "expr": "vector(1)", "labels": {"severity": "warning"}}]}]}
 
 
 @pytest.fixture(scope="module")
 def prometheus(prometheus_binary, tmp_path_factory):
-    """Prometheus scraping the synthetic catalog exporter every second, with our rule files."""
-    exporter = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Exporter)
-    threading.Thread(target=exporter.serve_forever, daemon=True).start()
+    """Prometheus with our rule files, scraping the synthetic catalog exporter every second three
+    times: as the app (job mystocks-api), as the Collector's pushed copy, and in OpenMetrics with
+    exemplars."""
     work = tmp_path_factory.mktemp("prometheus")
-    port = free_port()
-    (work / "prometheus.yml").write_text(yaml.safe_dump({
-        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-        "rule_files": [str(p) for p in promql_ast.RULE_FILES],
-        "scrape_configs": [{"job_name": config.APP_JOB,
-                            "static_configs": [{"targets": [f"127.0.0.1:{exporter.server_port}"]}]}],
-    }))
-    log = (work / "prometheus.log").open("w")
-    proc = subprocess.Popen(
-        [prometheus_binary, f"--config.file={work / 'prometheus.yml'}", f"--storage.tsdb.path={work / 'data'}",
-         f"--web.listen-address=127.0.0.1:{port}"],
-        stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        def ready():
-            if proc.poll() is not None:
-                raise RuntimeError(f"prometheus exited {proc.returncode}:\n{(work / 'prometheus.log').read_text()}")
-            return urllib.request.urlopen(f"{base}/-/ready", timeout=1).status == 200
-        wait_until(ready, 30, "Prometheus ready")
-        # Rates need two samples inside the window: wait for 3 scrapes of the exporter.
-        wait_until(lambda: _query(base, f'count_over_time(up{{job="{config.APP_JOB}"}}[1m]) >= 3')["data"]["result"],
-              60, "three scrapes of the catalog exporter")
-        yield base
-    finally:
-        stop_process(proc)
-        log.close()
-        exporter.shutdown()
+    (work / "probe.yml").write_text(yaml.safe_dump(PROBE_RULES))
+    with live_stack.serve() as port:
+        target = {"static_configs": [{"targets": [f"127.0.0.1:{port}"]}]}
+        prom_config = {
+            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+            "rule_files": [str(p) for p in promql_ast.RULE_FILES] + [str(work / "probe.yml")],
+            "scrape_configs": [{"job_name": config.APP_JOB, **target},
+                               {"job_name": PUSHED_COPY_JOB, **target},
+                               {"job_name": EXEMPLAR_JOB, "metrics_path": "/openmetrics", **target}],
+        }
+        with live_stack.prometheus(prometheus_binary, prom_config, work,
+                                   "--enable-feature=exemplar-storage") as base:
+            for job in (config.APP_JOB, PUSHED_COPY_JOB, EXEMPLAR_JOB):
+                live_stack.wait_for_scrapes(base, job)
+            yield base
 
 
-def _query(base: str, expr: str) -> dict:
-    return _get(f"{base}/api/v1/query?" + urllib.parse.urlencode({"query": expr}))
-
-
-def _run(base: str, expr: str) -> dict:
-    try:
-        return _query(base, expr)
-    except urllib.error.HTTPError as exc:  # 400 carries Prometheus' own error text
-        return json.loads(exc.read() or b"{}") or {"status": "error", "error": str(exc)}
+def _run(base: str, expr: str, **params) -> dict:
+    return live_stack.query(base, expr, **params)
 
 
 @pytest.mark.live
@@ -424,9 +497,84 @@ def test_every_main_panel_shows_data_from_catalog_metrics(prometheus):
     assert not empty, "queries with no data:\n" + "\n".join(empty)
 
 
+def _job_choices(base: str, variable: dict) -> list[str]:
+    """What `$job` can expand to in Grafana: each value its query lists, and with All or
+    multi-select every value at once."""
+    match = variable["query"].removeprefix("label_values(").rsplit(",", 1)[0]
+    values = live_stack.get(f"{base}/api/v1/label/job/values?" + urllib.parse.urlencode({"match[]": match}))["data"]
+    choices = list(values)  # job names here have no regex metacharacters
+    if variable.get("includeAll"):
+        choices.append(variable.get("allValue") or "|".join(values))
+    if variable.get("multi"):
+        choices.append("|".join(values))
+    return choices
+
+
+@pytest.mark.live
+def test_no_job_choice_counts_a_request_twice(prometheus):
+    """Row 14: the same requests arrive as job mystocks-api and as the Collector's copy; whatever
+    `$job` is set to, the request-rate panel shows one copy's rate, never the sum of both."""
+    panel = _panel(MAIN.name, "HTTP Request Rate")
+    expr = panel["targets"][0]["expr"].replace("$__rate_interval", "1m").replace("$instance", ".*")
+    at = f"{time.time():.3f}"
+    one_copy = _run(prometheus, f'sum(rate(http_server_request_duration_seconds_count{{job="{config.APP_JOB}"}}[1m]))',
+                    time=at)["data"]["result"]
+    assert one_copy and float(one_copy[0]["value"][1]) > 0
+    reference = float(one_copy[0]["value"][1])
+    choices = _job_choices(prometheus, _variables(_boards()[MAIN.name])["job"])
+    assert len(choices) >= 2
+    for choice in choices:
+        answer = _run(prometheus, f"sum({expr.replace('$job', choice)})", time=at)
+        assert answer.get("status") == "success", (choice, answer)
+        result = answer["data"]["result"]
+        shown = float(result[0]["value"][1]) if result else 0.0
+        # Each job scrapes the one exporter at its own phase, so copies differ by a few percent;
+        # counting two copies doubles the rate.
+        assert shown < reference * 1.5, f"$job={choice!r} shows {shown:.3g} req/s, one copy is {reference:.3g}"
+
+
+@pytest.mark.live
+def test_active_alerts_counts_the_alerts_prometheus_fires(prometheus):
+    """Row 14: "Active Alerts" equals what Prometheus itself reports firing (Watchdog aside),
+    by severity, and not the webhook's per-process gauge (1 per severity in the exposition)."""
+    panel = _panel(MAIN.name, "Active Alerts")
+
+    def compare():
+        firing = {}
+        for alert in live_stack.get(f"{prometheus}/api/v1/alerts")["data"]["alerts"]:
+            if alert["state"] == "firing" and alert["labels"]["alertname"] != "Watchdog":
+                severity = alert["labels"].get("severity", "")
+                firing[severity] = firing.get(severity, 0) + 1
+        result = _run(prometheus, panel["targets"][0]["expr"])["data"]["result"]
+        shown = {r["metric"].get("severity", ""): int(float(r["value"][1])) for r in result}
+        return (shown, firing) if shown == firing and firing.get("warning") else None
+
+    shown, firing = wait_until(compare, 20, "Active Alerts == Prometheus' firing alerts")
+    assert firing["warning"] >= 1  # the DashboardProbe alert at least
+
+
+@pytest.mark.live
+def test_latency_panels_find_their_exemplars(prometheus):
+    """Issue 7: for each exemplar-enabled query, Grafana asks /api/v1/query_exemplars with the
+    panel's expression; Prometheus (exemplar storage on) answers with our trace id."""
+    end = time.time()
+    checked = []
+    for name, title, ref, target in _targets():
+        if not target.get("exemplar"):
+            continue
+        expr = promql_ast.substitute(target["expr"], rate_interval="1m")
+        answer = _run(prometheus, expr, path="/api/v1/query_exemplars", start=f"{end - 300:.3f}", end=f"{end:.3f}")
+        assert answer.get("status") == "success", (title, answer)
+        trace_ids = {e["labels"].get("trace_id") for group in answer["data"] for e in group["exemplars"]}
+        assert live_stack.EXEMPLAR_TRACE_ID in trace_ids, f"{name}: {title!r} {ref}: no exemplar for {expr}"
+        checked.append(title)
+    assert len(checked) >= len(EXEMPLAR_HISTOGRAMS), checked
+
+
 @pytest.mark.live
 def test_slo_panels_show_data_when_rules_are_loaded(prometheus):
-    """With the recording rules loaded, every SLO query finds the series it reads."""
+    """With the recording rules loaded, every SLO query finds the series it reads (the
+    long-term-store panels too: Prometheus holds the same recordings it sends to the store)."""
     if not promql_ast.RULE_FILES:
         pytest.skip("alerts/rules/ has no rule files yet")
     missing = [config.slo_error_ratio_record(w) for w in config.SLO_WINDOWS
@@ -436,7 +584,8 @@ def test_slo_panels_show_data_when_rules_are_loaded(prometheus):
     def all_have_data():
         empty = []
         for title, target in promql_ast.dashboard_targets(promql_ast.load_dashboard(SLO)):
-            answer = _run(prometheus, promql_ast.substitute(target["expr"], rate_interval="1m"))
+            expr = promql_ast.substitute(target["expr"].replace("$job", config.APP_JOB), rate_interval="1m")
+            answer = _run(prometheus, expr)
             if answer.get("status") != "success" or not answer["data"]["result"]:
                 empty.append(f"{title!r} {target['refId']}: {target['expr']}")
         return empty
@@ -447,7 +596,7 @@ def test_slo_panels_show_data_when_rules_are_loaded(prometheus):
     while empty and time.monotonic() < deadline:
         time.sleep(1)
         empty = all_have_data()
-    # The freshness SLI is recorded only while the market is open (mixin.recording gates it
+    # The freshness SLI is recorded only while the market is open (the recording rules gate it
     # on mystocks:trading_session:open): outside the session its panels are rightly empty.
     if not _run(prometheus, "mystocks:trading_session:open").get("data", {}).get("result"):
         empty = [e for e in empty if "market-data-freshness" not in e]

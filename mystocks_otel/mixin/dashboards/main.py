@@ -15,6 +15,7 @@ from mystocks_otel.mixin.dashboards.common import (
     instance_variable,
     job_variable,
     labels_of,
+    num,
     number_panels,
     quantile,
     query,
@@ -26,10 +27,20 @@ from mystocks_otel.mixin.dashboards.common import (
 )
 
 HTTP = "http.server.request.duration"
-GREEN_AMBER_RED = ((None, "green"), (0.5, "yellow"), (1.0, "red"))
 
 
-def _api() -> list:
+def _steps(warning: float, critical: float, *, rising: bool = True) -> tuple:
+    """Threshold colours at the alerts' own warning and critical values (mixin.config)."""
+    if rising:
+        return ((None, "green"), (warning, "yellow"), (critical, "red"))
+    return ((None, "red"), (critical, "yellow"), (warning, "green"))
+
+
+#: A gauge's scale ends this far above the critical threshold, so a critical value is on the dial.
+GAUGE_HEADROOM = 1.2
+
+
+def _api(cfg: config.MixinConfig) -> list:
     by_request = labels_of(HTTP)  # method, route, status
     total = sum_rate(HTTP, suffix="_count")
     return [
@@ -43,31 +54,45 @@ def _api() -> list:
             width=12),
         gauge_panel(
             "HTTP Duration p95/p99",
-            "95th and 99th percentile of API request duration over all routes. "
-            "The high-response-time alert fires when p95 stays above 1 s for 5 minutes.",
+            "95th and 99th percentile of API request duration over all routes. Amber and red are "
+            f"the response-time alerts' thresholds: p95 above {num(config.API_LATENCY_P95_WARNING_SECONDS)} s "
+            f"(warning) and {num(config.API_LATENCY_P95_CRITICAL_SECONDS)} s (critical).",
             "s",
             [query(quantile(0.95, HTTP), "p95", instant=True),
              query(quantile(0.99, HTTP), "p99", instant=True)],
-            width=6, max_val=2, steps=GREEN_AMBER_RED),
+            width=6, max_val=config.API_LATENCY_P95_CRITICAL_SECONDS * GAUGE_HEADROOM,
+            steps=_steps(config.API_LATENCY_P95_WARNING_SECONDS, config.API_LATENCY_P95_CRITICAL_SECONDS)),
         timeseries_panel(
             "HTTP Error Rate",
-            "Share of requests answered with 4xx (client errors) and 5xx (server errors).",
+            "Share of requests answered with 4xx (client errors) and 5xx (server errors). Amber and "
+            f"red are the 5xx alerts' thresholds ({num(config.API_ERROR_RATIO_WARNING * 100)}% and "
+            f"{num(config.API_ERROR_RATIO_CRITICAL * 100)}%).",
             "percentunit",
             [query(f"{sum_rate(HTTP, matchers=status_class, suffix='_count')} / {total}", f"{cls}xx")
              for cls, status_class in (("4", 'http_response_status_code=~"4.."'),
                                        ("5", 'http_response_status_code=~"5.."'))],
-            width=6, min_val=0),
+            width=6, min_val=0,
+            steps=_steps(config.API_ERROR_RATIO_WARNING, config.API_ERROR_RATIO_CRITICAL)),
+        timeseries_panel(
+            "HTTP Latency p95/p99",
+            "95th and 99th percentile of API request duration over time. The dots are exemplars: "
+            "a request that fell in that bucket, linked to its trace (tracing on, OpenMetrics scrape).",
+            "s",
+            [query(quantile(0.95, HTTP), "p95", exemplar=True),
+             query(quantile(0.99, HTTP), "p99", exemplar=True)],
+            width=12, min_val=0,
+            steps=_steps(config.API_LATENCY_P95_WARNING_SECONDS, config.API_LATENCY_P95_CRITICAL_SECONDS)),
         timeseries_panel(
             "HTTP Requests In Flight",
             "Requests being served right now, by method (a queue builds up here before latency rises).",
             "short",
             [query(f"sum by (http_request_method) ({series('http.server.active_requests')})",
                    "{{http_request_method}}")],
-            width=24, height=6),
+            width=12),
     ]
 
 
-def _database() -> list:
+def _database(cfg: config.MixinConfig) -> list:
     table = ("operation", "table")
     pool = "sum by (pool) "
     return [
@@ -88,9 +113,11 @@ def _database() -> list:
             width=12, min_val=0),
         timeseries_panel(
             "DB Query Latency p95",
-            "95th percentile duration of SQL statements, by operation.",
+            "95th percentile duration of SQL statements, by operation. The dots are exemplars, "
+            "each linked to the trace of a statement that took that long.",
             "s",
-            [query(quantile(0.95, "mystocks.db.query_duration", ("operation",)), "{{operation}}")],
+            [query(quantile(0.95, "mystocks.db.query_duration", ("operation",)), "{{operation}}",
+                   exemplar=True)],
             width=12, min_val=0),
         timeseries_panel(
             "DB Query Errors",
@@ -102,7 +129,7 @@ def _database() -> list:
     ]
 
 
-def _cache() -> list:
+def _cache(cfg: config.MixinConfig) -> list:
     hits = sum_rate("mystocks.cache.hits", ("cache",))
     misses = sum_rate("mystocks.cache.misses", ("cache",))
     return [
@@ -113,7 +140,8 @@ def _cache() -> list:
             "adds up correctly across worker processes.",
             "percentunit",
             [query(f"{hits} / ({hits} + {misses})", "{{cache}}", instant=True)],
-            max_val=1, steps=((None, "red"), (0.5, "yellow"), (0.8, "green"))),
+            max_val=1, steps=_steps(config.CACHE_HIT_RATIO_WARNING, config.CACHE_HIT_RATIO_CRITICAL,
+                                    rising=False)),
         barchart_panel(
             "Cache Hits vs Misses",
             "Cache lookups per minute that hit and that missed, by cache.",
@@ -128,6 +156,14 @@ def _cache() -> list:
                    "{{command}} {{error_type}}")],
             min_val=0),
         timeseries_panel(
+            "Redis Command Latency p95",
+            "95th percentile duration of Redis commands, by command. The dots are exemplars, each "
+            "linked to the trace of a command that took that long.",
+            "s",
+            [query(quantile(0.95, "mystocks.redis.command_duration", ("command",)), "{{command}}",
+                   exemplar=True)],
+            width=12, height=6, min_val=0),
+        timeseries_panel(
             "Cache Hit Ratio: Recent vs Since Start",
             "The hit ratio over the rate window against the ratio since each process started "
             "(the application's own gauge): the long-run line is the baseline a recent drop "
@@ -135,14 +171,14 @@ def _cache() -> list:
             "percentunit",
             [query(f"{hits} / ({hits} + {misses})", "recent {{cache}}"),
              query(f"avg by (cache) ({series('mystocks.cache.hit_ratio')})", "since start {{cache}}")],
-            width=24, height=6, min_val=0, max_val=1),
+            width=12, height=6, min_val=0, max_val=1),
     ]
 
 
 PROCESS = 'scope="process"'
 
 
-def _system() -> list:
+def _system(cfg: config.MixinConfig) -> list:
     return [
         timeseries_panel(
             "Process Memory",
@@ -154,11 +190,13 @@ def _system() -> list:
             min_val=0),
         gauge_panel(
             "CPU Usage",
-            "CPU use in percent: the API process and the host it runs on.",
+            "CPU use in percent: the API process and the host it runs on. Amber and red are the "
+            f"CPU alerts' thresholds ({num(config.CPU_PERCENT_WARNING)}% and "
+            f"{num(config.CPU_PERCENT_CRITICAL)}%).",
             "percent",
             [query(f"max by (scope) ({series('mystocks.system.cpu_utilization')})", "{{scope}}",
                    instant=True)],
-            max_val=100, steps=((None, "green"), (70, "yellow"), (90, "red"))),
+            max_val=100, steps=_steps(config.CPU_PERCENT_WARNING, config.CPU_PERCENT_CRITICAL)),
         timeseries_panel(
             "System Uptime",
             "Uptime of each service process and of its host, in days; a drop to zero is a restart.",
@@ -177,7 +215,7 @@ def _system() -> list:
     ]
 
 
-def _websocket() -> list:
+def _websocket(cfg: config.MixinConfig) -> list:
     return [
         timeseries_panel(
             "WebSocket Connections",
@@ -202,8 +240,9 @@ def _websocket() -> list:
     ]
 
 
-def _market_data() -> list:
+def _market_data(cfg: config.MixinConfig) -> list:
     latency = "mystocks.market_data.processing_duration"
+    fresh = cfg.slo("market-data-freshness").threshold_seconds
     return [
         barchart_panel(
             "Market Data Points",
@@ -227,10 +266,11 @@ def _market_data() -> list:
             min_val=0),
         timeseries_panel(
             "Data Freshness",
-            "Age of the newest record of each dataset; the freshness SLO wants it under 60 s.",
+            f"Age of the newest record of each dataset. Amber: the freshness SLO's bound "
+            f"({num(fresh)} s); red: the stale-data alert's ({num(config.STALE_DATA_SECONDS)} s).",
             "s",
             [query(f"max by (dataset) ({series('mystocks.data_quality.freshness')})", "{{dataset}}")],
-            min_val=0, steps=((None, "green"), (60, "red"))),
+            min_val=0, steps=_steps(fresh, config.STALE_DATA_SECONDS)),
         timeseries_panel(
             "Data Completeness",
             "Share of expected records present, by dataset.",
@@ -254,27 +294,44 @@ def _market_data() -> list:
     ]
 
 
-def _users_alerts_health() -> list:
+#: The alert that always fires (the dead man's switch): not an incident, so not counted.
+WATCHDOG = "Watchdog"
+#: Prometheus' own series of its alert rules' states (one per firing or pending alert).
+FIRING_ALERTS = f'ALERTS{{alertstate="firing", alertname!="{WATCHDOG}"}}'
+
+
+def _users_alerts_health(cfg: config.MixinConfig) -> list:
     up_down = value_text({"0": ("Down", "red"), "1": ("Up", "green")})
     return [
         stat_panel(
             "Active Alerts",
-            "Alerts firing now, by severity (fed by the Alertmanager webhook).",
+            "Alert rules firing now in this Prometheus, by severity (its ALERTS series), the "
+            f"{WATCHDOG} heartbeat left out. Every job counts: an alert about Prometheus or the "
+            "Collector is as real as one about the API. Silenced and inhibited alerts count too "
+            "(Alertmanager decides what is notified).",
+            "short",
+            [query(f"sum by (severity) ({FIRING_ALERTS})", "{{severity}}", instant=True)],
+            width=6, steps=((None, "green"), (1, "red")), no_value="0"),
+        stat_panel(
+            "Alerts Seen by the Webhook",
+            "Alerts firing according to the notifications the application's Alertmanager webhook "
+            "received, by severity. Fewer than Active Alerts for long means notifications do not "
+            "reach the webhook (check Alertmanager's notification errors).",
             "short",
             [query(f"sum by (severity) ({series('mystocks.alert.active')})", "{{severity}}", instant=True)],
-            width=6, steps=((None, "green"), (1, "red"))),
+            width=6, steps=((None, "green"), (1, "red")), no_value="0"),
         timeseries_panel(
             "User Sessions",
             "Signed-in user sessions, by platform.",
             "short",
             [query(f"sum by (platform) ({series('mystocks.user.active_sessions')})", "{{platform}}")],
-            width=6, min_val=0),
+            width=12, min_val=0),
         timeseries_panel(
             "Component Health",
             "1 when a component's health probe passes, 0 when it fails (the worst instance wins).",
             "none",
             [query(f"min by (component) ({series('mystocks.health.component_status')})", "{{component}}")],
-            width=6, min_val=0, max_val=1, mappings=up_down),
+            width=12, min_val=0, max_val=1, mappings=up_down),
         timeseries_panel(
             "Dependencies Availability",
             "Share of probes each external dependency answered over the rate window.",
@@ -282,7 +339,7 @@ def _users_alerts_health() -> list:
             [query("avg by (dependency) (avg_over_time("
                    f"{series('mystocks.health.dependency_availability')}[$__rate_interval]))",
                    "{{dependency}}")],
-            width=6, min_val=0, max_val=1),
+            width=12, min_val=0, max_val=1),
     ]
 
 
@@ -297,18 +354,18 @@ ROWS = (
 )
 
 
-def build(cfg: config.MixinConfig | None = None):
+def build(cfg: config.MixinConfig):
     board = base_dashboard(
         "MyStocks Monitoring Dashboard", config.MAIN_DASHBOARD_UID,
         "API, database, cache, system, WebSocket, market data, business and health metrics of MyStocks.",
         ["overview"])
-    for variable in (datasource_variable(), job_variable(), instance_variable()):
+    for variable in (datasource_variable(), job_variable(cfg.app_job), instance_variable()):
         board = board.with_variable(variable)
     board = board.link(dashboard.DashboardLink("SLOs").type(DashboardLinkType.DASHBOARDS).tags(["slo"])
                        .include_vars(True).keep_time(True))
     for title, panels in ROWS:
         # Expanded rows: Grafana only shows panels that follow an expanded row, not ones inside it.
         board = board.with_row(dashboard.Row(title).collapsed(False))
-        for panel in panels():
+        for panel in panels(cfg):
             board = board.with_panel(panel)
     return number_panels(board.build())

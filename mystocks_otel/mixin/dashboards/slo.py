@@ -1,7 +1,9 @@
-"""The SLO dashboard: one row per objective in ``config.SLOS`` (error budget, burn rates, SLI).
+"""The SLO dashboard: one row per objective in ``cfg.slos`` (error budget, burn rates, SLI).
 
 Reads only the ``slo:sli_error:ratio_rate<window>`` recording rules (``mixin.rules``), so
-the dashboard, the burn-rate alerts and the SLO definitions cannot drift apart.
+the dashboard, the burn-rate alerts and the SLO definitions cannot drift apart. The 30-day
+panels read the long-term store (``$lts_datasource``): Prometheus keeps 15 days of samples,
+VictoriaMetrics a year of the recording-rule series (docs/LONG_TERM_STORE.md).
 Built by ``dashboards.generate(cfg)`` (needs the SDK).
 """
 
@@ -11,10 +13,13 @@ from grafana_foundation_sdk.builders import dashboard
 from grafana_foundation_sdk.models.dashboard import DashboardLinkType
 
 from mystocks_otel.mixin import config
+from mystocks_otel.mixin.dashboards import provisioning
 from mystocks_otel.mixin.dashboards.common import (
+    LTS_DATASOURCE,
     base_dashboard,
     datasource_variable,
     job_variable,
+    lts_datasource_variable,
     number_panels,
     query,
     stat_panel,
@@ -47,15 +52,17 @@ def _panels(slo: config.SLO) -> list:
         stat_panel(
             f"{slo.name}: error budget remaining ({PERIOD})",
             f"Share of the {PERIOD} error budget ({budget} of events) not yet spent. "
-            "Below zero the SLO is breached.",
+            "Below zero the SLO is breached. From the long-term store, which keeps the SLI "
+            "recordings a year (Prometheus keeps 15 days).",
             "percentunit",
-            [query(f"1 - {_period_error_ratio(slo)} / {budget}", "remaining", instant=True)],
+            [query(f"1 - {_period_error_ratio(slo)} / {budget}", "remaining", instant=True,
+                   datasource=LTS_DATASOURCE)],
             width=6, steps=((None, "red"), (0, "yellow"), (0.25, "green"))),
         stat_panel(
             f"{slo.name}: SLI ({PERIOD})",
-            f"{slo.description} Objective: {objective}.",
+            f"{slo.description} Objective: {objective}. From the long-term store.",
             "percentunit",
-            [query(f"1 - {_period_error_ratio(slo)}", "SLI", instant=True)],
+            [query(f"1 - {_period_error_ratio(slo)}", "SLI", instant=True, datasource=LTS_DATASOURCE)],
             width=6, steps=((None, "red"), (slo.objective, "green"))),
         timeseries_panel(
             f"{slo.name}: SLI",
@@ -77,16 +84,17 @@ def _panels(slo: config.SLO) -> list:
     ]
 
 
-def build(cfg: config.MixinConfig | None = None):
+def build(cfg: config.MixinConfig):
     board = base_dashboard(
         "MyStocks SLOs", config.SLO_DASHBOARD_UID,
         f"Error budgets, burn rates and SLIs of the MyStocks {PERIOD} service-level objectives.",
         ["slo"], time_from="now-24h")  # a day shows the slower burn-rate windows move
-    for variable in (datasource_variable(), job_variable()):
+    lts = lts_datasource_variable(provisioning.LTS_NAME, provisioning.LTS_UID)
+    for variable in (datasource_variable(), lts, job_variable(cfg.app_job)):
         board = board.with_variable(variable)
     board = board.link(dashboard.DashboardLink("Overview").type(DashboardLinkType.DASHBOARDS).tags(["overview"])
                        .keep_time(True))
-    for slo in config.SLOS:
+    for slo in cfg.slos:
         board = board.with_row(dashboard.Row(f"SLO: {slo.name} ({slo.objective:.6g})").collapsed(False))
         for panel in _panels(slo):
             board = board.with_panel(panel)
