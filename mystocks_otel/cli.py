@@ -26,7 +26,7 @@ def _mixin_config(args):
     from .mixin.config import MixinConfig
 
     overrides = {name: value for name in ("grafana_url", "runbook_url", "app_job", "collector_job",
-                                          "prometheus_job", "alertmanager_job")
+                                          "prometheus_job", "alertmanager_job", "loki_url")
                  if (value := getattr(args, name)) is not None}
     objectives = {}
     for item in args.slo:
@@ -104,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     render.add_argument("--collector-job", help="Prometheus job of the OTel Collector (default otel-collector)")
     render.add_argument("--prometheus-job", help="Prometheus job scraping Prometheus itself (default prometheus)")
     render.add_argument("--alertmanager-job", help="Prometheus job of Alertmanager (default alertmanager)")
+    render.add_argument("--loki-url", help="provision a Loki datasource in Grafana at this URL (default: none)")
     render.add_argument("--slo", action="append", default=[], metavar="NAME=OBJECTIVE",
                         help="an SLO objective, e.g. api-availability=0.995 (repeatable)")
     render.set_defaults(run=_render)
