@@ -1,9 +1,17 @@
 """Instruments made from the catalog, and the fast recording path.
 
-The OTel SDK's ``Counter.add`` costs ~5.7 us. Counters, up-down counters and gauges
-are therefore pre-aggregated here, in small lock-protected dicts (sync endpoints run
-in a thread pool), and exported through *observable* instruments, so SDK views, the
-Prometheus reader and OTLP all still apply. Histograms record straight into the SDK.
+The OTel SDK's ``Counter.add`` costs ~5.7 us and ``Histogram.record`` ~6 us. Every
+metric is therefore pre-aggregated here, in small lock-protected dicts (sync endpoints
+run in a thread pool): totals, last values, and per series one bounded bucket array
+(counts per catalog bucket, then sum, min and max). ``/metrics`` is rendered straight
+from these recorders (:mod:`mystocks_otel.exposition`). For OTLP, counters and gauges
+reach the SDK through *observable* instruments; histograms, which the SDK cannot
+observe, join each reader's collected data at ``MetricReader._receive_metrics``
+(:mod:`mystocks_otel.sdk_bridge`).
+
+In multiprocess mode (:mod:`mystocks_otel.multiprocess`) each recorder also mirrors
+every value it changes into this process's memory-mapped file (its ``sink``), so that
+any worker can merge all workers' values, and a worker killed by SIGKILL loses nothing.
 
 Every recorder is bounded: at most ``cardinality_limit`` attribute sets per metric;
 past that, measurements go to one ``otel.metric.overflow=true`` series and totals
@@ -16,6 +24,8 @@ import logging
 import math
 import sys
 import threading
+import time
+from bisect import bisect_left
 from typing import Iterable
 
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
@@ -46,6 +56,10 @@ class Recorder:
         self._clean: dict[tuple, tuple] = {}
         # canonical key -> OTel attributes; its size is the series count
         self._attributes: dict[tuple, dict] = {}
+        #: where every changed value is mirrored (multiprocess mode), else None
+        self.sink = None
+        #: when this recorder started counting (the start of its cumulative points)
+        self.start_time_ns = time.time_ns()
 
     # -- attribute handling ------------------------------------------------------------
     def _key(self, values: tuple) -> tuple:
@@ -93,6 +107,17 @@ class Recorder:
     def series_count(self) -> int:
         return len(self._attributes)
 
+    def clear_values(self) -> None:
+        """Forget recorded values (a forked child must not count its parent's again)."""
+        with self._lock:
+            self._data.clear()
+        self.start_time_ns = time.time_ns()
+
+    def snapshot(self) -> list[tuple[tuple, object]]:
+        """``[(key, value)]`` now; a histogram's value is a copy of its bucket array."""
+        with self._lock:
+            return list(self._data.items())
+
     # -- self-metrics ------------------------------------------------------------------
     def _report(self, metric: str, reason: str, count: int = 1) -> None:
         if self.spec.name in (DROPPED, SANITIZED):
@@ -120,6 +145,7 @@ class SumRecorder(Recorder):
     def __init__(self, spec: MetricSpec, instruments: "Instruments"):
         super().__init__(spec, instruments)
         self._totals: dict[tuple, float] = {}
+        self._data = self._totals
         self._monotonic = spec.kind is Kind.COUNTER
         self._minimum = 0.0 if self._monotonic else -_MAX
 
@@ -131,7 +157,9 @@ class SumRecorder(Recorder):
             if not self._minimum <= amount < _INF:  # also NaN; raises on non-numbers
                 return self._drop(amount)
             with self._lock:
-                self._totals[key] = self._totals.get(key, 0) + amount
+                total = self._totals[key] = self._totals.get(key, 0) + amount
+                if self.sink is not None:
+                    self.sink.set(self, key, total)
         except Exception:  # noqa: BLE001
             self._error()
 
@@ -143,6 +171,8 @@ class SumRecorder(Recorder):
                 return self._drop(total)
             with self._lock:
                 self._totals[key] = total
+                if self.sink is not None:
+                    self.sink.set(self, key, total)
         except Exception:  # noqa: BLE001
             self._error()
 
@@ -166,6 +196,7 @@ class GaugeRecorder(Recorder):
     def __init__(self, spec: MetricSpec, instruments: "Instruments"):
         super().__init__(spec, instruments)
         self._values: dict[tuple, float] = {}
+        self._data = self._values
 
     def set(self, value: float, *values) -> None:
         try:
@@ -175,6 +206,8 @@ class GaugeRecorder(Recorder):
                 return self._drop(value)
             with self._lock:
                 self._values[key] = value
+                if self.sink is not None:
+                    self.sink.set(self, key, value)
         except Exception:  # noqa: BLE001
             self._error()
 
@@ -192,11 +225,25 @@ class GaugeRecorder(Recorder):
 
 
 class HistogramRecorder(Recorder):
-    """Records into an SDK histogram once bound; before that, measurements are dropped."""
+    """Explicit-bucket histograms, pre-aggregated: one array per series.
+
+    The array holds the count of each bucket (``len(bounds) + 1``, the last one above
+    every bound), then the sum, the minimum and the maximum. A value ``v`` falls in the
+    first bucket whose bound is ``>= v`` (Prometheus ``le``; the SDK does the same).
+    """
 
     def __init__(self, spec: MetricSpec, instruments: "Instruments"):
         super().__init__(spec, instruments)
-        self._histogram = None
+        self.bounds: tuple[float, ...] = tuple(float(b) for b in spec.buckets or ())
+        self.width = len(self.bounds) + 1  # bucket counts, then SUM, MIN, MAX
+        self._series: dict[tuple, list] = {}
+        self._data = self._series
+        #: None, or a callable returning ``(trace_id, span_id)`` of the current sampled span
+        self.exemplar_source = None
+        self._exemplars: dict[tuple, list] = {}  # key -> per bucket None or (trace, span, value, time)
+
+    def _new_series(self) -> list:
+        return [0] * self.width + [0.0, _INF, -_INF]
 
     def record(self, value: float, *values) -> None:
         try:
@@ -205,17 +252,55 @@ class HistogramRecorder(Recorder):
                 key = self._admit(values)
             if not 0 <= value < _INF:
                 return self._drop(value)
-            histogram = self._histogram
-            if histogram is not None:
-                histogram.record(value, self.attributes_of(key))
+            index = bisect_left(self.bounds, value)
+            source = self.exemplar_source
+            exemplar = source() if source is not None else None
+            with self._lock:
+                series = self._series.get(key)
+                if series is None:
+                    series = self._series[key] = self._new_series()
+                series[index] += 1
+                series[-3] += value
+                if value < series[-2]:
+                    series[-2] = value
+                if value > series[-1]:
+                    series[-1] = value
+                if exemplar is not None:
+                    self._keep_exemplar(key, index, value, exemplar)
+                if self.sink is not None:
+                    self.sink.observe(self, key, series, index)
         except Exception:  # noqa: BLE001
             self._error()
 
+    def _keep_exemplar(self, key: tuple, index: int, value: float, ids: tuple) -> None:
+        """The latest exemplar of each bucket: (trace id, span id, value, Unix seconds)."""
+        kept = self._exemplars.get(key)
+        if kept is None:
+            kept = self._exemplars[key] = [None] * self.width
+        kept[index] = (ids[0], ids[1], value, time.time())
+        if self.sink is not None:
+            self.sink.exemplar(self, key, index, kept[index])
+
+    def snapshot(self) -> list[tuple[tuple, list]]:
+        with self._lock:
+            return [(key, series[:]) for key, series in self._series.items()]
+
+    def exemplars(self) -> dict[tuple, list]:
+        with self._lock:
+            return {key: kept[:] for key, kept in self._exemplars.items()}
+
+    def clear_values(self) -> None:
+        with self._lock:
+            self._exemplars.clear()
+        super().clear_values()
+
+    def count(self, *values) -> int:
+        """Measurements recorded for one attribute set (tests and health checks)."""
+        series = self._series.get(self._key(values))
+        return sum(series[:self.width]) if series is not None else 0
+
     def bind(self, meter: Meter) -> None:
-        self._histogram = meter.create_histogram(
-            self.spec.name, self.spec.unit, self.spec.description,
-            explicit_bucket_boundaries_advisory=list(self.spec.buckets or ()) or None,
-        )
+        """Nothing to create: histograms reach OTLP through :mod:`mystocks_otel.sdk_bridge`."""
 
 
 _RECORDER_CLASSES = {
@@ -238,6 +323,13 @@ class Instruments:
 
     def __getitem__(self, name: str) -> Recorder:
         return self._recorders[name]
+
+    def __iter__(self):
+        return iter(self._recorders.values())
+
+    def clear_values(self) -> None:
+        for recorder in self._recorders.values():
+            recorder.clear_values()
 
     def bind(self, meter: Meter) -> bool:
         """Create the SDK instruments. Returns False when already bound."""

@@ -18,7 +18,6 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
 from opentelemetry.sdk.metrics.view import View
 from opentelemetry.sdk.resources import SERVICE_INSTANCE_ID, SERVICE_NAME, Resource
-from prometheus_client import CollectorRegistry
 
 from . import catalog
 from .config import MAX_CARDINALITY, Settings
@@ -32,8 +31,11 @@ METER_NAME = "mystocks_otel"
 class ProviderState:
     provider: MeterProvider
     settings: Settings
-    registry: CollectorRegistry | None  # None when the Prometheus reader is off
-    readers: dict[str, MetricReader]
+    resource: Resource  # target_info on /metrics
+    #: reader name -> SDK reader; "prometheus" maps to None: /metrics is rendered from the
+    #: recorders by mystocks_otel.exposition, with no SDK collection on the scrape path
+    readers: dict[str, MetricReader | None]
+    multiprocess: object | None = None  # a multiprocess.Store when several workers share /metrics
     started_at: float = field(default_factory=time.time)
     last_collection: dict = field(default_factory=dict)
 
@@ -85,25 +87,22 @@ def _resource(settings: Settings) -> Resource:
         attributes[SERVICE_NAME] = settings.service_name
     return Resource.create(attributes)
 
-def _readers(settings: Settings) -> tuple[dict[str, MetricReader], CollectorRegistry | None]:
-    readers: dict[str, MetricReader] = {}
-    registry = None
+def _readers(settings: Settings) -> dict[str, MetricReader | None]:
+    """The SDK readers by name. Pull needs none (see :class:`ProviderState`); the OTLP
+    reader joins our pre-aggregated histograms to what the SDK collected (sdk_bridge)."""
+    readers: dict[str, MetricReader | None] = {}
     if "prometheus" in settings.metrics_exporters:
-        from opentelemetry.exporter.prometheus import PrometheusMetricReader
-
-        # Our own registry keeps /metrics free of prometheus_client's default collectors.
-        registry = CollectorRegistry(auto_describe=True)
-        readers["prometheus"] = PrometheusMetricReader(
-            scope_info_enabled=False, registry=registry
-        )
+        readers["prometheus"] = None
     if "otlp" in settings.metrics_exporters:
         from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
 
+        from .sdk_bridge import PeriodicReader
+
         # The exporter reads every OTEL_EXPORTER_OTLP_* variable itself.
-        readers["otlp"] = PeriodicExportingMetricReader(
+        readers["otlp"] = PeriodicReader(
             OTLPMetricExporter(), export_interval_millis=settings.export_interval_ms
         )
-    return readers, registry
+    return readers
 
 
 def start(settings: Settings) -> ProviderState:
@@ -113,15 +112,17 @@ def start(settings: Settings) -> ProviderState:
         if _state is not None:
             return _state
         INSTRUMENTS.cardinality_limit = settings.cardinality_limit
-        readers, registry = _readers(settings)
+        readers = _readers(settings)
+        resource = _resource(settings)
         provider = MeterProvider(
-            metric_readers=list(readers.values()), resource=_resource(settings), views=views()
+            metric_readers=[r for r in readers.values() if r is not None], resource=resource,
+            views=views(),
         )
         INSTRUMENTS.bind(provider.get_meter(METER_NAME))
-        _state = ProviderState(provider, settings, registry, readers)
-        if registry is not None and settings.prometheus_port:
+        _state = ProviderState(provider, settings, resource, readers)
+        if "prometheus" in readers and settings.prometheus_port:
             try:
-                _serve_standalone(registry, settings)
+                _serve_standalone(settings)
             except OSError as exc:  # e.g. a second worker: the first one serves the port
                 _log.warning("mystocks-otel: cannot bind /metrics on port %s: %s",
                              settings.prometheus_port, exc)
@@ -129,10 +130,27 @@ def start(settings: Settings) -> ProviderState:
         return _state
 
 
-def _serve_standalone(registry: CollectorRegistry, settings: Settings) -> None:
-    from prometheus_client import start_http_server
+def _serve_standalone(settings: Settings) -> None:
+    """Interim, until the standalone module: /metrics through exposition.render."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-    start_http_server(settings.prometheus_port, addr=settings.prometheus_host, registry=registry)
+    from . import exposition
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's naming
+            rendered = exposition.render(self.headers.get("Accept"))
+            body, content_type = rendered or (b"", "text/plain")
+            self.send_response(200 if rendered else 503)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer((settings.prometheus_host, settings.prometheus_port), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
     _log.info("serving /metrics on %s:%s", settings.prometheus_host, settings.prometheus_port)
 
 
