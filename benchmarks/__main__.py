@@ -130,7 +130,7 @@ def run_scrape(plan: Plan) -> dict:
         loadgen.scrape_alone(port, 2)  # warm
         alone = loadgen.scrape_alone(port, max(3, plan.scrapes))
         under_load = loadgen.paced_with_scrapes(port, plan.scrapes)
-    return {"series": plan.scrape_series, "alone_ms": alone, **under_load}
+    return {"series": plan.scrape_series, "alone": alone, **under_load}
 
 
 def machine(generator: str) -> dict:

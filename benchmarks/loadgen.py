@@ -9,6 +9,7 @@ one, while another thread scrapes ``/metrics``.
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import shutil
 import statistics
@@ -117,9 +118,26 @@ def _scrape_timed(port: int) -> tuple[float, float, int]:
     return started, time.perf_counter(), len(body)
 
 
-def scrape_alone(port: int, count: int) -> list[float]:
-    """Milliseconds per ``/metrics`` scrape with nothing else running."""
-    return [(end - start) * 1e3 for start, end, _ in (_scrape_timed(port) for _ in range(count))]
+def _server_render_ms(port: int) -> float | None:
+    """The last render's own duration, as ``/metrics/health`` reports it (None if it does not)."""
+    try:
+        status, body = server.get(port, "/metrics/health")
+        seconds = json.loads(body)["last_collection"]["duration_seconds"] if status == 200 else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return None if seconds is None else float(seconds) * 1e3
+
+
+def scrape_alone(port: int, count: int) -> dict:
+    """With nothing else running: milliseconds per ``/metrics`` scrape (client side, body
+    included) and per render (server side, when ``/metrics/health`` tells)."""
+    scrape_ms, render_ms = [], []
+    for _ in range(count):
+        start, end, _size = _scrape_timed(port)
+        scrape_ms.append((end - start) * 1e3)
+        render_ms.append(_server_render_ms(port))
+    return {"scrape_ms": scrape_ms,
+            "render_ms": render_ms if None not in render_ms else None}
 
 
 def paced_with_scrapes(port: int, scrapes: int, connections: int = 4, pace_ms: float = 5.0,
