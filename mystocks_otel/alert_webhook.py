@@ -21,7 +21,6 @@ FastAPI is the host app's dependency, so it is imported inside :func:`alert_webh
 # No `from __future__ import annotations`: FastAPI must see the real `Request` class on the
 # handler, which is imported inside alert_webhook_router (string annotations would make
 # it look like a query parameter).
-import hmac
 import json
 import logging
 import re
@@ -32,6 +31,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable
 
+from .auth import authorization, bearer_matches, challenge
 from .recorders import record_alert_notification, set_active_alerts
 
 _log = logging.getLogger(__name__)
@@ -186,12 +186,6 @@ def _duration(started: Alert, ended: Alert) -> float | None:
     return seconds if seconds >= 0 else None
 
 
-def _authorized(header: str | None, token: str) -> bool:
-    scheme, _, given = (header or "").partition(" ")
-    # Bytes: compare_digest raises TypeError on non-ASCII str, which would be a 500.
-    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
-
-
 def alert_webhook_router(token: str | None = None, *, tracker: AlertTracker | None = None):
     """A router with ``POST /alerts/webhook`` (not in the OpenAPI schema).
 
@@ -209,9 +203,9 @@ def alert_webhook_router(token: str | None = None, *, tracker: AlertTracker | No
 
     @router.post("/alerts/webhook")
     async def alerts_webhook(request: Request):
-        if token and not _authorized(request.headers.get("authorization"), token):
+        if not bearer_matches(authorization(request.scope), token):
             return error(401, "missing or wrong bearer token",
-                         **{"WWW-Authenticate": 'Bearer realm="alerts"'})
+                         **{"WWW-Authenticate": challenge("alerts")})
         body = bytearray()
         async for chunk in request.stream():
             body += chunk

@@ -1,21 +1,39 @@
-"""The lean ASGI layer: HTTP server metrics (stable semconv) and WebSocket metrics.
+"""The lean ASGI layer: HTTP server metrics (stable semconv), WebSocket metrics, and the
+metrics endpoints, all outside the host app's router.
 
 Pure ASGI (no BaseHTTPMiddleware, no spans): it wraps ``send``/``receive`` and reads
 the matched route template from the scope after routing, so raw paths never become
 labels and unknown paths fall into one series with no ``http.route``.
+
+* **The endpoints** (``/metrics``, ``/metrics/health``, ``/metrics/list``) are answered here,
+  before the host's router: the host's routes, dependencies, exception handlers,
+  ``generate_unique_id_function`` and OpenAPI schema never see them. Where they live is
+  decided once, lazily (at lifespan start-up or the first request, when the app has declared
+  its routes): see :func:`mystocks_otel.endpoints.choose_prefix`.
+* **Counted once.** The outermost layer marks the scope; a layer further in (a mounted
+  FastAPI sub-app that was set up too, as ``opentelemetry-instrument`` does for every app)
+  sees the mark and passes the request through untouched: no second count, no stray
+  ``/v2/metrics``. The outer layer labels the request with the full template, mount
+  prefixes included (``/v2/things/{id}``).
 """
 
 from __future__ import annotations
 
+import logging
 import re
+from dataclasses import replace
 from time import perf_counter
 
+from . import auth, endpoints
 from .catalog import get
-from .config import DEFAULT_EXCLUDED_URLS
+from .config import Settings
 from .instruments import counter, histogram
 
+_log = logging.getLogger(__name__)
 _KNOWN_METHODS = get("http.server.request.duration").labels[0].values
 _NORMAL_CLOSE = frozenset((1000, 1001, 1005))
+#: Set in the scope by the outermost layer: the request is counted (and served) there.
+MARKER = "mystocks_otel.counted"
 
 
 def compile_excluded(patterns: str) -> re.Pattern | None:
@@ -24,22 +42,91 @@ def compile_excluded(patterns: str) -> re.Pattern | None:
     return re.compile("|".join(f"(?:{p})" for p in parts)) if parts else None
 
 
-def route_template(scope: dict, root_path: str) -> str | None:
-    """The matched route's template, including any Mount prefixes added below us."""
+def route_path(scope: dict) -> str:
+    """The path inside the app: ``path`` without ``root_path`` (as Starlette routes it)."""
+    path, root_path = scope["path"], scope.get("root_path", "")
+    if root_path and path.startswith(root_path) and path[len(root_path):len(root_path) + 1] in ("/", ""):
+        return path[len(root_path):] or "/"
+    return path
+
+
+def _own_template(scope: dict) -> str | None:
+    """The matched route's template inside the innermost app routed to; None if none matched."""
+    route = scope.get("route")
+    if route is None:
+        return None
     # FastAPI >= 0.16x no longer copies included routes: the route in the scope lacks the
     # include_router(prefix=...) part, which FastAPI keeps in its effective route context.
     state = scope.get("fastapi")
     context = state.get("effective_route_context") if isinstance(state, dict) else None
-    path = getattr(context, "path_format", None) or getattr(scope.get("route"), "path", None)
-    if path is None:
+    if context is not None and getattr(context, "original_route", None) is route:
+        return getattr(context, "path_format", None) or route.path
+    if type(route).__name__ == "Mount":
         return None
-    return scope.get("root_path", "")[len(root_path):] + path
+    return getattr(route, "path", None)
+
+
+def _routes_of(app) -> list:
+    router = getattr(app, "router", None)
+    return list(getattr(router, "routes", None) or getattr(app, "routes", None) or ())
+
+
+def mount_prefix(host, scope: dict, entry_root_path: str) -> str:
+    """The templates of the Mounts the request went through (``/v2``, ``/t/{tenant}``).
+
+    Routing leaves only the innermost route in the scope, so the chain is found again by
+    matching the host's Mounts level by level until ``root_path`` is reached. Where a level
+    cannot be followed (a sub-app wrapped in middleware), the concrete rest is kept.
+    """
+    from starlette.routing import Match, Mount
+
+    final = scope.get("root_path", "")
+    prefix, current = "", entry_root_path
+    probe = {"type": scope["type"], "path": scope["path"], "root_path": current}
+    routes = _routes_of(host)
+    while current != final and routes:
+        for route in routes:
+            if not isinstance(route, Mount):
+                continue
+            match, child = route.matches(probe)
+            child_root = child.get("root_path", "")
+            if match is Match.FULL and final.startswith(child_root):
+                prefix, current = prefix + route.path, child_root
+                probe["root_path"] = current
+                routes = _routes_of(route.app)
+                break
+        else:
+            break
+    return prefix + final[len(current):] if final.startswith(current) else prefix
+
+
+def route_template(scope: dict, entry_root_path: str, host=None) -> str | None:
+    """The full ``http.route`` template: mount prefixes plus the matched route's template."""
+    own = _own_template(scope)
+    if scope.get("root_path", "") == entry_root_path:  # no Mount on the way
+        return own
+    prefix = mount_prefix(host, scope, entry_root_path)
+    return prefix + (own if own is not None else "/{path}")
 
 
 class MetricsMiddleware:
-    def __init__(self, app, excluded_urls: str = DEFAULT_EXCLUDED_URLS):
+    """Counts every request once and answers the metrics endpoints.
+
+    ``settings`` (default: the defaults) give the metrics path, the token and the excluded
+    URLs; ``host_app`` is the app whose routes decide where the endpoints live (default:
+    ``scope["app"]``); ``excluded_urls`` overrides the settings' value.
+    """
+
+    def __init__(self, app, settings: Settings | None = None, *, host_app=None,
+                 excluded_urls: str | None = None):
         self.app = app
-        self._excluded = compile_excluded(excluded_urls)
+        self.settings = settings if settings is not None else Settings()
+        if excluded_urls is not None:
+            self.settings = replace(self.settings, excluded_urls=excluded_urls)
+        self.host_app = host_app
+        self.prefix: str | None = None
+        self._excluded: re.Pattern | None = None
+        self._resolved = False
         self._duration = histogram("http.server.request.duration")
         self._active = counter("http.server.active_requests")
         self._ws_active = counter("mystocks.websocket.active_connections")
@@ -48,17 +135,76 @@ class MetricsMiddleware:
         self._ws_errors = counter("mystocks.websocket.connection_errors")
         self._ws_duration = histogram("mystocks.websocket.connection_duration")
 
+    # -- where the endpoints live (decided once the app has declared its routes) ------------
+    def resolve(self, host=None) -> None:
+        if self._resolved:
+            return
+        host = self.host_app if self.host_app is not None else host
+        try:
+            prefix, warning = endpoints.choose_prefix(host, self.settings)
+        except Exception:  # noqa: BLE001 - an unreadable router: keep the configured path
+            _log.debug("mystocks-otel: could not read the app's routes", exc_info=True)
+            prefix, warning = self.settings.metrics_path or endpoints.DEFAULT_PATH, None
+        self.prefix = prefix
+        self._excluded = compile_excluded(endpoints.excluded_urls(self.settings, prefix))
+        self._resolved = True
+        if warning:
+            _log.warning(warning)
+
     async def __call__(self, scope, receive, send):
         kind = scope["type"]
-        if kind == "http":
-            if self._excluded is not None and self._excluded.search(scope["path"]):
-                return await self.app(scope, receive, send)
-            return await self._http(scope, receive, send)
+        if kind not in ("http", "websocket"):
+            if kind == "lifespan" and not self._resolved:
+                return await self.app(scope, receive, self._resolve_on_startup(scope, send))
+            return await self.app(scope, receive, send)
+        if scope.get(MARKER):  # an outer layer counts this request and serves the endpoints
+            return await self.app(scope, receive, send)
+        scope[MARKER] = True
+        host = scope.get("app")  # the app that called us; inner apps overwrite it later
+        if not self._resolved:
+            self.resolve(host)
         if kind == "websocket":
-            return await self._websocket(scope, receive, send)
-        return await self.app(scope, receive, send)
+            return await self._websocket(scope, receive, send, host)
+        path = route_path(scope)
+        suffix = endpoints.suffix_of(path, self.prefix)
+        app = self.app if suffix is None else self._serve_endpoint(suffix)
+        if self._excluded is not None and self._excluded.search(path):
+            return await app(scope, receive, send)
+        fixed = None if suffix is None else self.prefix + suffix
+        return await self._http(scope, receive, send, app, host, fixed)
 
-    async def _http(self, scope, receive, send):
+    def _resolve_on_startup(self, scope, send):
+        async def send_resolving(message):
+            if message["type"] == "lifespan.startup.complete":
+                self.resolve(scope.get("app"))
+            await send(message)
+
+        return send_resolving
+
+    # -- the endpoints -------------------------------------------------------------------
+    def _serve_endpoint(self, suffix: str):
+        async def serve(scope, receive, send):
+            accept = next((v.decode("latin-1") for k, v in scope.get("headers") or ()
+                           if k.lower() == b"accept"), None)
+            options = dict(method=scope["method"], authorization=auth.authorization(scope),
+                           accept=accept, token=self.settings.metrics_token)
+            if suffix == "" and scope["method"] in ("GET", "HEAD"):
+                import anyio.to_thread  # a render takes milliseconds: off the event loop
+
+                reply = await anyio.to_thread.run_sync(lambda: endpoints.answer(suffix, **options))
+            else:
+                reply = endpoints.answer(suffix, **options)
+            headers = [(b"content-type", reply.content_type.encode()),
+                       (b"content-length", str(len(reply.body)).encode()),
+                       *((k.lower().encode(), v.encode()) for k, v in reply.headers)]
+            await send({"type": "http.response.start", "status": reply.status, "headers": headers})
+            await send({"type": "http.response.body",
+                        "body": b"" if scope["method"] == "HEAD" else reply.body})
+
+        return serve
+
+    # -- HTTP ------------------------------------------------------------------------------
+    async def _http(self, scope, receive, send, app, host, fixed_route):
         method = scope["method"]
         if method not in _KNOWN_METHODS:
             method = "_OTHER"
@@ -75,16 +221,24 @@ class MetricsMiddleware:
         active.add(1, method)
         start = perf_counter()
         try:
-            await self.app(scope, receive, send_with_status)
+            await app(scope, receive, send_with_status)
         finally:
             duration = perf_counter() - start
             active.add(-1, method)
-            self._duration.record(duration, method, route_template(scope, root_path), status)
+            route = fixed_route or self._template(scope, root_path, host)
+            self._duration.record(duration, method, route, status)
 
-    async def _websocket(self, scope, receive, send):
+    def _template(self, scope, root_path, host):
+        try:
+            return route_template(scope, root_path, self.host_app or host)
+        except Exception:  # noqa: BLE001 - a label must never fail the request
+            return None
+
+    # -- WebSocket -------------------------------------------------------------------------
+    async def _websocket(self, scope, receive, send, host):
         root_path = scope.get("root_path", "")
         state = {"accepted_at": None, "close_code": None}
-        namespace = lambda: route_template(scope, root_path)  # noqa: E731 - known after routing
+        namespace = lambda: self._template(scope, root_path, host)  # noqa: E731 - known after routing
 
         async def receive_counted():
             message = await receive()

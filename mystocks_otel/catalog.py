@@ -295,6 +295,9 @@ METRICS: tuple[MetricSpec, ...] = (
        "Attributes stripped or replaced (unknown key, value outside its set, overflow).",
        [METRIC_NAME, label("reason", "unknown_key", "value_not_allowed", "overflow")], "P2",
        "telemetry"),
+    _m("mystocks.telemetry.export_failures", C, "{failure}",
+       "Metric exports that failed (push exporters; /metrics/health shows the last error).",
+       [label("exporter", "otlp")], "P2", "telemetry"),
 )
 
 BY_NAME: dict[str, MetricSpec] = {spec.name: spec for spec in METRICS}

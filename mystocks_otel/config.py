@@ -35,7 +35,7 @@ class Settings:
     metrics_exporters: tuple[str, ...] = ("prometheus",)
     traces_exporter: str = "none"
     export_interval_ms: int = 15_000
-    prometheus_host: str = "0.0.0.0"
+    prometheus_host: str = "localhost"  # the OpenTelemetry specification's default
     prometheus_port: int | None = None  # a standalone /metrics port only when set
     otlp_protocol: str = "http/protobuf"
     cardinality_limit: int = 2_000
@@ -44,6 +44,7 @@ class Settings:
     probe_interval_seconds: float = 15.0
     system_metrics: bool = True
     metrics_token: str | None = field(default=None, repr=False)
+    metrics_path: str | None = None  # None: /metrics, moved aside when the app routes it itself
     excluded_urls: str = DEFAULT_EXCLUDED_URLS
     sdk_disabled: bool = False
 
@@ -122,6 +123,12 @@ def _regexes(name: str, raw: str) -> str:
     return raw
 
 
+def _path(name: str, raw: str) -> str:
+    if not re.fullmatch(r"(/[^/\s?#]+)+", raw):
+        raise ConfigError(name, raw, "a URL path starting with / with no trailing slash or spaces, e.g. /metrics")
+    return raw
+
+
 def _text(name: str, raw: str) -> str:
     if not raw.strip():
         raise ConfigError(name, raw, "a non-empty string")
@@ -147,6 +154,7 @@ _VARIABLES: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "MYSTOCKS_OTEL_PROBE_INTERVAL": ("probe_interval_seconds", _seconds),
     "MYSTOCKS_OTEL_SYSTEM_METRICS": ("system_metrics", _bool),
     "MYSTOCKS_OTEL_METRICS_TOKEN": ("metrics_token", _text),
+    "MYSTOCKS_OTEL_METRICS_PATH": ("metrics_path", _path),
 }
 
 #: Documented in the README's table; a test keeps the two in step.

@@ -1,27 +1,46 @@
-"""``/metrics``, ``/metrics/health`` and ``/metrics/list``, as a FastAPI router.
+"""``/metrics``, ``/metrics/health`` and ``/metrics/list``: what they answer and where they live.
 
-Mounted by ``setup_telemetry``; usable alone with ``app.include_router(metrics_router())``.
-None of the routes appears in the OpenAPI schema.
+:func:`answer` is the one code path every door takes: the ASGI layer on the app's port
+(:mod:`mystocks_otel.asgi`), the standalone port (:mod:`mystocks_otel.standalone`) and
+:func:`metrics_router`, for apps that want the endpoints inside their own router and schema.
+``/metrics`` needs the bearer token when one is set; health and list stay open for probes.
+
+Where they live: under ``MYSTOCKS_OTEL_METRICS_PATH`` (default ``/metrics``), unless the host
+app routes one of the three paths itself. Then the host keeps its route, and ours step aside
+together to :data:`ALTERNATIVE_PATH` (or, when the path was set explicitly, leave the app's
+port to the host), with one warning. See :func:`choose_prefix`.
 """
 
-
-import hmac
+# No `from __future__ import annotations`: FastAPI must see the real `Request` class on the
+# metrics_router handlers, imported inside metrics_router.
+import json
+import re
 import time
+from dataclasses import dataclass
 
-from . import catalog, exposition, provider, runtime
+from . import auth, catalog, exposition, export_health, provider, runtime
+from .config import DEFAULT_EXCLUDED_URLS, Settings
+
+DEFAULT_PATH = "/metrics"
+ALTERNATIVE_PATH = "/_otel/metrics"
+SUFFIXES = ("", "/health", "/list")  # /metrics, /metrics/health, /metrics/list
+_JSON = "application/json"
+_TEXT = "text/plain; charset=utf-8"
 
 
 def health_report() -> dict:
     state, rt = provider.current(), runtime.current()
     if state is None:
-        return {"status": "not_configured", "readers": [], "last_collection": None,
-                "components": {}, "dependencies": {}}
+        return {"status": "not_configured", "readers": [], "reader_states": {},
+                "last_collection": None, "components": {}, "dependencies": {}}
     health = rt.health.last if rt is not None else {"components": {}, "dependencies": {}}
     unhealthy = [name for name, up in health["components"].items() if not up]
+    failing = export_health.failing(state.readers)
     return {
-        "status": "degraded" if unhealthy else "ok",
+        "status": "degraded" if unhealthy or failing else "ok",
         "service": state.settings.service_name,
         "readers": sorted(state.readers),
+        "reader_states": export_health.reader_states(state.readers, state.last_collection),
         "uptime_seconds": round(time.time() - state.started_at, 3),
         "last_collection": state.last_collection or None,
         "components": health["components"],
@@ -34,45 +53,160 @@ def catalog_listing() -> dict:
     return {"count": len(catalog.METRICS), "metrics": [spec.as_dict() for spec in catalog.METRICS]}
 
 
-def _authorized(header: str | None, token: str | None) -> bool:
-    if not token:
-        return True
-    scheme, _, given = (header or "").partition(" ")
-    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip(), token)
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    body: bytes
+    content_type: str = _TEXT
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+def _json(status: int, document: dict) -> Reply:
+    return Reply(status, json.dumps(document).encode(), _JSON)
+
+
+def answer(suffix: str, *, method: str = "GET", authorization: str | bytes | None = None,
+           accept: str | None = None, token: str | None = None) -> Reply:
+    """The reply of ``<prefix><suffix>``; ``suffix`` is one of :data:`SUFFIXES`."""
+    if method not in ("GET", "HEAD"):
+        return Reply(405, b"method not allowed\n", headers=(("Allow", "GET, HEAD"),))
+    if suffix == "/health":
+        report = health_report()
+        return _json(200 if report["status"] != "not_configured" else 503, report)
+    if suffix == "/list":
+        return _json(200, catalog_listing())
+    if not auth.bearer_matches(authorization, token):
+        return Reply(401, b"unauthorized\n", headers=(("WWW-Authenticate", auth.challenge("metrics")),))
+    rendered = exposition.render(accept)
+    if rendered is None:
+        return Reply(503, b"prometheus exporter is not enabled (OTEL_METRICS_EXPORTER)\n")
+    body, content_type = rendered
+    return Reply(200, body, content_type)
+
+
+def suffix_of(path: str, prefix: str | None) -> str | None:
+    """Which endpoint ``path`` names under ``prefix`` ("", "/health", "/list"), or None."""
+    if prefix is None or not path.startswith(prefix):
+        return None
+    rest = path[len(prefix):]
+    return rest if rest in SUFFIXES else None
+
+
+def configured_token() -> str | None:
+    state = provider.current()
+    return state.settings.metrics_token if state is not None else None
+
+
+# -- where the endpoints live on the app's port ------------------------------------------
+
+
+def _routes(app) -> list:
+    router = getattr(app, "router", None)
+    return list(getattr(router, "routes", None) or getattr(app, "routes", None) or ())
+
+
+def _ours(route) -> bool:
+    """A route of :func:`metrics_router` the app included itself: not the host's own."""
+    target = getattr(route, "original_router", None) or route  # FastAPI's included-router entry
+    return getattr(target, "mystocks_metrics_router", False) or getattr(
+        getattr(route, "endpoint", None), "mystocks_metrics_endpoint", False)
+
+
+def route_owner(app, path: str) -> str | None:
+    """Who the app's own router would route ``path`` to (any method): "host", "router" (an
+    included :func:`metrics_router`) or None.
+
+    A Mount at the root is followed into its routes (a mounted static directory at ``/``
+    is not taken as serving ``/metrics``).
+    """
+    from starlette.routing import Match, Mount
+
+    probe = {"type": "http", "path": path, "root_path": "", "method": "GET", "headers": []}
+    for route in _routes(app):
+        if isinstance(route, Mount) and route.path == "":
+            owner = route_owner(route.app, path)
+            if owner is not None:
+                return owner
+            continue
+        try:
+            match, _ = route.matches(probe)
+        except Exception:  # noqa: BLE001 - an exotic route type: assume it is not ours to shadow
+            continue
+        if match is not Match.NONE:
+            return "router" if _ours(route) else "host"
+    return None
+
+
+def choose_prefix(app, settings: Settings) -> tuple[str | None, str | None]:
+    """``(prefix or None, warning or None)`` for the endpoints on ``app``'s port.
+
+    None: the layer serves nothing on the app's port, because the app includes
+    :func:`metrics_router` there itself (no warning), or routes the path itself and the path
+    was set explicitly, or the alternative is taken too (a warning).
+    """
+    configured = settings.metrics_path or DEFAULT_PATH
+
+    def owners(prefix: str) -> set:
+        return {route_owner(app, prefix + suffix) for suffix in SUFFIXES} - {None} if app else set()
+
+    found = owners(configured)
+    if not found:
+        return configured, None
+    if found == {"router"}:
+        return None, None
+    if settings.metrics_path is not None or owners(ALTERNATIVE_PATH):
+        return None, (f"mystocks-otel: the app serves {configured} itself and keeps it; our "
+                      f"metrics endpoints are not served on the app's port (use "
+                      f"OTEL_EXPORTER_PROMETHEUS_PORT or another MYSTOCKS_OTEL_METRICS_PATH)")
+    return ALTERNATIVE_PATH, (f"mystocks-otel: the app serves {configured} itself and keeps it; "
+                              f"our metrics endpoints moved to {ALTERNATIVE_PATH}, "
+                              f"{ALTERNATIVE_PATH}/health and {ALTERNATIVE_PATH}/list")
+
+
+_DEFAULT_METRICS_PATTERN = r"^/metrics(/|$)"
+
+
+def excluded_urls(settings: Settings, prefix: str | None) -> str:
+    """The paths not measured. The default follows the endpoints when they move."""
+    if settings.excluded_urls != DEFAULT_EXCLUDED_URLS:
+        return settings.excluded_urls
+    ours = f"^{re.escape(prefix)}(/|$)" if prefix else ""
+    parts = [ours if p == _DEFAULT_METRICS_PATTERN else p for p in DEFAULT_EXCLUDED_URLS.split(",")]
+    return ",".join(p for p in parts if p)
+
+
+# -- the endpoints as a router, for apps that want them in their own schema ----------------
 
 
 def metrics_router(token: str | None = None):
-    """The three endpoints. ``token`` defaults to MYSTOCKS_OTEL_METRICS_TOKEN (via set-up)."""
+    """The three endpoints as a FastAPI router (not in the OpenAPI schema).
+
+    ``setup_telemetry`` does not need it: its ASGI layer serves the endpoints outside the
+    app's router. Include it when the endpoints should live in your router (your
+    dependencies then apply to them). ``token`` defaults to MYSTOCKS_OTEL_METRICS_TOKEN.
+    """
     from fastapi import APIRouter, Request, Response
-    from fastapi.responses import JSONResponse
 
-    router = APIRouter(include_in_schema=False)
+    router = APIRouter(include_in_schema=False, tags=["metrics"])  # tags: for tag-based unique ids
+    router.mystocks_metrics_router = True
 
-    def _token() -> str | None:
-        if token is not None:
-            return token
-        state = provider.current()
-        return state.settings.metrics_token if state is not None else None
+    def respond(request: Request, suffix: str) -> Response:
+        reply = answer(suffix, method=request.method, accept=request.headers.get("accept"),
+                       authorization=auth.authorization(request.scope),
+                       token=token if token is not None else configured_token())
+        return Response(reply.body, status_code=reply.status, media_type=reply.content_type,
+                        headers=dict(reply.headers))
 
-    @router.get("/metrics")
     def metrics(request: Request):
-        if not _authorized(request.headers.get("authorization"), _token()):
-            return Response("unauthorized\n", status_code=401,
-                            headers={"WWW-Authenticate": 'Bearer realm="metrics"'})
-        rendered = exposition.render(request.headers.get("accept"))
-        if rendered is None:
-            return Response("prometheus exporter is not enabled (OTEL_METRICS_EXPORTER)\n",
-                            status_code=503)
-        body, content_type = rendered
-        return Response(body, headers={"Content-Type": content_type})
+        return respond(request, "")
 
-    @router.get("/metrics/health")
-    def metrics_health():
-        report = health_report()
-        return JSONResponse(report, status_code=200 if report["status"] != "not_configured" else 503)
+    def metrics_health(request: Request):
+        return respond(request, "/health")
 
-    @router.get("/metrics/list")
-    def metrics_list():
-        return catalog_listing()
+    def metrics_list(request: Request):
+        return respond(request, "/list")
 
+    for suffix, endpoint in zip(SUFFIXES, (metrics, metrics_health, metrics_list)):
+        endpoint.mystocks_metrics_endpoint = True
+        router.add_api_route(DEFAULT_PATH + suffix, endpoint, methods=["GET"])
     return router

@@ -19,7 +19,7 @@ from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetr
 from opentelemetry.sdk.metrics.view import View
 from opentelemetry.sdk.resources import SERVICE_INSTANCE_ID, SERVICE_NAME, Resource
 
-from . import catalog
+from . import catalog, export_health
 from .config import MAX_CARDINALITY, Settings
 from .instruments import INSTRUMENTS
 
@@ -87,6 +87,7 @@ def _resource(settings: Settings) -> Resource:
         attributes[SERVICE_NAME] = settings.service_name
     return Resource.create(attributes)
 
+
 def _readers(settings: Settings) -> dict[str, MetricReader | None]:
     """The SDK readers by name. Pull needs none (see :class:`ProviderState`); the OTLP
     reader joins our pre-aggregated histograms to what the SDK collected (sdk_bridge)."""
@@ -100,7 +101,8 @@ def _readers(settings: Settings) -> dict[str, MetricReader | None]:
 
         # The exporter reads every OTEL_EXPORTER_OTLP_* variable itself.
         readers["otlp"] = PeriodicReader(
-            OTLPMetricExporter(), export_interval_millis=settings.export_interval_ms
+            export_health.watch(OTLPMetricExporter(), "otlp"),  # outcomes for /metrics/health
+            export_interval_millis=settings.export_interval_ms,
         )
     return readers
 
@@ -120,38 +122,10 @@ def start(settings: Settings) -> ProviderState:
         )
         INSTRUMENTS.bind(provider.get_meter(METER_NAME))
         _state = ProviderState(provider, settings, resource, readers)
-        if "prometheus" in readers and settings.prometheus_port:
-            try:
-                _serve_standalone(settings)
-            except OSError as exc:  # e.g. a second worker: the first one serves the port
-                _log.warning("mystocks-otel: cannot bind /metrics on port %s: %s",
-                             settings.prometheus_port, exc)
+        # The standalone port (OTEL_EXPORTER_PROMETHEUS_PORT) is started by setup_telemetry
+        # (mystocks_otel.standalone): it serves the endpoints, which read this module.
         _log.info("mystocks-otel metrics: readers=%s", ",".join(readers) or "none")
         return _state
-
-
-def _serve_standalone(settings: Settings) -> None:
-    """Interim, until the standalone module: /metrics through exposition.render."""
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-    from . import exposition
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802 - http.server's naming
-            rendered = exposition.render(self.headers.get("Accept"))
-            body, content_type = rendered or (b"", "text/plain")
-            self.send_response(200 if rendered else 503)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer((settings.prometheus_host, settings.prometheus_port), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    _log.info("serving /metrics on %s:%s", settings.prometheus_host, settings.prometheus_port)
 
 
 def force_flush(timeout_millis: float = 5_000) -> None:

@@ -6,9 +6,8 @@ import logging
 import threading
 from contextlib import asynccontextmanager
 
-from . import config, provider, runtime
+from . import config, endpoints, provider, runtime, standalone
 from .asgi import MetricsMiddleware
-from .endpoints import metrics_router
 
 _log = logging.getLogger(__name__)
 
@@ -31,6 +30,7 @@ class Telemetry:
         The runtime is process-wide: this ends telemetry for every app in the process.
         """
         if self.runtime is not None:
+            standalone.stop()
             runtime.stop()
             self.runtime = None
 
@@ -84,9 +84,12 @@ def flush_on_shutdown(app) -> None:
 
 
 def instrument_app(app, rt: runtime.Runtime) -> None:
-    """The per-app part: the ASGI metrics layer, the endpoints, and spans when tracing."""
-    app.add_middleware(MetricsMiddleware, excluded_urls=rt.settings.excluded_urls)
-    app.include_router(metrics_router())
+    """The per-app part: the ASGI metrics layer, the endpoints, and spans when tracing.
+
+    The layer answers the metrics endpoints itself, before the app's router: nothing is
+    added to the app's routes, dependencies, exception handlers or OpenAPI schema.
+    """
+    app.add_middleware(MetricsMiddleware, settings=rt.settings, host_app=app)
     flush_on_shutdown(app)
     if rt.tracing:
         from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
@@ -96,6 +99,18 @@ def instrument_app(app, rt: runtime.Runtime) -> None:
             app, tracer_provider=rt.tracer_provider, meter_provider=NoOpMeterProvider(),
             excluded_urls=rt.settings.excluded_urls,
         )
+
+
+def serve_metrics_port(settings: config.Settings) -> None:
+    """OTEL_EXPORTER_PROMETHEUS_PORT: the endpoints on their own port (once per process)."""
+    if not settings.prometheus_port or "prometheus" not in settings.metrics_exporters:
+        return
+    try:
+        standalone.serve(settings.prometheus_host, settings.prometheus_port,
+                         settings.metrics_path or endpoints.DEFAULT_PATH, settings.metrics_token)
+    except OSError as exc:  # e.g. a second worker: the first one serves the port
+        _log.warning("mystocks-otel: cannot bind the metrics port %s:%s: %s",
+                     settings.prometheus_host, settings.prometheus_port, exc)
 
 
 def setup_telemetry(app, *, engines=(), tracer_provider=None, **options) -> Telemetry:
@@ -117,6 +132,8 @@ def setup_telemetry(app, *, engines=(), tracer_provider=None, **options) -> Tele
         if tracer_provider is None and current is None:
             tracer_provider = build_tracer_provider(settings)
         rt = runtime.start(settings, engines, tracer_provider)
+        if current is None:
+            serve_metrics_port(rt.settings)
         instrument_app(app, rt)
         handle = Telemetry(app, rt, rt.settings)
     app.state.mystocks_telemetry = handle

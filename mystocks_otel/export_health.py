@@ -1,0 +1,154 @@
+"""What each metric reader did last: the honest half of ``/metrics/health``.
+
+OTLP export stays on the SDK's own exporter; :class:`WatchedExporter` wraps it and keeps,
+per exporter, the last successful export, the last error and the consecutive failures,
+and counts every failure in ``mystocks.telemetry.export_failures``. A failing exporter
+turns ``/metrics/health`` to ``degraded`` (still HTTP 200: probes must not restart an app
+over its telemetry).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from dataclasses import dataclass
+
+from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult
+
+from .instruments import counter
+
+_log = logging.getLogger(__name__)
+EXPORT_FAILURES = "mystocks.telemetry.export_failures"
+MAX_ERROR_CHARS = 300
+_URL_CREDENTIALS = re.compile(r"//[^/@\s]+@")
+
+
+@dataclass
+class ExportStatus:
+    """One exporter's record. Times are Unix seconds."""
+
+    exporter: str
+    last_success: float | None = None
+    last_failure: float | None = None
+    last_error: str | None = None
+    consecutive_failures: int = 0
+    failures_total: int = 0
+
+    @property
+    def state(self) -> str:
+        if self.consecutive_failures:
+            return "failing"
+        return "ok" if self.last_success is not None else "pending"
+
+    def as_dict(self) -> dict:
+        return {"state": self.state, "last_success": self.last_success,
+                "last_failure": self.last_failure, "last_error": self.last_error,
+                "consecutive_failures": self.consecutive_failures,
+                "failures_total": self.failures_total}
+
+
+#: exporter name -> its status; the latest WatchedExporter of a name wins (one provider per process).
+STATUSES: dict[str, ExportStatus] = {}
+_lock = threading.Lock()
+
+
+def describe(error: object) -> str:
+    """One line for the health page: type and message, credentials in URLs masked, bounded."""
+    text = f"{type(error).__name__}: {error}" if isinstance(error, BaseException) else str(error)
+    text = _URL_CREDENTIALS.sub("//***@", " ".join(text.split()))
+    return text[:MAX_ERROR_CHARS]
+
+
+class WatchedExporter(MetricExporter):
+    """Delegates to ``inner`` (the SDK's OTLP exporter) and records each outcome."""
+
+    def __init__(self, inner: MetricExporter, name: str = "otlp"):
+        super().__init__(preferred_temporality=inner._preferred_temporality,
+                         preferred_aggregation=inner._preferred_aggregation)
+        self.inner = inner
+        self.status = ExportStatus(name)
+        self._last_client_result = None
+        self._watch_client()
+        with _lock:
+            STATUSES[name] = self.status
+
+    def _watch_client(self) -> None:
+        # The SDK exporter returns only SUCCESS/FAILURE; the reason is in its HTTP client's
+        # result. Keep that result when the client is there (SDK 1.45); else say "failed".
+        client = getattr(self.inner, "_client", None)
+        export = getattr(client, "export", None)
+        if not callable(export):
+            return
+
+        def export_and_keep(data, *args, **kwargs):
+            result = export(data, *args, **kwargs)
+            self._last_client_result = result
+            return result
+
+        client.export = export_and_keep
+
+    def export(self, metrics_data, timeout_millis: float = 10_000, **kwargs) -> MetricExportResult:
+        self._last_client_result = None
+        try:
+            result = self.inner.export(metrics_data, timeout_millis=timeout_millis, **kwargs)
+        except Exception as error:  # noqa: BLE001 - the reader thread must go on
+            self._failed(describe(error))
+            return MetricExportResult.FAILURE
+        if result is MetricExportResult.SUCCESS:
+            self._succeeded()
+        else:
+            self._failed(self._client_error())
+        return result
+
+    def _client_error(self) -> str:
+        result = self._last_client_result
+        if result is None:
+            return "export failed (see the exporter's log)"
+        if getattr(result, "error", None) is not None:
+            return describe(result.error)
+        status, reason = getattr(result, "status_code", None), getattr(result, "reason", None)
+        if status is not None:
+            return describe(f"HTTP {status} {reason or ''}".strip())
+        return "export failed: timeout, retries exhausted or shutdown"
+
+    def _succeeded(self) -> None:
+        with _lock:
+            self.status.last_success = time.time()
+            self.status.consecutive_failures = 0
+
+    def _failed(self, error: str) -> None:
+        with _lock:
+            self.status.last_failure = time.time()
+            self.status.last_error = error
+            self.status.consecutive_failures += 1
+            self.status.failures_total += 1
+        counter(EXPORT_FAILURES).add(1, self.status.exporter)
+
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        return self.inner.force_flush(timeout_millis=timeout_millis)
+
+    def shutdown(self, *args, **kwargs) -> None:
+        self.inner.shutdown(*args, **kwargs)  # the reader passes timeout=..., as it does to any exporter
+
+
+def watch(exporter: MetricExporter, name: str = "otlp") -> WatchedExporter:
+    return WatchedExporter(exporter, name)
+
+
+def reader_states(readers, last_collection: dict | None = None) -> dict[str, dict]:
+    """``{reader name: state}`` for the readers of the current provider."""
+    states = {}
+    for name in sorted(readers):
+        status = STATUSES.get(name)
+        if status is not None:
+            with _lock:
+                states[name] = status.as_dict()
+        else:  # a pull reader: it is as healthy as its last scrape
+            states[name] = {"state": "ok", "last_collection": last_collection or None}
+    return states
+
+
+def failing(readers) -> list[str]:
+    return [name for name in readers if (s := STATUSES.get(name)) is not None and s.consecutive_failures]
