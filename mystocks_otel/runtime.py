@@ -92,12 +92,17 @@ def remove_library_hooks() -> None:
 
 # -- the poller --------------------------------------------------------------------------------
 class Poller:
-    """Runs the update tasks every ``interval`` seconds on a daemon thread."""
+    """Runs the update tasks every ``interval`` seconds on a daemon thread.
+
+    The tasks take locks (pools, psutil, the recorders). ``fork()`` copies a held lock
+    held forever, so a fork waits until the tasks are between runs (:meth:`pause`).
+    """
 
     def __init__(self, interval: float, tasks: list[Callable[[], object]]):
         self.interval = interval
         self.tasks = tasks
         self._stop = threading.Event()
+        self._busy = threading.Lock()  # held while the tasks run
         self._thread = threading.Thread(target=self._run, name="mystocks-otel-poller", daemon=True)
 
     def start(self) -> "Poller":
@@ -117,10 +122,20 @@ class Poller:
                 _log.warning("mystocks-otel: %s failed", getattr(task, "__name__", task),
                              exc_info=True)
 
+    def pause(self, timeout: float) -> bool:
+        """Wait (bounded) until the tasks are between runs, and hold them there."""
+        if threading.current_thread() is self._thread:
+            return False
+        return self._busy.acquire(timeout=timeout)
+
+    def resume(self) -> None:
+        self._busy.release()
+
     def _run(self) -> None:
-        self.run_once()
-        while not self._stop.wait(self.interval):
-            self.run_once()
+        while not self._stop.is_set():
+            with self._busy:
+                self.run_once()
+            self._stop.wait(self.interval)
 
 
 # -- the runtime -------------------------------------------------------------------------------
@@ -234,12 +249,35 @@ def stop() -> None:
         remove_library_hooks()  # installed by the distro, but no app was ever set up
 
 
+# -- fork() -----------------------------------------------------------------------------------
+FORK_WAIT_SECONDS = 5.0  # longest a fork waits for a running probe (a hung ping must not hang it)
+_paused: Poller | None = None
+
+
+def _before_fork() -> None:
+    global _paused
+    poller = _runtime.poller if _runtime is not None else None
+    if poller is not None and poller.pause(FORK_WAIT_SECONDS):
+        _paused = poller
+    elif poller is not None:
+        _log.warning("mystocks-otel: fork() while a probe still runs after %ss", FORK_WAIT_SECONDS)
+
+
+def _after_fork_in_parent() -> None:
+    global _paused
+    if _paused is not None:
+        _paused, paused = None, _paused
+        paused.resume()
+
+
 def _after_fork_in_child() -> None:
-    global _lock, _hooks_lock
+    global _lock, _hooks_lock, _paused
     _lock, _hooks_lock = threading.Lock(), threading.Lock()  # a parent thread may have held them
+    _paused = None
     if _runtime is not None:
         _runtime.restart_poller()
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+    os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent,
+                        after_in_child=_after_fork_in_child)

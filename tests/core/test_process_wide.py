@@ -1,0 +1,106 @@
+"""The process-wide parts of the runtime: hooks built with their settings, one system sampler,
+and a poller that survives ``fork()``. Each scenario runs in a fresh interpreter."""
+
+from core_helpers import run_scenario
+
+
+def test_hooks_are_built_with_the_settings_of_the_set_up_that_installs_them():
+    result = run_scenario("""
+        from mystocks_otel import runtime, record_db_query
+        from mystocks_otel.instruments import counter
+        slow = counter("mystocks.db.slow_queries")
+        before = runtime.library_hooks()
+        record_db_query("SELECT", 0.6)   # before set-up: the default threshold, 0.5 s
+        record_db_query("SELECT", 0.4)
+        setup_telemetry(make_app(), slow_query_seconds=0.05, db_tables=frozenset({"quotes"}),
+                        system_metrics=False)
+        first = runtime.library_hooks()
+        record_db_query("SELECT", 0.06, table="quotes")
+        runtime.stop()
+        gone = runtime.library_hooks()
+        setup_telemetry(make_app(), slow_query_seconds=2.0, system_metrics=False)
+        second = runtime.library_hooks()
+        record_db_query("SELECT", 1.0, table="quotes")
+        done(before=before is None, gone=gone is None, fresh=second is not first,
+             first=[first.sqlalchemy.slow_query_seconds, sorted(first.sqlalchemy.tables)],
+             second=[second.sqlalchemy.slow_query_seconds, sorted(second.sqlalchemy.tables)],
+             runtime_uses_them=runtime.current().hooks is second,
+             slow={"other": slow.value("SELECT", "other"), "quotes": slow.value("SELECT", "quotes")})
+    """)
+    assert result["before"] and result["gone"] and result["fresh"] and result["runtime_uses_them"]
+    assert result["first"] == [0.05, ["quotes"]]
+    assert result["second"] == [2.0, []]
+    # 0.6 s counted before set-up (0.5 s default), 0.06 s under the 0.05 s threshold, 1.0 s not
+    # under the 2.0 s threshold of the second set-up.
+    assert result["slow"] == {"other": 1, "quotes": 1}
+
+
+def test_one_system_sampler_serves_the_poller_and_update_system_metrics():
+    result = run_scenario("""
+        from mystocks_otel import runtime, update_system_metrics
+        setup_telemetry(make_app(), probe_interval_seconds=3600)
+        rt = runtime.current()
+        samplers = {id(task.__self__) for task in rt.poller.tasks
+                    if type(getattr(task, "__self__", None)).__name__ == "SystemSampler"}
+        values = update_system_metrics()
+        done(samplers=len(samplers), shared=samplers == {id(runtime.SYSTEM)},
+             pid=runtime.SYSTEM._process.pid == os.getpid(), threads=values["threads"])
+    """)
+    assert result["samplers"] == 1 and result["shared"] and result["pid"]
+    assert result["threads"] >= 2  # the main thread and the poller
+
+
+def test_system_metrics_off_leaves_the_sampler_out_of_the_poller():
+    result = run_scenario("""
+        from mystocks_otel import runtime
+        setup_telemetry(make_app(), system_metrics=False, probe_interval_seconds=3600)
+        names = [getattr(task, "__name__", "") for task in runtime.current().poller.tasks]
+        done(names=names)
+    """)
+    assert result["names"] == ["update_pool_metrics", "update_cache_metrics", "probe_health"]
+
+
+def test_a_forked_child_runs_its_own_poller_and_samples_itself():
+    # The poller runs back to back, so every fork lands while it works: a lock it held at
+    # the fork would be held forever in the child, and the child would hang here.
+    result = run_scenario("""
+        from mystocks_otel import runtime
+        setup_telemetry(make_app(), probe_interval_seconds=0.001)
+        parent_thread = runtime.current().poller._thread
+        children = []
+        for _ in range(5):
+            read, write = os.pipe()
+            pid = os.fork()
+            if pid == 0:   # the child: the parent's poller thread did not come along
+                runtime.HEALTH.last["components"].clear()
+                deadline = time.monotonic() + 20
+                while "exporter" not in runtime.HEALTH.last["components"] and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                poller = runtime.current().poller
+                runtime.SYSTEM.sample()
+                os.write(write, json.dumps({
+                    "probed": "exporter" in runtime.HEALTH.last["components"],
+                    "new_thread": poller._thread is not parent_thread and poller._thread.is_alive(),
+                    "sampler_pid": runtime.SYSTEM._process.pid == os.getpid(),
+                }).encode())
+                os._exit(0)
+            os.waitpid(pid, 0)
+            children.append(json.loads(os.read(read, 65536)))
+        done(children=children, parent_alive=parent_thread.is_alive(),
+             parent_sampler=runtime.SYSTEM._process.pid == os.getpid())
+    """)
+    assert result["children"] == [{"probed": True, "new_thread": True, "sampler_pid": True}] * 5
+    assert result["parent_alive"] and result["parent_sampler"]
+
+
+def test_pool_status_before_set_up_reads_the_engines_given():
+    result = run_scenario("""
+        import sqlalchemy as sa
+        from mystocks_otel import runtime, update_database_metrics
+        engine = sa.create_engine("sqlite://", poolclass=sa.pool.QueuePool, pool_size=2, max_overflow=1)
+        held = engine.connect()
+        report = update_database_metrics([engine])
+        done(report=report, nothing=update_database_metrics(), hooks=runtime.library_hooks() is None)
+    """)
+    assert result["report"] == {"sqlite/default": {"active": 1, "idle": 0, "open": 1, "max": 3}}
+    assert result["nothing"] == {} and result["hooks"]
