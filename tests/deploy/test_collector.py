@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 import gzip
-import json
 import os
 import subprocess
+import sys
 import threading
 import time
-import urllib.parse
 import urllib.request
+from pathlib import Path
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import SimpleNamespace
 
 import pytest
 from support import free_port, port_open, stop_process, wait_until
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "monitoring"))
+import live_stack  # noqa: E402  (tests/monitoring's server helpers; tests/ is not a package)
+
 SECTIONS = {"receivers": "receivers", "processors": "processors", "exporters": "exporters"}
+#: Defined in the base but left out of compose's pipeline: compose's VictoriaMetrics is the
+#: long-term store of aggregates only (docs/LONG_TERM_STORE.md).
+UNUSED_IN_COMPOSE = {"otlp_http/victoriametrics"}
 
 
 def _port(endpoint: str) -> int:
@@ -38,8 +44,9 @@ def test_pipelines_reference_only_defined_components(collector, which):
         # memory_limiter must see data before anything buffers it; batch goes last.
         assert processors[:1] == ["memory_limiter"], f"{name}: {processors}"
         assert processors[-1] == "batch", f"{name}: {processors}"
+    allowed_unused = UNUSED_IN_COMPOSE if which == "merged" else set()
     for section in SECTIONS:  # a defined but unused component is usually a typo
-        assert set(config.get(section, {})) == used[section], section
+        assert set(config.get(section, {})) - allowed_unused == used[section], section
     assert set(service["extensions"]) == set(config["extensions"])
 
 
@@ -56,8 +63,8 @@ def test_base_config_uses_core_components_only(collector):
 
 
 def test_fan_out_to_prometheus_and_victoriametrics(collector, compose):
-    exporters = collector.merged["exporters"]
-    metrics = collector.merged["service"]["pipelines"]["metrics"]["exporters"]
+    exporters = collector.base["exporters"]
+    metrics = collector.base["service"]["pipelines"]["metrics"]["exporters"]
     prom = exporters["otlp_http/prometheus"]["endpoint"]
     vm = exporters["otlp_http/victoriametrics"]["endpoint"]
     assert {"otlp_http/prometheus", "otlp_http/victoriametrics"} <= set(metrics)
@@ -66,6 +73,15 @@ def test_fan_out_to_prometheus_and_victoriametrics(collector, compose):
     assert vm == "http://victoriametrics:8428/opentelemetry"
     assert "--web.enable-otlp-receiver" in compose["services"]["prometheus"]["command"]
     assert "-httpListenAddr=:8428" in compose["services"]["victoriametrics"]["command"]
+
+
+def test_compose_keeps_the_raw_copy_out_of_the_long_term_store(collector, compose):
+    """compose's VictoriaMetrics keeps a year of aggregates only (Prometheus' remote_write);
+    the Collector's raw copy goes to Prometheus, which keeps it 15 days."""
+    metrics = collector.merged["service"]["pipelines"]["metrics"]["exporters"]
+    assert "otlp_http/prometheus" in metrics
+    assert not UNUSED_IN_COMPOSE & set(metrics)
+    assert "victoriametrics" not in compose["services"]["otel-collector"].get("depends_on", {})
 
 
 def test_ports_agree_with_compose_and_prometheus(collector, compose, prometheus_config):
@@ -213,22 +229,11 @@ def start_collector(otelcol, root, tmp_path):
 
 
 @pytest.fixture
-def victoriametrics(need, root, tmp_path):
+def victoriametrics(victoriametrics_binary, tmp_path):
     """A real VictoriaMetrics (Debian trixie's package) on a free loopback port."""
-    fetch = subprocess.run([str(root / "scripts" / "fetch-trixie-package.sh"), "victoria-metrics"],
-                           capture_output=True, text=True, timeout=600)
-    need(fetch.returncode == 0, f"could not fetch trixie's victoria-metrics: {fetch.stderr[-300:]}")
-    port = free_port()
-    proc = subprocess.Popen(
-        [fetch.stdout.strip(), f"-httpListenAddr=127.0.0.1:{port}",
-         f"-storageDataPath={tmp_path / 'vm'}", "-opentelemetry.usePrometheusNaming"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_until(lambda: proc.poll() is not None or port_open("127.0.0.1", port, 0.2), 20, "VictoriaMetrics")
-        assert proc.poll() is None, "VictoriaMetrics exited at start"
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        stop_process(proc, 15)
+    with live_stack.victoriametrics(victoriametrics_binary, tmp_path / "vm",
+                                    "-opentelemetry.usePrometheusNaming") as url:
+        yield url
 
 
 def _send_probe(otlp_http_port: int) -> None:
@@ -287,14 +292,8 @@ def test_victoriametrics_stores_what_the_collector_fans_out(start_collector, otl
     ports = start_collector(otlp_sink.url, victoriametrics)
     _send_probe(ports["http"])
 
-    def exported():
-        urllib.request.urlopen(f"{victoriametrics}/internal/force_flush", timeout=5).read()
-        query = urllib.parse.urlencode({"match[]": '{__name__=~"mystocks_e2e_probe.*"}'})
-        text = urllib.request.urlopen(f"{victoriametrics}/api/v1/export?{query}",
-                                      timeout=5).read().decode()
-        return [json.loads(line) for line in text.splitlines() if line.strip()]
-
-    series = wait_until(exported, 20, "the probe in VictoriaMetrics")
+    series = wait_until(lambda: live_stack.export(victoriametrics, '{__name__=~"mystocks_e2e_probe.*"}'),
+                        20, "the probe in VictoriaMetrics")
     # Prometheus naming (-opentelemetry.usePrometheusNaming): counters get _total.
     assert {s["metric"]["__name__"] for s in series} == {"mystocks_e2e_probe_total"}
     assert {s["metric"]["route"]: s["values"][-1] for s in series} == {"/quotes": 3, "/orders": 4}

@@ -27,7 +27,6 @@ from support import free_port, port_open, stop_process, wait_until
 
 from mystocks_otel import catalog
 
-ROOT = Path(__file__).resolve().parents[2]
 
 #: Values for labels the catalog leaves unbounded, chosen as the application would set them.
 SAMPLE_VALUES = {
@@ -157,15 +156,6 @@ def wait_for_scrapes(base: str, job: str, count: int = 3) -> None:
 
 
 # -- VictoriaMetrics ---------------------------------------------------------------------------
-def victoriametrics_binary() -> tuple[str | None, str]:
-    """(path, "") of Debian trixie's victoria-metrics, fetched once; (None, why) if it cannot be."""
-    fetch = subprocess.run([str(ROOT / "scripts" / "fetch-trixie-package.sh"), "victoria-metrics"],
-                           capture_output=True, text=True, timeout=600)
-    if fetch.returncode != 0:
-        return None, f"could not fetch trixie's victoria-metrics: {fetch.stderr[-300:]}"
-    return fetch.stdout.strip().splitlines()[-1], ""
-
-
 @contextlib.contextmanager
 def victoriametrics(binary: str, work: Path, *flags: str) -> Iterator[str]:
     """A real VictoriaMetrics on a free loopback port (its base URL). Queries see new samples at
