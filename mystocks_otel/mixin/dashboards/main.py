@@ -331,7 +331,7 @@ def _users_alerts_health(cfg: config.MixinConfig) -> list:
             "1 when a component's health probe passes, 0 when it fails (the worst instance wins).",
             "none",
             [query(f"min by (component) ({series('mystocks.health.component_status')})", "{{component}}")],
-            width=12, min_val=0, max_val=1, mappings=up_down),
+            width=8, min_val=0, max_val=1, mappings=up_down),
         timeseries_panel(
             "Dependencies Availability",
             "Share of probes each external dependency answered over the rate window.",
@@ -339,7 +339,14 @@ def _users_alerts_health(cfg: config.MixinConfig) -> list:
             [query("avg by (dependency) (avg_over_time("
                    f"{series('mystocks.health.dependency_availability')}[$__rate_interval]))",
                    "{{dependency}}")],
-            width=12, min_val=0, max_val=1),
+            width=8, min_val=0, max_val=1),
+        timeseries_panel(
+            "Telemetry Export Failures",
+            "Metric exports per second that failed, by exporter (OTLP push): the Collector is "
+            "down or refusing. Requests are never blocked by it; /metrics/health shows the last error.",
+            "ops",
+            [query(sum_rate("mystocks.telemetry.export_failures", ("exporter",)), "{{exporter}}")],
+            width=8, min_val=0),
     ]
 
 
