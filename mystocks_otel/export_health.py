@@ -23,6 +23,7 @@ _log = logging.getLogger(__name__)
 EXPORT_FAILURES = "mystocks.telemetry.export_failures"
 MAX_ERROR_CHARS = 300
 _URL_CREDENTIALS = re.compile(r"//[^/@\s]+@")
+_GENERIC = "due to timeout, max retries or shutdown"
 
 
 @dataclass
@@ -55,10 +56,38 @@ _lock = threading.Lock()
 
 
 def describe(error: object) -> str:
-    """One line for the health page: type and message, credentials in URLs masked, bounded."""
+    """One line for the health page: type and message (or the logged text), credentials in URLs
+    masked, bounded."""
     text = f"{type(error).__name__}: {error}" if isinstance(error, BaseException) else str(error)
     text = _URL_CREDENTIALS.sub("//***@", " ".join(text.split()))
     return text[:MAX_ERROR_CHARS]
+
+
+class _FirstProblem(logging.Filter):
+    """Keeps the first warning or error an exporter logs during one export, per thread.
+
+    The SDK exporter returns only SUCCESS or FAILURE and logs the reason itself; its first
+    message names the root cause (its last one may be a retry artefact such as "timeout 0").
+    """
+
+    def __init__(self):
+        super().__init__()
+        self._local = threading.local()
+
+    def start(self) -> None:
+        self._local.capturing, self._local.first = True, None
+
+    def stop(self) -> str | None:
+        self._local.capturing = False
+        return getattr(self._local, "first", None)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        local = self._local
+        if getattr(local, "capturing", False) and local.first is None and record.levelno >= logging.WARNING:
+            message = record.getMessage()
+            if _GENERIC not in message:  # says nothing of the cause
+                local.first = message
+        return True  # never hides the record
 
 
 class WatchedExporter(MetricExporter):
@@ -69,14 +98,33 @@ class WatchedExporter(MetricExporter):
                          preferred_aggregation=inner._preferred_aggregation)
         self.inner = inner
         self.status = ExportStatus(name)
-        self._last_client_result = None
+        self._problems = _FirstProblem()
+        self._logger = logging.getLogger(type(inner).__module__)  # where the SDK logs why
+        self._logger.addFilter(self._problems)
+        self._local = threading.local()
         self._watch_client()
         with _lock:
             STATUSES[name] = self.status
 
+    def export(self, metrics_data, timeout_millis: float = 10_000, **kwargs) -> MetricExportResult:
+        self._local.result = None
+        self._problems.start()
+        try:
+            result = self.inner.export(metrics_data, timeout_millis=timeout_millis, **kwargs)
+        except Exception as error:  # noqa: BLE001 - the reader thread must go on
+            self._problems.stop()
+            self._failed(describe(error))
+            return MetricExportResult.FAILURE
+        problem = self._problems.stop()
+        if result is MetricExportResult.SUCCESS:
+            self._succeeded()
+        else:
+            self._failed(describe(problem or self._client_error() or "export failed"))
+        return result
+
     def _watch_client(self) -> None:
-        # The SDK exporter returns only SUCCESS/FAILURE; the reason is in its HTTP client's
-        # result. Keep that result when the client is there (SDK 1.45); else say "failed".
+        # When the SDK gives up at once (its first back-off is longer than its timeout), it logs
+        # no reason; its HTTP client's result still holds the error (SDK 1.45: ``_client``).
         client = getattr(self.inner, "_client", None)
         export = getattr(client, "export", None)
         if not callable(export):
@@ -84,34 +132,19 @@ class WatchedExporter(MetricExporter):
 
         def export_and_keep(data, *args, **kwargs):
             result = export(data, *args, **kwargs)
-            self._last_client_result = result
+            self._local.result = result
             return result
 
         client.export = export_and_keep
 
-    def export(self, metrics_data, timeout_millis: float = 10_000, **kwargs) -> MetricExportResult:
-        self._last_client_result = None
-        try:
-            result = self.inner.export(metrics_data, timeout_millis=timeout_millis, **kwargs)
-        except Exception as error:  # noqa: BLE001 - the reader thread must go on
-            self._failed(describe(error))
-            return MetricExportResult.FAILURE
-        if result is MetricExportResult.SUCCESS:
-            self._succeeded()
-        else:
-            self._failed(self._client_error())
-        return result
-
-    def _client_error(self) -> str:
-        result = self._last_client_result
+    def _client_error(self) -> str | None:
+        result = getattr(self._local, "result", None)
         if result is None:
-            return "export failed (see the exporter's log)"
+            return None
         if getattr(result, "error", None) is not None:
             return describe(result.error)
-        status, reason = getattr(result, "status_code", None), getattr(result, "reason", None)
-        if status is not None:
-            return describe(f"HTTP {status} {reason or ''}".strip())
-        return "export failed: timeout, retries exhausted or shutdown"
+        status = getattr(result, "status_code", None)
+        return f"HTTP {status} {getattr(result, 'reason', '') or ''}".strip() if status else None
 
     def _succeeded(self) -> None:
         with _lock:
@@ -130,6 +163,7 @@ class WatchedExporter(MetricExporter):
         return self.inner.force_flush(timeout_millis=timeout_millis)
 
     def shutdown(self, *args, **kwargs) -> None:
+        self._logger.removeFilter(self._problems)
         self.inner.shutdown(*args, **kwargs)  # the reader passes timeout=..., as it does to any exporter
 
 

@@ -5,13 +5,16 @@ from __future__ import annotations
 import http.client
 import json
 import shutil
+import socket
 import uuid
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from harness import base_env, run_process, scrape, series, uvicorn_argv
-from support import free_port
+from support import free_port, wait_until
 
 pytestmark = pytest.mark.live
 
@@ -147,3 +150,191 @@ def test_infinite_values_are_dropped_not_poisoning(app_port):
     dropped = "mystocks_telemetry_dropped_measurements_total"
     assert _total(text, dropped, metric="mystocks.trading.orders") >= 1
     assert _total(text, dropped, metric="mystocks.trading.order_latency") >= 1
+
+
+# -- issue 6: a host that is not ours, and every door locked (real uvicorn processes) --------
+
+TOKEN = "s3cr\u00e9t-t0ken"  # non-ASCII: clients send its UTF-8 bytes
+GOOD_HEADERS = {b"Bearer " + TOKEN.encode(), b"bearer " + TOKEN.encode()}
+
+HOST_APP = '''
+from fastapi import Depends, FastAPI, Header, HTTPException
+
+
+def require_api_key(x_api_key: str | None = Header(default=None)):
+    if x_api_key != "k":
+        raise HTTPException(status_code=403, detail="no key")
+
+
+app = FastAPI(generate_unique_id_function=lambda route: f"{route.tags[0]}-{route.name}",
+              dependencies=[Depends(require_api_key)])
+sub = FastAPI()
+
+
+@sub.get("/things/{thing_id}", tags=["things"])
+def thing(thing_id: int):
+    return {"id": thing_id}
+
+
+app.mount("/v2", sub)
+
+
+@app.get("/orders/{order_id}", tags=["orders"])
+def order(order_id: int):
+    return {"id": order_id}
+
+
+@app.get("/metrics", tags=["ops"])
+def own_metrics():
+    return {"own": True}
+'''
+
+LOCKED_APP = '''
+from fastapi import FastAPI
+import mystocks_otel
+
+app = FastAPI()
+mystocks_otel.setup_telemetry(app)
+
+
+@app.get("/ping")
+def ping():
+    return "pong"
+'''
+
+
+def request(port: int, path: str, headers: dict | None = None) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request("GET", path, headers=headers or {})
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+def raw_status(port: int, authorization: bytes, path: bytes = b"/metrics") -> int | None:
+    """One request written byte for byte; the status line's code, or None if closed first."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(b"GET " + path + b" HTTP/1.1\r\nHost: x\r\nAuthorization: " + authorization
+                     + b"\r\nConnection: close\r\n\r\n")
+        data = b""
+        while b"\r\n" not in data:
+            chunk = sock.recv(4096)
+            if not chunk:
+                return None
+            data += chunk
+    return int(data.split(b" ", 2)[1])
+
+
+@pytest.fixture(scope="module")
+def host_app(tmp_path_factory):
+    """HOST_APP under opentelemetry-instrument (set-up runs before the routes exist), and bare."""
+    app_dir = tmp_path_factory.mktemp("host")
+    (app_dir / "host_app.py").write_text(HOST_APP)
+    ports = {"instrumented": free_port(), "bare": free_port()}
+    env = base_env(app_dir, MYSTOCKS_OTEL_SYSTEM_METRICS="false")
+    with run_process(uvicorn_argv("host_app:app", ports["instrumented"]), app_dir, env) as proc, \
+            run_process(uvicorn_argv("host_app:app", ports["bare"], instrument=False), app_dir, env) as bare:
+        proc.wait_port(ports["instrumented"])
+        bare.wait_port(ports["bare"])
+        yield ports, proc
+        assert "Traceback" not in proc.output(), proc.output()[-3000:]
+
+
+def test_host_with_tag_ids_global_auth_and_own_metrics_is_unchanged(host_app):
+    ports, proc = host_app
+    key = {"X-API-Key": "k"}
+    for path, headers in (("/openapi.json", key), ("/orders/3", key), ("/orders/3", {}),
+                          ("/metrics", key), ("/metrics", {}), ("/v2/things/1", {}), ("/nope", key)):
+        ours = request(ports["instrumented"], path, headers)
+        bare = request(ports["bare"], path, headers)
+        assert ours == bare, (path, headers, ours, bare)  # status and bytes, OpenAPI included
+    assert request(ports["instrumented"], "/metrics", key) == (200, b'{"own":true}')
+    # ours moved aside together, and the host's global dependency does not guard them
+    assert request(ports["instrumented"], "/_otel/metrics/health")[0] == 200
+    assert request(ports["instrumented"], "/_otel/metrics/list")[0] == 200
+    moved = [line for line in proc.output().splitlines() if "moved to /_otel/metrics" in line]
+    assert len(moved) == 1, proc.output()[-2000:]
+
+
+def test_a_mounted_sub_app_is_counted_once_with_the_full_template(host_app):
+    ports, _ = host_app
+    port = ports["instrumented"]
+    for i in range(7):
+        assert request(port, f"/v2/things/{i}")[0] == 200
+    assert request(port, "/v2/metrics")[0] == 404  # the sub-app serves no stray endpoints
+    status, body = request(port, "/_otel/metrics")
+    assert status == 200
+    routes = {s.labels.get("http_route"): s.value
+              for s in series(body.decode(), "http_server_request_duration_seconds_count")
+              if s.labels["http_response_status_code"] == "200"}
+    assert routes["/v2/things/{thing_id}"] >= 7
+    assert "/things/{thing_id}" not in routes  # no second, partial count from the sub-app
+
+
+@pytest.fixture(scope="module")
+def locked_app(tmp_path_factory):
+    """Token set, standalone port set (default host), and an OTLP endpoint that refuses."""
+    app_dir = tmp_path_factory.mktemp("locked")
+    (app_dir / "locked_app.py").write_text(LOCKED_APP)
+    port, metrics_port, dead = free_port(), free_port(), free_port()
+    env = base_env(app_dir, MYSTOCKS_OTEL_METRICS_TOKEN=TOKEN,
+                   OTEL_EXPORTER_PROMETHEUS_PORT=str(metrics_port),
+                   OTEL_METRICS_EXPORTER="prometheus,otlp", OTEL_METRIC_EXPORT_INTERVAL="200",
+                   OTEL_EXPORTER_OTLP_METRICS_ENDPOINT=f"http://127.0.0.1:{dead}/v1/metrics",
+                   OTEL_EXPORTER_OTLP_METRICS_TIMEOUT="1", MYSTOCKS_OTEL_SYSTEM_METRICS="false")
+    with run_process(uvicorn_argv("locked_app:app", port, instrument=False), app_dir, env) as proc:
+        proc.wait_port(port)
+        proc.wait_port(metrics_port)
+        yield {"app": port, "metrics": metrics_port, "proc": proc}
+        assert "Traceback" not in proc.output(), proc.output()[-3000:]
+
+
+def test_the_standalone_port_binds_localhost_and_demands_the_token(locked_app):
+    import psutil
+
+    listening = [c.laddr for c in psutil.Process(locked_app["proc"].proc.pid).net_connections("inet")
+                 if c.status == psutil.CONN_LISTEN and c.laddr.port == locked_app["metrics"]]
+    assert listening and all(addr.ip in ("127.0.0.1", "::1") for addr in listening), listening
+    wire = {"Authorization": "Bearer " + TOKEN.encode().decode("latin-1")}
+    for door in ("app", "metrics"):
+        assert request(locked_app[door], "/metrics")[0] == 401, door
+        status, body = request(locked_app[door], "/metrics", wire)
+        assert status == 200 and b"target_info" in body, door
+        assert request(locked_app[door], "/metrics/health")[0] == 200, door  # probes stay open
+        assert request(locked_app[door], "/metrics/list")[0] == 200, door
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(value=st.one_of(
+    st.binary(max_size=200),
+    st.builds(lambda b: b"Bearer " + b, st.binary(max_size=64)),
+    st.builds(lambda t: ("Bearer " + t).encode("utf-8", "surrogatepass"), st.text(max_size=40)),
+    st.sampled_from([b"", b"Bearer", b"Bearer s3cr\xe9t-t0ken", b"Bearer " + b"A" * 20_000,
+                     *GOOD_HEADERS]),
+))
+def test_fuzzed_authorization_never_gets_a_500_on_either_door(locked_app, value):
+    for door in ("app", "metrics"):
+        status = raw_status(locked_app[door], value)
+        allowed = (200,) if value in GOOD_HEADERS else (400, 401, 431)
+        assert status in allowed, (door, value, status)
+
+
+def test_a_dead_otlp_endpoint_turns_health_degraded_and_requests_keep_working(locked_app):
+    def degraded():
+        assert request(locked_app["app"], "/ping") == (200, b'"pong"')
+        status, body = request(locked_app["app"], "/metrics/health")
+        assert status == 200
+        report = json.loads(body)
+        otlp = report["reader_states"]["otlp"]
+        return report if report["status"] == "degraded" and otlp["consecutive_failures"] >= 2 else None
+
+    report = wait_until(degraded, timeout=60, what="health degraded by the dead Collector")
+    otlp = report["reader_states"]["otlp"]
+    assert otlp["state"] == "failing" and otlp["last_success"] is None
+    assert "refused" in otlp["last_error"] or "Connection" in otlp["last_error"], otlp
+    status, body = request(locked_app["metrics"], "/metrics",
+                           {"Authorization": "Bearer " + TOKEN.encode().decode("latin-1")})
+    failures = series(body.decode(), "mystocks_telemetry_export_failures_total")
+    assert status == 200 and failures and failures[0].value >= 2
