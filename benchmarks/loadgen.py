@@ -3,7 +3,7 @@
 Both are closed-loop: ``connections`` clients each send ``GET /ping`` as soon as the previous
 answer arrives, for ``seconds``. They report requests per second and latency percentiles.
 :func:`paced_with_scrapes` is the scrape-under-load row: paced requests, time-stamped one by
-one, while another thread scrapes ``/metrics``.
+one, while another process scrapes ``/metrics``.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import re
 import shutil
 import statistics
 import subprocess
-import threading
+import sys
 import time
 
 from . import server
@@ -140,46 +140,59 @@ def scrape_alone(port: int, count: int) -> dict:
             "render_ms": render_ms if None not in render_ms else None}
 
 
+def scrape_windows(port: int, scrapes: int, gap_seconds: float) -> list:
+    """``[(start, end, bytes)]`` of ``scrapes`` scrapes, ``gap_seconds`` apart (CLOCK_MONOTONIC)."""
+    windows = []
+    time.sleep(gap_seconds)
+    for _ in range(scrapes):
+        windows.append(_scrape_timed(port))
+        time.sleep(gap_seconds)
+    return windows
+
+
 def paced_with_scrapes(port: int, scrapes: int, connections: int = 4, pace_ms: float = 5.0,
                        gap_seconds: float = 0.3) -> dict:
     """Paced ``GET /ping`` on ``connections`` clients while ``scrapes`` scrapes run, one by one.
 
-    For each scrape, the stall is the slowest request that overlapped it. Requests are
-    paced well below capacity, so a slow one means the server stopped answering, not a queue.
+    For each scrape, the stall is how much longer than usual the slowest request that
+    overlapped it took: its latency minus the median latency of the requests that overlapped
+    no scrape. Requests are paced well below capacity, so a slow one means the server stopped
+    answering, not a queue. The scraper is a process of its own, so that its work cannot
+    delay this process's clients (``perf_counter`` is CLOCK_MONOTONIC, shared by both).
     """
-    windows: list = []
-    done = threading.Event()
-
-    def scraper():
-        try:
-            time.sleep(gap_seconds)
-            for _ in range(scrapes):
-                windows.append(_scrape_timed(port))
-                time.sleep(gap_seconds)
-        finally:
-            done.set()
-
+    scraper = subprocess.Popen(
+        [sys.executable, "-m", "benchmarks.loadgen", str(port), str(scrapes), str(gap_seconds)],
+        cwd=server.ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     latencies: list = []
 
     async def load():
         deadline = time.perf_counter() + 120  # bounded even if a scrape hangs
-        keep_going = lambda: not done.is_set() and time.perf_counter() < deadline  # noqa: E731
-        clients = [_client(port, keep_going, latencies, pace_ms / 1e3) for _ in range(connections)]
-        thread = threading.Thread(target=scraper, daemon=True)
-        thread.start()
-        await asyncio.gather(*clients)
-        thread.join(timeout=60)
+        keep_going = lambda: scraper.poll() is None and time.perf_counter() < deadline  # noqa: E731
+        await asyncio.gather(*(_client(port, keep_going, latencies, pace_ms / 1e3)
+                               for _ in range(connections)))
 
-    asyncio.run(load())
-    if len(windows) < scrapes:
-        raise RuntimeError(f"only {len(windows)} of {scrapes} scrapes finished during the load")
-    stalls, scrape_ms = [], []
-    for start, end, _size in windows:
-        overlapping = [(e - s) * 1e3 for s, e in latencies if s < end and e > start]
-        stalls.append(max(overlapping, default=0.0))
-        scrape_ms.append((end - start) * 1e3)
+    try:
+        asyncio.run(load())
+        out, err = scraper.communicate(timeout=60)
+    finally:
+        if scraper.poll() is None:
+            scraper.kill()
+            scraper.wait()
+    if scraper.returncode != 0:
+        raise RuntimeError(f"the scraper failed: {err.decode(errors='replace')[-2000:]}")
+    windows = json.loads(out)
     quiet = [(e - s) * 1e3 for s, e in latencies
              if not any(s < w_end and e > w_start for w_start, w_end, _ in windows)]
-    return {"stall_ms": stalls, "scrape_under_load_ms": scrape_ms,
-            "quiet_p50_ms": statistics.median(quiet) if quiet else None,
+    quiet_ms = statistics.median(quiet) if quiet else 0.0
+    slowest, scrape_ms = [], []
+    for start, end, _size in windows:
+        overlapping = [(e - s) * 1e3 for s, e in latencies if s < end and e > start]
+        slowest.append(max(overlapping, default=quiet_ms))
+        scrape_ms.append((end - start) * 1e3)
+    return {"stall_ms": [max(0.0, ms - quiet_ms) for ms in slowest], "slowest_ms": slowest,
+            "quiet_p50_ms": quiet_ms, "scrape_under_load_ms": scrape_ms,
             "bytes": windows[-1][2], "requests": len(latencies)}
+
+
+if __name__ == "__main__":  # the scraper process of paced_with_scrapes
+    print(json.dumps(scrape_windows(int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]))))

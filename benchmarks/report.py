@@ -173,8 +173,9 @@ def _scrape_rows(scrape: dict) -> list[Row]:
     stalls = scrape["stall_ms"]
     ratio = Summary.of(stall / alone.median for stall in stalls)
     return [Row(
-        f"scrape.{size_label(scrape['series'])}", f"slowest request during a "
-        f"{scrape['series']:,}-series scrape ({scrape['bytes']:,} B), paced load",
+        f"scrape.{size_label(scrape['series'])}", f"stall: slowest request during a "
+        f"{scrape['series']:,}-series scrape ({scrape['bytes']:,} B) minus the quiet median "
+        f"({scrape['quiet_p50_ms']:.2f} ms), paced load",
         Summary.of(stalls).text(1, " ms"), against, ratio, "<= 1.0x", ratio.median <= 1.0,
         f"{len(stalls)} scrapes")]
 
