@@ -28,6 +28,14 @@ OTHER = "other"
 #: Attribute that marks the one series collecting measurements past the cardinality limit.
 OVERFLOW_ATTRIBUTE = "otel.metric.overflow"
 
+# -- how several workers' values merge (MetricSpec.multiprocess) -----------------------------
+SUM = "sum"  # add the workers' values
+MAX = "max"  # the highest worker
+MIN = "min"  # the lowest worker (health: any worker down shows 0)
+LATEST = "latest"  # the value set last, by whichever worker (values copied from a shared source)
+PER_WORKER = "worker"  # one series per live worker, with a bounded ``worker`` label (its slot)
+MERGE_RULES = (SUM, MAX, MIN, LATEST, PER_WORKER)
+
 # The Prometheus exporter's unit suffixes (OTel spec: Prometheus compatibility).
 _UNIT_SUFFIXES = {"s": "seconds", "ms": "milliseconds", "By": "bytes", "%": "percent", "1": ""}
 
@@ -69,6 +77,11 @@ class MetricSpec:
     frequency: str = "per event"
     semconv: bool = False
     buckets: tuple[float, ...] | None = None
+    #: How /metrics merges this metric's series over the workers of a multiprocess server
+    #: (see mystocks_otel.multiprocess): counters and histograms add up every worker that
+    #: ever ran (MAX for totals copied from elsewhere, e.g. Redis INFO); gauges and
+    #: up-down counters take the live workers only, by one of MERGE_RULES.
+    multiprocess: str | None = None
 
     @property
     def attribute_keys(self) -> tuple[str, ...]:
@@ -161,11 +174,11 @@ METRICS: tuple[MetricSpec, ...] = (
        [HTTP_METHOD, Label("http.route"), Label("http.response.status_code")], "P0", "http",
        semconv=True, buckets=LATENCY_BUCKETS, frequency="per request"),
     _m("http.server.active_requests", U, "{request}", "HTTP server requests in flight.",
-       [HTTP_METHOD], "P1", "http", semconv=True, frequency="per request"),
+       [HTTP_METHOD], "P1", "http", semconv=True, frequency="per request", multiprocess=SUM),
     _m("db.client.connection.count", U, "{connection}",
        "Connections in each SQLAlchemy pool, by state (idle|used).",
        [Label("db.client.connection.pool.name"), label("db.client.connection.state", "idle", "used")],
-       "P2", "db", semconv=True, frequency="per collection"),
+       "P2", "db", semconv=True, frequency="per collection", multiprocess=PER_WORKER),
     # -- market data -----------------------------------------------------------------------
     _m("mystocks.market_data.points_processed", C, "{point}", "Market data points processed.",
        [SOURCE, DATA_TYPE], "P1", "market_data"),
@@ -173,13 +186,13 @@ METRICS: tuple[MetricSpec, ...] = (
        "Time to process one market data batch or point.",
        [SOURCE, DATA_TYPE], "P1", "market_data", buckets=LATENCY_BUCKETS),
     _m("mystocks.market_data.symbols_tracked", G, "{symbol}", "Symbols with a live feed.",
-       [SOURCE], "P3", "market_data", frequency="per update"),
+       [SOURCE], "P3", "market_data", frequency="per update", multiprocess=MAX),
     _m("mystocks.market_data.feed_errors", C, "{error}", "Market data feed errors.",
        [SOURCE, label("reason", "timeout", "connection", "parse", "rate_limited", "stalled")],
        "P1", "market_data"),
     # -- users -----------------------------------------------------------------------------
     _m("mystocks.user.active_sessions", U, "{session}", "Signed-in user sessions.",
-       [PLATFORM], "P2", "user", frequency="per login/logout"),
+       [PLATFORM], "P2", "user", frequency="per login/logout", multiprocess=SUM),
     _m("mystocks.user.sessions_started", C, "{session}", "User sessions started.",
        [PLATFORM], "P3", "user"),
     _m("mystocks.user.logins", C, "{login}", "Login attempts by result.",
@@ -196,19 +209,19 @@ METRICS: tuple[MetricSpec, ...] = (
        [label("side", "buy", "sell"), label("type", "market", "limit", "stop", "stop_limit")],
        "P0", "trading", buckets=LATENCY_BUCKETS),
     _m("mystocks.trading.open_orders", U, "{order}", "Orders accepted and not yet final.",
-       [label("side", "buy", "sell")], "P2", "trading"),
+       [label("side", "buy", "sell")], "P2", "trading", multiprocess=LATEST),
     # -- data quality ----------------------------------------------------------------------
     _m("mystocks.data_quality.completeness_ratio", G, "1",
        "Share of expected records present (0-1).", [DATASET], "P1", "data_quality",
-       frequency="per batch"),
+       frequency="per batch", multiprocess=MIN),
     _m("mystocks.data_quality.freshness", G, "s", "Age of the newest record.",
-       [DATASET], "P0", "data_quality", frequency="per batch"),
+       [DATASET], "P0", "data_quality", frequency="per batch", multiprocess=MAX),
     _m("mystocks.data_quality.anomalies", C, "{anomaly}", "Data anomalies detected.",
        [DATASET, label("kind", "spike", "gap", "stale", "outlier", "duplicate")], "P2",
        "data_quality"),
     # -- WebSocket (our ASGI layer: upstream records nothing for WebSocket scopes) -----------
     _m("mystocks.websocket.active_connections", U, "{connection}", "Open WebSocket connections.",
-       [NAMESPACE], "P1", "websocket", frequency="per connection"),
+       [NAMESPACE], "P1", "websocket", frequency="per connection", multiprocess=SUM),
     _m("mystocks.websocket.connections_opened", C, "{connection}", "WebSocket connections accepted.",
        [NAMESPACE], "P3", "websocket", frequency="per connection"),
     _m("mystocks.websocket.messages", C, "{message}", "WebSocket messages.",
@@ -223,13 +236,13 @@ METRICS: tuple[MetricSpec, ...] = (
     _m("mystocks.cache.hits", C, "{hit}", "Cache lookups that found the key.", [CACHE], "P2", "cache"),
     _m("mystocks.cache.misses", C, "{miss}", "Cache lookups that missed.", [CACHE], "P2", "cache"),
     _m("mystocks.cache.hit_ratio", G, "1", "Hits / (hits + misses) since start (0-1).",
-       [CACHE], "P1", "cache", frequency="per update"),
+       [CACHE], "P1", "cache", frequency="per update", multiprocess=MIN),
     _m("mystocks.cache.memory_usage", G, "By", "Memory used by the cache.", [CACHE], "P2",
-       "cache", frequency="per update"),
+       "cache", frequency="per update", multiprocess=LATEST),
     _m("mystocks.cache.evictions", C, "{eviction}", "Keys evicted for memory.", [CACHE], "P2",
-       "cache", frequency="per update"),
+       "cache", frequency="per update", multiprocess=MAX),
     _m("mystocks.cache.keys", G, "{key}", "Keys held by the cache.", [CACHE], "P3", "cache",
-       frequency="per update"),
+       frequency="per update", multiprocess=LATEST),
     _m("mystocks.redis.command_duration", H, "s", "Duration of Redis commands.",
        [REDIS_COMMAND], "P2", "redis", buckets=REDIS_BUCKETS, frequency="per command"),
     _m("mystocks.redis.command_errors", C, "{error}", "Redis commands that raised.",
@@ -238,14 +251,14 @@ METRICS: tuple[MetricSpec, ...] = (
        "P1", "redis", frequency="per command"),
     # -- database --------------------------------------------------------------------------
     _m("mystocks.db.connections_active", G, "{connection}", "Pool connections checked out.",
-       [DB_POOL], "P1", "db", frequency="per update"),
+       [DB_POOL], "P1", "db", frequency="per update", multiprocess=PER_WORKER),
     _m("mystocks.db.connections_idle", G, "{connection}", "Pool connections idle in the pool.",
-       [DB_POOL], "P2", "db", frequency="per update"),
+       [DB_POOL], "P2", "db", frequency="per update", multiprocess=PER_WORKER),
     _m("mystocks.db.connections_open", G, "{connection}", "Pool connections open: the total of active and idle.",
-       [DB_POOL], "P2", "db", frequency="per update"),
+       [DB_POOL], "P2", "db", frequency="per update", multiprocess=PER_WORKER),
     _m("mystocks.db.connections_max", G, "{connection}",
        "Most connections the pool may open (size + max overflow).", [DB_POOL], "P2", "db",
-       frequency="per update"),
+       frequency="per update", multiprocess=PER_WORKER),
     _m("mystocks.db.query_duration", H, "s", "Duration of SQL statements.",
        [DB_OPERATION, DB_TABLE], "P1", "db", buckets=DB_BUCKETS, frequency="per query"),
     _m("mystocks.db.slow_queries", C, "{query}",
@@ -257,34 +270,34 @@ METRICS: tuple[MetricSpec, ...] = (
                             "DatabaseError", "TimeoutError")], "P1", "db", frequency="per query"),
     # -- system (psutil) -------------------------------------------------------------------
     _m("mystocks.system.cpu_utilization", G, "%", "CPU use of this process and the host.",
-       [SCOPE], "P1", "system", frequency="per probe interval"),
+       [SCOPE], "P1", "system", frequency="per probe interval", multiprocess=MAX),
     _m("mystocks.system.memory_usage", G, "By", "Resident memory of the process; used memory of the host.",
-       [SCOPE], "P1", "system", frequency="per probe interval"),
+       [SCOPE], "P1", "system", frequency="per probe interval", multiprocess=MAX),
     _m("mystocks.system.memory_utilization", G, "%", "Memory use as a share of the host's.",
-       [SCOPE], "P1", "system", frequency="per probe interval"),
+       [SCOPE], "P1", "system", frequency="per probe interval", multiprocess=MAX),
     _m("mystocks.system.disk_utilization", G, "%", "Used share of the data disk.",
-       [Label("mountpoint")], "P1", "system", frequency="per probe interval"),
+       [Label("mountpoint")], "P1", "system", frequency="per probe interval", multiprocess=MAX),
     _m("mystocks.system.disk_free", G, "By", "Free bytes on the data disk.",
-       [Label("mountpoint")], "P2", "system", frequency="per probe interval"),
+       [Label("mountpoint")], "P2", "system", frequency="per probe interval", multiprocess=MIN),
     _m("mystocks.system.uptime", G, "s", "Uptime of the process and the host.",
-       [SCOPE], "P3", "system", frequency="per probe interval"),
+       [SCOPE], "P3", "system", frequency="per probe interval", multiprocess=MIN),
     _m("mystocks.system.threads", G, "{thread}", "Threads of this process.", [], "P3", "system",
-       frequency="per probe interval"),
+       frequency="per probe interval", multiprocess=MAX),
     # -- alert lifecycle (fed by the Alertmanager webhook) -----------------------------------
     _m("mystocks.alert.fired", C, "{alert}", "Alerts that started firing.",
        [SEVERITY, CATEGORY], "P2", "alert", frequency="per notification"),
     _m("mystocks.alert.resolved", C, "{alert}", "Alerts that resolved.",
        [SEVERITY, CATEGORY], "P2", "alert", frequency="per notification"),
     _m("mystocks.alert.active", U, "{alert}", "Alerts firing now.", [SEVERITY], "P1", "alert",
-       frequency="per notification"),
+       frequency="per notification", multiprocess=LATEST),
     _m("mystocks.alert.resolution_duration", H, "s", "Time from firing to resolution.",
        [SEVERITY], "P2", "alert", buckets=RESOLUTION_BUCKETS, frequency="per notification"),
     # -- health ----------------------------------------------------------------------------
     _m("mystocks.health.component_status", G, "1", "1 when the component is healthy, else 0.",
-       [COMPONENT], "P0", "health", frequency="per probe interval"),
+       [COMPONENT], "P0", "health", frequency="per probe interval", multiprocess=MIN),
     _m("mystocks.health.dependency_availability", G, "1",
        "1 when the dependency answers its probe, else 0.", [DEPENDENCY], "P0", "health",
-       frequency="per probe interval"),
+       frequency="per probe interval", multiprocess=MIN),
     _m("mystocks.health.check_duration", H, "s", "Duration of health probes.", [COMPONENT],
        "P3", "health", buckets=DB_BUCKETS, frequency="per probe interval"),
     # -- the telemetry's own health ----------------------------------------------------------

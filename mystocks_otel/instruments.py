@@ -58,6 +58,7 @@ class Recorder:
         self._attributes: dict[tuple, dict] = {}
         #: where every changed value is mirrored (multiprocess mode), else None
         self.sink = None
+        self.sink_offsets: dict[tuple, int] = {}  # key -> where the sink keeps it
         #: when this recorder started counting (the start of its cumulative points)
         self.start_time_ns = time.time_ns()
 

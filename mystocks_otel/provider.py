@@ -124,8 +124,23 @@ def start(settings: Settings) -> ProviderState:
         _state = ProviderState(provider, settings, resource, readers)
         # The standalone port (OTEL_EXPORTER_PROMETHEUS_PORT) is started by setup_telemetry
         # (mystocks_otel.standalone): it serves the endpoints, which read this module.
-        _log.info("mystocks-otel metrics: readers=%s", ",".join(readers) or "none")
+        if "prometheus" in readers:
+            _state.multiprocess = _multiprocess_store()
+        mode = (_state.multiprocess.describe() if _state.multiprocess is not None
+                else "single-process mode")
+        _log.info("mystocks-otel metrics: readers=%s; %s", ",".join(readers) or "none", mode)
         return _state
+
+
+def _multiprocess_store():
+    """The shared store when this process is a worker of a multiprocess server, else None."""
+    from .multiprocess import Store
+
+    try:
+        return Store.start(INSTRUMENTS)
+    except OSError as exc:  # no writable directory: each worker answers for itself
+        _log.warning("mystocks-otel: multiprocess mode unavailable (%s): single-process mode", exc)
+        return None
 
 
 def force_flush(timeout_millis: float = 5_000) -> None:

@@ -1,0 +1,111 @@
+"""Several workers, one /metrics: real uvicorn --workers 3 and gunicorn with three UvicornWorkers.
+
+After N requests every one of nine scrapes (each reaching whichever worker the kernel picks)
+says N; after SIGKILL of a worker that served requests, and M more requests, every scrape says
+N + M: the dead worker's counts are kept, and the replacement adds its own.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import shutil
+import signal
+from pathlib import Path
+
+import pytest
+
+from harness import VENV_BIN, base_env, get, run_process, scrape, series, uvicorn_argv
+from support import free_port, wait_until
+
+pytestmark = pytest.mark.live
+
+APP = Path(__file__).parent / "apps" / "workers_app.py"
+ROUTE = "/work/{n}"
+GUNICORN = str(VENV_BIN / "gunicorn")
+
+
+@pytest.fixture
+def app_dir(tmp_path: Path) -> Path:
+    shutil.copy(APP, tmp_path / "workers_app.py")
+    return tmp_path
+
+
+def worker_files(master: int) -> list[str]:
+    """The data files of the run whose server master is ``master`` (none before set-up)."""
+    found = glob.glob(f"/dev/shm/mystocks-otel-{master}-*") or glob.glob(
+        f"/tmp/mystocks-otel-{master}-*")
+    assert len(found) <= 1, found
+    return sorted(glob.glob(os.path.join(found[0], "*.db"))) if found else []
+
+
+def request(port: int, n: int) -> int:
+    status, body = get(port, f"/work/{n}")
+    assert status == 200, body
+    return json.loads(body)["pid"]
+
+
+def send_until_spread(port: int, at_least: int, workers: int = 2, limit: int = 400) -> tuple[int, dict]:
+    """Send requests (new connection each) until ``workers`` processes served some; at least
+    ``at_least`` requests. Returns (requests sent, {pid: requests served})."""
+    served: dict[int, int] = {}
+    sent = 0
+    while sent < limit and (sent < at_least or len(served) < workers):
+        pid = request(port, sent)
+        served[pid] = served.get(pid, 0) + 1
+        sent += 1
+    assert len(served) >= workers, f"only {served} served {sent} requests"
+    return sent, served
+
+
+def totals(port: int) -> tuple[float, float]:
+    text = scrape(port)
+    orders = sum(s.value for s in series(text, "mystocks_trading_orders_total"))
+    requests = sum(s.value for s in series(text, "http_server_request_duration_seconds_count")
+                   if s.labels.get("http_route") == ROUTE)
+    buckets = [s for s in series(text, "http_server_request_duration_seconds_bucket")
+               if s.labels.get("http_route") == ROUTE and s.labels["le"] == "+Inf"]
+    assert sum(s.value for s in buckets) == requests  # histograms merged bucket by bucket
+    return orders, requests
+
+
+def nine_scrapes(port: int, expected: int) -> list[tuple[float, float]]:
+    # The ASGI layer records a request's duration just after its response went out: wait
+    # (bounded) for the last one to land, then every scrape must agree.
+    wait_until(lambda: totals(port) == (expected, expected), what=f"{expected} requests on /metrics")
+    return [totals(port) for _ in range(9)]
+
+
+def argv(server: str, port: int) -> list[str]:
+    if server == "uvicorn":
+        return uvicorn_argv("workers_app:app", port, "--workers", "3", instrument=False)
+    preload = ["--preload"] if server == "gunicorn-preload" else []
+    return [GUNICORN, "workers_app:app", "-w", "3", "-k", "uvicorn.workers.UvicornWorker",
+            "-b", f"127.0.0.1:{port}", "--graceful-timeout", "3", *preload]
+
+
+@pytest.mark.parametrize("server", ["uvicorn", "gunicorn", "gunicorn-preload"])
+def test_every_scrape_sums_all_workers_and_survives_sigkill(app_dir, server):
+    port = free_port()
+    env = base_env(app_dir, MYSTOCKS_OTEL_SYSTEM_METRICS="false", PYTHONWARNINGS="ignore")
+    with run_process(argv(server, port), app_dir, env) as proc:
+        proc.wait_port(port, timeout=30)
+        master = proc.proc.pid
+        extra = 1 if server == "gunicorn-preload" else 0  # the arbiter set the app up too
+        wait_until(lambda: len(worker_files(master)) == 3 + extra, what="three workers' files",
+                   proc=proc.proc)
+
+        n, served = send_until_spread(port, at_least=60)
+        assert nine_scrapes(port, n) == [(n, n)] * 9
+
+        victim = max(served, key=served.get)
+        os.kill(victim, signal.SIGKILL)
+        wait_until(lambda: len(worker_files(master)) == 4 + extra, what="a replacement worker",
+                   proc=proc.proc, timeout=30)
+        wait_until(lambda: request(port, 0) != victim, what="requests served again")
+        m = 1 + send_until_spread(port, at_least=40)[0]  # the probe above counted once
+        assert nine_scrapes(port, n + m) == [(n + m, n + m)] * 9, f"{server}: dead worker {victim} lost counts"
+        # the dead worker's file is still there and still counted
+        assert any(path.endswith(f"-{victim}.db") for path in worker_files(master))
+        print(f"{server}: N={n} over {len(served)} workers, M={m}")
