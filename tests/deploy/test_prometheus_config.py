@@ -8,7 +8,7 @@ import subprocess
 import pytest
 import yaml
 
-from mystocks_otel.mixin.config import APP_JOB, COLLECTOR_JOB
+from mystocks_otel.mixin.config import ALERTMANAGER_JOB, APP_JOB, COLLECTOR_JOB, PROMETHEUS_JOB
 
 RULES_MOUNT = "/etc/prometheus/rules/*.yml"  # where docker-compose.yml mounts alerts/rules
 
@@ -67,7 +67,10 @@ def test_a_broken_rule_file_fails_the_config_check(promtool, prometheus_config, 
 def test_job_names_match_the_mixin(prometheus_config):
     jobs = {j["job_name"]: j for j in prometheus_config["scrape_configs"]}
     assert APP_JOB == "mystocks-api" and COLLECTOR_JOB == "otel-collector"
-    assert {APP_JOB, COLLECTOR_JOB} <= set(jobs)
+    # The meta-monitoring jobs the monitoring-of-the-monitoring rules select on.
+    assert {APP_JOB, COLLECTOR_JOB, PROMETHEUS_JOB, ALERTMANAGER_JOB} <= set(jobs)
+    assert jobs[PROMETHEUS_JOB]["static_configs"] == [{"targets": ["localhost:9090"]}]
+    assert jobs[ALERTMANAGER_JOB]["static_configs"] == [{"targets": ["alertmanager:9093"]}]
     assert jobs[APP_JOB].get("metrics_path", "/metrics") == "/metrics"
     assert jobs[APP_JOB]["static_configs"] == [{"targets": ["app:8000"]}]
 
