@@ -111,13 +111,15 @@ def _render_rows(processes: list[dict]) -> list[Row]:
             return _per_process(processes, lambda p: p["render"][size]["ms"][name])
 
         ours = ms("ours")
+        first = Summary.of([p["render"][size]["first_ms"]["ours"] for p in processes])
         for against, label, target in (
                 ("prometheus_client", "prometheus_client, _created off", 1.0),
                 ("otel_stock", "stock OTel PrometheusMetricReader", None)):
             theirs = ms(against)
             ratio = Summary.of(paired_ratios(ours, theirs))
             rows.append(Row(
-                f"render.{size_label(int(size))}.{against}", f"/metrics render, {int(size):,} series",
+                f"render.{size_label(int(size))}.{against}",
+                f"/metrics render, {int(size):,} series (our first: {first.median:.1f} ms)",
                 Summary.of(ours).text(1, " ms"), f"{label} {Summary.of(theirs).text(1, ' ms')}",
                 ratio, f"<= {target}x" if target else "(shown)",
                 ratio.median <= target if target else None, f"{len(processes)} processes"))
