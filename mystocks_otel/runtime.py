@@ -19,8 +19,9 @@ import threading
 from dataclasses import dataclass
 from typing import Callable
 
-from . import config, provider
+from . import config, export_health, provider
 from .config import Settings
+from .instruments import INSTRUMENTS
 from .integrations.health import HealthRegistry, probe_engines, probe_redis
 from .integrations.redis import RedisInstrumentor
 from .integrations.sqlalchemy import SQLAlchemyInstrumentor
@@ -154,6 +155,7 @@ class Runtime:
         self.hooks.sqlalchemy.instrument(engines)
         if self.tracing:
             _instrument_upstream_for_spans(self.tracer_provider, engines)
+            INSTRUMENTS.enable_exemplars()  # latency histograms link to the current span
         self.poller = Poller(self.settings.probe_interval_seconds, self.tasks()).start()
         return self
 
@@ -170,7 +172,8 @@ class Runtime:
     def probe_health(self) -> dict:
         engines, clients = self.hooks.sqlalchemy.engines, self.hooks.redis.clients
         dependencies = {**probe_engines(engines), **probe_redis(clients)}
-        components = {"exporter": True}
+        state = provider.current()  # the exporter is healthy unless a push reader keeps failing
+        components = {"exporter": not (state is not None and export_health.failing(state.readers))}
         if engines:
             components["database"] = all(
                 up for name, up in dependencies.items() if name != "redis"
@@ -189,6 +192,7 @@ class Runtime:
         if self.poller is not None:
             self.poller.stop()
         remove_library_hooks()
+        INSTRUMENTS.enable_exemplars(False)
         provider.shutdown()
 
 

@@ -18,7 +18,8 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mystocks_otel import auth, config, endpoints, export_health, setup_telemetry, standalone
+from mystocks_otel import (auth, config, endpoints, export_health, setup_telemetry, standalone,
+                           update_health_metrics)
 from mystocks_otel.asgi import MetricsMiddleware
 from mystocks_otel.testing import capture_metrics
 from support import free_port, wait_until
@@ -235,6 +236,9 @@ def test_a_dead_otlp_endpoint_makes_health_degraded_while_requests_succeed(monke
         assert "Connection" in otlp["last_error"] or "refused" in otlp["last_error"], otlp
         assert report["reader_states"]["prometheus"]["state"] == "ok"
         assert capture.value(export_health.EXPORT_FAILURES, {"exporter": "otlp"}) >= 2
+        update_health_metrics()  # the periodic probe, run now: the exporter component follows
+        assert client.get("/metrics/health").json()["components"]["exporter"] is False
+        assert capture.value("mystocks.health.component_status", {"component": "exporter"}) == 0
         assert "mystocks_telemetry_export_failures_total" in client.get("/metrics").text
 
 
