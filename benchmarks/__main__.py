@@ -57,7 +57,7 @@ WORKERS = (1, 3)
 
 FULL = Plan(processes=3, asgi_rounds=12, asgi_requests=2_000, record_rounds=9,
             record_number=50_000, render_rounds=7, render_sizes=(1_000, 10_000),
-            memory_rounds=3, memory_series=10_000, uvicorn_rounds=4, uvicorn_seconds=5,
+            memory_rounds=3, memory_series=10_000, uvicorn_rounds=5, uvicorn_seconds=4,
             uvicorn_warmup=1.0, connections=16, scrape_series=10_000, scrapes=10)
 
 # Every row, with small sizes and few repeats: it proves the command works, not the ratios.
