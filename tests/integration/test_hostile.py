@@ -338,3 +338,44 @@ def test_a_dead_otlp_endpoint_turns_health_degraded_and_requests_keep_working(lo
                            {"Authorization": "Bearer " + TOKEN.encode().decode("latin-1")})
     failures = series(body.decode(), "mystocks_telemetry_export_failures_total")
     assert status == 200 and failures and failures[0].value >= 2
+
+
+ROOT_PATH_APP = '''
+from fastapi import APIRouter, Depends, FastAPI, Header
+import mystocks_otel
+
+
+def tenant(x_tenant: str = Header(default="t")):
+    return x_tenant
+
+
+app = FastAPI()
+mystocks_otel.setup_telemetry(app)
+orders = APIRouter(dependencies=[Depends(tenant)])
+
+
+@orders.get("/{order_id}")
+def order(order_id: int):
+    return {"id": order_id}
+
+
+app.include_router(orders, prefix="/orders")
+'''
+
+
+def test_root_path_deployments_keep_route_templates(tmp_path):
+    """Behind a proxy that strips /gateway: uvicorn --root-path /gateway gets /orders/1 and
+    hands the app path /gateway/orders/1 with root_path /gateway."""
+    (tmp_path / "root_app.py").write_text(ROOT_PATH_APP)
+    port = free_port()
+    argv = uvicorn_argv("root_app:app", port, "--root-path", "/gateway", instrument=False)
+    with run_process(argv, tmp_path, base_env(tmp_path, MYSTOCKS_OTEL_SYSTEM_METRICS="false")) as proc:
+        proc.wait_port(port)
+        for i in range(4):
+            assert request(port, f"/orders/{i}")[0] == 200
+        status, body = request(port, "/metrics")
+        assert status == 200, body
+        routes = {s.labels.get("http_route"): s.value
+                  for s in series(body.decode(), "http_server_request_duration_seconds_count")}
+        assert routes == {"/orders/{order_id}": 4}, routes  # /metrics itself not measured
+        assert "Traceback" not in proc.output()
