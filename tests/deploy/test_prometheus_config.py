@@ -88,3 +88,9 @@ def test_alerts_go_to_the_compose_alertmanager(prometheus_config, compose):
     assert targets == ["alertmanager:9093"]
     assert "alertmanager" in compose["services"]
     assert "127.0.0.1:9093:9093" in compose["services"]["alertmanager"]["ports"]
+
+
+def test_compose_prometheus_keeps_exemplars(compose):
+    """Issue 7: the latency panels ask for exemplars; Prometheus stores them only with this flag
+    (2.x and 3.x alike), from the OpenMetrics scrapes it prefers by default."""
+    assert "--enable-feature=exemplar-storage" in compose["services"]["prometheus"]["command"]
