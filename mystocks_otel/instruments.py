@@ -29,6 +29,7 @@ from bisect import bisect_left
 from typing import Iterable
 
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
+from opentelemetry.trace import get_current_span
 
 from . import catalog
 from .catalog import OTHER, OVERFLOW_ATTRIBUTE, Kind, MetricSpec
@@ -39,6 +40,9 @@ _INF = math.inf
 _MAX = sys.float_info.max  # "-_MAX <= x < _INF" rejects NaN and both infinities
 OVERFLOW_KEY = ("\0overflow",)
 _OVERFLOW_ATTRIBUTES = {OVERFLOW_ATTRIBUTE: True}
+#: Histograms that keep the latest exemplar of each bucket when tracing is on.
+EXEMPLAR_METRICS = ("http.server.request.duration", "mystocks.db.query_duration",
+                    "mystocks.redis.command_duration")
 DROPPED = "mystocks.telemetry.dropped_measurements"
 SANITIZED = "mystocks.telemetry.sanitized_attributes"
 
@@ -304,6 +308,14 @@ class HistogramRecorder(Recorder):
         """Nothing to create: histograms reach OTLP through :mod:`mystocks_otel.sdk_bridge`."""
 
 
+def current_span_ids() -> tuple[int, int] | None:
+    """``(trace_id, span_id)`` of the current span when it is sampled, else None."""
+    context = get_current_span().get_span_context()
+    if context.trace_flags.sampled and context.is_valid:
+        return context.trace_id, context.span_id
+    return None
+
+
 _RECORDER_CLASSES = {
     Kind.COUNTER: SumRecorder,
     Kind.UPDOWN: SumRecorder,
@@ -331,6 +343,14 @@ class Instruments:
     def clear_values(self) -> None:
         for recorder in self._recorders.values():
             recorder.clear_values()
+
+    def enable_exemplars(self, enabled: bool = True) -> None:
+        """Keep exemplars (from the span current at record time) on :data:`EXEMPLAR_METRICS`.
+
+        Only when tracing is on: reading the current span costs about 0.3 us a record.
+        """
+        for name in EXEMPLAR_METRICS:
+            self._recorders[name].exemplar_source = current_span_ids if enabled else None
 
     def bind(self, meter: Meter) -> bool:
         """Create the SDK instruments. Returns False when already bound."""

@@ -65,7 +65,7 @@ import threading
 import time
 
 from .catalog import LATEST, MAX, MIN, PER_WORKER, SUM, Kind
-from .instruments import HistogramRecorder, Instruments, Recorder
+from .instruments import EXEMPLAR_METRICS, HistogramRecorder, Instruments, Recorder
 
 _log = logging.getLogger(__name__)
 PREFIX = "mystocks-otel-"
@@ -143,9 +143,6 @@ def _width(recorder: Recorder) -> int:
     return 1 if kind is Kind.COUNTER else 2
 
 
-#: Histograms whose files keep exemplars (the ones the issue names).
-EXEMPLAR_METRICS = frozenset(("http.server.request.duration", "mystocks.db.query_duration",
-                              "mystocks.redis.command_duration"))
 
 
 class ProcessFile:

@@ -10,13 +10,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
 )
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 
 class RecordingCollector:
-    """Accepts POST /v1/metrics and keeps every decoded ExportMetricsServiceRequest."""
+    """Accepts POST /v1/metrics (and /v1/traces) and keeps every decoded request."""
 
     def __init__(self):
         self.requests: list[ExportMetricsServiceRequest] = []
+        self.trace_requests: list[ExportTraceServiceRequest] = []
         self.paths: list[str] = []
         self._lock = threading.Lock()
         collector = self
@@ -30,7 +32,9 @@ class RecordingCollector:
                     collector.paths.append(self.path)
                     if self.path == "/v1/metrics":
                         collector.requests.append(ExportMetricsServiceRequest.FromString(body))
-                self.send_response(200 if self.path == "/v1/metrics" else 404)
+                    elif self.path == "/v1/traces":
+                        collector.trace_requests.append(ExportTraceServiceRequest.FromString(body))
+                self.send_response(200 if self.path in ("/v1/metrics", "/v1/traces") else 404)
                 self.send_header("Content-Type", "application/x-protobuf")
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -54,6 +58,20 @@ class RecordingCollector:
     def snapshot(self) -> list[ExportMetricsServiceRequest]:
         with self._lock:
             return list(self.requests)
+
+    def span_ids(self) -> set[tuple[str, str]]:
+        """(trace id, span id) in lowercase hex of every span received."""
+        with self._lock:
+            requests = list(self.trace_requests)
+        return {(span.trace_id.hex(), span.span_id.hex()) for request in requests
+                for rs in request.resource_spans for ss in rs.scope_spans for span in ss.spans}
+
+    def exemplars(self, name: str) -> list[tuple[str, str]]:
+        """(trace id, span id) of every exemplar pushed on histogram ``name``."""
+        return [(e.trace_id.hex(), e.span_id.hex()) for request in self.snapshot()
+                for rm in request.resource_metrics for sm in rm.scope_metrics
+                for metric in sm.metrics if metric.name == name and metric.HasField("histogram")
+                for point in metric.histogram.data_points for e in point.exemplars]
 
     def metric_names(self) -> set[str]:
         return {metric.name for request in self.snapshot()
