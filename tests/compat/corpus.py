@@ -161,11 +161,16 @@ def run_app(name: str, mode: str, workdir: Path) -> Run:
                 except Exception:  # noqa: BLE001 - reported by the test that reads the run
                     last = result.transcript[-1] if result.transcript else "none"
                     result.check_error = f"{traceback.format_exc()}last exchange: {last}"
-                result.openapi = client.get("/openapi.json").content
-            with httpx.Client(base_url=base_url, timeout=15.0) as plain:
-                probe_ours(plain, module, result, proc.output())
-                if mode in INSTRUMENTED and result.prefix is not None:
-                    result.metrics = settled_metrics(plain, module, result)
+            # Fresh connections from here on: a failed check may have left a broken one.
+            try:
+                with recording_client(base_url, result.transcript, volatile) as client:
+                    result.openapi = client.get("/openapi.json").content
+                with httpx.Client(base_url=base_url, timeout=15.0) as plain:
+                    probe_ours(plain, module, result, proc.output())
+                    if mode in INSTRUMENTED and result.prefix is not None:
+                        result.metrics = settled_metrics(plain, module, result)
+            except httpx.HTTPError as error:
+                result.prefix_error = result.prefix_error or f"after the check: {error!r}"
     finally:
         if proc is not None:
             result.log = proc.output()

@@ -58,6 +58,7 @@ ROUTES = {
     "/v2/openapi.json": "/v2/openapi.json",
     "/v2/docs": "/v2/docs",
     "/v2/nothing/here": MOUNT_MISS,
+    "/v2/metrics": MOUNT_MISS,
 }
 
 
@@ -69,6 +70,7 @@ def check(client) -> None:
     assert (bad.status_code, bad.json()) == (400, {"error": "negative id"})
     assert client.get("/v2/deep/red/items/9").json() == {"group": "red", "item": 9}
     assert client.get("/v2/nothing/here").status_code == 404
+    assert client.get("/v2/metrics").status_code == 404  # the sub-app has no such route
 
     sub_schema = client.get("/v2/openapi.json").json()
     assert sub_schema["info"] == {"title": "things v2", "version": "2.0"}
