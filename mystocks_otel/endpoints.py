@@ -178,16 +178,17 @@ def excluded_urls(settings: Settings, prefix: str | None) -> str:
 # -- the endpoints as a router, for apps that want them in their own schema ----------------
 
 
-def metrics_router(token: str | None = None):
-    """The three endpoints as a FastAPI router (not in the OpenAPI schema).
+def metrics_router(token: str | None = None, *, include_in_schema: bool = False):
+    """The three endpoints as a FastAPI router, tagged ``metrics``.
 
     ``setup_telemetry`` does not need it: its ASGI layer serves the endpoints outside the
     app's router. Include it when the endpoints should live in your router (your
-    dependencies then apply to them). ``token`` defaults to MYSTOCKS_OTEL_METRICS_TOKEN.
+    dependencies then apply to them) and, with ``include_in_schema=True``, in your OpenAPI
+    schema. ``token`` defaults to MYSTOCKS_OTEL_METRICS_TOKEN.
     """
     from fastapi import APIRouter, Request, Response
 
-    router = APIRouter(include_in_schema=False, tags=["metrics"])  # tags: for tag-based unique ids
+    router = APIRouter(include_in_schema=include_in_schema, tags=["metrics"])  # tags: tag-based ids
     router.mystocks_metrics_router = True
 
     def respond(request: Request, suffix: str) -> Response:

@@ -200,9 +200,11 @@ def test_explicit_metrics_router_still_works_and_is_not_taken_for_the_hosts(metr
 
 
 def test_metrics_router_alone_serves_the_three_endpoints_with_its_token(metrics):
-    app = FastAPI()
-    app.include_router(metrics_router(token="t0k"), prefix="/internal")
+    app = FastAPI(generate_unique_id_function=lambda route: f"{route.tags[0]}-{route.name}")
+    app.include_router(metrics_router(token="t0k", include_in_schema=True), prefix="/internal")
     client = TestClient(app)
+    paths = client.get("/openapi.json").json()["paths"]
+    assert set(paths) == {"/internal/metrics", "/internal/metrics/health", "/internal/metrics/list"}
     assert client.get("/internal/metrics").status_code == 401
     ok = client.get("/internal/metrics", headers={"Authorization": "Bearer t0k"})
     assert ok.status_code == 200 and ok.headers["content-type"].startswith("text/plain")
