@@ -316,7 +316,9 @@ class Store:
         self.master = master
         self.server = server
         self._specs = {recorder.spec.name: recorder for recorder in instruments}
-        self._readers: dict[str, _Reader] = {}
+        self._readers: dict[str, _Reader | None] = {}  # None: a dead worker's file, folded
+        self._dead: dict[str, dict] = {}  # dead workers' counters and histograms, merged
+        self._dead_exemplars: dict[str, dict] = {}
         self._merge_lock = threading.Lock()
         self._slot_fd = None
         self.file: ProcessFile | None = None
@@ -376,40 +378,58 @@ class Store:
         if self._slot_fd is not None:
             os.close(self._slot_fd)
         for reader in self._readers.values():
-            reader.close()
+            if reader is not None:
+                reader.close()
         self._readers = {}
+        self._dead, self._dead_exemplars = {}, {}
         self._merge_lock = threading.Lock()
         self.master = os.getppid()
         self._open_own_file()
         _log.info("mystocks-otel %s", self.describe())
 
     # -- the merge ----------------------------------------------------------------------------
-    def _refresh_readers(self) -> list[_Reader]:
+    def _live_readers(self) -> list[_Reader]:
+        """Readers of the live workers' files. A file found dead is read one last time,
+        folded into the dead workers' totals and closed: its values never change again,
+        so a scrape costs the same however many workers have been replaced."""
         for name in os.listdir(self.directory):
             if name.endswith(".db") and name not in self._readers:
                 try:
                     self._readers[name] = _Reader(os.path.join(self.directory, name))
                 except OSError:
                     continue
-        readers = list(self._readers.values())
-        for reader in readers:
-            reader.refresh()
-        return readers
+        live = []
+        for name, reader in self._readers.items():
+            if reader is None:
+                continue
+            if reader.alive():
+                reader.refresh()
+                live.append(reader)
+                continue
+            reader.refresh()  # everything it wrote before it died
+            self._merge_file(self._dead, self._dead_exemplars, reader, alive=False)
+            reader.close()
+            self._readers[name] = None  # folded: never opened again
+        return live
+
+    def _merge_file(self, acc: dict, exemplars: dict, reader: _Reader, alive: bool) -> None:
+        for metric, key, at, width in reader.entries:
+            recorder = self._specs.get(metric)
+            if recorder is not None:
+                self._merge_entry(acc.setdefault(metric, {}), exemplars, recorder, reader,
+                                  alive, key, at, width)
 
     def merged(self) -> dict[str, tuple[list, dict | None]]:
         """``{metric: (items, exemplars)}`` over every file, in the shapes the recorders give."""
         with self._merge_lock:
-            readers = self._refresh_readers()
-            live = {id(r): r.alive() for r in readers}
-            acc: dict[str, dict] = {}
-            exemplars: dict[str, dict] = {}
-            for reader in readers:
-                for metric, key, at, width in reader.entries:
-                    recorder = self._specs.get(metric)
-                    if recorder is None:
-                        continue
-                    self._merge_entry(acc.setdefault(metric, {}), exemplars, recorder, reader,
-                                      live[id(reader)], key, at, width)
+            live = self._live_readers()
+            acc = {metric: {key: value[:] if isinstance(value, list) else value
+                            for key, value in series.items()}
+                   for metric, series in self._dead.items()}
+            exemplars = {metric: {key: kept[:] for key, kept in found.items()}
+                         for metric, found in self._dead_exemplars.items()}
+            for reader in live:
+                self._merge_file(acc, exemplars, reader, alive=True)
         merged = {}
         for metric, series in acc.items():
             recorder = self._specs[metric]

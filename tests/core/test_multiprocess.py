@@ -100,6 +100,9 @@ def test_merge_rules_over_live_and_dead_workers(run):
     assert got["mystocks.health.component_status"] == {("database",): 1}
     assert got["mystocks.db.connections_active"] == {("postgresql/app", str(slot_a)): 4}
     assert sum(next(iter(got["mystocks.db.query_duration"].values()))[:len(bounds) + 1]) == 3
+    # the dead file was folded once into the dead workers' totals and closed; scrapes agree
+    assert [name for name, r in reader._readers.items() if r is None] == [f"{slot_b}-{b.pid}.db"]
+    assert merged_values(reader)[0] == got
 
     # a replacement takes the dead worker's slot: the worker label stays bounded
     c, release_c, slot_c = start(**values(1, 0, 1, 2, 50, 12, [], 0xC))

@@ -12,9 +12,11 @@ import json
 import os
 import shutil
 import signal
+import urllib.request
 from pathlib import Path
 
 import pytest
+from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 
 from harness import VENV_BIN, base_env, get, run_process, scrape, series, uvicorn_argv
 from support import free_port, wait_until
@@ -70,6 +72,13 @@ def totals(port: int) -> tuple[float, float]:
     return orders, requests
 
 
+def scrape_openmetrics(port: int) -> str:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/metrics",
+                                     headers={"Accept": "application/openmetrics-text"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return response.read().decode()
+
+
 def nine_scrapes(port: int, expected: int) -> list[tuple[float, float]]:
     # The ASGI layer records a request's duration just after its response went out: wait
     # (bounded) for the last one to land, then every scrape must agree.
@@ -98,6 +107,11 @@ def test_every_scrape_sums_all_workers_and_survives_sigkill(app_dir, server):
 
         n, served = send_until_spread(port, at_least=60)
         assert nine_scrapes(port, n) == [(n, n)] * 9
+        page = scrape_openmetrics(port)
+        assert page.endswith("# EOF\n")
+        merged = {s.name: s.value for f in parse_openmetrics(page) for s in f.samples
+                  if s.name == "mystocks_trading_orders_total"}
+        assert merged == {"mystocks_trading_orders_total": n}
 
         victim = max(served, key=served.get)
         os.kill(victim, signal.SIGKILL)
