@@ -39,14 +39,27 @@ could lock), which a replacement worker reuses, so the label stays bounded. Pool
 per worker: a pool belongs to one process, and a sum would hide one worker's exhausted pool.
 Exemplars: the latest of each bucket over all files.
 
-**Compared with prometheus_client's multiprocess mode** (the precedent): the same idea
-(mmap files per process, merged on scrape, ``flock``-free liveness through
-``mark_process_dead`` there), but its files hold one value per key and its collector
-re-parses every key at each scrape and produces no exemplars; ours keep one entry per series
-(a histogram is one entry), parse each entry once, and carry exemplars. Limits shared with
-it: files of dead workers stay until the run ends (a run that replaces workers thousands of
-times reads thousands of small files per scrape); values are written without a lock between
-processes, so a scrape may see a histogram bucket a few nanoseconds before its sum.
+**Why not prometheus_client's multiprocess mode** (the precedent, read before writing
+this): the idea is the same (an mmap file per process, merged on scrape), and so is the
+record-time write that survives SIGKILL. Its parts did not fit:
+
+- its files hold one value per JSON key (a histogram is one key per bucket, plus the sum)
+  and its ``MultiProcessCollector`` reads every file and ``json.loads`` every distinct key
+  at each scrape; here a series is one entry, parsed once per reading process;
+- a dead worker's live gauges go only through an explicit ``mark_process_dead(pid)`` from a
+  server hook (gunicorn's ``child_exit``, configured by the user): uvicorn ``--workers`` has
+  no such hook; here the kernel's ``flock`` release says it, with nothing to configure;
+- its per-process gauges are labelled with the ``pid``, a label that grows with every
+  replaced worker; here the ``worker`` label is a reused slot;
+- it has no exemplars (nor custom collectors, Info or Enum); here exemplars are kept per
+  bucket in the files too;
+- it renders through prometheus_client's own families, not our exposition.
+
+**Limits.** Files of dead workers stay on disk until the run ends (each is read once, when
+found dead, and folded into one in-memory total: scrape cost does not grow with replaced
+workers). Values are written without a lock between processes, so a scrape may see a
+histogram bucket a moment before its sum. Detection reads ``/proc`` (Linux); elsewhere, and
+under other servers (hypercorn, granian), each worker answers for itself.
 """
 
 from __future__ import annotations
