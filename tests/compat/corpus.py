@@ -290,7 +290,7 @@ def settled_metrics(client: httpx.Client, module: ModuleType, result: Run) -> st
         expected = expected_routes(module, result.transcript)
     except AssertionError:
         expected = []
-    deadline = time.monotonic() + 5.0
+    deadline = time.monotonic() + 8.0
     text, previous, stable_since = None, None, time.monotonic()
     while time.monotonic() < deadline:
         response = client.get(result.prefix)
@@ -302,7 +302,7 @@ def settled_metrics(client: httpx.Client, module: ModuleType, result: Run) -> st
             return text
         if observed != previous:
             previous, stable_since = observed, time.monotonic()
-        elif time.monotonic() - stable_since > 1.0:
+        elif time.monotonic() - stable_since > 2.0:
             return text  # settled on other counts: the test reports the difference
         time.sleep(0.1)
     return text

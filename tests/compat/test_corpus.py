@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -23,19 +24,39 @@ from corpus import (ACTIVE, DURATION, INSTRUMENTED, MODES, app_names, expected_r
 pytestmark = pytest.mark.live
 
 APPS = app_names()
+PARALLEL_RUNS = 3
+
+
+def needed_runs(items) -> list[tuple[str, str]]:
+    """The (app, mode) pairs the selected tests read, in test order."""
+    pairs = []
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if "name" in params:
+            modes = [params["mode"]] if "mode" in params else MODES
+            pairs += [(params["name"], m) for m in modes if (params["name"], m) not in pairs]
+    return pairs
 
 
 @pytest.fixture(scope="session")
-def runs(tmp_path_factory):
-    """``runs(app, mode)``: start the app once in that mode, run everything, keep the result."""
-    done = {}
+def runs(request, tmp_path_factory):
+    """``runs(app, mode)``: the result of starting the app once in that mode.
 
-    def get(name: str, mode: str):
-        if (name, mode) not in done:
-            done[name, mode] = run_app(name, mode, tmp_path_factory.mktemp(f"{name}-{mode}"))
-        return done[name, mode]
+    All the runs the selected tests need start up front, three at a time (each is mostly
+    waiting on its own process), and every test reads them from here.
+    """
+    pairs = needed_runs(request.session.items)
+    with ThreadPoolExecutor(max_workers=PARALLEL_RUNS) as pool:
+        futures = {pair: pool.submit(run_app, *pair, tmp_path_factory.mktemp("-".join(pair)))
+                   for pair in pairs}
 
-    return get
+        def get(name: str, mode: str):
+            if (name, mode) not in futures:
+                futures[name, mode] = pool.submit(run_app, name, mode,
+                                                  tmp_path_factory.mktemp(f"{name}-{mode}"))
+            return futures[name, mode].result()
+
+        yield get
 
 
 def started(run) -> None:
