@@ -137,20 +137,9 @@ def label_text(names: tuple[str, ...], key: tuple) -> str:
     return ",".join(f'{name}="{_escape_value(_label_value(value))}"' for name, value in pairs)
 
 
-class _Labels:
-    """Label texts per (metric, key), computed once: keys are bounded by the cardinality limit."""
-
-    def __init__(self):
-        self._cache: dict[str, dict[tuple, str]] = {}
-
-    def of(self, spec: MetricSpec) -> dict[tuple, str]:
-        cache = self._cache.get(spec.name)
-        if cache is None:
-            cache = self._cache[spec.name] = {}
-        return cache
-
-
-_LABELS = _Labels()
+#: metric name -> series key -> label text, computed once per series (series are bounded
+#: by the cardinality limit, and never forgotten by the recorders either)
+_LABEL_TEXTS: dict[str, dict[tuple, str]] = {}
 
 
 def _names(spec: MetricSpec) -> tuple[str, ...]:
@@ -159,7 +148,7 @@ def _names(spec: MetricSpec) -> tuple[str, ...]:
 
 
 def _texts(spec: MetricSpec, items) -> list[str]:
-    cache, names = _LABELS.of(spec), _names(spec)
+    cache, names = _LABEL_TEXTS.setdefault(spec.name, {}), _names(spec)
     texts = []
     for key, _ in items:
         text = cache.get(key)

@@ -9,6 +9,11 @@ SDK's own explicit-bucket aggregation would have made them: same name, unit, des
 attributes, bounds, min/max, the reader's temporality (cumulative by default, with the
 recorder's start time; delta against what this reader last received), and the latest
 exemplar of each bucket when tracing is on.
+
+One gap of the seam: a reader whose SDK collection found nothing at all (no counter or
+gauge holds a value yet) does not call ``_receive_metrics`` (``MetricReader.collect`` is
+final), so histograms then wait for the next collection. Our health gauges are set at
+start-up, so in practice every collection has SDK data.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from .catalog import Kind
 from .instruments import INSTRUMENTS, HistogramRecorder, Instruments
+from .prefork import ForkSafeExport
 
 _log = logging.getLogger(__name__)
 SCOPE_NAME = "mystocks_otel"  # the meter the observable instruments are made on
@@ -132,8 +138,8 @@ class JoinHistograms:
         super()._receive_metrics(metrics_data, timeout_millis=timeout_millis, **kwargs)
 
 
-class PeriodicReader(JoinHistograms, PeriodicExportingMetricReader):
-    """The SDK's periodic (OTLP) reader, with our histograms."""
+class PeriodicReader(ForkSafeExport, JoinHistograms, PeriodicExportingMetricReader):
+    """The SDK's periodic (OTLP) reader, with our histograms; safe across fork() (prefork)."""
 
 
 class InMemoryReader(JoinHistograms, InMemoryMetricReader):
