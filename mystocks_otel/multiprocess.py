@@ -274,7 +274,7 @@ class _Reader:
         self._map = None
         self._size = 0
         self._parsed = _HEADER.size
-        self.entries: list[tuple[str, tuple, int, int]] = []  # (metric, key, offset, width)
+        self.entries: dict[str, list[tuple[tuple, int, int]]] = {}  # metric -> (key, offset, width)
         self.dead = False
 
     def alive(self) -> bool:
@@ -304,7 +304,8 @@ class _Reader:
             padded = (length + 7) & ~7
             raw = self._map[position + _ENTRY.size:position + _ENTRY.size + length]
             metric, values = json.loads(raw)
-            self.entries.append((metric, tuple(values), (position + _ENTRY.size + padded) // 8, width))
+            self.entries.setdefault(metric, []).append(
+                (tuple(values), (position + _ENTRY.size + padded) // 8, width))
             position += _ENTRY.size + padded + 8 * width
         self._parsed = position
 
@@ -426,11 +427,19 @@ class Store:
         return live
 
     def _merge_file(self, acc: dict, exemplars: dict, reader: _Reader, alive: bool) -> None:
-        for metric, key, at, width in reader.entries:
+        for metric, entries in reader.entries.items():
             recorder = self._specs.get(metric)
-            if recorder is not None:
-                self._merge_entry(acc.setdefault(metric, {}), exemplars, recorder, reader,
-                                  alive, key, at, width)
+            if recorder is None:
+                continue
+            series = acc.setdefault(metric, {})
+            kind = recorder.spec.kind
+            if kind is Kind.HISTOGRAM:
+                _merge_histograms(series, exemplars.setdefault(metric, {}), recorder.width,
+                                  reader, entries)
+            elif kind is Kind.COUNTER:
+                _merge_counters(series, recorder.spec.multiprocess, reader.view, entries)
+            elif alive:  # gauges and up-down counters: live workers only
+                _merge_gauges(series, recorder.spec.multiprocess, reader, entries)
 
     def merged(self) -> dict[str, tuple[list, dict | None]]:
         """``{metric: (items, exemplars)}`` over every file, in the shapes the recorders give."""
@@ -453,36 +462,41 @@ class Store:
             merged[metric] = (items, exemplars.get(metric))
         return merged
 
-    @staticmethod
-    def _merge_entry(series: dict, exemplars: dict, recorder: Recorder, reader: _Reader,
-                     alive: bool, key: tuple, at: int, width: int) -> None:
-        view, kind = reader.view, recorder.spec.kind
-        rule = recorder.spec.multiprocess
-        if kind is Kind.HISTOGRAM:
-            n = recorder.width
-            values = view[at:at + n + 1].tolist()
-            total = series.get(key)
-            if total is None:
-                series[key] = values
-            else:
-                for i in range(n + 1):
-                    total[i] += values[i]
-            if width > n + 1:
-                _merge_exemplars(exemplars.setdefault(recorder.spec.name, {}), reader, key, at + n + 1, n)
-            return
-        value = view[at]
-        if kind is Kind.COUNTER:
-            if rule == MAX:
-                series[key] = max(series.get(key, value), value)
-            else:
-                series[key] = series.get(key, 0.0) + value
-            return
-        if not alive:
-            return
-        when = view[at + 1]
+
+def _merge_histograms(series: dict, exemplars: dict, n: int, reader: _Reader, entries) -> None:
+    view = reader.view
+    for key, at, width in entries:
+        values = view[at:at + n + 1].tolist()  # bucket counts, then the sum
+        total = series.get(key)
+        if total is None:
+            series[key] = values
+        else:
+            for i in range(n + 1):
+                total[i] += values[i]
+        if width > n + 1:
+            _merge_exemplars(exemplars, reader, key, at + n + 1, n)
+
+
+def _merge_counters(series: dict, rule: str | None, view, entries) -> None:
+    get = series.get
+    if rule == MAX:  # totals copied from elsewhere: every worker saw the same counter
+        for key, at, _ in entries:
+            value = view[at]
+            previous = get(key)
+            series[key] = value if previous is None or value > previous else previous
+    else:
+        for key, at, _ in entries:
+            series[key] = get(key, 0.0) + view[at]
+
+
+def _merge_gauges(series: dict, rule: str | None, reader: _Reader, entries) -> None:
+    """Values are ``(value, write time)`` until the end of the merge."""
+    view = reader.view
+    for key, at, _ in entries:
+        value, when = view[at], view[at + 1]
         if rule == PER_WORKER:
             series[key + (reader.slot,)] = (value, when)
-            return
+            continue
         previous = series.get(key)
         if previous is None:
             series[key] = (value, when)
