@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from . import config, export_health, provider
+from .catalog import Kind
 from .config import Settings
 from .instruments import INSTRUMENTS
 from .integrations.health import HealthRegistry, probe_engines, probe_redis
@@ -274,10 +275,20 @@ def _after_fork_in_parent() -> None:
         paused.resume()
 
 
+def _forget_parent_counts() -> None:
+    """A forked child counts from zero: the parent keeps what it counted before the fork
+    (and pushes it under its own ``service.instance.id``). Gauges keep their last value."""
+    for recorder in INSTRUMENTS:
+        recorder._lock = threading.Lock()  # a parent thread may have held it at the fork
+        if recorder.spec.kind is not Kind.GAUGE:
+            recorder.clear_values()
+
+
 def _after_fork_in_child() -> None:
     global _lock, _hooks_lock, _paused
     _lock, _hooks_lock = threading.Lock(), threading.Lock()  # a parent thread may have held them
     _paused = None
+    _forget_parent_counts()
     if _runtime is not None:
         _runtime.restart_poller()
 

@@ -104,3 +104,47 @@ def test_pool_status_before_set_up_reads_the_engines_given():
     """)
     assert result["report"] == {"sqlite/default": {"active": 1, "idle": 0, "open": 1, "max": 3}}
     assert result["nothing"] == {} and result["hooks"]
+
+
+def test_a_forked_child_gets_its_own_collector_connection():
+    # The SDK's exporter internals are reached by name: this fails if an SDK upgrade moves them.
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+
+    from mystocks_otel import export_health
+    from mystocks_otel.prefork import new_session
+
+    exporter = export_health.watch(OTLPMetricExporter(endpoint="http://127.0.0.1:9/v1/metrics",
+                                                      headers={"x-team": "quant"}), "otlp")
+    transport = exporter.inner._client._transport
+    inherited = transport._session
+    inherited.verify = False
+    assert new_session(exporter)
+    assert transport._session is not inherited
+    assert transport._session.headers == inherited.headers
+    assert transport._session.verify is False
+    assert new_session(object()) is False  # another layout: keep what there is, never raise
+
+
+def test_a_forked_child_starts_its_counts_at_zero_and_the_parent_keeps_its_own():
+    result = run_scenario("""
+        from mystocks_otel import runtime, record_order, record_db_query, set_symbols_tracked
+        from mystocks_otel.instruments import counter, gauge, histogram
+        setup_telemetry(make_app(), system_metrics=False)
+        record_order("buy", "market", "filled"); record_db_query("SELECT", 0.01)
+        set_symbols_tracked("feed", 7)
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            record_order("buy", "market", "filled")
+            os.write(write, json.dumps({
+                "orders": counter("mystocks.trading.orders").value("buy", "market", "filled"),
+                "queries": len(histogram("mystocks.db.query_duration").snapshot()),
+                "symbols": gauge("mystocks.market_data.symbols_tracked").value("feed"),
+            }).encode())
+            os._exit(0)
+        os.waitpid(pid, 0)
+        done(child=json.loads(os.read(read, 65536)),
+             parent=counter("mystocks.trading.orders").value("buy", "market", "filled"))
+    """)
+    assert result["child"] == {"orders": 1, "queries": 0, "symbols": 7}
+    assert result["parent"] == 1
