@@ -87,17 +87,19 @@ def nine_scrapes(port: int, expected: int) -> list[tuple[float, float]]:
 
 
 def argv(server: str, port: int) -> list[str]:
-    if server == "uvicorn":
-        return uvicorn_argv("workers_app:app", port, "--workers", "3", instrument=False)
+    if server.startswith("uvicorn"):
+        zero_code = server == "uvicorn-zero-code"  # opentelemetry-instrument sets the app up
+        return uvicorn_argv("workers_app:app", port, "--workers", "3", instrument=zero_code)
     preload = ["--preload"] if server == "gunicorn-preload" else []
     return [GUNICORN, "workers_app:app", "-w", "3", "-k", "uvicorn.workers.UvicornWorker",
             "-b", f"127.0.0.1:{port}", "--graceful-timeout", "3", *preload]
 
 
-@pytest.mark.parametrize("server", ["uvicorn", "gunicorn", "gunicorn-preload"])
+@pytest.mark.parametrize("server", ["uvicorn", "uvicorn-zero-code", "gunicorn", "gunicorn-preload"])
 def test_every_scrape_sums_all_workers_and_survives_sigkill(app_dir, server):
     port = free_port()
-    env = base_env(app_dir, MYSTOCKS_OTEL_SYSTEM_METRICS="false", PYTHONWARNINGS="ignore")
+    env = base_env(app_dir, MYSTOCKS_OTEL_SYSTEM_METRICS="false", PYTHONWARNINGS="ignore",
+                   WORKERS_APP_ZERO_CODE="1" if server == "uvicorn-zero-code" else "0")
     with run_process(argv(server, port), app_dir, env) as proc:
         proc.wait_port(port, timeout=30)
         master = proc.proc.pid

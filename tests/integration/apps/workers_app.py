@@ -1,4 +1,7 @@
-"""An app for several workers: each answer says which worker process served it."""
+"""An app for several workers: each answer says which worker process served it.
+
+With ``WORKERS_APP_ZERO_CODE=1`` it has no telemetry code (run it under opentelemetry-instrument).
+"""
 
 import os
 
@@ -7,7 +10,8 @@ from fastapi import FastAPI
 import mystocks_otel
 
 app = FastAPI()
-mystocks_otel.setup_telemetry(app)
+if os.environ.get("WORKERS_APP_ZERO_CODE") != "1":
+    mystocks_otel.setup_telemetry(app)
 
 
 @app.get("/work/{n}")
