@@ -152,3 +152,16 @@ def test_each_request_counted_once_under_its_template(runs, name, mode):
                       for s in samples(run.metrics) if s.name == ACTIVE})
     assert all(v == 0 for v in active.values()), f"requests still active after the check: {active}"
     assert any(s.name == DURATION for s in samples(run.metrics))
+
+
+WITH_METRIC_CHECKS = [name for name in APPS if hasattr(load_app(name), "check_metrics")]
+
+
+@pytest.mark.parametrize("mode", INSTRUMENTED)
+@pytest.mark.parametrize("name", WITH_METRIC_CHECKS)
+def test_app_specific_metrics(runs, name, mode):
+    """What only this app's pattern shows (e.g. WebSocket conversations)."""
+    run = runs(name, mode)
+    started(run)
+    assert run.metrics is not None, f"{name} ({mode}): no exposition: {run.prefix_error}"
+    load_app(name).check_metrics(samples(run.metrics))

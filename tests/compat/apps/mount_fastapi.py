@@ -1,11 +1,12 @@
 """A versioned API: a second FastAPI app mounted under ``/v2``, with its own docs.
 
 The sub-app has its own exception handler and its own routers; its schema is served at
-``/v2/openapi.json``. Under ``opentelemetry-instrument`` both apps are created, so the
-instrumentation sees two FastAPI instances in one request path.
+``/v2/openapi.json``, and it mounts a third app under ``/admin``. A per-tenant app is
+mounted under a templated prefix (``/tenants/{tenant}``). Under ``opentelemetry-instrument``
+every one of these apps is created (and set up), so one request crosses several of them.
 """
 
-from fastapi import APIRouter, FastAPI, HTTPException
+from fastapi import APIRouter, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
 
 v2 = FastAPI(title="things v2", version="2.0")
@@ -33,6 +34,23 @@ async def deep_item(group: str, item_id: int) -> dict:
 
 v2.include_router(deep)
 
+admin = FastAPI(title="v2 admin")
+
+
+@admin.get("/stats/{kind}")
+def stats(kind: str) -> dict:
+    return {"kind": kind}
+
+
+v2.mount("/admin", admin)
+
+tenant_app = FastAPI(title="tenant")
+
+
+@tenant_app.get("/profile")
+def profile(request: Request) -> dict:
+    return {"tenant": request.path_params.get("tenant"), "root": request.scope["root_path"]}
+
 app = FastAPI(title="things")
 
 
@@ -44,6 +62,7 @@ def get_thing(thing_id: int) -> dict:
 
 
 app.mount("/v2", v2)
+app.mount("/tenants/{tenant}", tenant_app)
 
 # A 404 inside the mount matched the Mount but no route of the sub-app: the issue does not
 # pin its label, so any low-cardinality form is accepted (never the raw path).
@@ -59,6 +78,8 @@ ROUTES = {
     "/v2/docs": "/v2/docs",
     "/v2/nothing/here": MOUNT_MISS,
     "/v2/metrics": MOUNT_MISS,
+    "/v2/admin/stats/orders": "/v2/admin/stats/{kind}",
+    "/tenants/acme/profile": "/tenants/{tenant}/profile",
 }
 
 
@@ -71,6 +92,10 @@ def check(client) -> None:
     assert client.get("/v2/deep/red/items/9").json() == {"group": "red", "item": 9}
     assert client.get("/v2/nothing/here").status_code == 404
     assert client.get("/v2/metrics").status_code == 404  # the sub-app has no such route
+
+    assert client.get("/v2/admin/stats/orders").json() == {"kind": "orders"}
+    assert client.get("/tenants/acme/profile").json() == {"tenant": "acme",
+                                                          "root": "/tenants/acme"}
 
     sub_schema = client.get("/v2/openapi.json").json()
     assert sub_schema["info"] == {"title": "things v2", "version": "2.0"}
