@@ -148,3 +148,52 @@ def test_a_forked_child_starts_its_counts_at_zero_and_the_parent_keeps_its_own()
     """)
     assert result["child"] == {"orders": 1, "queries": 0, "symbols": 7}
     assert result["parent"] == 1
+
+
+def test_a_fork_during_an_export_leaves_the_child_able_to_export():
+    # The parent's export thread is inside export() (holding the reader's export lock) when
+    # the fork happens. The stock reader's child then waits on that lock forever; ours waits
+    # for the export to finish before forking.
+    result = run_scenario("""
+        import threading
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.export import (MetricExporter, MetricExportResult,
+                                                      PeriodicExportingMetricReader)
+        from mystocks_otel.sdk_bridge import JoinHistograms, PeriodicReader
+
+        class Stock(JoinHistograms, PeriodicExportingMetricReader):
+            pass
+
+        class Slow(MetricExporter):
+            def __init__(self):
+                super().__init__()
+                self.started, self.exports = threading.Event(), 0
+            def export(self, metrics_data, timeout_millis=10_000, **kwargs):
+                self.started.set(); time.sleep(1.0); self.exports += 1
+                return MetricExportResult.SUCCESS
+            def force_flush(self, timeout_millis=10_000):
+                return True
+            def shutdown(self, timeout_millis=30_000, **kwargs):
+                pass
+
+        def child_exports(reader_class):
+            exporter = Slow()
+            provider = MeterProvider(metric_readers=[reader_class(exporter, export_interval_millis=20)])
+            provider.get_meter("t").create_counter("c").add(1)
+            exporter.started.wait(10)
+            read, write = os.pipe()
+            pid = os.fork()          # lands inside the parent's export
+            if pid == 0:
+                before, deadline = exporter.exports, time.monotonic() + 5
+                while exporter.exports == before and time.monotonic() < deadline:
+                    time.sleep(0.02)
+                os.write(write, b"1" if exporter.exports > before else b"0")
+                os._exit(0)
+            os.waitpid(pid, 0)
+            exported = os.read(read, 1) == b"1"
+            provider.shutdown(timeout_millis=1000)
+            return exported
+
+        done(ours=child_exports(PeriodicReader), stock=child_exports(Stock))
+    """)
+    assert result == {"ours": True, "stock": False}
