@@ -20,10 +20,12 @@ Each app module in ``apps/`` declares:
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import re
 import sys
 import traceback
+import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,11 +51,18 @@ def app_names() -> list[str]:
     return sorted(p.stem for p in APPS_DIR.glob("*.py") if not p.stem.startswith("_"))
 
 
+@functools.cache
 def load_app(name: str) -> ModuleType:
-    """Import an app module under a private name (never as a top-level module)."""
+    """Import an app module once, under a private name (never as a top-level module).
+
+    Its import-time deprecation warnings (``FastAPI(root_path=...)``) belong to the pattern
+    the app stands for, not to this test process: the server processes still show them.
+    """
     spec = importlib.util.spec_from_file_location(f"compat_app_{name}", APPS_DIR / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        spec.loader.exec_module(module)
     return module
 
 
