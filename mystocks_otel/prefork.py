@@ -8,7 +8,9 @@ own ``service.instance.id`` (``MeterProvider._handle_fork``). Two things it leav
   exports copies every lock that thread holds into the child, still held; the child's new
   export thread then waits on them forever and the worker never pushes (seen under gunicorn
   ``--preload -w 3``: one worker in three stuck on the reader's ``_export_lock``). So a fork
-  waits, bounded, until the reader is between collections (:class:`ForkSafeExport`).
+  waits, bounded, until the reader is between collections (:class:`ForkSafeExport`). When a
+  slow Collector outlasts the wait, the fork goes ahead: the export then only holds the
+  reader's own locks, which the child makes anew, and no lock of the collection phase.
 - **The Collector connection.** The child inherits the parent's keep-alive socket; two
   processes writing requests into one socket corrupt each other's exports. The child gets a
   new HTTP session.
@@ -26,7 +28,7 @@ import weakref
 
 _log = logging.getLogger(__name__)
 
-FORK_WAIT_SECONDS = 5.0  # a hung Collector must not hang the server's fork for longer
+FORK_WAIT_SECONDS = 2.0  # a hung Collector must not hang the server's fork for longer
 
 
 class ForkSafeExport:

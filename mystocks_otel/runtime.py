@@ -255,7 +255,7 @@ def stop() -> None:
 
 
 # -- fork() -----------------------------------------------------------------------------------
-FORK_WAIT_SECONDS = 5.0  # longest a fork waits for a running probe (a hung ping must not hang it)
+FORK_WAIT_SECONDS = 2.0  # longest a fork waits for a running probe (a hung ping must not hang it)
 _paused: Poller | None = None
 
 

@@ -164,20 +164,24 @@ def test_a_fork_during_an_export_leaves_the_child_able_to_export():
         class Stock(JoinHistograms, PeriodicExportingMetricReader):
             pass
 
+        parent = os.getpid()
+
         class Slow(MetricExporter):
-            def __init__(self):
+            def __init__(self, seconds):
                 super().__init__()
-                self.started, self.exports = threading.Event(), 0
+                self.seconds, self.started, self.exports = seconds, threading.Event(), 0
             def export(self, metrics_data, timeout_millis=10_000, **kwargs):
-                self.started.set(); time.sleep(1.0); self.exports += 1
+                self.started.set()
+                time.sleep(self.seconds if os.getpid() == parent else 0.01)
+                self.exports += 1
                 return MetricExportResult.SUCCESS
             def force_flush(self, timeout_millis=10_000):
                 return True
             def shutdown(self, timeout_millis=30_000, **kwargs):
                 pass
 
-        def child_exports(reader_class):
-            exporter = Slow()
+        def child_exports(reader_class, seconds=1.0):
+            exporter = Slow(seconds)
             provider = MeterProvider(metric_readers=[reader_class(exporter, export_interval_millis=20)])
             provider.get_meter("t").create_counter("c").add(1)
             exporter.started.wait(10)
@@ -194,6 +198,9 @@ def test_a_fork_during_an_export_leaves_the_child_able_to_export():
             provider.shutdown(timeout_millis=1000)
             return exported
 
-        done(ours=child_exports(PeriodicReader), stock=child_exports(Stock))
+        # a Collector slower than the fork's bounded wait (2 s): the fork goes ahead, and the
+        # child, with the reader's locks and session made anew, still exports
+        done(ours=child_exports(PeriodicReader), stock=child_exports(Stock),
+             hung=child_exports(PeriodicReader, seconds=4.0))
     """)
-    assert result == {"ours": True, "stock": False}
+    assert result == {"ours": True, "stock": False, "hung": True}
