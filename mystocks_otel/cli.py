@@ -56,6 +56,14 @@ def _render(args) -> int:
     return 0
 
 
+def _stack(args) -> int:
+    from .stack import runner
+
+    if args.action == "up":
+        return runner.up(Path(args.dir), test_overlay=args.test_overlay)
+    return {"down": runner.down, "status": runner.status}[args.action](Path(args.dir))
+
+
 def _list(args) -> int:
     from .catalog import METRICS
 
@@ -108,6 +116,16 @@ def main(argv: list[str] | None = None) -> int:
     render.add_argument("--slo", action="append", default=[], metavar="NAME=OBJECTIVE",
                         help="an SLO objective, e.g. api-availability=0.995 (repeatable)")
     render.set_defaults(run=_render)
+
+    stack = sub.add_parser("stack", help="the whole monitoring stack on this machine: up, status, down")
+    stack.add_argument("action", choices=("up", "status", "down"),
+                       help="up starts every part on 127.0.0.1, status checks them, down stops them")
+    stack.add_argument("--dir", default=".stack",
+                       help="where the stack keeps its state, data and logs (default: .stack)")
+    stack.add_argument("--test-overlay", action="store_true",
+                       help="1 s scrape/evaluation, short `for` and routing waits, the trading session "
+                            "always open: what the live tests run (thresholds and exprs unchanged)")
+    stack.set_defaults(run=_stack)
 
     listing = sub.add_parser("list", help="print the metric catalog")
     listing.add_argument("--json", action="store_true")

@@ -2,16 +2,17 @@
 # Prepares a fresh Debian 12 machine: Debian packages (as root, only when missing),
 # then a virtualenv in .venv with the package installed in editable mode.
 #   scripts/setup.sh          runtime + demo dependencies
-#   scripts/setup.sh --dev    also the test tools and the monitoring binaries
+#   scripts/setup.sh --stack  also the mixin and the monitoring binaries (mystocks-otel stack)
+#   scripts/setup.sh --dev    also the test tools
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 extra="demo"
 packages=(redis-server)
-if [[ "${1:-}" == "--dev" ]]; then
-    extra="dev"
-    packages+=(prometheus prometheus-alertmanager)
-fi
+case "${1:-}" in
+    --dev) extra="dev"; packages+=(prometheus prometheus-alertmanager postgresql) ;;
+    --stack) extra="demo,mixin"; packages+=(prometheus prometheus-alertmanager postgresql) ;;
+esac
 
 missing=()
 for pkg in "${packages[@]}"; do

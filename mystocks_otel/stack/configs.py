@@ -39,7 +39,13 @@ def prometheus_config(base: dict, *, replica: str, targets: dict[str, list[str]]
     config = copy.deepcopy(base)
     config.setdefault("global", {}).setdefault("external_labels", {})["replica"] = replica
     config["rule_files"] = rule_files
-    config["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": alertmanagers}]}]}
+    alerting = config.setdefault("alerting", {})
+    alerting["alertmanagers"] = [{"static_configs": [{"targets": alertmanagers}]}]
+    # Both replicas send the same alerts: without their replica label, Alertmanager sees one
+    # alert and deduplicates (compose's file must say the same; tests/stack checks it).
+    relabel = {"action": "labeldrop", "regex": "replica"}
+    if relabel not in alerting.setdefault("alert_relabel_configs", []):
+        alerting["alert_relabel_configs"].append(relabel)
     for job in config.get("scrape_configs", []):
         if job["job_name"] in targets:
             job["static_configs"] = [{"targets": targets[job["job_name"]]}]
@@ -107,3 +113,67 @@ def collector_environment(*, otlp_http: int, otlp_grpc: int, zpages: int, teleme
         "OTELCOL_VICTORIAMETRICS_OTLP_ENDPOINT": f"{victoriametrics_url}/opentelemetry",
         "OTELCOL_BATCH_TIMEOUT": "1s",
     }
+
+
+# -- the test overlay --------------------------------------------------------------------------
+# The live suite runs the real rules and routing, faster. It may shorten only the scrape and
+# evaluation intervals, every rule's `for` and Alertmanager's waits, and replace the trading-
+# session rule with an always-open series so that market-data scenarios run at any hour. It
+# changes no other expr and no threshold: tests/live/test_overlay.py checks exactly that.
+
+TEST_INTERVAL = "1s"
+TEST_FOR_CAP_SECONDS = 5
+TEST_GROUP_WAIT = "1s"
+TEST_GROUP_INTERVAL = "2s"
+TRADING_SESSION_MARK = "trading_session"
+
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
+
+
+def seconds(duration: str) -> float:
+    """A Prometheus duration (``1h30m``, ``90s``, ``0s``) in seconds."""
+    import re
+
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w|y)", str(duration))
+    if not parts or "".join(n + u for n, u in parts) != str(duration):
+        raise ValueError(f"not a Prometheus duration: {duration!r}")
+    return sum(float(n) * _UNITS[u] for n, u in parts)
+
+
+def test_overlay_rules(groups: dict) -> dict:
+    """One rule file with every `for` capped and the trading session always open."""
+    out = copy.deepcopy(groups)
+    for group in out.get("groups", []):
+        group["interval"] = TEST_INTERVAL
+        for rule in group.get("rules", []):
+            if "for" in rule and seconds(rule["for"]) > TEST_FOR_CAP_SECONDS:
+                rule["for"] = f"{TEST_FOR_CAP_SECONDS}s"
+            if TRADING_SESSION_MARK in rule.get("record", ""):
+                rule["expr"] = "vector(1)"
+    return out
+
+
+def test_overlay_prometheus(config: dict) -> dict:
+    out = copy.deepcopy(config)
+    out.setdefault("global", {}).update(
+        scrape_interval=TEST_INTERVAL, evaluation_interval=TEST_INTERVAL, scrape_timeout=TEST_INTERVAL)
+    for job in out.get("scrape_configs", []):
+        for key in ("scrape_interval", "scrape_timeout"):
+            job.pop(key, None)
+    return out
+
+
+def test_overlay_alertmanager(config: dict) -> dict:
+    """Every route's non-zero group_wait and group_interval shortened; nothing else."""
+    out = copy.deepcopy(config)
+
+    def walk(route: dict) -> None:
+        if "group_wait" in route and seconds(route["group_wait"]) > 0:
+            route["group_wait"] = TEST_GROUP_WAIT
+        if "group_interval" in route:
+            route["group_interval"] = TEST_GROUP_INTERVAL
+        for child in route.get("routes", []):
+            walk(child)
+
+    walk(out["route"])
+    return out

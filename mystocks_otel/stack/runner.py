@@ -17,10 +17,13 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+import yaml
 
 from . import configs
 
@@ -47,6 +50,7 @@ class Component:
     ports: list[int] = field(default_factory=list)
     env: dict = field(default_factory=dict)
     user: str | None = None
+    data_dir: str = ""  # kept outside the stack's folder (PostgreSQL's): removed by down
     pid: int | None = None
     log: str = ""
     state: str = "new"
@@ -105,6 +109,8 @@ def say(message: str) -> None:
 
 def ensure_packages() -> None:
     missing = [pkg for binary, pkg in PACKAGES.items() if shutil.which(binary) is None]
+    if not list(Path("/usr/lib/postgresql").glob("*/bin/postgres")):
+        missing.append("postgresql")
     if not missing:
         return
     if os.geteuid() != 0:
@@ -146,7 +152,27 @@ def victoriametrics_binary() -> str:
 
 # -- the plan --------------------------------------------------------------------------------
 
-def plan(workdir: Path) -> list[Component]:
+def _write_overlay(workdir: Path, rule_files: list[Path]) -> list[str]:
+    """The test overlay (configs.test_overlay_*): rules rewritten into workdir/rules."""
+    (workdir / "rules").mkdir(exist_ok=True)
+    out = []
+    for path in rule_files:
+        target = workdir / "rules" / path.name
+        target.write_text(yaml.safe_dump(configs.test_overlay_rules(yaml.safe_load(path.read_text())),
+                                         sort_keys=False))
+        out.append(str(target))
+    for name in ("prometheus-a.yml", "prometheus-b.yml"):
+        path = workdir / name
+        path.write_text(yaml.safe_dump(configs.test_overlay_prometheus(yaml.safe_load(path.read_text())),
+                                       sort_keys=False))
+    path = workdir / "alertmanager.yml"
+    shutil.copy(path, workdir / "alertmanager-production.yml")  # kept for the MTTD derivation
+    path.write_text(yaml.safe_dump(configs.test_overlay_alertmanager(yaml.safe_load(path.read_text())),
+                                   sort_keys=False))
+    return out
+
+
+def plan(workdir: Path, test_overlay: bool = False) -> list[Component]:
     """Every component, in start order, with its ports and config files written."""
     ensure_packages()
     pg = postgres_bin()
@@ -156,11 +182,13 @@ def plan(workdir: Path) -> list[Component]:
         "postgres", "redis", "sink", "smtp", "vm", "otlp_http", "otlp_grpc", "zpages",
         "otelcol_metrics", "demo", "am_a", "am_b", "am_a_cluster", "am_b_cluster",
         "prom_a", "prom_b")}
-    for sub in ("postgres", "redis", "vm", "am-a", "am-b", "prom-a", "prom-b", "secrets", "logs"):
+    for sub in ("redis", "vm", "am-a", "am-b", "prom-a", "prom-b", "secrets", "logs"):
         (workdir / sub).mkdir(parents=True, exist_ok=True)
-    if os.geteuid() == 0:  # PostgreSQL refuses to run as root: its directory is postgres's
-        shutil.chown(workdir / "postgres", "postgres")
-    os.chmod(workdir / "postgres", 0o700)
+    # PostgreSQL refuses to run as root, so as root it runs as postgres, which may not reach
+    # into the stack's folder (pytest's are 0700): its data lives in a directory of its own.
+    pg_dir = Path(tempfile.mkdtemp(prefix="mystocks-stack-pg-"))
+    if os.geteuid() == 0:
+        shutil.chown(pg_dir, "postgres")
 
     sink_url = f"http://127.0.0.1:{p['sink']}"
     demo_url = f"http://127.0.0.1:{p['demo']}"
@@ -184,12 +212,19 @@ def plan(workdir: Path) -> list[Component]:
         "prometheus": [f"127.0.0.1:{p['prom_a']}", f"127.0.0.1:{p['prom_b']}"],
         "alertmanager": [f"127.0.0.1:{p['am_a']}", f"127.0.0.1:{p['am_b']}"],
     }
+    rule_files = sorted((REPO / "alerts" / "rules").glob("*.yml"))
     for replica in ("a", "b"):
         configs.write_prometheus(
             workdir / f"prometheus-{replica}.yml", REPO / "prometheus" / "prometheus.yml",
-            replica=replica, targets=targets,
-            rule_files=[str(REPO / "alerts" / "rules" / "*.yml")],
+            replica=replica, targets=targets, rule_files=[str(p) for p in rule_files],
             alertmanagers=targets["alertmanager"], remote_write_url=f"{vm_url}/api/v1/write")
+    if test_overlay:
+        overlay_rules = _write_overlay(workdir, rule_files)
+        for replica in ("a", "b"):
+            path = workdir / f"prometheus-{replica}.yml"
+            config = yaml.safe_load(path.read_text())
+            config["rule_files"] = overlay_rules
+            path.write_text(yaml.safe_dump(config, sort_keys=False))
     (workdir / "otelcol-local.yaml").write_text(json.dumps(configs.COLLECTOR_OVERLAY))
 
     demo_env = {
@@ -201,12 +236,15 @@ def plan(workdir: Path) -> list[Component]:
         "MYSTOCKS_DEMO_ALERT_WEBHOOK_TOKEN": token,
         "MYSTOCKS_DEMO_FAULTS_FILE": str(workdir / "faults.json"),
     }
+    if test_overlay:  # the app's own periods, not the rules': probes and pushes every second
+        demo_env.update(MYSTOCKS_OTEL_PROBE_INTERVAL="1", MYSTOCKS_DEMO_HEALTH_SECONDS="1",
+                        OTEL_METRIC_EXPORT_INTERVAL="1000")
     return [
-        Component("postgresql", [str(pg / "postgres"), "-D", str(workdir / "postgres" / "data"),
+        Component("postgresql", [str(pg / "postgres"), "-D", str(pg_dir / "data"),
                                  "-c", "listen_addresses=127.0.0.1", "-p", str(p["postgres"]),
-                                 "-k", str(workdir / "postgres"), "-c", "fsync=off"],
+                                 "-k", str(pg_dir), "-c", "fsync=off"],
                   f"postgresql://127.0.0.1:{p['postgres']}", port=p["postgres"],
-                  user="postgres" if os.geteuid() == 0 else None),
+                  user="postgres" if os.geteuid() == 0 else None, data_dir=str(pg_dir)),
         Component("redis", ["redis-server", "--port", str(p["redis"]), "--bind", "127.0.0.1",
                             "--save", "", "--appendonly", "no", "--dir", str(workdir / "redis")],
                   f"redis://127.0.0.1:{p['redis']}", port=p["redis"]),
@@ -249,8 +287,8 @@ def plan(workdir: Path) -> list[Component]:
 
 # -- starting and stopping -------------------------------------------------------------------
 
-def _init_postgres(component: Component, workdir: Path) -> None:
-    data = workdir / "postgres" / "data"
+def _init_postgres(component: Component) -> None:
+    data = Path(component.data_dir) / "data"
     if data.exists():
         return
     initdb = str(postgres_bin() / "initdb")
@@ -264,7 +302,7 @@ def _init_postgres(component: Component, workdir: Path) -> None:
 
 def start(component: Component, workdir: Path) -> None:
     if component.name == "postgresql":
-        _init_postgres(component, workdir)
+        _init_postgres(component)
     argv = component.argv
     if component.user:
         argv = ["runuser", "-u", component.user, "--", *argv]
@@ -354,7 +392,7 @@ def cluster_peers(components: list[Component]) -> dict[str, int]:
     return out
 
 
-def up(workdir: Path = DEFAULT_DIR) -> int:
+def up(workdir: Path = DEFAULT_DIR, test_overlay: bool = False) -> int:
     workdir = workdir.resolve()
     existing, _ = load(workdir)
     if any(alive(c.pid) for c in existing):
@@ -366,7 +404,7 @@ def up(workdir: Path = DEFAULT_DIR) -> int:
     workdir.mkdir(parents=True)
     say(f"mystocks-otel stack: preparing in {workdir} (binaries, configs)")
     try:
-        components = plan(workdir)
+        components = plan(workdir, test_overlay)
     except (StackError, subprocess.SubprocessError, OSError) as error:
         say(f"stack up failed: {error}")
         return 1
@@ -428,9 +466,35 @@ def down(workdir: Path = DEFAULT_DIR) -> int:
     if still:
         say(f"still listening: {', '.join(still)}")
         return 1
+    for component in components:
+        if component.data_dir:
+            shutil.rmtree(component.data_dir, ignore_errors=True)
     if failed:
         save(workdir, components, True)
         say(f"something had failed: logs kept in {workdir / 'logs'}")
     else:
         shutil.rmtree(workdir, ignore_errors=True)
     return 0
+
+
+# -- one component at a time (the live fault scenarios use these) -----------------------------
+
+def stop_one(workdir: Path, name: str) -> Component:
+    """Stop one running component (a real outage); its ports stay reserved in the state."""
+    components, failed = load(workdir.resolve())
+    component = next(c for c in components if c.name == name)
+    stop(component)
+    component.state = "stopped"
+    save(workdir.resolve(), components, failed)
+    return component
+
+
+def start_one(workdir: Path, name: str) -> Component:
+    """Start a stopped component again, on the same ports, and wait until it is ready."""
+    workdir = workdir.resolve()
+    components, failed = load(workdir)
+    component = next(c for c in components if c.name == name)
+    start(component, workdir)
+    wait_ready(component)
+    save(workdir, components, failed)
+    return component
