@@ -208,9 +208,15 @@ def broken_websocket_client(stack) -> Background:
 def test_api_errors_burn_the_budget_and_page_once_per_alert(stack, amtool):
     """First, while the stack's history is short: a fast burn's 1h window needs 14.4% of the
     hour's requests to fail, so with hours of good traffic it takes minutes by design."""
+    def inject():
+        stack.faults(error_rate=1.0)
+        # Every worker sees the switch (a file they share): requests spread over both fail.
+        codes = [send(f"{stack.demo}/api/quotes/AAPL", method="GET") for _ in range(12)]
+        assert codes == [500] * 12, codes
+
     run(stack, amtool, Scenario(
         "slo", "ApiAvailabilityErrorBudgetBurnFast",
-        inject=lambda: stack.faults(error_rate=1.0), remove=lambda: stack.faults(error_rate=0.0),
+        inject=inject, remove=lambda: stack.faults(error_rate=0.0),
         window=15, window_reason="1h and 5m availability error ratios pass 14.4x the budget: with about "
                                  "a minute of good history, some 15 s of 100% errors",
         also=(("api", "ApiCriticalErrorRate", 3,
@@ -245,19 +251,22 @@ def test_market_data_stall_begins(stack):
     stack.faults(market_data_stall=True)
 
 
-def test_database_slow_queries(stack, amtool):
-    run(stack, amtool, Scenario(
-        "database", "DatabaseSlowQueries",
-        inject=lambda: stack.faults(slow_queries=True, slow_query_seconds=0.6),
-        remove=lambda: stack.faults(slow_queries=False),
-        window=3, window_reason="every query is slow: the 5m slow-query ratio passes 5% after two scrapes"))
+def test_database_and_cache_faults_page_as_one_degradation(stack, amtool):
+    """Slow queries and failing cache commands together: each category's alert, and the
+    aggregated ServiceDegradation (two service categories at once) pages."""
+    def inject():
+        stack.faults(slow_queries=True, slow_query_seconds=0.6, cache_errors=True)
 
+    def remove():
+        stack.faults(slow_queries=False, cache_errors=False)
 
-def test_cache_command_errors(stack, amtool):
     run(stack, amtool, Scenario(
-        "cache", "RedisCommandErrors",
-        inject=lambda: stack.faults(cache_errors=True), remove=lambda: stack.faults(cache_errors=False),
-        window=3, window_reason="every cache read fails one command: the 5m error ratio passes 1% at once"))
+        "database", "DatabaseSlowQueries", inject=inject, remove=remove,
+        window=3, window_reason="every query is slow: the 5m slow-query ratio passes 5% after two scrapes",
+        also=(("cache", "RedisCommandErrors", 3,
+               "every cache read fails one command: the 5m error ratio passes 1% at once"),
+              ("aggregated", "ServiceDegradation", 8,
+               "two categories firing (after their own for) make the count reach 2"))))
 
 
 def test_websocket_abnormal_closes(stack, amtool):
