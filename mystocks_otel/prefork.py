@@ -9,8 +9,9 @@ own ``service.instance.id`` (``MeterProvider._handle_fork``). Two things it leav
   export thread then waits on them forever and the worker never pushes (seen under gunicorn
   ``--preload -w 3``: one worker in three stuck on the reader's ``_export_lock``). So a fork
   waits, bounded, until the reader is between collections (:class:`ForkSafeExport`). When a
-  slow Collector outlasts the wait, the fork goes ahead: the export then only holds the
-  reader's own locks, which the child makes anew, and no lock of the collection phase.
+  slow Collector outlasts the wait, the fork goes ahead: the collection (milliseconds) is
+  long over and the thread is sending, holding only the reader's export lock, which the
+  child makes anew.
 - **The Collector connection.** The child inherits the parent's keep-alive socket; two
   processes writing requests into one socket corrupt each other's exports. The child gets a
   new HTTP session.
