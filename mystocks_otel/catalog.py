@@ -187,6 +187,10 @@ METRICS: tuple[MetricSpec, ...] = (
        [SOURCE, DATA_TYPE], "P1", "market_data", buckets=LATENCY_BUCKETS),
     _m("mystocks.market_data.symbols_tracked", G, "{symbol}", "Symbols with a live feed.",
        [SOURCE], "P3", "market_data", frequency="per update", multiprocess=MAX),
+    _m("mystocks.market_data.last_update_timestamp", G, "s",
+       "Unix time of the newest market data point processed, by source: alert on time() - it, "
+       "which keeps growing when the producer dies, unlike a freshness value it would stop setting.",
+       [SOURCE], "P1", "market_data", frequency="per update", multiprocess=MAX),
     _m("mystocks.market_data.feed_errors", C, "{error}", "Market data feed errors.",
        [SOURCE, label("reason", "timeout", "connection", "parse", "rate_limited", "stalled")],
        "P1", "market_data"),

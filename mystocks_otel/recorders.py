@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from typing import Callable, TypeVar
 
 from . import runtime
@@ -166,6 +167,8 @@ def update_health_metrics(components: dict[str, bool] | None = None,
 def record_market_data(source: str, data_type: str, points: int = 1,
                        duration_seconds: float | None = None) -> None:
     counter("mystocks.market_data.points_processed").add(points, source, data_type)
+    if points > 0:  # the producer is alive: MarketDataNotUpdated watches time() - this
+        gauge("mystocks.market_data.last_update_timestamp").set(time.time(), source)
     if duration_seconds is not None:
         histogram("mystocks.market_data.processing_duration").record(
             duration_seconds, source, data_type)

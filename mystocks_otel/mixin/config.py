@@ -26,6 +26,15 @@ ALERTMANAGER_JOB = "alertmanager"
 GRAFANA_URL = "http://localhost:3000"
 RUNBOOK_URL = "https://github.com/mystocks/mystocks-otel/blob/main/docs/runbooks.md"
 
+#: The `service` label of each category's alerts (Alertmanager groups and inhibits on it, and
+#: PagerDuty opens one incident per service): the thing that is broken, not the symptom.
+SERVICE_BY_CATEGORY = {
+    "api": "mystocks-api", "database": "postgresql", "cache": "redis", "websocket": "mystocks-api",
+    "market_data": "market-data", "system": "mystocks-api", "health": "mystocks-api",
+    "business": "mystocks-api", "aggregated": "mystocks-api", "slo": "mystocks-api",
+    "meta": "monitoring",
+}
+
 # -- the label vocabularies Alertmanager routes on: the one place they are listed -------------
 SEVERITIES = ("critical", "warning", "info")
 #: One rules module (mixin/rules/<category>.py) and one promtool file (alerts/tests/<category>.yml)
@@ -102,7 +111,11 @@ DB_STATEMENT_TIMEOUT_SECONDS = 10.0
 CACHE_HIT_RATIO_WARNING = 0.8
 CACHE_HIT_RATIO_CRITICAL = 0.5
 #: Memory each cache may use: set it to Redis `maxmemory` (and the in-process cache's bound).
-CACHE_MEMORY_LIMIT_BYTES = 512 * 1024 * 1024
+#: Shown on the dashboard only: a full LRU cache is healthy, so no alert compares against it.
+CACHE_MEMORY_LIMIT_BYTES = 128 * 1024 * 1024  # docker-compose's redis --maxmemory 128mb
+#: Evictions per second that, with a hit ratio below CACHE_HIT_RATIO_WARNING, mean the cache
+#: is too small for its working set.
+CACHE_EVICTIONS_PER_SECOND_WARNING = 1.0
 
 #: WebSocket connections one API process serves well (measure yours; see docs/ALERTING.md).
 WEBSOCKET_CONNECTION_CAPACITY = 1000
@@ -111,9 +124,18 @@ MARKET_DATA_P95_WARNING_SECONDS = 1.0
 #: Datasets that update continuously while the market is open (freshness SLO and StaleData).
 REALTIME_DATASETS = ("quotes", "trades", "orderbook")
 STALE_DATA_SECONDS = 120.0
-#: The A-share trading session in UTC minutes since midnight, Monday-Friday
-#: (09:30-15:00 China Standard Time, lunch break included; China has no DST).
-TRADING_SESSION_UTC_MINUTES = (90, 420)
+#: The A-share trading sessions in UTC minutes since midnight, Monday-Friday: the morning
+#: 09:30-11:30 and the afternoon 13:00-15:00 China Standard Time (01:30-03:30 and 05:00-07:00
+#: UTC; China has no DST). The lunch break between them is closed, like nights and weekends.
+#: The one place the calendar is defined: ``mystocks:trading_session:open`` is rendered from it,
+#: and every market-data, business and freshness rule is gated on that series.
+TRADING_SESSIONS_UTC_MINUTES = ((90, 210), (300, 420))
+TRADING_DAYS = (1, 2, 3, 4, 5)  # day_of_week(): Monday-Friday
+#: Kept for the dashboards: the first open and the last close.
+TRADING_SESSION_UTC_MINUTES = (TRADING_SESSIONS_UTC_MINUTES[0][0], TRADING_SESSIONS_UTC_MINUTES[-1][1])
+#: Label set on every alert gated on the session, so that ONE silence covers an exchange
+#: holiday or an unplanned closure, SLO burn alerts included (docs/runbooks.md).
+SESSION_GATE_LABEL = ("gate", "trading_session")
 
 CPU_PERCENT_WARNING, CPU_PERCENT_CRITICAL = 80.0, 95.0
 MEMORY_PERCENT_WARNING, MEMORY_PERCENT_CRITICAL = 85.0, 95.0

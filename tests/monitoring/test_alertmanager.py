@@ -304,7 +304,9 @@ def test_every_alert_rule_routes_per_the_channel_table(rendered, amtool):
         pytest.skip("alerts/rules/*.yml not generated yet")
     wrong = []
     for rule in alerts:
-        labels = {"alertname": rule["alert"], **rule["labels"]}
+        # A templated label (service of a dependency) routes like any value: use a sample.
+        labels = {"alertname": rule["alert"],
+                  **{k: ("sample" if "{{" in v else v) for k, v in rule["labels"].items()}}
         result = run(amtool, "config", "routes", "test", f"--config.file={rendered}",
                      *(f"{k}={v}" for k, v in labels.items()))
         got = set(result.stdout.strip().split(","))

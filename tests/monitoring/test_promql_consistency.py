@@ -20,10 +20,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import promql_ast  # noqa: E402  (helper beside this file; tests/ is not a package)
 
 from mystocks_otel import catalog  # noqa: E402
+from mystocks_otel.mixin.lib.promql import EXTERNAL_NAMES, EXTERNAL_PREFIXES  # noqa: E402
 
-#: Prometheus' own series and the Collector's self-metrics: not in the catalog, still real.
-ALLOWED_NAMES = frozenset({"up", "ALERTS", "ALERTS_FOR_STATE"})
-ALLOWED_PREFIXES = ("scrape_", "otelcol_")
+#: Prometheus' own series and the monitoring stack's self-metrics: not in the catalog, still
+#: real. The same list the mixin's PromQL builder checks names against.
+ALLOWED_NAMES = EXTERNAL_NAMES
+ALLOWED_PREFIXES = EXTERNAL_PREFIXES
 
 CATALOG_SERIES = frozenset(name for spec in catalog.METRICS for name in spec.prometheus_series)
 

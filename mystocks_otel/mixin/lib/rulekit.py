@@ -57,6 +57,14 @@ class Alert:
     why: str  # the reasoning behind the threshold and the `for`
     checks: tuple[str, str, str]  # the first three things to check (runbook)
     dashboard: str = config.MAIN_DASHBOARD_UID
+    #: The broken thing (routing groups and inhibits on it); default: the category's service.
+    #: May be a template such as ``{{ $labels.dependency }}``.
+    service: str | None = None
+    #: Labels of the alert passed to the dashboard as variables (``var-job=...``), so the
+    #: link opens on the instance that fired.
+    link_labels: tuple[str, ...] = ("job",)
+    #: Gated on the trading session: labelled so that one silence covers a holiday.
+    session_gated: bool = False
     extra_labels: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -70,20 +78,27 @@ class Alert:
         return f"{cfg.runbook_url}#{anchor(self.name)}"
 
     def dashboard_url(self, cfg: MixinConfig) -> str:
-        return f"{cfg.grafana_url}/d/{self.dashboard}"
+        query = "&".join(f"var-{name}={{{{ $labels.{name} }}}}" for name in self.link_labels)
+        return f"{cfg.grafana_url}/d/{self.dashboard}" + (f"?{query}" if query else "")
+
+    def labels(self) -> dict[str, str]:
+        gate = dict([config.SESSION_GATE_LABEL]) if self.session_gated else {}
+        return {
+            "severity": self.severity,
+            "category": self.category,
+            "priority": self.priority,
+            "team": self.team,
+            "service": self.service or config.SERVICE_BY_CATEGORY[self.category],
+            **gate,
+            **self.extra_labels,
+        }
 
     def rule(self, cfg: MixinConfig) -> dict:
         return {
             "alert": self.name,
             "expr": dedent(self.expr),
             "for": self.for_,
-            "labels": {
-                "severity": self.severity,
-                "category": self.category,
-                "priority": self.priority,
-                "team": self.team,
-                **self.extra_labels,
-            },
+            "labels": self.labels(),
             "annotations": {
                 "summary": self.summary,
                 "description": self.description,

@@ -56,27 +56,29 @@ def alerts(cfg: MixinConfig) -> tuple[Alert, ...]:
     _ERR = q.sel("job:http_server_requests_errors:ratio_rate5m")
     return (
         Alert(
-            name="ApiHighResponseTime", expr=f"{_P95} > {num(c.API_LATENCY_P95_WARNING_SECONDS)}", for_="5m",
+            name="ApiHighResponseTime", expr=f"{_P95} > {num(c.API_LATENCY_P95_WARNING_SECONDS)}\n{_FLOOR}", for_="5m",
             severity="warning", category="api", priority="P1", team="performance",
             summary="API p95 latency is above 1 s.",
             description="p95 latency of {{ $labels.job }} is {{ $value | humanizeDuration }} over the last 5 minutes "
             "(threshold 1s).",
-            threshold="p95 > 1 s for 5m",
+            threshold="p95 > 1 s for 5m (with ≥ 0.1 req/s)",
             why="The specification's threshold. 1 s is also the api-latency SLO's bound, so a p95 above it "
             "means over 5% of requests miss the SLO: 5x its 1% budget. 5 minutes rides out a GC pause "
-            "or a cold cache after a deploy.",
+            "or a cold cache after a deploy. The traffic floor (30 requests in 5 minutes) keeps one "
+            "slow request of a quiet hour, which is the p95 of a handful, from alerting.",
             checks=_LATENCY_CHECKS,
         ),
         Alert(
-            name="ApiCriticalResponseTime", expr=f"{_P95} > {num(c.API_LATENCY_P95_CRITICAL_SECONDS)}", for_="3m",
+            name="ApiCriticalResponseTime", expr=f"{_P95} > {num(c.API_LATENCY_P95_CRITICAL_SECONDS)}\n{_FLOOR}", for_="3m",
             severity="critical", category="api", priority="P0", team="performance",
             summary="API p95 latency is above 2.5 s.",
             description="p95 latency of {{ $labels.job }} is {{ $value | humanizeDuration }} over the last 5 minutes "
             "(threshold 2.5s): one request in twenty takes longer than users wait.",
-            threshold="p95 > 2.5 s for 3m",
+            threshold="p95 > 2.5 s for 3m (with ≥ 0.1 req/s)",
             why="2.5 s is a histogram bucket bound (so the estimate is exact there) and 2.5x the warning. Web "
             "clients retry or give up at about 3 s, so the slowest 5% of requests are effectively failing "
-            "and the retries add load: page after 3 minutes, not 5.",
+            "and the retries add load: page after 3 minutes, not 5. With fewer than 0.1 req/s the "
+            "p95 is one or two requests: no page.",
             checks=_LATENCY_CHECKS,
         ),
         Alert(

@@ -1,4 +1,4 @@
-"""Cache: hit ratio with a lookup floor, memory, and Redis command errors."""
+"""Cache: hit ratio with a lookup floor, evictions of the working set, Redis command errors."""
 
 from __future__ import annotations
 
@@ -24,6 +24,10 @@ def records(cfg: MixinConfig) -> Group:
                "(job_cache:mystocks_cache_lookups:rate5m > 0)",
                why="Hit ratio over the last 5 min (the gauge mystocks_cache_hit_ratio is since start, "
                "which hides a sudden drop)."),
+        Record(record="job_cache:mystocks_cache_evictions:rate5m",
+               expr=f"max by (job, cache) (rate({q.sel('mystocks_cache_evictions_total')}[5m]))",
+               why="Evictions per second, once per cache: every instance reports the shared Redis' "
+               "own counter, so the max over instances (not the sum) is the truth."),
         Record(record="job:mystocks_redis_commands:rate5m",
                expr=q.sum_rate("mystocks_redis_command_duration_seconds_count", "job"),
                why="Redis commands per second."),
@@ -66,20 +70,25 @@ def alerts(cfg: MixinConfig) -> tuple[Alert, ...]:
              "Evictions and memory: raise maxmemory or shorten the TTL of large values."),
         ),
         Alert(
-            name="CacheHighMemoryUsage",
-            expr=f"max by (job, instance, cache) ({q.sel('mystocks_cache_memory_usage_bytes')})\n"
-            f"> {num(0.9 * c.CACHE_MEMORY_LIMIT_BYTES)}",
-            for_="10m", severity="warning", category="cache", priority="P2", team="performance",
-            summary="Cache {{ $labels.cache }} uses over 90% of its memory limit.",
-            description="The {{ $labels.cache }} cache on {{ $labels.instance }} uses {{ $value | humanize1024 }}B "
-            "(limit 512MiB, threshold 90%).",
-            threshold="memory > 90% of CACHE_MEMORY_LIMIT_BYTES (512 MiB) for 10m",
-            why="At 100% of maxmemory Redis evicts (allkeys-lru) or refuses writes (noeviction). 10% "
-            "headroom is minutes of growth at the market open: time to act before evictions start. "
-            "Set CACHE_MEMORY_LIMIT_BYTES to your Redis maxmemory.",
-            checks=("`redis-cli INFO memory` and `--bigkeys`: which keys grew.",
-             "Keys without a TTL (`mystocks_cache_keys` rising steadily).",
-             "Evictions: `rate(mystocks_cache_evictions_total[5m])`."),
+            name="CacheEvictingWorkingSet",
+            expr=f"{q.sel('job_cache:mystocks_cache_evictions:rate5m')} > {num(c.CACHE_EVICTIONS_PER_SECOND_WARNING)}\n"
+            f"and on (job, cache) {_HIT} < {num(c.CACHE_HIT_RATIO_WARNING)}\n{_HIT_FLOOR}",
+            for_="15m", severity="warning", category="cache", priority="P2", team="performance",
+            link_labels=("job",),
+            summary="Cache {{ $labels.cache }} evicts keys it still needs.",
+            description="The {{ $labels.cache }} cache evicts {{ $value | humanize }} keys/s while its hit "
+            "ratio is below 80%: it is too small for its working set.",
+            threshold=f"evictions > {num(c.CACHE_EVICTIONS_PER_SECOND_WARNING)}/s and hit ratio < 80% "
+            "for 15m (with ≥ 0.1 lookups/s)",
+            why="An LRU cache (compose runs Redis with maxmemory 128mb and allkeys-lru) is meant to sit "
+            "full, so memory used against maxmemory says nothing: it is always near 100%. What hurts "
+            "is evicting keys that are read again, which shows as evictions together with a falling "
+            "hit ratio. Evictions are Redis' own counter, which every API instance reads: the "
+            "recorded series takes the max over instances, so one Redis fires once, not once per "
+            "instance.",
+            checks=("`redis-cli INFO memory` (used_memory vs maxmemory) and `INFO stats` (evicted_keys).",
+             "Keys without a TTL or large values (`redis-cli --bigkeys`) crowding out the hot set.",
+             "Raise maxmemory, or shorten the TTL of rarely read values."),
         ),
         Alert(
             name="RedisCommandErrors",
@@ -94,6 +103,6 @@ def alerts(cfg: MixinConfig) -> tuple[Alert, ...]:
             "or memory refusals (OOM with noeviction) rather than a blip.",
             checks=("Which error types: `sum by (error_type) (rate(mystocks_redis_command_errors_total[5m]))`.",
              "ReadOnlyError means a failover left the app on a replica; TimeoutError means load or network.",
-             "Redis memory (CacheHighMemoryUsage) and `redis-cli INFO stats`."),
+             "Redis memory (CacheEvictingWorkingSet) and `redis-cli INFO stats`."),
         ),
     )

@@ -20,7 +20,13 @@ def records(cfg: MixinConfig) -> Group:
         Record(record="job_pool:mystocks_db_connections:usage_ratio",
                expr=f"{q.agg('sum', 'job, pool', 'mystocks_db_connections_active')}\n/\n"
                f"({q.agg('sum', 'job, pool', 'mystocks_db_connections_max')} > 0)",
-               why="Checked-out share of each pool's maximum (size + overflow), summed over instances."),
+               why="Checked-out share of each pool's maximum over all instances (panel and capacity "
+               "trend). Not what the alerts read: one exhausted instance hides behind an idle one."),
+        Record(record="job_instance_pool:mystocks_db_connections:usage_ratio",
+               expr=f"{q.agg('sum', 'job, instance, pool', 'mystocks_db_connections_active')}\n/\n"
+               f"({q.agg('sum', 'job, instance, pool', 'mystocks_db_connections_max')} > 0)",
+               why="Checked-out share of each instance's pool: a pool belongs to one process, so a "
+               "full pool on api-1 makes api-1's requests wait whatever api-2's pool holds."),
         Record(record="job:mystocks_db_queries:rate5m",
                expr=q.sum_rate("mystocks_db_query_duration_seconds_count", "job"),
                why="Statement rate: the denominator of the slow-query and error ratios."),
@@ -43,12 +49,13 @@ def records(cfg: MixinConfig) -> Group:
 
 def alerts(cfg: MixinConfig) -> tuple[Alert, ...]:
     q = PromQL(cfg.app_job)
-    _POOL = "job_pool:mystocks_db_connections:usage_ratio"
+    _POOL = "job_instance_pool:mystocks_db_connections:usage_ratio"
     return (
         Alert(
             name="DatabaseHighConnectionUsage", expr=f"{_POOL} > {num(c.DB_POOL_USAGE_WARNING)}", for_="10m",
             severity="warning", category="database", priority="P2", team="performance",
-            summary="Database pool {{ $labels.pool }} is over 80% used.",
+            link_labels=("job", "instance"),
+            summary="Database pool {{ $labels.pool }} on {{ $labels.instance }} is over 80% used.",
             description="{{ $value | humanizePercentage }} of the connections pool {{ $labels.pool }} may open are "
             "checked out (threshold 80%).",
             threshold="active/max > 80% for 10m",
@@ -59,12 +66,14 @@ def alerts(cfg: MixinConfig) -> tuple[Alert, ...]:
         Alert(
             name="DatabaseConnectionPoolExhausted", expr=f"{_POOL} >= {num(c.DB_POOL_USAGE_EXHAUSTED)}", for_="2m",
             severity="critical", category="database", priority="P0", team="platform",
-            summary="Database pool {{ $labels.pool }} is exhausted.",
+            link_labels=("job", "instance"),
+            summary="Database pool {{ $labels.pool }} on {{ $labels.instance }} is exhausted.",
             description="Every connection pool {{ $labels.pool }} may open is checked out; new requests wait for "
             "pool_timeout and then fail.",
             threshold="active/max ≥ 100% for 2m",
             why="A full pool for 2 minutes means requests are already waiting out pool_timeout and failing "
-            "with 500s: an outage in progress, so it pages.",
+            "with 500s: an outage in progress, so it pages. Per instance: a pool belongs to one "
+            "process, and summing two instances would read 15/15 and 0/15 as a healthy 50%.",
             checks=_POOL_CHECKS,
         ),
         Alert(
@@ -85,14 +94,16 @@ def alerts(cfg: MixinConfig) -> tuple[Alert, ...]:
         ),
         Alert(
             name="DatabaseQueryTimeoutRisk",
-            expr=f"{q.sel('job:mystocks_db_query_duration_seconds:p99_5m')} > {num(c.DB_STATEMENT_TIMEOUT_SECONDS / 2)}",
+            expr=f"{q.sel('job:mystocks_db_query_duration_seconds:p99_5m')} > {num(c.DB_STATEMENT_TIMEOUT_SECONDS / 2)}\n"
+            f"and on (job) job:mystocks_db_queries:rate5m > {num(c.MIN_REQUEST_RATE)}",
             for_="5m", severity="warning", category="database", priority="P1", team="performance",
             summary="SQL p99 latency is at half the statement timeout.",
             description="p99 query latency of {{ $labels.job }} is {{ $value | humanizeDuration }} (threshold 5s, "
             "statement timeout 10s).",
-            threshold="query p99 > 5 s for 5m",
+            threshold="query p99 > 5 s for 5m (with ≥ 0.1 q/s)",
             why="At half the 10 s statement timeout the slowest 1% is one slowdown away from timing out "
-            "(and timeouts become 5xx). 5 s is a bucket bound, so the estimate is exact there.",
+            "(and timeouts become 5xx). 5 s is a bucket bound, so the estimate is exact there. "
+            "The query-rate floor keeps one slow night-time report from alerting.",
             checks=("Long-running statements: `SELECT pid, now() - query_start, query FROM pg_stat_activity ORDER BY 2 DESC`.",
              "Lock waits (`pg_locks` with `granted = false`) and autovacuum on big tables.",
              "Database host I/O and CPU."),
