@@ -50,20 +50,38 @@ def route_path(scope: dict) -> str:
     return path
 
 
-def _own_template(scope: dict) -> str | None:
-    """The matched route's template inside the innermost app routed to; None if none matched."""
+def _own_template(scope: dict, routes: list) -> str | None:
+    """The template of the route matched inside the innermost app, among its ``routes``."""
     route = scope.get("route")
-    if route is None:
-        return None
     # FastAPI >= 0.16x no longer copies included routes: the route in the scope lacks the
     # include_router(prefix=...) part, which FastAPI keeps in its effective route context.
     state = scope.get("fastapi")
     context = state.get("effective_route_context") if isinstance(state, dict) else None
-    if context is not None and getattr(context, "original_route", None) is route:
-        return getattr(context, "path_format", None) or route.path
-    if type(route).__name__ == "Mount":
-        return None
-    return getattr(route, "path", None)
+    if context is not None:
+        original = getattr(context, "original_route", None)
+        if original is route or (route is None and original is not None
+                                 and getattr(original, "endpoint", None) is scope.get("endpoint")):
+            if not _is_mount(original):
+                return getattr(context, "path_format", None) or getattr(original, "path", None)
+    if route is not None:
+        return None if _is_mount(route) else getattr(route, "path", None)
+    # FastAPI's router records no route for plain Starlette routes (/openapi.json, /docs,
+    # add_route): find it by the endpoint it put in the scope.
+    # A Mount at the root ("/": StaticFiles(html=True) of a single-page app) leaves the
+    # root path as it was: its template is its own.
+    endpoint = scope.get("endpoint")
+    if endpoint is not None:
+        for candidate in routes:
+            if _is_mount(candidate):
+                if getattr(candidate, "app", None) is endpoint:
+                    return candidate.path + "/{path}"
+            elif getattr(candidate, "endpoint", None) is endpoint:
+                return getattr(candidate, "path", None)
+    return None
+
+
+def _is_mount(route) -> bool:
+    return type(route).__name__ == "Mount"
 
 
 def _routes_of(app) -> list:
@@ -71,8 +89,9 @@ def _routes_of(app) -> list:
     return list(getattr(router, "routes", None) or getattr(app, "routes", None) or ())
 
 
-def mount_prefix(host, scope: dict, entry_root_path: str) -> str:
-    """The templates of the Mounts the request went through (``/v2``, ``/t/{tenant}``).
+def mount_prefix(host, scope: dict, entry_root_path: str) -> tuple[str, list]:
+    """The templates of the Mounts the request went through (``/v2``, ``/t/{tenant}``), and
+    the routes of the innermost app reached.
 
     Routing leaves only the innermost route in the scope, so the chain is found again by
     matching the host's Mounts level by level until ``root_path`` is reached. Where a level
@@ -97,16 +116,61 @@ def mount_prefix(host, scope: dict, entry_root_path: str) -> str:
                 break
         else:
             break
-    return prefix + final[len(current):] if final.startswith(current) else prefix
+    if current != final:
+        return prefix + (final[len(current):] if final.startswith(current) else ""), []
+    return prefix, routes
 
 
 def route_template(scope: dict, entry_root_path: str, host=None) -> str | None:
-    """The full ``http.route`` template: mount prefixes plus the matched route's template."""
-    own = _own_template(scope)
+    """The full ``http.route``: the application root (semantic conventions: "SHOULD include
+    the application root"), the Mounts' templates, then the matched route's template.
+
+    None when nothing matched: every unknown path shares one series.
+    """
     if scope.get("root_path", "") == entry_root_path:  # no Mount on the way
-        return own
-    prefix = mount_prefix(host, scope, entry_root_path)
-    return prefix + (own if own is not None else "/{path}")
+        prefix, routes = "", _routes_of(host)
+    else:
+        prefix, routes = mount_prefix(host, scope, entry_root_path)
+    own = _own_template(scope, routes)
+    if own is None:
+        if not prefix:
+            return None
+        own = "/{path}"  # a miss inside a Mount, or an app without routes (static files)
+    return entry_root_path + prefix + own
+
+
+def install(app, settings: Settings) -> None:
+    """Put the layer around everything the app builds but its error middleware: outside the
+    user's middleware (CORS, auth, GZip) and the router, so every request is counted,
+    including the ones a middleware answers, and the endpoints answer before anything of the
+    app's. Starlette's ``ServerErrorMiddleware`` stays outermost, where contrib's
+    FastAPIInstrumentor (ours with tracing on, or the app's own) expects to find it.
+    Done, as contrib does, by wrapping the app's ``build_middleware_stack``.
+    """
+    from starlette.middleware.errors import ServerErrorMiddleware
+
+    def wrap(stack):
+        if isinstance(stack, ServerErrorMiddleware):
+            stack.app = MetricsMiddleware(stack.app, settings, host_app=app)
+            return stack
+        return MetricsMiddleware(stack, settings, host_app=app)  # an unusual stack: around it
+
+    build = app.build_middleware_stack
+    app.build_middleware_stack = lambda: wrap(build())
+    if getattr(app, "middleware_stack", None) is not None:  # already serving: wrap what runs
+        app.middleware_stack = wrap(app.middleware_stack)
+
+
+def layers(app) -> list:
+    """The MetricsMiddleware layers in ``app``'s built middleware stack (outermost first)."""
+    stack = app.middleware_stack if app.middleware_stack is not None else app.build_middleware_stack()
+    found, seen = [], set()
+    while stack is not None and id(stack) not in seen:
+        seen.add(id(stack))
+        if isinstance(stack, MetricsMiddleware):
+            found.append(stack)
+        stack = getattr(stack, "app", None)
+    return found
 
 
 class MetricsMiddleware:

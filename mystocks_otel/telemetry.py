@@ -6,8 +6,7 @@ import logging
 import threading
 from contextlib import asynccontextmanager
 
-from . import config, endpoints, provider, runtime, standalone
-from .asgi import MetricsMiddleware
+from . import asgi, config, endpoints, provider, runtime, standalone
 
 _log = logging.getLogger(__name__)
 
@@ -86,10 +85,11 @@ def flush_on_shutdown(app) -> None:
 def instrument_app(app, rt: runtime.Runtime) -> None:
     """The per-app part: the ASGI metrics layer, the endpoints, and spans when tracing.
 
-    The layer answers the metrics endpoints itself, before the app's router: nothing is
-    added to the app's routes, dependencies, exception handlers or OpenAPI schema.
+    The layer wraps the app from outside (see :func:`mystocks_otel.asgi.install`) and answers
+    the metrics endpoints itself: nothing is added to the app's routes, dependencies,
+    middleware list, exception handlers or OpenAPI schema.
     """
-    app.add_middleware(MetricsMiddleware, settings=rt.settings, host_app=app)
+    asgi.install(app, rt.settings)
     flush_on_shutdown(app)
     if rt.tracing:
         from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor

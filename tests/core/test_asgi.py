@@ -252,8 +252,12 @@ def test_mounted_apps_are_counted_once_with_the_full_template(metrics):
         assert client.get(f"/api/orders/{i}").status_code == 200
     assert client.get("/v2/metrics").status_code == 404  # no stray endpoints in the sub-app
     assert client.get("/v2/unknown/x").status_code == 404
+    assert client.get("/v2/openapi.json").status_code == 200
+    assert client.get("/openapi.json").status_code == 200
     counted = routes_counted(metrics)
     assert counted == {
+        ("/v2/openapi.json", 200): 1,  # FastAPI's router leaves plain routes out of the scope
+        ("/openapi.json", 200): 1,
         ("/v2/inv/things/{thing_id}", 200): 3,
         ("/t/{tenant}/reports/{name}", 200): 3,  # the tenant value never becomes a label
         ("/api/orders/{order_id}", 200): 3,
@@ -289,8 +293,41 @@ async def test_root_path_deployments_keep_templates_and_serve_the_endpoints(metr
     assert status == 200 and b"http_server_request_duration_seconds" in body
     status, _ = await call(app, "/v2/inv/things/1", root_path="/gateway")
     assert status == 200
-    assert routes_counted(metrics) == {("/api/orders/{order_id}", 200): 1,
-                                       ("/v2/inv/things/{thing_id}", 200): 1}
+    # semantic conventions: http.route "SHOULD include the application root"
+    assert routes_counted(metrics) == {("/gateway/api/orders/{order_id}", 200): 1,
+                                       ("/gateway/v2/inv/things/{thing_id}", 200): 1}
+
+
+def test_requests_a_middleware_answers_are_counted_and_our_endpoints_come_first(metrics):
+    from starlette.middleware.base import BaseHTTPMiddleware
+    from starlette.middleware.cors import CORSMiddleware
+
+    async def api_key_only(request, call_next):
+        if request.headers.get("x-api-key") != "k":
+            return PlainTextResponse("no key", status_code=403)
+        return await call_next(request)
+
+    app = FastAPI()
+    setup_telemetry(app)  # before the middleware, as opentelemetry-instrument does
+
+    @app.get("/items/{item_id}")
+    def item(item_id: int):
+        return {"id": item_id}
+
+    app.add_middleware(BaseHTTPMiddleware, dispatch=api_key_only)
+    app.add_middleware(CORSMiddleware, allow_origins=["https://ui.example"], allow_methods=["GET"])
+    client = TestClient(app)
+    assert client.get("/items/1").status_code == 403
+    assert client.get("/items/1", headers={"x-api-key": "k"}).status_code == 200
+    preflight = client.options("/items/1", headers={"Origin": "https://ui.example",
+                                                    "Access-Control-Request-Method": "GET"})
+    assert preflight.status_code == 200
+    assert client.get("/metrics").status_code == 200  # the host's auth middleware never sees it
+    assert routes_counted(metrics) == {("/items/{item_id}", 200): 1, (None, 403): 1, (None, 200): 1}
+    from mystocks_otel import asgi
+
+    assert len(asgi.layers(app)) == 1  # outside the middleware list, not in it:
+    assert all(m.cls is not asgi.MetricsMiddleware for m in app.user_middleware)
 
 
 @pytest.mark.anyio

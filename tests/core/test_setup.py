@@ -37,7 +37,8 @@ def test_setup_twice_is_a_no_op_and_a_second_app_shares_the_provider():
         again = setup_telemetry(first)
         state = provider.current()
         setup_telemetry(second)
-        middleware = [m.cls.__name__ for m in first.user_middleware]
+        from mystocks_otel.asgi import layers  # the layer wraps the app's built stack
+        middleware = [type(layer).__name__ for layer in layers(first)]
         TestClient(second).get("/api/quotes/X")
         body = TestClient(first).get("/metrics").text
         done(same=handle is again, same_provider=provider.current() is state,
