@@ -9,8 +9,9 @@ worker merges all the files of the run (:meth:`Store.merged`).
 
 - uvicorn (``--workers N``, or ``uvicorn.run(workers=N)``): a worker is a ``spawn`` child
   of uvicorn's supervisor (``multiprocessing.parent_process()``, ``uvicorn._subprocess``);
-- gunicorn: the arbiter exports ``SERVER_SOFTWARE=gunicorn/...``; a worker's parent is the
-  arbiter. With ``--preload`` the app is set up in the arbiter itself, which then uses its
+- gunicorn: the arbiter exports ``SERVER_SOFTWARE=gunicorn/...``; a worker (gunicorn's
+  ``workers/`` code is loading the app) has the arbiter for parent. With ``--preload`` the
+  app is set up in the arbiter itself (``Arbiter.setup`` on the stack), which then uses its
   own pid, and each forked worker moves to a file of its own (``os.register_at_fork``).
 
 **One directory per run**, ``<base>/mystocks-otel-<master pid>-<master start time>``, with
@@ -113,11 +114,25 @@ def detect() -> tuple[int, str] | None:
     if parent is not None and "uvicorn._subprocess" in sys.modules:
         return parent.pid, "uvicorn"
     if os.environ.get("SERVER_SOFTWARE", "").startswith("gunicorn"):
-        ppid = os.getppid()
-        if b"gunicorn" in _cmdline(ppid):
-            return ppid, "gunicorn"
+        role = _gunicorn_role()
+        if role == "worker" or (role is None and b"gunicorn" in _cmdline(os.getppid())):
+            return os.getppid(), "gunicorn"
         return os.getpid(), "gunicorn (preloaded in the arbiter)"
     return None
+
+
+def _gunicorn_role() -> str | None:
+    """"worker" or "arbiter": who is loading the app now, from gunicorn's frames on the stack
+    (a worker loads it in ``gunicorn/workers/``; ``--preload`` in ``Arbiter.setup``)."""
+    frame, role = sys._getframe(), None
+    while frame is not None:
+        filename = frame.f_code.co_filename.replace(os.sep, "/")
+        if "/gunicorn/workers/" in filename:
+            return "worker"
+        if filename.endswith("/gunicorn/arbiter.py"):
+            role = "arbiter"
+        frame = frame.f_back
+    return role
 
 
 def base_directory() -> str:
@@ -399,7 +414,7 @@ class Store:
         self._merge_lock = threading.Lock()
         self.master = os.getppid()
         self._open_own_file()
-        _log.info("mystocks-otel %s", self.describe())
+        logging.getLogger("gunicorn.error").info("mystocks-otel metrics: %s", self.describe())
 
     # -- the merge ----------------------------------------------------------------------------
     def _live_readers(self) -> list[_Reader]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 import time
 import uuid
@@ -128,8 +129,19 @@ def start(settings: Settings) -> ProviderState:
             _state.multiprocess = _multiprocess_store()
         mode = (_state.multiprocess.describe() if _state.multiprocess is not None
                 else "single-process mode")
-        _log.info("mystocks-otel metrics: readers=%s; %s", ",".join(readers) or "none", mode)
+        _announce(f"mystocks-otel metrics: readers={','.join(readers) or 'none'}; {mode}")
         return _state
+
+
+def _announce(message: str) -> None:
+    """Log a start-up line where the operator sees it: in the server's own log (uvicorn,
+    gunicorn), whose handlers are set up, else on our logger."""
+    for server in ("gunicorn", "uvicorn"):
+        server_log = logging.getLogger(f"{server}.error")
+        if server in sys.modules and server_log.hasHandlers():
+            server_log.info(message)
+            return
+    _log.info(message)
 
 
 def _multiprocess_store():

@@ -13,6 +13,7 @@ import os
 import shutil
 import signal
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -42,21 +43,23 @@ def worker_files(master: int) -> list[str]:
     return sorted(glob.glob(os.path.join(found[0], "*.db"))) if found else []
 
 
-def request(port: int, n: int) -> int:
-    status, body = get(port, f"/work/{n}")
+def request(port: int, n: int, block: float = 0.0) -> int:
+    status, body = get(port, f"/work/{n}?block={block}")
     assert status == 200, body
     return json.loads(body)["pid"]
 
 
 def send_until_spread(port: int, at_least: int, workers: int = 2, limit: int = 400) -> tuple[int, dict]:
-    """Send requests (new connection each) until ``workers`` processes served some; at least
-    ``at_least`` requests. Returns (requests sent, {pid: requests served})."""
+    """Send requests, six at a time (each blocks its worker's loop for 20 ms, so the kernel
+    hands the others to other workers), until ``workers`` processes served some and at least
+    ``at_least`` were sent. Returns (requests sent, {pid: requests served})."""
     served: dict[int, int] = {}
     sent = 0
-    while sent < limit and (sent < at_least or len(served) < workers):
-        pid = request(port, sent)
-        served[pid] = served.get(pid, 0) + 1
-        sent += 1
+    with ThreadPoolExecutor(6) as pool:
+        while sent < limit and (sent < at_least or len(served) < workers):
+            for pid in pool.map(lambda i: request(port, i, 0.02), range(sent, sent + 6)):
+                served[pid] = served.get(pid, 0) + 1
+            sent += 6
     assert len(served) >= workers, f"only {served} served {sent} requests"
     return sent, served
 
@@ -107,6 +110,10 @@ def test_every_scrape_sums_all_workers_and_survives_sigkill(app_dir, server):
         wait_until(lambda: len(worker_files(master)) == 3 + extra, what="three workers' files",
                    proc=proc.proc)
 
+        # the start-up line of every worker says which mode it is in
+        announced = wait_until(lambda: proc.output().count("multiprocess mode: workers of")
+                               >= 3 or None, what="three start-up lines", proc=proc.proc)
+        assert announced
         n, served = send_until_spread(port, at_least=60)
         assert nine_scrapes(port, n) == [(n, n)] * 9
         page = scrape_openmetrics(port)

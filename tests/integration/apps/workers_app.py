@@ -4,6 +4,7 @@ With ``WORKERS_APP_ZERO_CODE=1`` it has no telemetry code (run it under opentele
 """
 
 import os
+import time
 
 from fastapi import FastAPI
 
@@ -15,6 +16,9 @@ if os.environ.get("WORKERS_APP_ZERO_CODE") != "1":
 
 
 @app.get("/work/{n}")
-def work(n: int):
+async def work(n: int, block: float = 0.0):
+    """``block`` holds this worker's event loop (deliberately): meanwhile the kernel hands
+    new connections to the other workers, so a test's requests spread over all of them."""
     mystocks_otel.record_order("buy", "market", "accepted")
+    time.sleep(min(block, 0.1))
     return {"n": n, "pid": os.getpid()}
