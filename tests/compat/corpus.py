@@ -15,7 +15,9 @@ Each app module in ``apps/`` declares:
   acceptable), keyed by ``"METHOD /path STATUS"``, ``"METHOD /path"`` or ``"/path"``
   (the most specific key wins);
 - optionally ``TARGET`` (default ``<module>:app``), ``FACTORY``, ``UVICORN_ARGS``,
-  ``ROOT_PATH``, ``VOLATILE_HEADERS`` and ``check_log(output)``.
+  ``ROOT_PATH``, ``VOLATILE_HEADERS``, ``VOLATILE_BODIES`` (paths whose body the check
+  asserts on itself), ``check_log(output)`` and ``check_metrics(samples)`` (our exposition,
+  instrumented modes).
 """
 
 from __future__ import annotations
@@ -81,14 +83,17 @@ class Exchange:
         return urlsplit(self.target).path
 
     def __str__(self) -> str:
-        return f"{self.method} {self.target} -> {self.status} {dict(self.headers)} {self.body[:300]!r}"
+        return (f"{self.method} {self.target} -> {self.status} {dict(self.headers)} "
+                f"{self.body[:300]!r}")
 
 
-def recording_client(base_url: str, transcript: list[Exchange], volatile: frozenset[str]):
+def recording_client(base_url: str, transcript: list[Exchange], volatile: frozenset[str],
+                     volatile_bodies: frozenset[str] = frozenset()):
     """An ``httpx.Client`` that appends every exchange it makes to ``transcript``.
 
     The server's address (its port changes from run to run) reads ``SERVER`` in headers
-    and bodies, so absolute URLs (redirects, ``url_for``) compare across modes.
+    and bodies, so absolute URLs (redirects, ``url_for``) compare across modes. The bodies
+    of ``volatile_bodies`` paths (and their length) are left out: the check asserts on them.
     """
     address = base_url.removeprefix("http://")
 
@@ -96,10 +101,13 @@ def recording_client(base_url: str, transcript: list[Exchange], volatile: frozen
         response.read()
         request = response.request
         target = request.url.raw_path.decode("ascii")
+        blank = volatile | ({"content-length"} if request.url.path in volatile_bodies else set())
         headers = tuple(sorted(
-            (name, "<volatile>" if name in volatile else value.replace(address, "SERVER"))
+            (name, "<volatile>" if name in blank else value.replace(address, "SERVER"))
             for name, value in response.headers.multi_items()))
         body = response.content.replace(address.encode(), b"SERVER")
+        if request.url.path in volatile_bodies:
+            body = b"<volatile>"
         transcript.append(Exchange(request.method, target, response.status_code, headers, body))
 
     return httpx.Client(base_url=base_url, timeout=15.0, follow_redirects=False,
@@ -118,7 +126,8 @@ class Run:
     openapi: bytes | None = None
     prefix: str | None = None  # where our endpoints answered (instrumented modes)
     prefix_error: str | None = None
-    ours: dict[str, tuple[int, str, bytes]] = field(default_factory=dict)  # path -> status, type, body
+    # our endpoints as probed: path -> (status, content type, body)
+    ours: dict[str, tuple[int, str, bytes]] = field(default_factory=dict)
     metrics: str | None = None
     log: str = ""
 
@@ -149,13 +158,12 @@ def command(module: ModuleType, name: str, mode: str, workdir: Path, port: int) 
 
 
 def run_app(name: str, mode: str, workdir: Path) -> Run:
+    """Start ``name`` in ``mode``, run its check and our probes against it, stop it."""
     module = load_app(name)
     result = Run(name, mode)
-    volatile = ALWAYS_VOLATILE | frozenset(h.lower() for h in getattr(module, "VOLATILE_HEADERS", ()))
     port = free_port()
     env = base_env(workdir, MYSTOCKS_OTEL_SYSTEM_METRICS="false", PYTHONDONTWRITEBYTECODE="1")
     env["PYTHONPATH"] = f"{workdir}:{APPS_DIR}"
-    base_url = f"http://127.0.0.1:{port}"
     proc = None
     try:
         with run_process(command(module, name, mode, workdir, port), workdir, env) as proc:
@@ -164,26 +172,35 @@ def run_app(name: str, mode: str, workdir: Path) -> Run:
             except AssertionError as error:
                 result.start_error = str(error)
                 return result
-            with recording_client(base_url, result.transcript, volatile) as client:
-                try:
-                    module.check(client)
-                except Exception:  # noqa: BLE001 - reported by the test that reads the run
-                    last = result.transcript[-1] if result.transcript else "none"
-                    result.check_error = f"{traceback.format_exc()}last exchange: {last}"
-            # Fresh connections from here on: a failed check may have left a broken one.
-            try:
-                with recording_client(base_url, result.transcript, volatile) as client:
-                    result.openapi = client.get("/openapi.json").content
-                with httpx.Client(base_url=base_url, timeout=15.0) as plain:
-                    probe_ours(plain, module, result, proc.output())
-                    if mode in INSTRUMENTED and result.prefix is not None:
-                        result.metrics = settled_metrics(plain, module, result)
-            except httpx.HTTPError as error:
-                result.prefix_error = result.prefix_error or f"after the check: {error!r}"
+            exercise(module, result, f"http://127.0.0.1:{port}", proc.output)
     finally:
         if proc is not None:
             result.log = proc.output()
     return result
+
+
+def exercise(module: ModuleType, result: Run, base_url: str, server_output) -> None:
+    """The app's own check, then /openapi.json, then our endpoints and exposition."""
+    volatile = ALWAYS_VOLATILE | {h.lower() for h in getattr(module, "VOLATILE_HEADERS", ())}
+    volatile_bodies = frozenset(getattr(module, "VOLATILE_BODIES", ()))
+    client_for = functools.partial(recording_client, base_url, result.transcript, volatile,
+                                   volatile_bodies)
+    with client_for() as client:
+        try:
+            module.check(client)
+        except Exception:  # noqa: BLE001 - reported by the test that reads the run
+            last = result.transcript[-1] if result.transcript else "none"
+            result.check_error = f"{traceback.format_exc()}last exchange: {last}"
+    # Fresh connections from here on: a failed check may have left a broken one.
+    try:
+        with client_for() as client:
+            result.openapi = client.get("/openapi.json").content
+        with httpx.Client(base_url=base_url, timeout=15.0) as plain:
+            probe_ours(plain, module, result, server_output())
+            if result.mode in INSTRUMENTED and result.prefix is not None:
+                result.metrics = settled_metrics(plain, module, result)
+    except httpx.HTTPError as error:
+        result.prefix_error = result.prefix_error or f"after the check: {error!r}"
 
 
 # --- where our endpoints are ---------------------------------------------------------------

@@ -36,7 +36,7 @@ async def export():
 
 @app.get("/done")
 async def done(expect: int = 0) -> dict:
-    """What ran so far; waits (bounded) until ``expect`` tasks are done, so checks need no polling."""
+    """What ran so far; waits (bounded) until ``expect`` tasks are done: checks need no polling."""
     for _ in range(200):
         if len(DONE) >= expect:
             break

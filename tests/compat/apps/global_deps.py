@@ -12,7 +12,8 @@ api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False)
 
 async def require_api_key(key: str | None = Security(api_key_header)) -> str:
     if key != API_KEY:
-        raise HTTPException(401, "Invalid or missing API key", headers={"WWW-Authenticate": "ApiKey"})
+        raise HTTPException(401, "Invalid or missing API key",
+                            headers={"WWW-Authenticate": "ApiKey"})
     return key
 
 
