@@ -363,6 +363,8 @@ class Store:
         remove_stale_runs(base)
         directory = run_directory(base, master)
         os.makedirs(directory, mode=0o700, exist_ok=True)
+        if os.stat(directory).st_uid != os.getuid():  # made by another user: not ours to trust
+            raise PermissionError(f"{directory} belongs to another user")
         store = cls(directory, instruments, master, server)
         os.register_at_fork(after_in_child=store._after_fork_in_child)
         return store

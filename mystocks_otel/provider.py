@@ -146,11 +146,11 @@ def _announce(message: str) -> None:
 
 def _multiprocess_store():
     """The shared store when this process is a worker of a multiprocess server, else None."""
-    from .multiprocess import Store
-
     try:
+        from .multiprocess import Store  # fcntl: POSIX only
+
         return Store.start(INSTRUMENTS)
-    except OSError as exc:  # no writable directory: each worker answers for itself
+    except (ImportError, OSError) as exc:  # no usable directory: each worker answers for itself
         _log.warning("mystocks-otel: multiprocess mode unavailable (%s): single-process mode", exc)
         return None
 
