@@ -181,3 +181,23 @@ def test_slo_dashboard_long_windows_read_from_the_store(pair):
         return missing
 
     wait_until(lambda: not empty(), 20, "every long-window SLO panel answered by the store")
+
+
+@pytest.mark.live
+def test_store_slis_match_the_traffic(pair):
+    """The 30-day SLIs computed in the store from the recorded event rates are the traffic's own:
+    the synthetic exporter answers 1 request in 3 with a 5xx, and 10 of its 14 latency buckets
+    lie at or under the latency SLO's 1 s."""
+    vm, _ = pair
+    board = promql_ast.load_dashboard(promql_ast.ROOT / "dashboards" / "mystocks-slo.json")
+    expected = {"api-availability": 2 / 3, "api-latency": 10 / 14}
+    seen = {}
+    for title, target in promql_ast.dashboard_targets(board):
+        slo = title.split(":", 1)[0]
+        if slo in expected and title.endswith(f"SLI ({'30d'})"):
+            expr = target["expr"].replace("$job", config.APP_JOB)
+            result = live_stack.query(vm, expr, time=f"{time.time():.3f}")["data"]["result"]
+            seen[slo] = float(result[0]["value"][1])
+    assert seen.keys() == expected.keys()
+    for slo, value in expected.items():
+        assert abs(seen[slo] - value) < 0.02, (slo, seen[slo], value)

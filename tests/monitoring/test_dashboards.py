@@ -365,7 +365,10 @@ def test_latency_gauge_reaches_past_the_critical_threshold():
     ("Data Freshness", config.SLOS[2].threshold_seconds, config.STALE_DATA_SECONDS),
 ])
 def test_panel_thresholds_are_the_alerts(title, warning, critical):
-    assert _steps(_panel(MAIN.name, title)) == [warning, critical]
+    panel = _panel(MAIN.name, title)
+    assert _steps(panel) == [warning, critical]
+    if panel["type"] == "timeseries":  # drawn, not only used for colours
+        assert panel["fieldConfig"]["defaults"]["custom"]["thresholdsStyle"]["mode"] != "off"
 
 
 def test_alert_thresholds_the_panels_show_are_in_the_rules():
@@ -434,6 +437,25 @@ def test_long_windows_read_the_long_term_store():
                 problems.append(f"{name}: {title!r} {ref} reads {raw} from the store, which keeps only recordings")
     assert long_panels >= len(config.SLOS) * 2, "the SLO dashboard's 30-day panels"
     assert not problems, "\n".join(problems)
+
+
+def test_request_based_budgets_weigh_every_request():
+    """Row 13: the 30-day budget of a request-based SLO is bad events / events over 30 days
+    (a busy hour weighs more than a quiet night); time-based SLOs (freshness) average the ratio."""
+    from mystocks_otel.mixin.dashboards import slo as slo_board
+
+    weighted = slo_board.request_weighted(config.DEFAULT)
+    assert {"api-availability", "api-latency"} <= weighted and "market-data-freshness" not in weighted
+    for title, target in promql_ast.dashboard_targets(_boards()[SLO.name]):
+        if target["datasource"]["uid"] != "${lts_datasource}":
+            continue
+        names = promql_ast.metric_names(promql_ast.parse(target["expr"]))
+        slo = title.split(":", 1)[0]
+        if slo in weighted:
+            assert names == {slo_board.EVENTS_RECORD, slo_board.BAD_EVENTS_RECORD}, (title, names)
+            assert "sum_over_time" in target["expr"], title
+        else:
+            assert names == {config.slo_error_ratio_record("5m")}, (title, names)
 
 
 # -- against a real Prometheus --------------------------------------------------------------------

@@ -53,10 +53,9 @@ def _json(obj) -> str:
                       ensure_ascii=False) + "\n"
 
 
-def generate(cfg: config.MixinConfig | None = None) -> dict[str, str]:
+def generate(cfg: config.MixinConfig = config.DEFAULT) -> dict[str, str]:
     from mystocks_otel.mixin.dashboards import main, slo
 
-    cfg = cfg or config.DEFAULT
     return {
         f"{DASHBOARDS_DIR}/mystocks-main.json": _json(main.build(cfg)),
         f"{DASHBOARDS_DIR}/mystocks-slo.json": _json(slo.build(cfg)),

@@ -140,7 +140,9 @@ def timeseries_panel(title, description, unit, queries, width=8, height=8, *, mi
     if max_val is not None:
         p = p.max(max_val)
     if steps:
-        p = p.thresholds(thresholds(*steps))
+        # Drawn as dashed lines: on a graph the alert thresholds are where to look.
+        p = p.thresholds(thresholds(*steps)).thresholds_style(
+            common.GraphThresholdsStyleConfig().mode(common_models.GraphThresholdsStyleMode.DASHED))
     if mappings:
         p = p.mappings(mappings)
     return p

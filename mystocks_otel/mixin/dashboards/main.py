@@ -272,6 +272,15 @@ def _market_data(cfg: config.MixinConfig) -> list:
             [query(f"max by (dataset) ({series('mystocks.data_quality.freshness')})", "{{dataset}}")],
             min_val=0, steps=_steps(fresh, config.STALE_DATA_SECONDS)),
         timeseries_panel(
+            "Market Data Age",
+            "Seconds since each source last delivered a data point. Unlike Data Freshness it keeps "
+            "growing when the producer dies (a frozen freshness gauge would not). Red is the "
+            f"producer-stalled alert's threshold ({num(config.STALE_DATA_SECONDS)} s, market open).",
+            "s",
+            [query(f"time() - max by (source) ({series('mystocks.market_data.last_update_timestamp')})",
+                   "{{source}}")],
+            min_val=0, steps=_steps(fresh, config.STALE_DATA_SECONDS)),
+        timeseries_panel(
             "Data Completeness",
             "Share of expected records present, by dataset.",
             "percentunit",
@@ -290,7 +299,7 @@ def _market_data(cfg: config.MixinConfig) -> list:
             "s",
             [query(quantile(0.95, "mystocks.trading.order_latency"), "p95"),
              query(quantile(0.99, "mystocks.trading.order_latency"), "p99")],
-            width=24, height=6, min_val=0),
+            width=16, min_val=0),
     ]
 
 

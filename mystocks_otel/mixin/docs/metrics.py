@@ -56,5 +56,5 @@ def metrics_markdown() -> str:
     return "\n".join(lines) + "\n"
 
 
-def generate(cfg: config.MixinConfig | None = None) -> dict[str, str]:
+def generate(cfg: config.MixinConfig = config.DEFAULT) -> dict[str, str]:
     return {"docs/METRICS.md": metrics_markdown()}
