@@ -1,6 +1,7 @@
 """Exemplars end to end: a real Prometheus 2.42 with exemplar storage scrapes a real uvicorn app
 with tracing on; every trace id it returns from /api/v1/query_exemplars belongs to a span the app
-really exported (to a local OTLP receiver), and the OTLP metric push carries exemplars too."""
+really exported (to a local OTLP receiver), and the OTLP metric push carries exemplars too.
+With two workers the exemplars travel through the multiprocess files."""
 
 from __future__ import annotations
 
@@ -37,14 +38,18 @@ def stored_exemplars(port: int) -> list[dict]:
     return [e for series in data for e in series["exemplars"]]
 
 
-def test_prometheus_stores_our_exemplars_and_they_match_exported_spans(tmp_path, prometheus_binary):
+@pytest.mark.parametrize("workers", [1, 2], ids=["one process", "two workers"])
+def test_prometheus_stores_our_exemplars_and_they_match_exported_spans(tmp_path, prometheus_binary,
+                                                                      workers):
     shutil.copy(APP, tmp_path / "setup_app.py")
     with RecordingCollector() as collector:
         env = base_env(tmp_path, OTEL_TRACES_EXPORTER="otlp", OTEL_METRICS_EXPORTER="prometheus,otlp",
                        OTEL_EXPORTER_OTLP_ENDPOINT=collector.endpoint, OTEL_BSP_SCHEDULE_DELAY="200",
                        OTEL_METRIC_EXPORT_INTERVAL="500", MYSTOCKS_OTEL_SYSTEM_METRICS="false")
         app_port, prom_port = free_port(), free_port()
-        with run_process(uvicorn_argv("setup_app:app", app_port, instrument=False), tmp_path, env) as app:
+        extra = ("--workers", str(workers)) if workers > 1 else ()
+        with run_process(uvicorn_argv("setup_app:app", app_port, *extra, instrument=False),
+                         tmp_path, env) as app:
             app.wait_port(app_port)
             config = tmp_path / "prometheus.yml"
             config.write_text(
