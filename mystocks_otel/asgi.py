@@ -234,7 +234,7 @@ class MetricsMiddleware:
         app = self.app if suffix is None else self._serve_endpoint(suffix)
         if self._excluded is not None and self._excluded.search(path):
             return await app(scope, receive, send)
-        fixed = None if suffix is None else self.prefix + suffix
+        fixed = None if suffix is None else scope.get("root_path", "") + self.prefix + suffix
         return await self._http(scope, receive, send, app, host, fixed)
 
     def _resolve_on_startup(self, scope, send):

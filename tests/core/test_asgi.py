@@ -357,3 +357,11 @@ async def test_an_inner_layer_passes_a_marked_request_through(metrics):
 @pytest.fixture
 def anyio_backend():
     return "asyncio"
+
+
+@pytest.mark.anyio
+async def test_our_endpoints_are_labelled_like_any_route_when_measured(metrics):
+    app = FastAPI()
+    setup_telemetry(app, excluded_urls="^/nothing")  # the endpoints are measured too
+    assert (await call(app, "/metrics/health", root_path="/gw"))[0] == 200
+    assert routes_counted(metrics) == {("/gw/metrics/health", 200): 1}
