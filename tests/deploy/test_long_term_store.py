@@ -93,15 +93,12 @@ def _replica_config(base: dict, replica: str, exporter_port: int, vm: str) -> di
 
 
 @pytest.fixture(scope="module")
-def pair(prometheus_binary, victoriametrics_binary, prometheus_config, tmp_path_factory):
+def pair(prometheus_binary, victoriametrics_binary, prometheus_config, compose, tmp_path_factory):
     """Two Prometheus replicas (replica=a, b) remote-writing to one VictoriaMetrics run with
     compose's flags; yields (VictoriaMetrics URL, replica URLs)."""
     if not promql_ast.RULE_FILES:
         pytest.skip("alerts/rules/ has no rule files yet")
     work = tmp_path_factory.mktemp("lts")
-    import yaml
-
-    compose = yaml.safe_load((Path(__file__).resolve().parents[2] / "docker-compose.yml").read_text())
     flags = [f for f in compose["services"]["victoriametrics"]["command"]
              if not f.startswith(("-storageDataPath", "-httpListenAddr", "-dedup.minScrapeInterval"))]
     # The test evaluates every second; the store's dedup interval follows (compose: 15 s for 15 s).
