@@ -24,7 +24,7 @@ import re
 from dataclasses import replace
 from time import perf_counter
 
-from . import auth, endpoints
+from . import auth, endpoints, native_telemetry
 from .catalog import get
 from .config import Settings
 from .instruments import counter, histogram
@@ -233,6 +233,8 @@ class MetricsMiddleware:
         suffix = endpoints.suffix_of(path, self.prefix)
         app = self.app if suffix is None else self._serve_endpoint(suffix)
         if self._excluded is not None and self._excluded.search(path):
+            return await app(scope, receive, send)
+        if native_telemetry.measures_http(host, scope):  # FastAPI's own metrics win: count once
             return await app(scope, receive, send)
         fixed = None if suffix is None else scope.get("root_path", "") + self.prefix + suffix
         return await self._http(scope, receive, send, app, host, fixed)

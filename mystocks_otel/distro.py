@@ -1,12 +1,21 @@
 """Entry points for ``opentelemetry-instrument``: zero-code instrumentation.
 
 ``opentelemetry-instrument uvicorn app:app`` loads :class:`MyStocksDistro`, then
-:class:`MyStocksConfigurator`, then the installed instrumentors. The configurator
-validates the settings (exiting non-zero on a bad one, because the launcher would
-otherwise swallow the error and run uninstrumented), installs the SQLAlchemy and
-Redis hooks, and makes every FastAPI app the process creates call
-``setup_telemetry`` on itself. The provider therefore starts in the process that
-creates the app: never in uvicorn's ``--reload`` parent, which binds nothing.
+:class:`MyStocksConfigurator`, then the installed instrumentors.
+
+- The distro writes nothing into ``os.environ``: our defaults live in
+  :class:`~mystocks_otel.config.Settings`, so FastAPI's own telemetry and child processes
+  see exactly the environment the user set.
+- The configurator validates the settings once, at start-up. A bad one ends the process
+  with one line and exit code 2, because the launcher would otherwise swallow the error
+  and run uninstrumented. It then installs the SQLAlchemy and Redis hooks and, when the
+  application imports FastAPI (not before: importing it early would import pydantic and
+  its plugins ahead of the app), makes every FastAPI app set itself up with the settings
+  checked at start-up. That never ends a running process: a failure there is logged once
+  and leaves the app uninstrumented.
+
+The provider therefore starts in the process that creates the app: never in uvicorn's
+``--reload`` parent, which binds nothing.
 """
 
 from __future__ import annotations
@@ -15,6 +24,7 @@ import functools
 import logging
 import os
 import sys
+import threading
 
 from opentelemetry.instrumentation.distro import BaseDistro
 from opentelemetry.sdk._configuration import _BaseConfigurator
@@ -24,21 +34,38 @@ from . import config, runtime
 _log = logging.getLogger(__name__)
 
 # Upstream instrumentors whose metrics our own layers replace. With tracing on,
-# the runtime runs them for spans only (no-op meter provider).
+# the runtime runs the Redis and FastAPI ones for spans only (no-op meter provider).
 _REPLACED = frozenset({"fastapi", "asgi", "starlette", "sqlalchemy", "redis"})
+_LAUNCHER_LOGGER = "opentelemetry.instrumentation.auto_instrumentation._load"
 
 
 class MyStocksDistro(BaseDistro):
     def _configure(self, **kwargs):
-        os.environ.setdefault("OTEL_METRICS_EXPORTER", "prometheus")
-        os.environ.setdefault("OTEL_TRACES_EXPORTER", "none")
-        os.environ.setdefault("OTEL_LOGS_EXPORTER", "none")
+        # Deliberately no os.environ defaults (see the module docstring).
+        logging.getLogger(_LAUNCHER_LOGGER).addFilter(_ReplacedVersionConflicts())
 
     def load_instrumentor(self, entry_point, **kwargs):
         if entry_point.name in _REPLACED:
             _log.debug("mystocks-otel replaces the %s instrumentation", entry_point.name)
             return
         super().load_instrumentor(entry_point, **kwargs)
+
+
+class _ReplacedVersionConflicts(logging.Filter):
+    """Drops the launcher's version-range error for an instrumentation we replace.
+
+    The launcher checks each instrumentation's supported range before asking the distro
+    to load it, and logs an error at every start when the installed library is outside
+    it (upstream SQLAlchemy's ``<2.1.0`` on SQLAlchemy 2.1). We never run those
+    instrumentations, so their ranges say nothing about this process.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a filter must never break logging
+            return True
+        return not any(message.startswith(f"{name} only instruments ") for name in _REPLACED)
 
 
 class MyStocksConfigurator(_BaseConfigurator):
@@ -50,39 +77,56 @@ class MyStocksConfigurator(_BaseConfigurator):
             return
         if settings.sdk_disabled:
             return
-        runtime.install_library_hooks()
-        patch_fastapi()
+        runtime.install_library_hooks(settings)
+        patch_fastapi(settings)
 
 
 def fail_startup(error: Exception) -> None:
-    """Stop the process with one line: the launcher logs and swallows exceptions."""
+    """Stop the process with one line: the launcher logs and swallows exceptions.
+
+    Only ever called from the configurator, at interpreter start, before the app runs.
+    """
     sys.stderr.write(f"mystocks-otel: configuration error: {error}\n")
     sys.stderr.flush()
     os._exit(2)  # SystemExit would be caught by the launcher's caller in some versions
 
 
-def patch_fastapi() -> bool:
-    """Make every FastAPI app set itself up on creation (subclasses included)."""
-    try:
-        import fastapi
-    except ImportError:
-        return False
-    original = fastapi.FastAPI.__init__
+def patch_fastapi(settings: config.Settings) -> None:
+    """Once the application imports FastAPI, every FastAPI app (subclasses included) sets
+    itself up with ``settings`` as it is created."""
+    import wrapt
+
+    wrapt.register_post_import_hook(functools.partial(_patch, settings=settings), "fastapi")
+
+
+def _patch(fastapi_module, settings: config.Settings) -> None:
+    original = fastapi_module.FastAPI.__init__
     if getattr(original, "_mystocks_patched", False):
-        return True
+        return
 
     @functools.wraps(original)
     def __init__(self, *args, **kwargs):
         original(self, *args, **kwargs)
-        from .telemetry import setup_telemetry
-
-        try:
-            setup_telemetry(self)
-        except config.ConfigError as error:
-            fail_startup(error)
-        except Exception:  # noqa: BLE001 - never stop the host app for telemetry
-            _log.exception("mystocks-otel could not instrument %r", self)
+        _instrument(self, settings)
 
     __init__._mystocks_patched = True
-    fastapi.FastAPI.__init__ = __init__
-    return True
+    fastapi_module.FastAPI.__init__ = __init__
+
+
+_failures_lock = threading.Lock()
+_failure_logged = False
+
+
+def _instrument(app, settings: config.Settings) -> None:
+    """``setup_telemetry`` for an app the distro saw created; never raises, never exits."""
+    global _failure_logged
+    try:
+        from .telemetry import setup_telemetry
+
+        setup_telemetry(app, settings=settings)
+    except Exception:  # noqa: BLE001 - never stop the host app for telemetry
+        with _failures_lock:
+            first, _failure_logged = not _failure_logged, True
+        if first:
+            _log.exception("mystocks-otel could not instrument %r; it runs uninstrumented "
+                           "(further failures are not logged)", app)

@@ -113,17 +113,19 @@ def serve_metrics_port(settings: config.Settings) -> None:
                      settings.prometheus_host, settings.prometheus_port, exc)
 
 
-def setup_telemetry(app, *, engines=(), tracer_provider=None, **options) -> Telemetry:
+def setup_telemetry(app, *, engines=(), tracer_provider=None, settings: config.Settings | None = None,
+                    **options) -> Telemetry:
     """Instrument ``app`` (and the process) in one call. A second call on the same app is a no-op.
 
     ``options`` override settings read from the environment, by field name of
     :class:`mystocks_otel.config.Settings` (e.g. ``slow_query_seconds=0.2``).
+    ``settings`` replaces the environment (the distro passes the ones it validated at start-up).
     Raises :class:`ConfigError` on a bad setting.
     """
     existing = getattr(app.state, "mystocks_telemetry", None)
     if existing is not None:
         return existing
-    settings = config.load().with_overrides(**options)
+    settings = (settings if settings is not None else config.load()).with_overrides(**options)
     if settings.sdk_disabled:
         _log.info("OTEL_SDK_DISABLED=true: mystocks-otel does nothing")
         handle = Telemetry(app, None, settings)

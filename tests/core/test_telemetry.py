@@ -144,3 +144,64 @@ def test_otel_service_name_and_the_option_name_the_service(monkeypatch):
         assert _service_name(metrics) == "quotes-api"
     with capture_metrics(service_name="explicit") as metrics:
         assert _service_name(metrics) == "explicit"
+
+
+# -- FastAPI's native telemetry: HTTP metrics are recorded once ------------------------------
+
+
+def _native_app(**telemetry):
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    theirs = InMemoryMetricReader()
+    app = FastAPI(telemetry={"meter_provider": MeterProvider(metric_readers=[theirs]), **telemetry})
+
+    @app.get("/items/{n}")
+    def item(n: int):
+        return n
+
+    @app.websocket("/ws")
+    async def ws(websocket: WebSocket):
+        await websocket.accept()
+        await websocket.close()
+
+    return app, theirs
+
+
+def _native_durations(reader) -> int:
+    data = reader.get_metrics_data()
+    return sum(point.count
+               for rm in (data.resource_metrics if data else ()) for sm in rm.scope_metrics
+               for metric in sm.metrics if metric.name == DURATION
+               for point in metric.data.data_points)
+
+
+def _exercise(app) -> None:
+    client = TestClient(app)
+    client.get("/items/1")
+    with client.websocket_connect("/ws"):
+        pass
+
+
+def test_where_fastapi_measures_http_itself_we_do_not(mystocks_metrics):
+    app, theirs = _native_app()
+    setup_telemetry(app, system_metrics=False)
+    _exercise(app)
+    assert _native_durations(theirs) == 1  # FastAPI's native metrics, as the app configured
+    assert mystocks_metrics.count(DURATION) == 0  # ... and not a second time by us
+    assert mystocks_metrics.value("mystocks.websocket.connections_opened", {"namespace": "/ws"}) == 1
+
+
+def test_with_fastapis_metrics_off_ours_measure_http(mystocks_metrics):
+    app, theirs = _native_app(metrics=False)
+    setup_telemetry(app, system_metrics=False)
+    _exercise(app)
+    assert _native_durations(theirs) == 0
+    assert mystocks_metrics.count(DURATION, {"http.route": "/items/{n}"}) == 1
+
+
+def test_without_a_meter_provider_for_fastapi_ours_measure_http(mystocks_metrics):
+    app = make_app()  # FastAPI's telemetry is on by default, with no provider configured
+    setup_telemetry(app, system_metrics=False)
+    TestClient(app).get("/api/quotes/A")
+    assert mystocks_metrics.count(DURATION, {"http.route": "/api/quotes/{symbol}"}) == 1

@@ -8,16 +8,21 @@ duplicate upstream series.
 from __future__ import annotations
 
 import asyncio
+import http.server
+import json
+import re
 import shutil
 import subprocess
 import sys
+import textwrap
+import threading
 import time
 from pathlib import Path
 
 import pytest
 import websockets
 
-from harness import base_env, get, run_process, samples, scrape, series, uvicorn_argv
+from harness import INSTRUMENT, base_env, get, run_process, samples, scrape, series, uvicorn_argv
 from support import free_port, wait_until
 
 pytestmark = pytest.mark.live
@@ -157,3 +162,156 @@ def test_import_never_fails_on_bad_settings(tmp_path, variable, value):
                             timeout=30, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
+
+
+# -- coexisting with the process: no environment writes, no exits after start-up --------------
+
+def run_instrumented(tmp_path: Path, code: str, timeout: float = 60, **env: str):
+    """``opentelemetry-instrument python -c code`` in a clean environment."""
+    script = tmp_path / "script.py"
+    script.write_text(textwrap.dedent(code))
+    return subprocess.run([INSTRUMENT, sys.executable, str(script)], cwd=tmp_path,
+                          env=base_env(tmp_path, **env), capture_output=True, text=True,
+                          timeout=timeout, start_new_session=True)
+
+
+def test_the_distro_writes_nothing_into_the_environment(tmp_path):
+    """Defaults live in Settings: the process and its children see the user's environment."""
+    result = run_instrumented(tmp_path, """
+        import json, os, subprocess, sys
+        child = subprocess.run([sys.executable, "-c", "import os, json; print(json.dumps(sorted(os.environ)))"],
+                               capture_output=True, text=True, env=os.environ.copy()).stdout
+        print(json.dumps({"here": sorted(k for k in os.environ if k.startswith("OTEL_")),
+                          "child": [k for k in json.loads(child) if k.startswith("OTEL_")]}))
+    """)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.splitlines()[-1]) == {"here": [], "child": []}
+
+
+def test_no_version_warning_for_the_instrumentations_we_replace(tmp_path):
+    """Upstream SQLAlchemy's range is <2.1: we never run it, so the launcher must not say so."""
+    import sqlalchemy
+
+    result = run_instrumented(tmp_path, "import sqlalchemy; print(sqlalchemy.__version__)")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == sqlalchemy.__version__
+    assert "only instruments" not in result.stderr, result.stderr
+    assert result.stderr.strip() == ""
+
+
+def test_sql_spans_under_the_distro_with_tracing_on(tmp_path):
+    result = run_instrumented(tmp_path, """
+        import sqlalchemy as sa
+        from fastapi import FastAPI
+        app = FastAPI()                                   # the distro sets it up (tracing on)
+        engine = sa.create_engine("sqlite:///" + "t.db")
+        with engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 42")
+    """, OTEL_TRACES_EXPORTER="console")
+    assert result.returncode == 0, result.stderr
+    assert "only instruments" not in result.stderr
+    spans = [json.loads(block) for block in re.findall(r"(?ms)^\{\n.*?^\}$", result.stdout)]
+    sql = [s for s in spans if s["attributes"].get("db.system.name") == "sqlite"]
+    assert [(s["name"], s["kind"], s["attributes"]["db.query.text"]) for s in sql] \
+        == [("SELECT", "SpanKind.CLIENT", "SELECT 42")]
+
+
+def test_a_bad_setting_after_start_up_never_ends_a_running_process(tmp_path):
+    """Settings are validated once, at start-up; an app created later uses those."""
+    result = run_instrumented(tmp_path, """
+        import os
+        from fastapi import FastAPI
+        from fastapi.testclient import TestClient
+        os.environ["MYSTOCKS_OTEL_SLOW_QUERY_SECONDS"] = "abc"   # changed while running
+        app = FastAPI()
+
+        @app.get("/ping")
+        def ping():
+            return "pong"
+
+        client = TestClient(app)
+        client.get("/ping")
+        print(client.get("/metrics").status_code, "still running")
+    """)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "200 still running"
+    assert "configuration error" not in result.stderr
+
+
+def test_a_failing_set_up_is_logged_once_and_leaves_the_app_working(tmp_path):
+    result = run_instrumented(tmp_path, """
+        from fastapi import FastAPI
+        from fastapi.testclient import TestClient
+        import mystocks_otel.telemetry
+
+        def broken(app, rt):  # a fault injected into set-up, whatever its cause
+            raise RuntimeError("no middleware here")
+
+        mystocks_otel.telemetry.instrument_app = broken
+        for n in range(3):
+            app = FastAPI()
+
+            @app.get("/ping")
+            def ping():
+                return "pong"
+
+            print(TestClient(app).get("/ping").json())
+    """)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ['pong'] * 3
+    assert result.stderr.count("could not instrument") == 1, result.stderr
+    assert "RuntimeError: no middleware here" in result.stderr
+
+
+class _OTLPSink(http.server.BaseHTTPRequestHandler):
+    paths: list = []
+
+    def do_POST(self):  # noqa: N802 - http.server's naming
+        self.rfile.read(int(self.headers.get("content-length", 0)))
+        type(self).paths.append(self.path)
+        self.send_response(200)
+        self.send_header("content-length", "0")
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def test_fastapi_native_telemetry_configures_itself_beside_the_distro(tmp_path):
+    """FastAPI's own OTLP auto-configuration works under the distro (it failed on the
+    OTEL_METRICS_EXPORTER=prometheus the distro used to write), and HTTP metrics are
+    recorded once: FastAPI's, since its native metrics are active; ours count the rest."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _OTLPSink)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        result = run_instrumented(tmp_path, """
+            import mystocks_otel
+            from fastapi import FastAPI
+            from fastapi.testclient import TestClient
+            from opentelemetry import metrics, trace
+            app = FastAPI()
+
+            @app.get("/items/{n}")
+            def item(n: int):
+                mystocks_otel.record_order("buy", "market", "filled")
+                return n
+
+            with TestClient(app) as client:                   # lifespan: FastAPI auto-configures
+                client.get("/items/1")
+                body = client.get("/metrics").text
+            trace.get_tracer_provider().force_flush()
+            metrics.get_meter_provider().force_flush()
+            print(type(metrics.get_meter_provider()).__name__, type(trace.get_tracer_provider()).__name__)
+            print(sum(l.startswith("http_server_request_duration_seconds_count") for l in body.splitlines()),
+                  sum(l.startswith("mystocks_trading_orders_total{") for l in body.splitlines()))
+        """, FASTAPI_OTEL_AUTO_CONFIGURE="true",
+            OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{server.server_port}")
+    finally:
+        server.shutdown()
+    assert result.returncode == 0, result.stderr
+    assert "automatic telemetry configuration failed" not in result.stderr, result.stderr
+    providers, counts = result.stdout.splitlines()[-2:]
+    assert providers == "MeterProvider TracerProvider"  # FastAPI configured both from OTEL_*
+    assert counts == "0 1"  # HTTP: FastAPI's alone; our business metrics as usual
+    assert {"/v1/traces", "/v1/metrics"} <= set(_OTLPSink.paths)  # FastAPI exported its own
