@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
@@ -66,6 +67,14 @@ class MetricsServer(ThreadingHTTPServer):
         self.token = token
         self.address_family = _family(host, port)
         super().__init__((host, port), _Handler)
+
+    def handle_error(self, request, client_address) -> None:
+        """A client that hangs up mid-answer is not an error; anything else is logged, never
+        printed to stderr as socketserver does."""
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        _log.warning("mystocks-otel: the metrics port failed on a request from %s",
+                     client_address[0], exc_info=True)
 
 
 def _family(host: str, port: int) -> socket.AddressFamily:
