@@ -175,10 +175,9 @@ class Runtime:
         dependencies = {**probe_engines(engines), **probe_redis(clients)}
         state = provider.current()  # the exporter is healthy unless a push reader keeps failing
         components = {"exporter": not (state is not None and export_health.failing(state.readers))}
-        if engines:
-            components["database"] = all(
-                up for name, up in dependencies.items() if name != "redis"
-            )
+        databases = [up for name, up in dependencies.items() if name != "redis"]
+        if databases:
+            components["database"] = all(databases)
         if "redis" in dependencies:
             components["cache"] = dependencies["redis"]
         window = APP_WINS_FOR_PROBES * self.settings.probe_interval_seconds

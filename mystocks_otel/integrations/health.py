@@ -72,10 +72,23 @@ def _timed(component: str, check: Callable[[], object]) -> bool:
         histogram("mystocks.health.check_duration").record(perf_counter() - started, component)
 
 
+def in_use(engine) -> bool:
+    """Whether the app has opened a connection of ``engine`` already.
+
+    The probe never opens a pool's first connection: made from the poller thread at start-up,
+    it would be handed to the app before the app's own ``connect`` hooks (search path,
+    pragmas) were registered. Pools that keep no connection (NullPool) leave no trace.
+    """
+    pool = engine.pool
+    if not hasattr(pool, "checkedin"):
+        return True
+    return pool.checkedin() + pool.checkedout() > 0
+
+
 def probe_engines(engines) -> dict[str, bool]:
-    """{dependency: up} for each engine, by a ``SELECT 1``."""
+    """{dependency: up} for each engine in use, by a ``SELECT 1``."""
     results: dict[str, bool] = {}
-    for engine in list(engines):
+    for engine in [e for e in list(engines) if in_use(e)]:
         backend = engine.url.get_backend_name()
         dependency = backend if backend in DEPENDENCIES else "other"
 

@@ -27,3 +27,18 @@ def test_probes_set_names_the_app_never_reported():
                              app_wins_for=60)
     assert probed == {"components": {"database": True, "cache": False},
                       "dependencies": {"redis": False}}
+
+
+def test_the_probe_never_opens_a_pools_first_connection(tmp_path):
+    import sqlalchemy as sa
+
+    from mystocks_otel.integrations.health import probe_engines
+
+    engine = sa.create_engine(f"sqlite:///{tmp_path}/probe.db")
+    assert probe_engines([engine]) == {}  # unused: pinging would make the pool's first connection
+    assert engine.pool.checkedin() == 0
+    with engine.connect() as conn:  # the app connects, with whatever hooks it registered
+        conn.exec_driver_sql("SELECT 1")
+    assert probe_engines([engine]) == {"sqlite": True}
+    broken = sa.create_engine(f"sqlite:///{tmp_path}/missing/dir/x.db", poolclass=sa.pool.NullPool)
+    assert probe_engines([broken]) == {"sqlite": False}  # keeps no connection: always pinged
