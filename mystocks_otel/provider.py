@@ -1,8 +1,9 @@
 """The process's one MeterProvider: resource, readers and views.
 
 Built at most once per process (the SDK and prometheus_client registries are
-process-wide). Pre-fork servers must call set-up after the fork: the OTLP reader's
-export thread does not survive ``fork()``.
+process-wide). Pre-fork servers (gunicorn ``--preload``) may build it before the fork:
+the SDK gives each child its own ``service.instance.id`` and export thread, and
+:mod:`mystocks_otel.prefork` keeps the fork from copying held locks (docs/OTLP_WORKERS.md).
 """
 
 from __future__ import annotations
