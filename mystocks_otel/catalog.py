@@ -125,6 +125,7 @@ class MetricSpec:
             "domain": self.domain,
             "frequency": self.frequency,
             "semconv": self.semconv,
+            "multiprocess": self.multiprocess or SUM,
         }
 
 

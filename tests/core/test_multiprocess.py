@@ -170,3 +170,6 @@ def test_every_gauge_declares_its_merge_rule():
                  "mystocks.db.connections_open", "mystocks.db.connections_max",
                  "db.client.connection.count"):
         assert catalog.get(name).multiprocess == catalog.PER_WORKER
+    # /metrics/list says each metric's rule
+    assert catalog.get("mystocks.db.connections_active").as_dict()["multiprocess"] == "worker"
+    assert catalog.get("mystocks.trading.orders").as_dict()["multiprocess"] == "sum"
