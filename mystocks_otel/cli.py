@@ -1,4 +1,4 @@
-"""``mystocks-otel``: demo | traffic | render | list | check-config."""
+"""mystocks-otel: the demo, its traffic, generated monitoring files, the catalog and the settings."""
 
 from __future__ import annotations
 
@@ -76,28 +76,40 @@ def _list(args) -> int:
 
 
 def _check_config(args) -> int:
-    from .config import ConfigError, load
+    from .config import ConfigError, describe
 
     try:
-        settings = load()
+        rows = describe()
     except ConfigError as error:
         print(f"mystocks-otel: configuration error: {error}", file=sys.stderr)
         return 2
-    print(settings)
+    print(table([("variable", "value", "source"), *rows]))
+    print("configuration OK")
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="mystocks-otel", description=__doc__)
+def table(rows: list[tuple[str, ...]]) -> str:
+    """Left-aligned columns, the first row as the header, a rule under it."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mystocks-otel", description=__doc__.strip())
     sub = parser.add_subparsers(dest="command", required=True)
 
     demo = sub.add_parser("demo", help="run the instrumented MyStocks demo API under uvicorn")
-    demo.add_argument("--host", default="127.0.0.1")
-    demo.add_argument("--port", type=int, default=8000)
-    demo.add_argument("--reload", action="store_true")
+    demo.add_argument("--host", default="127.0.0.1",
+                      help="address to listen on (default 127.0.0.1: this machine only)")
+    demo.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
+    demo.add_argument("--reload", action="store_true",
+                      help="restart when the demo's source changes (development)")
     demo.set_defaults(run=_demo)
 
-    traffic = sub.add_parser("traffic", help="drive bounded traffic at a running demo",
+    traffic = sub.add_parser("traffic", help="drive bounded traffic at a running demo "
+                             "(`mystocks-otel traffic --help` for its options)",
                              add_help=False)  # its own options belong to demo.traffic
     traffic.set_defaults(run=_traffic)
 
@@ -128,12 +140,18 @@ def main(argv: list[str] | None = None) -> int:
     stack.set_defaults(run=_stack)
 
     listing = sub.add_parser("list", help="print the metric catalog")
-    listing.add_argument("--json", action="store_true")
+    listing.add_argument("--json", action="store_true",
+                         help="every field of every metric as JSON (default: one line per metric)")
     listing.set_defaults(run=_list)
 
-    check = sub.add_parser("check-config", help="validate the OTEL_*/MYSTOCKS_OTEL_* environment")
+    check = sub.add_parser("check-config", help="validate the OTEL_*/MYSTOCKS_OTEL_* environment "
+                           "and show each setting in force, and where it came from")
     check.set_defaults(run=_check_config)
+    return parser
 
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args, rest = parser.parse_known_args(argv)
     if rest and args.command != "traffic":
         parser.error(f"unrecognized arguments: {' '.join(rest)}")

@@ -170,3 +170,39 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         if raw is not None and raw != "":
             values[field_name] = parse(variable, raw)
     return Settings(**values)
+
+
+# -- what is in force, for ``mystocks-otel check-config`` ----------------------------------
+
+SECRET_FIELDS = frozenset({"metrics_token"})
+_UNSET_MEANS = {
+    "service_name": "(unset: OpenTelemetry's default, unknown_service:<executable>)",
+    "prometheus_port": "(unset: no standalone port)",
+    "metrics_path": "(unset: /metrics)",
+}
+
+
+def describe(environ: Mapping[str, str] | None = None) -> list[tuple[str, str, str]]:
+    """``(variable, value in force, source)`` per variable; source is ``env`` or ``default``.
+
+    Raises :class:`ConfigError` as :func:`load` does. Secret values are never shown.
+    """
+    env = os.environ if environ is None else environ
+    settings = load(env)
+    return [(variable, _shown(field_name, getattr(settings, field_name)),
+             "env" if env.get(variable) else "default")
+            for variable, (field_name, _parse) in _VARIABLES.items()]
+
+
+def _shown(field_name: str, value: object) -> str:
+    if field_name in SECRET_FIELDS:
+        return "(set, hidden)" if value else "(unset)"
+    if value is None:
+        return _UNSET_MEANS.get(field_name, "(unset)")
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, frozenset):
+        return ",".join(sorted(value)) or "(none)"
+    if isinstance(value, tuple):
+        return ",".join(value) or "none"
+    return str(value)

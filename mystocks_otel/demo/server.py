@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import shlex
+import sys
+from pathlib import Path
+
 import uvicorn
 
 APP_FACTORY = "mystocks_otel.demo.app:create_app"
@@ -21,6 +25,16 @@ def urls(host: str, port: int) -> dict[str, str]:
     }
 
 
+def traffic_command(host: str, port: int) -> str:
+    """A command that drives traffic at this demo from any shell: the venv's own
+    ``mystocks-otel`` by absolute path (a bare ``python -m`` fails outside the venv)."""
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    base = f"http://[{shown}]:{port}" if ":" in shown else f"http://{shown}:{port}"
+    script = Path(sys.executable).with_name("mystocks-otel")
+    launcher = [str(script)] if script.exists() else [sys.executable, "-m", "mystocks_otel.cli"]
+    return shlex.join([*launcher, "traffic", "--base-url", base])
+
+
 def serve(host: str = "127.0.0.1", port: int = 8000, reload: bool = False, factory: bool = True) -> None:
     """Serve the instrumented demo until interrupted.
 
@@ -32,8 +46,7 @@ def serve(host: str = "127.0.0.1", port: int = 8000, reload: bool = False, facto
     print("MyStocks demo API")
     for name, url in urls(host, port).items():
         print(f"  {name:<24} {url}")
-    print("  Traffic: python -m mystocks_otel.demo.traffic --base-url "
-          f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}", flush=True)
+    print(f"  Traffic: {traffic_command(host, port)}", flush=True)
     if factory:
         uvicorn.run(APP_FACTORY, factory=True, host=host, port=port, reload=reload)
     else:

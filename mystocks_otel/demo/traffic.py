@@ -160,14 +160,24 @@ def run_traffic(base_url: str, duration_s: float = 10, concurrency: int = 4,
     return asyncio.run(run_traffic_async(base_url, duration_s, concurrency, websocket_clients, **kwargs))
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="mystocks-otel-traffic", description=__doc__.splitlines()[0])
-    parser.add_argument("--base-url", default="http://127.0.0.1:8000")
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mystocks-otel traffic", description=__doc__.splitlines()[0])
+    parser.add_argument("--base-url", default="http://127.0.0.1:8000",
+                        help="where the demo API runs (default http://127.0.0.1:8000)")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds (default 10)")
-    parser.add_argument("--concurrency", type=int, default=4)
-    parser.add_argument("--websocket-clients", type=int, default=1)
-    parser.add_argument("--max-requests", type=int, default=100_000)
-    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--concurrency", type=int, default=4,
+                        help="HTTP requests in flight at once (default 4)")
+    parser.add_argument("--websocket-clients", type=int, default=1,
+                        help="quote-feed WebSocket clients kept open meanwhile (default 1)")
+    parser.add_argument("--max-requests", type=int, default=100_000,
+                        help="stop after this many HTTP requests, whatever the duration (default 100000)")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="random seed, for a repeatable mix of requests (default: random)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["--"]:  # `mystocks-otel traffic -- --base-url ...` forwards the separator
         argv = argv[1:]

@@ -79,3 +79,67 @@ def test_import_never_fails_even_with_bad_configuration():
     proc = subprocess.run([sys.executable, "-c", "import mystocks_otel; print('ok')"],
                           capture_output=True, text=True, env=env, timeout=60)
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr
+
+
+# -- mystocks-otel check-config and the CLI's help ------------------------------------------
+
+def test_check_config_prints_a_table_of_values_and_sources_never_the_token(monkeypatch, capsys):
+    from mystocks_otel import cli
+
+    for variable in config.VARIABLES:
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("MYSTOCKS_OTEL_METRICS_TOKEN", "s3cret-token")
+    monkeypatch.setenv("OTEL_METRICS_EXPORTER", "prometheus,otlp")
+    assert cli.main(["check-config"]) == 0
+    out = capsys.readouterr().out
+    assert "s3cret-token" not in out and "Settings(" not in out
+    rows = {line.split()[0]: line.split() for line in out.splitlines()[2:] if line.startswith(("OTEL_", "MYSTOCKS_"))}
+    assert set(rows) == set(config.VARIABLES)
+    assert rows["MYSTOCKS_OTEL_METRICS_TOKEN"][-1] == "env" and "(set, hidden)" in " ".join(rows["MYSTOCKS_OTEL_METRICS_TOKEN"])
+    assert rows["OTEL_METRICS_EXPORTER"][1:] == ["prometheus,otlp", "env"]
+    assert rows["MYSTOCKS_OTEL_CARDINALITY_LIMIT"][1:] == ["2000", "default"]
+    assert out.splitlines()[0].split() == ["variable", "value", "source"]
+
+
+def test_check_config_fails_with_one_line_on_a_bad_value(monkeypatch, capsys):
+    from mystocks_otel import cli
+
+    monkeypatch.setenv("MYSTOCKS_OTEL_CARDINALITY_LIMIT", "lots")
+    assert cli.main(["check-config"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.count("\n") == 1 and "MYSTOCKS_OTEL_CARDINALITY_LIMIT='lots'" in captured.err
+
+
+def _parsers():
+    import argparse
+
+    from mystocks_otel import cli
+    from mystocks_otel.demo import traffic
+
+    main = cli.build_parser()
+    (commands,) = [a for a in main._actions if isinstance(a, argparse._SubParsersAction)]
+    return {"mystocks-otel": main, **commands.choices, "traffic": traffic.build_parser()}
+
+
+def test_every_cli_option_has_help_and_no_raw_markup():
+    for name, parser in _parsers().items():
+        assert "``" not in (parser.description or ""), name
+        for action in parser._actions:
+            if action.option_strings:
+                assert action.help, f"{name} {action.option_strings[0]} has no help text"
+
+
+def test_the_demo_banner_prints_a_traffic_command_that_works_outside_the_venv(tmp_path):
+    import shlex
+    import subprocess
+
+    from mystocks_otel.demo.server import traffic_command
+
+    command = shlex.split(traffic_command("0.0.0.0", 8000))
+    assert command[-2:] == ["--base-url", "http://127.0.0.1:8000"]
+    clean = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}  # no venv on PATH, no VIRTUAL_ENV
+    proc = subprocess.run([*command, "--help"], cwd=tmp_path, env=clean, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "--base-url" in proc.stdout
