@@ -362,13 +362,20 @@ def test_latency_gauge_reaches_past_the_critical_threshold():
     ("HTTP Error Rate", config.API_ERROR_RATIO_WARNING, config.API_ERROR_RATIO_CRITICAL),
     # falling: red below critical, amber below warning
     ("Cache Hit Rate", config.CACHE_HIT_RATIO_CRITICAL, config.CACHE_HIT_RATIO_WARNING),
+    ("Cache Hit Ratio: Recent vs Since Start", config.CACHE_HIT_RATIO_CRITICAL, config.CACHE_HIT_RATIO_WARNING),
     ("Data Freshness", config.SLOS[2].threshold_seconds, config.STALE_DATA_SECONDS),
+    ("Market Data Age", config.SLOS[2].threshold_seconds, config.STALE_DATA_SECONDS),
+    ("DB Pool Usage by Instance", config.DB_POOL_USAGE_WARNING, config.DB_POOL_USAGE_EXHAUSTED),
 ])
 def test_panel_thresholds_are_the_alerts(title, warning, critical):
     panel = _panel(MAIN.name, title)
     assert _steps(panel) == [warning, critical]
     if panel["type"] == "timeseries":  # drawn, not only used for colours
         assert panel["fieldConfig"]["defaults"]["custom"]["thresholdsStyle"]["mode"] != "off"
+
+
+def test_market_data_latency_marks_the_alert_threshold():
+    assert _steps(_panel(MAIN.name, "Market Data Latency")) == [config.MARKET_DATA_P95_WARNING_SECONDS]
 
 
 def test_alert_thresholds_the_panels_show_are_in_the_rules():

@@ -95,6 +95,7 @@ def _api(cfg: config.MixinConfig) -> list:
 def _database(cfg: config.MixinConfig) -> list:
     table = ("operation", "table")
     pool = "sum by (pool) "
+    by_instance = "sum by (instance, pool) "
     return [
         timeseries_panel(
             "DB Connections",
@@ -104,13 +105,24 @@ def _database(cfg: config.MixinConfig) -> list:
             [query(f"{pool}({series('mystocks.db.connections_active')})", "active {{pool}}"),
              query(f"{pool}({series('mystocks.db.connections_idle')})", "idle {{pool}}"),
              query(f"{pool}({series('mystocks.db.connections_max')})", "max {{pool}}")],
-            width=12, min_val=0),
+            width=8, min_val=0),
+        timeseries_panel(
+            "DB Pool Usage by Instance",
+            "Checked-out share of each instance's pool maximum, as the pool alerts read it: a pool "
+            "belongs to one process, so one exhausted instance shows here even beside an idle one. "
+            f"Amber and red are the alerts' thresholds ({num(config.DB_POOL_USAGE_WARNING * 100)}% "
+            f"and {num(config.DB_POOL_USAGE_EXHAUSTED * 100)}%).",
+            "percentunit",
+            [query(f"{by_instance}({series('mystocks.db.connections_active')})\n/\n"
+                   f"({by_instance}({series('mystocks.db.connections_max')}) > 0)", "{{instance}} {{pool}}")],
+            width=8, min_val=0,
+            steps=_steps(config.DB_POOL_USAGE_WARNING, config.DB_POOL_USAGE_EXHAUSTED)),
         timeseries_panel(
             "Slow Queries",
             "Statements slower than MYSTOCKS_OTEL_SLOW_QUERY_SECONDS per second, by operation and table.",
             "ops",
             [query(sum_rate("mystocks.db.slow_queries", table), "{{operation}} {{table}}")],
-            width=12, min_val=0),
+            width=8, min_val=0),
         timeseries_panel(
             "DB Query Latency p95",
             "95th percentile duration of SQL statements, by operation. The dots are exemplars, "
@@ -171,7 +183,8 @@ def _cache(cfg: config.MixinConfig) -> list:
             "percentunit",
             [query(f"{hits} / ({hits} + {misses})", "recent {{cache}}"),
              query(f"avg by (cache) ({series('mystocks.cache.hit_ratio')})", "since start {{cache}}")],
-            width=12, height=6, min_val=0, max_val=1),
+            width=12, height=6, min_val=0, max_val=1,
+            steps=_steps(config.CACHE_HIT_RATIO_WARNING, config.CACHE_HIT_RATIO_CRITICAL, rising=False)),
     ]
 
 
@@ -252,11 +265,12 @@ def _market_data(cfg: config.MixinConfig) -> list:
                    instant=True)]),
         timeseries_panel(
             "Market Data Latency",
-            "95th and 99th percentile processing time of market data, by source.",
+            "95th and 99th percentile processing time of market data, by source. Amber is the "
+            f"market-data latency alert's p95 threshold ({num(config.MARKET_DATA_P95_WARNING_SECONDS)} s).",
             "s",
             [query(quantile(0.95, latency, ("source",)), "p95 {{source}}"),
              query(quantile(0.99, latency, ("source",)), "p99 {{source}}")],
-            min_val=0),
+            min_val=0, steps=((None, "green"), (config.MARKET_DATA_P95_WARNING_SECONDS, "yellow"))),
         timeseries_panel(
             "Market Data Feed Errors",
             "Feed errors per second, by source and reason (timeout, connection, parse, rate_limited, stalled).",
