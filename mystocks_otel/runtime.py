@@ -6,9 +6,11 @@ the SQLAlchemy and Redis hooks by :func:`install_library_hooks`, the poller by
 :class:`Runtime`. The health registry and the system sampler take no settings, so they
 exist from import on (an app may report health before set-up).
 
-Pre-fork servers (gunicorn ``--preload``): threads do not survive ``fork()``. After a
-fork the child restarts the poller here; the SDK restarts its own OTLP export thread and
-gives the child a fresh ``service.instance.id``.
+Pre-fork servers (gunicorn ``--preload``): threads do not survive ``fork()``, and a lock
+one of them held at the fork stays held in the child for ever. So a fork waits (bounded)
+for the poller to be between runs; the child then clears the counts it inherited and
+restarts the poller. The SDK gives the child its own ``service.instance.id`` and export
+thread, made fork-safe by :mod:`mystocks_otel.prefork`.
 """
 
 from __future__ import annotations
@@ -96,8 +98,8 @@ def remove_library_hooks() -> None:
 class Poller:
     """Runs the update tasks every ``interval`` seconds on a daemon thread.
 
-    The tasks take locks (pools, psutil, the recorders). ``fork()`` copies a held lock
-    held forever, so a fork waits until the tasks are between runs (:meth:`pause`).
+    The tasks take locks (pools, psutil, the recorders). A lock held at a ``fork()`` stays
+    held in the child for ever, so a fork waits until the tasks are between runs (:meth:`pause`).
     """
 
     def __init__(self, interval: float, tasks: list[Callable[[], object]]):
@@ -277,6 +279,9 @@ def _after_fork_in_parent() -> None:
 def _forget_parent_counts() -> None:
     """A forked child counts from zero: the parent keeps what it counted before the fork
     (and pushes it under its own ``service.instance.id``). Gauges keep their last value."""
+    state = provider.current()
+    if state is not None and getattr(state, "multiprocess", None) is not None:
+        return  # the multiprocess store does this itself, and moves the child to its own file
     for recorder in INSTRUMENTS:
         recorder._lock = threading.Lock()  # a parent thread may have held it at the fork
         if recorder.spec.kind is not Kind.GAUGE:
