@@ -365,7 +365,7 @@ def test_latency_gauge_reaches_past_the_critical_threshold():
     ("Cache Hit Ratio: Recent vs Since Start", config.CACHE_HIT_RATIO_CRITICAL, config.CACHE_HIT_RATIO_WARNING),
     ("Data Freshness", config.SLOS[2].threshold_seconds, config.STALE_DATA_SECONDS),
     ("Market Data Age", config.SLOS[2].threshold_seconds, config.STALE_DATA_SECONDS),
-    ("DB Pool Usage by Instance", config.DB_POOL_USAGE_WARNING, config.DB_POOL_USAGE_EXHAUSTED),
+    ("DB Pool Usage by Process", config.DB_POOL_USAGE_WARNING, config.DB_POOL_USAGE_EXHAUSTED),
 ])
 def test_panel_thresholds_are_the_alerts(title, warning, critical):
     panel = _panel(MAIN.name, title)

@@ -95,7 +95,8 @@ def _api(cfg: config.MixinConfig) -> list:
 def _database(cfg: config.MixinConfig) -> list:
     table = ("operation", "table")
     pool = "sum by (pool) "
-    by_instance = "sum by (instance, pool) "
+    # A pool belongs to one process: under several workers each has its own (a `worker` label).
+    by_process = "sum by (instance, worker, pool) "
     return [
         timeseries_panel(
             "DB Connections",
@@ -107,14 +108,16 @@ def _database(cfg: config.MixinConfig) -> list:
              query(f"{pool}({series('mystocks.db.connections_max')})", "max {{pool}}")],
             width=8, min_val=0),
         timeseries_panel(
-            "DB Pool Usage by Instance",
-            "Checked-out share of each instance's pool maximum, as the pool alerts read it: a pool "
-            "belongs to one process, so one exhausted instance shows here even beside an idle one. "
+            "DB Pool Usage by Process",
+            "Checked-out share of each process's pool maximum (instance, and worker under several "
+            "workers): a pool belongs to one process, so one exhausted pool shows here even beside "
+            "idle ones. "
             f"Amber and red are the alerts' thresholds ({num(config.DB_POOL_USAGE_WARNING * 100)}% "
             f"and {num(config.DB_POOL_USAGE_EXHAUSTED * 100)}%).",
             "percentunit",
-            [query(f"{by_instance}({series('mystocks.db.connections_active')})\n/\n"
-                   f"({by_instance}({series('mystocks.db.connections_max')}) > 0)", "{{instance}} {{pool}}")],
+            [query(f"{by_process}({series('mystocks.db.connections_active')})\n/\n"
+                   f"({by_process}({series('mystocks.db.connections_max')}) > 0)",
+                   "{{instance}} {{worker}} {{pool}}")],
             width=8, min_val=0,
             steps=_steps(config.DB_POOL_USAGE_WARNING, config.DB_POOL_USAGE_EXHAUSTED)),
         timeseries_panel(
