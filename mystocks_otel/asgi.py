@@ -84,11 +84,6 @@ def _is_mount(route) -> bool:
     return type(route).__name__ == "Mount"
 
 
-def _routes_of(app) -> list:
-    router = getattr(app, "router", None)
-    return list(getattr(router, "routes", None) or getattr(app, "routes", None) or ())
-
-
 def mount_prefix(host, scope: dict, entry_root_path: str) -> tuple[str, list]:
     """The templates of the Mounts the request went through (``/v2``, ``/t/{tenant}``), and
     the routes of the innermost app reached.
@@ -102,7 +97,7 @@ def mount_prefix(host, scope: dict, entry_root_path: str) -> tuple[str, list]:
     final = scope.get("root_path", "")
     prefix, current = "", entry_root_path
     probe = {"type": scope["type"], "path": scope["path"], "root_path": current}
-    routes = _routes_of(host)
+    routes = endpoints.routes_of(host)
     while current != final and routes:
         for route in routes:
             if not isinstance(route, Mount):
@@ -112,7 +107,7 @@ def mount_prefix(host, scope: dict, entry_root_path: str) -> tuple[str, list]:
             if match is Match.FULL and final.startswith(child_root):
                 prefix, current = prefix + route.path, child_root
                 probe["root_path"] = current
-                routes = _routes_of(route.app)
+                routes = endpoints.routes_of(route.app)
                 break
         else:
             break
@@ -128,7 +123,7 @@ def route_template(scope: dict, entry_root_path: str, host=None) -> str | None:
     None when nothing matched: every unknown path shares one series.
     """
     if scope.get("root_path", "") == entry_root_path:  # no Mount on the way
-        prefix, routes = "", _routes_of(host)
+        prefix, routes = "", endpoints.routes_of(host)
     else:
         prefix, routes = mount_prefix(host, scope, entry_root_path)
     own = _own_template(scope, routes)

@@ -100,7 +100,8 @@ def configured_token() -> str | None:
 # -- where the endpoints live on the app's port ------------------------------------------
 
 
-def _routes(app) -> list:
+def routes_of(app) -> list:
+    """The routes of a Starlette/FastAPI app or router (empty for anything else)."""
     router = getattr(app, "router", None)
     return list(getattr(router, "routes", None) or getattr(app, "routes", None) or ())
 
@@ -122,7 +123,7 @@ def route_owner(app, path: str) -> str | None:
     from starlette.routing import Match, Mount
 
     probe = {"type": "http", "path": path, "root_path": "", "method": "GET", "headers": []}
-    for route in _routes(app):
+    for route in routes_of(app):
         if isinstance(route, Mount) and route.path == "":
             owner = route_owner(route.app, path)
             if owner is not None:
