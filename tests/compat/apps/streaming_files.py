@@ -1,11 +1,12 @@
 """Streaming responses (async and sync generators, NDJSON), file downloads with ranges,
-and a ``StaticFiles`` mount: responses whose body is not one JSON document."""
+a ``StaticFiles`` mount, and a streamed upload read chunk by chunk from ``request.stream()``:
+bodies that are not one JSON document, in both directions."""
 
 import asyncio
 import json
 from pathlib import Path
 
-from fastapi import FastAPI, HTTPException
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 
@@ -42,6 +43,14 @@ def report(name: str):
     return FileResponse(REPORT, media_type="text/csv", filename="may-report.csv")
 
 
+@app.put("/uploads/{name}", status_code=201)
+async def upload(name: str, request: Request) -> dict:
+    size, chunks = 0, 0
+    async for chunk in request.stream():
+        size, chunks = size + len(chunk), chunks + (1 if chunk else 0)
+    return {"name": name, "bytes": size, "chunked": chunks > 1}
+
+
 app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
 # A StaticFiles mount has no route inside it: its label is the mount's own template,
@@ -51,7 +60,7 @@ STATIC_FILES = ("/static", "/static/{path}", "/static/{path:path}")
 ROUTES = {
     "/count/5": "/count/{n}", "/events": "/events", "/reports/may": "/reports/{name}",
     "/reports/june": "/reports/{name}", "/static/app.css": STATIC_FILES,
-    "/static/missing.css": STATIC_FILES,
+    "/static/missing.css": STATIC_FILES, "/uploads/big.bin": "/uploads/{name}",
 }
 
 
@@ -82,3 +91,11 @@ def check(client) -> None:
     assert (cached.status_code, cached.content) == (304, b"")
     assert client.head("/static/app.css").headers["content-length"] == str(len(css.content))
     assert client.get("/static/missing.css").status_code == 404
+
+    def parts():
+        for _ in range(16):
+            yield b"x" * 65536
+
+    uploaded = client.put("/uploads/big.bin", content=parts())  # chunked transfer encoding
+    assert (uploaded.status_code, uploaded.json()) == (
+        201, {"name": "big.bin", "bytes": 16 * 65536, "chunked": True})
