@@ -131,7 +131,7 @@ def _label_value(value) -> str:
 def label_text(names: tuple[str, ...], key: tuple) -> str:
     """``a="x",b="y"``: the labels of one series, sorted by name, without the braces."""
     if key[:1] == OVERFLOW_KEY:  # the overflow series (with a worker label in multiprocess mode)
-        extra = key[1:] and f',worker="{_escape_value(str(key[1]))}"'
+        extra = f',worker="{_escape_value(str(key[1]))}"' if len(key) > 1 else ""
         return _OVERFLOW_LABEL + extra
     pairs = sorted((name, value) for name, value in zip(names, key) if value is not None)
     return ",".join(f'{name}="{_escape_value(_label_value(value))}"' for name, value in pairs)
