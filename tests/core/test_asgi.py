@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 
 import pytest
-from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException
+from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, WebSocket
 from fastapi.testclient import TestClient
 from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
@@ -365,3 +365,25 @@ async def test_our_endpoints_are_labelled_like_any_route_when_measured(metrics):
     setup_telemetry(app, excluded_urls="^/nothing")  # the endpoints are measured too
     assert (await call(app, "/metrics/health", root_path="/gw"))[0] == 200
     assert routes_counted(metrics) == {("/gw/metrics/health", 200): 1}
+
+
+def test_a_websocket_in_a_mounted_app_is_counted_once_under_its_full_template(metrics):
+    sub = FastAPI()
+    setup_telemetry(sub)
+
+    @sub.websocket("/feed/{channel}")
+    async def feed(websocket: WebSocket, channel: str):
+        await websocket.accept()
+        await websocket.send_text(channel)
+        await websocket.close()
+
+    app = FastAPI()
+    setup_telemetry(app)
+    app.mount("/v2", sub)
+    client = TestClient(app)
+    for channel in ("a", "b"):
+        with client.websocket_connect(f"/v2/feed/{channel}") as ws:
+            assert ws.receive_text() == channel
+    assert metrics.value("mystocks.websocket.connections_opened") == 2
+    assert metrics.series("mystocks.websocket.connections_opened") == [{"namespace": "/v2/feed/{channel}"}]
+    assert metrics.value("mystocks.websocket.messages", {"direction": "sent"}) == 2
