@@ -7,6 +7,7 @@ start-up exit cases stay in subprocesses (test_setup.py, tests/integration/test_
 from __future__ import annotations
 
 import pytest
+from core_helpers import samples, series
 from fastapi import APIRouter, FastAPI, WebSocket
 from fastapi.testclient import TestClient
 
@@ -71,6 +72,141 @@ def test_points_filter_by_attributes_and_reject_unknown_names(mystocks_metrics):
         mystocks_otel.record_db_query("SELECT", 0.01)
         mystocks_metrics.value("mystocks.db.query_duration")
 
+
+
+# -- setup_telemetry end to end (moved here from test_setup.py's subprocesses) ---------------
+
+PROM_DURATION = "http_server_request_duration_seconds_count"
+
+
+def test_http_metrics_use_route_templates_and_unknown_paths_share_one_series(mystocks_metrics):
+    app = make_app()
+    setup_telemetry(app, system_metrics=False)
+    client = TestClient(app, raise_server_exceptions=False)
+    for i in range(300):
+        client.get(f"/api/quotes/SYM{i}?user=alice@example.com")
+        client.get(f"/random/{i}/path")
+    client.get("/boom")
+    client.get("/metrics")
+    client.get("/metrics/health")
+    body = client.get("/metrics").text
+    durations = series(body, PROM_DURATION)
+    routes = {(lbl.get("http_route", ""), lbl["http_response_status_code"]): v for lbl, v in durations}
+    assert routes[("/api/quotes/{symbol}", "200")] == 300
+    assert routes[("", "404")] == 300  # every unknown path in one series
+    assert routes[("/boom", "500")] == 1
+    assert len(durations) == 3  # /metrics and /metrics/health are excluded by default
+    assert "SYM1" not in body and "alice" not in body
+    assert set(durations[0][0]) >= {"http_request_method", "http_response_status_code"}
+
+
+def test_setup_twice_is_a_no_op_and_a_second_app_shares_the_provider(mystocks_metrics):
+    from mystocks_otel.asgi import layers  # the layer wraps the app's built stack
+
+    first, second = make_app(), make_app()
+    handle = setup_telemetry(first)
+    assert setup_telemetry(first) is handle
+    state = provider.current()
+    setup_telemetry(second)
+    assert provider.current() is state
+    assert [type(layer).__name__ for layer in layers(first)] == ["MetricsMiddleware"]
+    TestClient(second).get("/api/quotes/X")
+    assert TestClient(second).get("/metrics").status_code == 200
+    # the second app's request is visible through the first app's /metrics: one provider
+    body = TestClient(first).get("/metrics").text
+    assert any(lbl.get("http_route") == "/api/quotes/{symbol}" for lbl, _ in series(body, PROM_DURATION))
+
+
+def test_websocket_metrics(mystocks_metrics):
+    app = make_app()
+    setup_telemetry(app, system_metrics=False)
+    client = TestClient(app)
+    for _ in range(3):
+        with client.websocket_connect("/ws/quotes") as ws:
+            ws.send_text("hello")
+            ws.receive_text()
+            ws.receive_bytes()
+    with pytest.raises(Exception):
+        with client.websocket_connect("/ws/unknown"):
+            pass
+    body = client.get("/metrics").text
+    messages = {(lbl["direction"], lbl["message_type"]): v
+                for lbl, v in series(body, "mystocks_websocket_messages_total")
+                if lbl.get("namespace") == "/ws/quotes"}
+    assert messages == {("received", "text"): 3, ("sent", "text"): 3, ("sent", "binary"): 3}
+    assert series(body, "mystocks_websocket_connections_opened_total") == [({"namespace": "/ws/quotes"}, 3)]
+    assert series(body, "mystocks_websocket_active_connections") == [({"namespace": "/ws/quotes"}, 0)]
+    assert series(body, "mystocks_websocket_connection_duration_seconds_count") \
+        == [({"namespace": "/ws/quotes"}, 3)]
+    rejected = [v for lbl, v in series(body, "mystocks_websocket_connection_errors_total")
+                if lbl["reason"] == "rejected"]
+    assert rejected == [1]
+
+
+def test_every_catalog_metric_is_exposed_under_its_derived_prometheus_name(mystocks_metrics):
+    app = make_app()
+    setup_telemetry(app, system_metrics=False)
+    for spec in catalog.METRICS:
+        attributes = {lbl.key: sorted(lbl.values)[0] if lbl.values else "x" for lbl in spec.labels}
+        mystocks_otel.record(spec.name, 1.0, attributes)
+    names = {name for name, _, _ in samples(TestClient(app).get("/metrics").text)}
+    for spec in catalog.METRICS:
+        for sample in spec.prometheus_series:
+            assert sample in names, f"{spec.name}: expected {sample} on /metrics"
+    ours = {n for n in names if n.startswith("mystocks_")}
+    known = {s for spec in catalog.METRICS for s in spec.prometheus_series}
+    assert ours <= known, ours - known
+
+
+def test_tracing_adds_spans_but_never_duplicate_series(mystocks_metrics):
+    app = make_app()
+    setup_telemetry(app, tracer_provider=mystocks_metrics.tracer_provider, system_metrics=False)
+    client = TestClient(app)
+    client.get("/api/quotes/A")
+    body = client.get("/metrics").text
+    assert any("/api/quotes/{symbol}" in span.name for span in mystocks_metrics.spans())
+    names = {name for name, _, _ in samples(body)}
+    assert PROM_DURATION in names
+    assert not any(n.startswith(("http_server_duration", "http_server_active_requests_total")) for n in names)
+    assert len(series(body, PROM_DURATION)) == 1
+
+
+def test_resource_comes_from_otel_environment(monkeypatch):
+    monkeypatch.setenv("OTEL_SERVICE_NAME", "quotes-api")
+    monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment=test")
+    with capture_metrics():
+        app = make_app()
+        setup_telemetry(app, system_metrics=False)
+        (labels, _), = series(TestClient(app).get("/metrics").text, "target_info")
+    assert labels["service_name"] == "quotes-api"
+    assert labels["deployment_environment"] == "test"
+    assert labels["service_instance_id"]
+
+
+def test_bad_configuration_raises_config_error_from_setup(mystocks_metrics, monkeypatch):
+    monkeypatch.setenv("MYSTOCKS_OTEL_SLOW_QUERY_SECONDS", "abc")
+    with pytest.raises(mystocks_otel.ConfigError) as error:
+        setup_telemetry(make_app())
+    assert str(error.value).startswith("MYSTOCKS_OTEL_SLOW_QUERY_SECONDS='abc' is invalid")
+
+
+def test_sdk_disabled_does_nothing(mystocks_metrics, monkeypatch):
+    monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
+    app = make_app()
+    handle = setup_telemetry(app)
+    assert not handle.enabled
+    assert TestClient(app).get("/metrics").status_code == 404
+    assert runtime.current() is None
+
+
+def test_histograms_use_the_catalogs_seconds_buckets(mystocks_metrics):
+    app = make_app()
+    setup_telemetry(app, system_metrics=False)
+    client = TestClient(app)
+    client.get("/api/quotes/A")
+    bounds = [float(lbl["le"]) for lbl, _ in
+              series(client.get("/metrics").text, "http_server_request_duration_seconds_bucket")]
+    assert bounds == [*catalog.get(DURATION).buckets, float("inf")]
 
 # -- cardinality: the configured limit is the one in force ----------------------------------
 
