@@ -26,6 +26,7 @@ import functools
 import importlib.util
 import re
 import sys
+import time
 import traceback
 import warnings
 from collections import Counter
@@ -310,8 +311,6 @@ def settled_metrics(client: httpx.Client, module: ModuleType, result: Run) -> st
     A request is recorded when its ASGI call returns, which can be just after the client
     has read the response (background tasks run in between): poll until it settles.
     """
-    import time
-
     try:
         expected = expected_routes(module, result.transcript)
     except AssertionError:

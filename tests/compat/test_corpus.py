@@ -13,6 +13,7 @@ Each (app, mode) starts one uvicorn, once, shared by the tests below (see ``runs
 from __future__ import annotations
 
 import json
+import sys
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
@@ -28,11 +29,11 @@ PARALLEL_RUNS = 3
 
 
 def needed_runs(items) -> list[tuple[str, str]]:
-    """The (app, mode) pairs the selected tests read, in test order."""
+    """The (app, mode) pairs the selected tests of this module read, in test order."""
     pairs = []
     for item in items:
         params = getattr(getattr(item, "callspec", None), "params", {})
-        if "name" in params:
+        if getattr(item, "module", None) is sys.modules[__name__] and params.get("name") in APPS:
             modes = [params["mode"]] if "mode" in params else MODES
             pairs += [(params["name"], m) for m in modes if (params["name"], m) not in pairs]
     return pairs
