@@ -97,8 +97,20 @@ def instrument_app(app, rt: runtime.Runtime) -> None:
 
         FastAPIInstrumentor.instrument_app(
             app, tracer_provider=rt.tracer_provider, meter_provider=NoOpMeterProvider(),
-            excluded_urls=rt.settings.excluded_urls,
+            excluded_urls=span_excluded_urls(rt.settings),
         )
+
+
+def span_excluded_urls(settings: config.Settings) -> str:
+    """The excluded URLs in contrib's terms, for spans.
+
+    Ours are searched in the path and anchored on it (``^/metrics(/|$)``); contrib searches
+    the full URL (``http://host/metrics``), so an anchored pattern is re-anchored after the
+    host. The default follows MYSTOCKS_OTEL_METRICS_PATH, as it does for metrics.
+    """
+    patterns = endpoints.excluded_urls(settings, settings.metrics_path or endpoints.DEFAULT_PATH)
+    return ",".join(r"^[a-z][a-z0-9+.-]*://[^/]+" + p[1:] if p.startswith("^/") else p
+                    for p in (part.strip() for part in patterns.split(",")) if p)
 
 
 def serve_metrics_port(settings: config.Settings) -> None:

@@ -387,3 +387,21 @@ def test_a_websocket_in_a_mounted_app_is_counted_once_under_its_full_template(me
     assert metrics.value("mystocks.websocket.connections_opened") == 2
     assert metrics.series("mystocks.websocket.connections_opened") == [{"namespace": "/v2/feed/{channel}"}]
     assert metrics.value("mystocks.websocket.messages", {"direction": "sent"}) == 2
+
+
+def test_spans_skip_our_endpoints_at_their_configured_path(metrics):
+    app = FastAPI()
+    setup_telemetry(app, metrics_path="/ops/metrics", tracer_provider=metrics.tracer_provider)
+
+    @app.get("/ping")
+    def ping():
+        return "pong"
+
+    client = TestClient(app)
+    client.get("/ping")
+    client.get("/ops/metrics")
+    client.get("/ops/metrics/health")
+    paths = {span.attributes.get("url.path") or span.attributes.get("http.target")
+             for span in metrics.spans()}
+    assert "/ping" in paths
+    assert not any(path and path.startswith("/ops/metrics") for path in paths), paths
