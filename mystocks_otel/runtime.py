@@ -193,6 +193,8 @@ class Runtime:
     def shutdown(self) -> None:
         if self.poller is not None:
             self.poller.stop()
+        if self.tracing:
+            _uninstrument_upstream_for_spans()  # the pair of start()'s _instrument_upstream_for_spans
         remove_library_hooks()
         INSTRUMENTS.enable_exemplars(False)
         provider.shutdown()

@@ -104,3 +104,13 @@ def test_upstream_redis_spans_are_undone_with_the_sql_ones():
         runtime._uninstrument_upstream_for_spans()
         assert not RedisInstrumentor().is_instrumented_by_opentelemetry
         assert runtime.library_hooks().sqlalchemy._tracer is None
+
+
+def test_stopping_a_tracing_runtime_stops_the_upstream_spans_too():
+    from opentelemetry.instrumentation.redis import RedisInstrumentor
+
+    with capture_metrics() as metrics:
+        runtime.start(_settings(metrics), tracer_provider=metrics.tracer_provider)
+        assert RedisInstrumentor().is_instrumented_by_opentelemetry
+        runtime.stop()  # telemetry.shutdown(): no span may go on to a stopped tracer provider
+        assert not RedisInstrumentor().is_instrumented_by_opentelemetry
