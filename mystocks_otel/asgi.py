@@ -5,16 +5,19 @@ Pure ASGI (no BaseHTTPMiddleware, no spans): it wraps ``send``/``receive`` and r
 the matched route template from the scope after routing, so raw paths never become
 labels and unknown paths fall into one series with no ``http.route``.
 
+* **Placement** (:func:`install`): just inside the app's ``ServerErrorMiddleware``, outside
+  the user's middleware and the router, so the requests a middleware answers (a CORS
+  preflight, an auth rejection) are counted too.
 * **The endpoints** (``/metrics``, ``/metrics/health``, ``/metrics/list``) are answered here,
-  before the host's router: the host's routes, dependencies, exception handlers,
-  ``generate_unique_id_function`` and OpenAPI schema never see them. Where they live is
+  before the host's middleware and router: the host's routes, dependencies, exception
+  handlers, ``generate_unique_id_function`` and OpenAPI schema never see them. Where they live is
   decided once, lazily (at lifespan start-up or the first request, when the app has declared
   its routes): see :func:`mystocks_otel.endpoints.choose_prefix`.
 * **Counted once.** The outermost layer marks the scope; a layer further in (a mounted
   FastAPI sub-app that was set up too, as ``opentelemetry-instrument`` does for every app)
   sees the mark and passes the request through untouched: no second count, no stray
-  ``/v2/metrics``. The outer layer labels the request with the full template, mount
-  prefixes included (``/v2/things/{id}``).
+  ``/v2/metrics``. The outer layer labels the request with the full template: the
+  application root and the mount prefixes included (``/api/v2/things/{id}``).
 """
 
 from __future__ import annotations
