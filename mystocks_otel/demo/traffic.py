@@ -4,7 +4,7 @@
 request and WebSocket wait has a timeout. The hostile variety (random user ids, unknown and
 malformed symbols, bad orders, unknown paths) is there to show that labels stay bounded.
 
-    python -m mystocks_otel.demo.traffic --base-url http://127.0.0.1:8000 --duration 30
+    mystocks-otel traffic --base-url http://127.0.0.1:8000 --duration 30
 """
 
 from __future__ import annotations
