@@ -53,8 +53,8 @@ def route_path(scope: dict) -> str:
     return path
 
 
-def _own_template(scope: dict, routes: list) -> str | None:
-    """The template of the route matched inside the innermost app, among its ``routes``."""
+def _own_template(scope: dict, app) -> str | None:
+    """The template of the route matched inside ``app``, the innermost app routed to."""
     route = scope.get("route")
     # FastAPI >= 0.16x no longer copies included routes: the route in the scope lacks the
     # include_router(prefix=...) part, which FastAPI keeps in its effective route context.
@@ -74,7 +74,7 @@ def _own_template(scope: dict, routes: list) -> str | None:
     # root path as it was: its template is its own.
     endpoint = scope.get("endpoint")
     if endpoint is not None:
-        for candidate in routes:
+        for candidate in endpoints.routes_of(app):
             if _is_mount(candidate):
                 if getattr(candidate, "app", None) is endpoint:
                     return candidate.path + "/{path}"
@@ -87,9 +87,9 @@ def _is_mount(route) -> bool:
     return type(route).__name__ == "Mount"
 
 
-def mount_prefix(host, scope: dict, entry_root_path: str) -> tuple[str, list]:
+def mount_prefix(host, scope: dict, entry_root_path: str) -> tuple[str, object]:
     """The templates of the Mounts the request went through (``/v2``, ``/t/{tenant}``), and
-    the routes of the innermost app reached.
+    the innermost app reached (None when the chain could not be followed).
 
     Routing leaves only the innermost route in the scope, so the chain is found again by
     matching the host's Mounts level by level until ``root_path`` is reached. Where a level
@@ -100,6 +100,7 @@ def mount_prefix(host, scope: dict, entry_root_path: str) -> tuple[str, list]:
     final = scope.get("root_path", "")
     prefix, current = "", entry_root_path
     probe = {"type": scope["type"], "path": scope["path"], "root_path": current}
+    app = host
     routes = endpoints.routes_of(host)
     while current != final and routes:
         for route in routes:
@@ -110,13 +111,13 @@ def mount_prefix(host, scope: dict, entry_root_path: str) -> tuple[str, list]:
             if match is Match.FULL and final.startswith(child_root):
                 prefix, current = prefix + route.path, child_root
                 probe["root_path"] = current
-                routes = endpoints.routes_of(route.app)
+                app, routes = route.app, endpoints.routes_of(route.app)
                 break
         else:
             break
     if current != final:
-        return prefix + (final[len(current):] if final.startswith(current) else ""), []
-    return prefix, routes
+        return prefix + (final[len(current):] if final.startswith(current) else ""), None
+    return prefix, app
 
 
 def route_template(scope: dict, entry_root_path: str, host=None) -> str | None:
@@ -126,10 +127,10 @@ def route_template(scope: dict, entry_root_path: str, host=None) -> str | None:
     None when nothing matched: every unknown path shares one series.
     """
     if scope.get("root_path", "") == entry_root_path:  # no Mount on the way
-        prefix, routes = "", endpoints.routes_of(host)
+        prefix, app = "", host
     else:
-        prefix, routes = mount_prefix(host, scope, entry_root_path)
-    own = _own_template(scope, routes)
+        prefix, app = mount_prefix(host, scope, entry_root_path)
+    own = _own_template(scope, app)
     if own is None:
         if not prefix:
             return None
