@@ -561,3 +561,141 @@ def test_live_inhibition(live):
         ("MarketDataSlowProcessing", "warning", "market-feed"): "suppressed",
         ("Watchdog", "info", "mystocks-api"): "active",  # the dead man's switch is never inhibited
     }
+
+
+def _states(api: str, expected: int) -> dict[tuple[str, str], str]:
+    """(alertname, instance or "-") -> active/suppressed, once ``expected`` alerts are in and
+    the inhibitor has seen them (it learns of new alerts asynchronously): the states must read
+    the same twice, 0.5 s apart."""
+    def read():
+        return {(a["labels"]["alertname"], a["labels"].get("instance", "-")): a["status"]["state"]
+                for a in http_json(api)}
+
+    deadline = time.monotonic() + 10
+    previous = None
+    while time.monotonic() < deadline:
+        current = read()
+        if len(current) >= expected and current == previous:
+            return current
+        previous = current if len(current) >= expected else None
+        time.sleep(0.5)
+    return read()
+
+
+@pytest.mark.live
+def test_live_instance_down_inhibits_only_that_instance(live):
+    """Issue 8 row 2: api-1's target is down while api-2 serves; the job's error rate is critical
+    because of api-2. Before, `equal: [job]` suppressed the job-level ApiCriticalErrorRate and
+    api-2's CPU alert. Now only api-1's own alerts are suppressed; the whole job down
+    (ApiJobDown) still suppresses the job-level alert (the positive control)."""
+    api = f"{live['url']}/api/v2/alerts"
+    http_json(api, [
+        alert("ApiTargetDown", "critical", category="health", team="platform", instance="api-1:8000"),
+        alert("ApiCriticalErrorRate", "critical", category="api", team="platform"),
+        alert("CriticalCpuUsage", "critical", category="system", team="performance", instance="api-1:8000"),
+        alert("CriticalCpuUsage", "critical", category="system", team="performance", instance="api-2:8000"),
+    ])
+    assert _states(api, 4) == {
+        ("ApiTargetDown", "api-1:8000"): "active",
+        ("ApiCriticalErrorRate", "-"): "active",  # the job-level symptom of api-2's errors
+        ("CriticalCpuUsage", "api-1:8000"): "suppressed",  # blind: measured through api-1
+        ("CriticalCpuUsage", "api-2:8000"): "active",  # another instance's problem
+    }
+    http_json(api, [alert("ApiJobDown", "critical", category="health", team="platform")])
+    assert _states(api, 5)[("ApiCriticalErrorRate", "-")] == "suppressed"
+
+
+def _incidents(recorder: Recorder, routing_key: str) -> set[str]:
+    """PagerDuty incidents opened (one per dedup key). Call under recorder.lock, or from
+    wait_for's predicate, which holds it."""
+    return {body["dedup_key"] for body in recorder.paths("/pagerduty")
+            if body["routing_key"] == routing_key and body["event_action"] == "trigger"}
+
+
+def _incidents_now(recorder: Recorder, routing_key: str) -> set[str]:
+    with recorder.lock:
+        return _incidents(recorder, routing_key)
+
+
+@pytest.mark.live
+def test_live_one_page_per_cause_errors_and_fast_burn(live):
+    """Issue 8 row 3: 6% 5xx at 10 req/s fires ApiCriticalErrorRate and the availability fast
+    burn (alerts/tests/slo.yml proves both fire). Before: two PagerDuty incidents (groups by
+    alertname). Now one: the burn alert is inhibited, and the on-call route groups by cause."""
+    recorder, secrets, api = live["recorder"], live["secrets"], f"{live['url']}/api/v2/alerts"
+    http_json(api, [
+        alert("ApiCriticalErrorRate", "critical", category="api", team="platform"),
+        alert("ApiAvailabilityErrorBudgetBurnFast", "critical", category="slo", team="platform",
+              slo="api-availability"),
+    ])
+    assert _states(api, 2)[("ApiAvailabilityErrorBudgetBurnFast", "-")] == "suppressed"
+    recorder.wait_for(lambda r: r.paths("/pagerduty"), timeout=5, what="the page")
+    time.sleep(1.5)  # a second incident (group_wait 0s) would have arrived by now
+    assert len(_incidents_now(recorder, secrets["PAGERDUTY_ON_CALL_KEY"])) == 1
+    # Positive control: a different cause (Redis) is a second incident.
+    http_json(api, [alert("RedisDown", "critical", category="health", team="platform", service="redis",
+                          dependency="redis")])
+    recorder.wait_for(lambda r: len(_incidents(r, secrets["PAGERDUTY_ON_CALL_KEY"])) == 2, timeout=5,
+                      what="the Redis page")
+
+
+@pytest.mark.live
+def test_live_one_page_per_cause_dependency_down(live):
+    """Issue 8 row 4: Redis down pages once; ServiceDegradation (which counts raw ALERTS) and
+    ComponentUnhealthy{component="cache"} (a health warning, which pages the PagerDuty service)
+    are the same cause. PostgreSQL down and ComponentUnhealthy{component="database"} likewise.
+    Before: ServiceDegradation and the health warnings stayed active and paged again, through a
+    second PagerDuty service."""
+    recorder, secrets, api = live["recorder"], live["secrets"], f"{live['url']}/api/v2/alerts"
+    http_json(api, [
+        alert("RedisDown", "critical", category="health", team="platform", service="redis", dependency="redis"),
+        alert("ServiceDegradation", "critical", category="aggregated", team="platform"),
+        alert("CacheCriticalHitRate", "critical", category="cache", team="performance", service="redis", cache="redis"),
+        alert("ComponentUnhealthy", "warning", category="health", team="platform", service="redis",
+              component="cache", instance="api-1:8000"),
+        alert("PostgreSQLDown", "critical", category="health", team="platform", service="postgresql",
+              dependency="postgresql"),
+        alert("ComponentUnhealthy", "warning", category="health", team="platform", service="postgresql",
+              component="database", instance="api-2:8000"),
+    ])
+    states = _states(api, 6)
+    assert states == {
+        ("RedisDown", "-"): "active",
+        ("PostgreSQLDown", "-"): "active",
+        ("ServiceDegradation", "-"): "suppressed",
+        ("CacheCriticalHitRate", "-"): "suppressed",
+        ("ComponentUnhealthy", "api-1:8000"): "suppressed",
+        ("ComponentUnhealthy", "api-2:8000"): "suppressed",
+    }, states
+    recorder.wait_for(lambda r: len(_incidents(r, secrets["PAGERDUTY_ON_CALL_KEY"])) == 2, timeout=5,
+                      what="one page for Redis and one for PostgreSQL")
+    time.sleep(1.5)
+    assert len(_incidents_now(recorder, secrets["PAGERDUTY_ON_CALL_KEY"])) == 2
+    assert _incidents_now(recorder, secrets["PAGERDUTY_SERVICE_KEY"]) == set()
+    # Positive control: a component unhealthy on its own (no Down alert) still pages the service.
+    http_json(api, [alert("ComponentUnhealthy", "warning", category="health", team="platform",
+                          service="market-data", component="market_data", instance="api-1:8000")])
+    assert _states(api, 7)[("ComponentUnhealthy", "api-1:8000")] in ("active", "suppressed")
+    assert any(a["labels"].get("component") == "market_data" and a["status"]["state"] == "active"
+               for a in http_json(api))
+
+
+def test_labels_used_in_routing_exist_on_every_rule(rendered):
+    """Issue 8 row 12: `group_by`, the inhibit rules' `equal` and the PagerDuty template read
+    `service`; before, no rule set it. Every label the routing tree groups on must be on every
+    rule (alertname is implicit; job is absent only on job-less rules such as the Watchdog)."""
+    alerts = rule_alerts()
+    if not alerts:
+        pytest.skip("alerts/rules/*.yml not generated yet")
+    config = yaml.safe_load(rendered.read_text())
+
+    def group_bys(route):
+        yield from route.get("group_by", [])
+        for child in route.get("routes", []):
+            yield from group_bys(child)
+
+    needed = set(group_bys(config["route"])) - {"alertname", "job"}
+    assert "service" in needed
+    missing = [(a["alert"], sorted(needed - set(a["labels"]))) for a in alerts if needed - set(a["labels"])]
+    assert not missing, missing
+    assert "{{ .CommonLabels.service }}" in TEMPLATE.read_text()
