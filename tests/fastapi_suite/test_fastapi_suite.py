@@ -2,14 +2,10 @@
 
 The suite comes from the source package of the installed FastAPI version and runs in a
 cached venv of its own (see suite.py). Both runs go at once (two processes), each over the
-same selection:
-
-- everything in FastAPI's ``tests/`` except the documentation tutorials
-  (``tests/test_tutorial``, 1,394 of 5,225 tests in 0.165: each runs a docs example app
-  through the features the other tests cover one by one), of which the OpenTelemetry
-  tutorials are kept, and the benchmarks. That is ~3,800 tests, FastAPI's native
-  telemetry tests (``tests/test_telemetry``) among them. The whole suite takes about twice
-  as long and agrees too (checked by hand: only the exception below differs).
+whole of FastAPI's ``tests/`` (5,225 tests in 0.165, its native telemetry tests among them)
+except the two benchmark folders, which need the codspeed plugin and measure speed, not
+behaviour. Seen here: 135 s for both runs together on two cores (longer when the machine
+is busy), plus about 75 s the first time to download and install.
 
 Run with ``pytest -m fastapi_suite tests/fastapi_suite``.
 """
@@ -26,8 +22,7 @@ import suite
 
 pytestmark = pytest.mark.fastapi_suite
 
-SELECTION = ["tests", "--ignore=tests/test_tutorial", "--ignore=tests/benchmarks",
-             "--ignore=tests/memory_benchmarks", "tests/test_tutorial/test_opentelemetry"]
+SELECTION = ["tests", "--ignore=tests/benchmarks", "--ignore=tests/memory_benchmarks"]
 
 # Tests that need a process where no OpenTelemetry SDK was ever imported. Under
 # opentelemetry-instrument the distro and configurator import the SDK at interpreter start,
@@ -72,7 +67,7 @@ def test_fastapi_suite_agrees_bare_and_under_the_distro(suite_venv, tmp_path):
 
     bare = suite.outcomes(tmp_path / "bare" / "junit.xml")
     instrumented = suite.outcomes(tmp_path / "instrumented" / "junit.xml")
-    assert len(bare) > 3_000 and set(bare) == set(instrumented)
+    assert len(bare) > 5_000 and set(bare) == set(instrumented)
     assert not [t for t, outcome in bare.items() if outcome in ("failure", "error")], \
         logs["bare"][-5000:]  # the bare run is FastAPI's own, green suite
 
