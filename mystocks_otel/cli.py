@@ -35,6 +35,8 @@ def _mixin_config(args):
             objectives[name] = float(value)
         except ValueError:
             raise ValueError(f"--slo {item!r}: expected NAME=OBJECTIVE, e.g. api-availability=0.995") from None
+    if args.holiday:
+        overrides["holidays"] = tuple(args.holiday)
     return MixinConfig(**overrides).with_slo_objectives(objectives)
 
 
@@ -127,6 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--loki-url", help="provision a Loki datasource in Grafana at this URL (default: none)")
     render.add_argument("--slo", action="append", default=[], metavar="NAME=OBJECTIVE",
                         help="an SLO objective, e.g. api-availability=0.995 (repeatable)")
+    render.add_argument("--holiday", action="append", default=[], metavar="YYYY-MM-DD",
+                        help="an exchange holiday: the trading session stays closed (repeatable)")
     render.set_defaults(run=_render)
 
     stack = sub.add_parser("stack", help="the whole monitoring stack on this machine: up, status, down")

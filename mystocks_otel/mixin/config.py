@@ -15,6 +15,7 @@ Each alert's reasoning is written beside it (``mixin/rules/<category>.py``).
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from datetime import date
 
 #: Prometheus job names (prometheus/prometheus.yml must agree; a test checks).
 APP_JOB = "mystocks-api"
@@ -133,6 +134,11 @@ TRADING_SESSIONS_UTC_MINUTES = ((90, 210), (300, 420))
 TRADING_DAYS = (1, 2, 3, 4, 5)  # day_of_week(): Monday-Friday
 #: Kept for the dashboards: the first open and the last close.
 TRADING_SESSION_UTC_MINUTES = (TRADING_SESSIONS_UTC_MINUTES[0][0], TRADING_SESSIONS_UTC_MINUTES[-1][1])
+#: Exchange holidays (YYYY-MM-DD, China time = the UTC date of the session) on which the session
+#: series stays closed: every gated rule, the freshness SLI included, is then quiet and spends
+#: no budget. Empty by default: pass the year's calendar with `mystocks-otel render --holiday`
+#: (repeatable), or silence gate=trading_session for an unplanned closure (docs/runbooks.md).
+TRADING_HOLIDAYS: tuple[str, ...] = ()
 #: Label set on every alert gated on the session, so that ONE silence covers an exchange
 #: holiday or an unplanned closure, SLO burn alerts included (docs/runbooks.md).
 SESSION_GATE_LABEL = ("gate", "trading_session")
@@ -158,6 +164,7 @@ class MixinConfig:
     #: Grafana gets a Loki datasource only when one is named (dashboards/provisioning).
     loki_url: str | None = None
     slos: tuple[SLO, ...] = field(default=SLOS)
+    holidays: tuple[str, ...] = TRADING_HOLIDAYS
 
     def __post_init__(self) -> None:
         for name in ("grafana_url", "runbook_url"):
@@ -171,6 +178,11 @@ class MixinConfig:
             value = getattr(self, name)
             if not value or any(ch in value for ch in '"\\{}\n'):
                 raise ValueError(f"{name}={value!r}: expected a Prometheus job name")
+        for day in self.holidays:
+            try:
+                date.fromisoformat(day)
+            except (TypeError, ValueError):
+                raise ValueError(f"holiday {day!r}: expected a date YYYY-MM-DD") from None
         for slo in self.slos:
             if not 0.0 < slo.objective < 1.0:
                 raise ValueError(f"SLO {slo.name} objective {slo.objective!r}: expected 0 < x < 1")

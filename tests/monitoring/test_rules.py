@@ -331,10 +331,13 @@ def test_cli_render_writes_the_overrides(tmp_path):
     from mystocks_otel.cli import main
 
     assert main(["render", "--root", str(tmp_path), "--app-job", "api-prod",
-                 "--grafana-url", "https://g.example", "--slo", "api-latency=0.95"]) == 0
+                 "--grafana-url", "https://g.example", "--slo", "api-latency=0.95",
+                 "--holiday", "2026-10-01"]) == 0
     alerts_text = (tmp_path / rules.ALERTS_FILE).read_text()
     assert 'up{job="api-prod"} == 0' in alerts_text and "https://g.example/d/mystocks-main" in alerts_text
+    assert "year() == 2026 and month() == 10 and day_of_month() == 1" in (tmp_path / rules.RECORDING_FILE).read_text()
     assert main(["render", "--root", str(tmp_path), "--slo", "api-latency"]) == 2
+    assert main(["render", "--root", str(tmp_path), "--holiday", "tomorrow"]) == 2
 
 
 def test_the_promql_builder_rejects_unknown_metrics():
@@ -344,3 +347,59 @@ def test_the_promql_builder_rejects_unknown_metrics():
     assert q.sel("mystocks_cache_hits_total") == 'mystocks_cache_hits_total{job="mystocks-api"}'
     with pytest.raises(UnknownMetric, match="mystocks_cache_hit_total"):
         q.sel("mystocks_cache_hit_total")
+
+
+def _holiday_case(promtool, directory: Path, holidays: tuple[str, ...], open_: bool):
+    """Render with ``holidays`` into ``directory`` and run a promtool case over Thursday
+    1970-01-01 (test time 0), quotes 10 minutes old all day: is the session open at 150m,
+    and is StaleData firing?"""
+    directory.mkdir()
+    for rel, text in rules.generate(config.MixinConfig(holidays=holidays)).items():
+        (directory / Path(rel).name).write_text(text)
+    expect = [{"labels": "{}", "value": 1}] if open_ else []
+    test = {
+        "rule_files": [Path(f).name for f in rules.RULE_FILES],
+        "evaluation_interval": "1m",
+        "tests": [{
+            "interval": "1m",
+            "input_series": [{"series": f'mystocks_data_quality_freshness_seconds{{job="{config.APP_JOB}", '
+                                        'instance="api-1:8000", dataset="quotes"}', "values": "600x200"}],
+            "promql_expr_test": [
+                {"expr": "count(mystocks:trading_session:open)", "eval_time": "150m", "exp_samples": expect},
+                {"expr": 'count(ALERTS{alertname="StaleData", alertstate="firing"})', "eval_time": "150m",
+                 "exp_samples": expect},
+            ],
+        }],
+    }
+    (directory / "holiday.yml").write_text(yaml.safe_dump(test))
+    return _run(promtool, "test", "rules", str(directory / "holiday.yml"))
+
+
+def test_a_rendered_holiday_closes_the_session_and_the_gated_rules(promtool, tmp_path):
+    """Holidays (`mystocks-otel render --holiday 1970-01-01`): the session series stays absent,
+    so StaleData (and the freshness SLI, gated on the same series) are quiet. Control: the
+    same day rendered without the holiday has the session open and StaleData firing."""
+    holiday = _holiday_case(promtool, tmp_path / "holiday", ("1970-01-01",), open_=False)
+    assert holiday.returncode == 0, holiday.stdout + holiday.stderr
+    workday = _holiday_case(promtool, tmp_path / "workday", (), open_=True)
+    assert workday.returncode == 0, workday.stdout + workday.stderr
+    with pytest.raises(ValueError, match="holiday"):
+        config.MixinConfig(holidays=("1970-13-01",))
+
+
+def test_market_data_records_its_last_update_timestamp():
+    """Row 8's input: every batch recorded through record_market_data sets the source's
+    last-update timestamp (the demo's producer records through it), an empty batch does not."""
+    import time
+
+    import mystocks_otel
+    from mystocks_otel.testing import capture_metrics
+
+    with capture_metrics() as metrics:
+        mystocks_otel.record_market_data("simulator", "quote", points=0)
+        assert metrics.points("mystocks.market_data.last_update_timestamp") == []
+        before = time.time()
+        mystocks_otel.record_market_data("simulator", "quote", points=20, duration_seconds=0.01)
+        stamp = metrics.value("mystocks.market_data.last_update_timestamp", {"source": "simulator"})
+        assert before <= stamp <= time.time()
+        assert "mystocks_market_data_last_update_timestamp_seconds" in metrics.prometheus_text()

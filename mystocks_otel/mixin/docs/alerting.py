@@ -21,10 +21,18 @@ def runbooks(alerts: tuple[Alert, ...], cfg: MixinConfig) -> str:
            "what the alert means, the first three things to check and how to silence it. "
            "Silence with `amtool` against Alertmanager (default "
            f"`{AM_URL}`); always give a comment and the shortest duration that covers the work.\n\n",
-           "On an exchange holiday the market-data and business alerts that are gated on the "
-           "trading session still fire (the rules do not know the holiday calendar): silence "
-           "them for the day:\n\n```sh\namtool silence add 'category=~\"market_data|business\"' "
-           f"--duration=24h \\\n  --comment=\"exchange holiday\" --alertmanager.url={AM_URL}\n```\n"]
+           "On an exchange holiday (or a typhoon closure) the rules see a trading day with no "
+           "data: they do not know the holiday calendar. Every alert gated on the trading "
+           "session carries `gate=\"trading_session\"` — the market-data and business alerts "
+           "and the market-data-freshness SLO burns alike — so one silence covers them all. "
+           "Set it for the whole closed day, before the open:\n\n```sh\n"
+           "amtool silence add gate=trading_session --start=2026-10-01T00:00:00Z "
+           f"--end=2026-10-02T00:00:00Z \\\n  --comment=\"exchange holiday\" --alertmanager.url={AM_URL}\n```\n\n"
+           "A silence mutes notifications only: the freshness SLI still records the closed day "
+           "as stale and spends budget. So render the year's exchange calendar into the rules "
+           "(`mystocks-otel render --holiday 2026-10-01 --holiday 2026-10-02 ...`): on those "
+           "days `mystocks:trading_session:open` stays absent, and every gated rule and the SLI "
+           "are quiet. Keep the silence for closures nobody announced.\n"]
     for category in CATEGORIES:
         for alert in (a for a in alerts if a.category == category):
             labels = ", ".join(f"{k}={v}" for k, v in alert.rule(cfg)["labels"].items())
@@ -35,7 +43,9 @@ def runbooks(alerts: tuple[Alert, ...], cfg: MixinConfig) -> str:
             out.append(f"```promql\n{dedent(alert.expr)}\n```\n\n")
             out.append("First three things to check:\n\n")
             out.extend(f"{i}. {check}\n" for i, check in enumerate(alert.checks, 1))
-            out.append(f"\nDashboard: {alert.dashboard_url(cfg)}\n\n")
+            out.append(f"\nDashboard: {cfg.grafana_url}/d/{alert.dashboard}"
+                       + (f" (opened on the alert's {', '.join(alert.link_labels)})" if alert.link_labels else "")
+                       + "\n\n")
             if alert.name == "Watchdog":
                 out.append("Silence: never. Silencing the Watchdog makes the heartbeat receiver "
                            "report the pipeline as broken.\n")
@@ -97,14 +107,59 @@ Every alert has `for`, the labels `severity` (critical, warning, info), `categor
 annotations `summary`, `description`, `runbook_url` and `dashboard_url`. The reasoning for each
 threshold is a comment above the rule and the last column below. Ratios divide by `(x > 0)`
 so that no traffic yields no series rather than NaN, and count "no errors yet" as 0 with
-`or denominator * 0`. Ratio alerts also require a minimum traffic (0.1/s for requests,
-queries, lookups and commands) so that one failure among a handful of night-time requests
-does not alert. Business and freshness rules are gated on `mystocks:trading_session:open`
-(Mon-Fri 01:30-07:00 UTC, the A-share session): at night no data flowing is not an incident.
+`or denominator * 0`.
 
-`Watchdog` always fires with `severity="info"`, `category="meta"` and `heartbeat="true"`;
-Alertmanager sends it to a heartbeat (dead man's switch) receiver, which raises the alarm when
-it stops arriving.
+## Paging policy
+
+A page (PagerDuty) wakes someone at 3 a.m., so each one must mean "act now", once.
+
+- **One page per cause.** Every alert carries `service`, the broken thing (`mystocks-api`,
+  `postgresql`, `redis`, `market-data`, `monitoring`). The PagerDuty routes group by
+  `job, service`, so one cause is one incident even when several rules see it (a 6% 5xx
+  burst fires `ApiCriticalErrorRate` and `ApiAvailabilityErrorBudgetBurnFast`: one incident).
+  Inhibition silences the consequences of a known cause: `PostgreSQLDown`/`RedisDown` silence
+  the symptoms and the same service's health warnings (which would page a second PagerDuty
+  service); `ServiceDegradation` does not count a known cause's symptoms; one instance's
+  `ApiTargetDown` silences only that instance's alerts, and only `ApiJobDown` (every instance
+  down) silences the job-level ones. Tested live against Alertmanager
+  (`tests/monitoring/test_alertmanager.py::test_live_*`).
+- **Per instance where the resource is per instance.** A pool, a process's CPU or WebSocket
+  capacity belongs to one instance: `job_instance_pool:mystocks_db_connections:usage_ratio`,
+  not a job-wide sum in which api-1's 15/15 hides behind api-2's 0/15. A resource all
+  instances share (one Redis) alerts once: its series take the max over instances.
+- **Traffic floors.** Ratio, quantile and burn-rate alerts need at least
+  {num(config.MIN_REQUEST_RATE)} events/s (requests, queries, lookups, commands, orders, batches; 30 in 5 minutes):
+  at one request a minute, a single slow request is the p95 and a single 503 burns 1.6% of an
+  hour, and neither is an incident. The burn-rate floor applies to each short window.
+- **Quiet hours.** Market-data, business and freshness rules are gated on
+  `mystocks:trading_session:open`, rendered from `config.TRADING_SESSIONS_UTC_MINUTES`
+  ({', '.join(f'{a // 60:02d}:{a % 60:02d}-{b // 60:02d}:{b % 60:02d}' for a, b in config.TRADING_SESSIONS_UTC_MINUTES)} UTC,
+  Monday-Friday: 09:30-11:30 and 13:00-15:00 China time). Nights, weekends and the lunch
+  break are closed: no data flowing then is not an incident, while a stall inside a session
+  still pages.
+- **Holidays.** `mystocks-otel render --holiday YYYY-MM-DD` (repeatable) keeps the session
+  series closed on the exchange's holidays, so gated alerts and the freshness SLI are quiet and
+  spend no budget. For a closure not rendered in, gated alerts carry `gate="trading_session"`:
+  one silence on that label covers them all, SLO burns included (`docs/runbooks.md`, top).
+- **Restarts.** A series that only exists once something happened (sessions, the market-data
+  timestamp) is treated as 0 or as absent for a scraped instance, so a restart that never
+  recovers still alerts; and nothing pages merely because an idle restarted API has no HTTP
+  series yet (health checks and `/metrics` are not counted).
+- **Monitoring of the monitoring.** Alertmanager failing per integration, Prometheus rule
+  evaluation failures, dropped notifications or no reachable Alertmanager, Collector export
+  failures and refused points, the app's OTLP push failing, and the monitoring jobs' scrapes
+  (`{cfg.prometheus_job}`, `{cfg.alertmanager_job}`, `{cfg.collector_job}`) down or gone. The
+  `Watchdog` stays the outermost check: it always fires with `severity="info"`,
+  `category="meta"` and `heartbeat="true"`, and Alertmanager sends it to a heartbeat (dead
+  man's switch) receiver, which raises the alarm when it stops arriving.
+
+## Render-time settings
+
+`mystocks-otel render` takes a deployment's values as options (defaults in
+`mixin/config.py`'s `MixinConfig`): `--grafana-url` (the alerts' dashboard links),
+`--runbook-url`, `--app-job`, `--collector-job`, `--prometheus-job`, `--alertmanager-job`,
+`--slo NAME=OBJECTIVE` and `--holiday YYYY-MM-DD` (both repeatable), e.g.
+`mystocks-otel render --root deploy/ --grafana-url https://grafana.example.com --slo api-availability=0.995`.
 
 ## Alerts ({len(alerts)})
 {_alert_tables(alerts)}
@@ -115,6 +170,12 @@ it stops arriving.
 | SLO | objective | error budget | SLI |
 |---|---|---|---|
 {slos}
+For the request-based SLOs the good and bad event rates are recorded too
+(`slo:sli_events:rate5m`, `slo:sli_bad_events:rate5m`): the 30-day budget is
+`sum_over_time(slo:sli_bad_events:rate5m[30d]) / sum_over_time(slo:sli_events:rate5m[30d])`,
+weighted by requests (a busy hour counts more than a quiet one), not a time average of 5-minute
+ratios. The freshness SLO stays time-based: its events are evaluations while the market is open.
+
 The error ratio of each is recorded as `slo:sli_error:ratio_rate<window>{{slo="<name>"}}` for
 every window in {', '.join(config.SLO_WINDOWS)} (plus `slo:objective:ratio` and
 `slo:error_budget:ratio` for the SLO dashboard). The freshness SLI records a 0/1 "every

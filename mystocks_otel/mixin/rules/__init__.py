@@ -50,16 +50,18 @@ def slo_groups(cfg: MixinConfig) -> tuple[Group, ...]:
 
 
 def all_alerts(cfg: MixinConfig) -> tuple[Alert, ...]:
-    groups = alert_groups(cfg) + slo_groups(cfg)
-    alerts = tuple(r for g in groups for r in g.rules if isinstance(r, Alert))
-    for a in alerts:
-        if a.category not in MODULES or (a.category != "slo" and a not in MODULES[a.category].alerts(cfg)):
-            raise ValueError(f"{a.name}: category {a.category!r} but defined in another module")
+    """Every alert, in category order; checks each lives in its category's module."""
+    alerts = []
+    for category, module in MODULES.items():
+        for a in module.alerts(cfg):
+            if a.category != category:
+                raise ValueError(f"{a.name}: category {a.category!r} but defined in rules/{category}.py")
+            alerts.append(a)
     names = [a.name for a in alerts]
     duplicates = {n for n in names if names.count(n) > 1}
     if duplicates:
         raise ValueError(f"alert names defined twice: {sorted(duplicates)}")
-    return alerts
+    return tuple(alerts)
 
 
 def all_records(cfg: MixinConfig) -> tuple[Record, ...]:

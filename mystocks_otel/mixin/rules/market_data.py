@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 from mystocks_otel.mixin import config as c
 from mystocks_otel.mixin.config import MixinConfig
 from mystocks_otel.mixin.lib.promql import PromQL, num, ratio
@@ -12,13 +14,20 @@ REALTIME = "|".join(c.REALTIME_DATASETS)
 _SILENCE = "amtool silence add gate=trading_session"
 
 
-def session_expr() -> str:
-    """1 on trading days inside a session (c.TRADING_SESSIONS_UTC_MINUTES), absent otherwise."""
+def session_expr(holidays: tuple[str, ...] = ()) -> str:
+    """1 on trading days inside a session (c.TRADING_SESSIONS_UTC_MINUTES), absent otherwise
+    and on the given holidays."""
     days = f"day_of_week() >= {min(c.TRADING_DAYS)} and day_of_week() <= {max(c.TRADING_DAYS)}"
     now = "hour() * 60 + minute()"
     windows = "\n    or\n".join(f"({now} >= {start} and {now} < {end})"
                                 for start, end in c.TRADING_SESSIONS_UTC_MINUTES)
-    return f"vector(1)\n  and on () ({days})\n  and on () (\n    {windows}\n  )"
+    expr = f"vector(1)\n  and on () ({days})\n  and on () (\n    {windows}\n  )"
+    if holidays:
+        closed = "\n    or\n".join(
+            f"(year() == {d.year} and month() == {d.month} and day_of_month() == {d.day})"
+            for d in sorted(date.fromisoformat(h) for h in holidays))
+        expr += f"\n  unless on () (\n    {closed}\n  )"
+    return expr
 
 
 def _sessions_text() -> str:
@@ -31,13 +40,14 @@ def records(cfg: MixinConfig) -> Group:
     freshness = cfg.slo("market-data-freshness")
     fresh_sel = q.sel("mystocks_data_quality_freshness_seconds", f'dataset=~"{REALTIME}"')
     return Group("mystocks-market-data.rules", (
-        Record(record="mystocks:trading_session:open", expr=session_expr(),
+        Record(record="mystocks:trading_session:open", expr=session_expr(cfg.holidays),
                why="1 while the A-share market is open (Mon-Fri 09:30-11:30 and 13:00-15:00 CST = "
                f"{_sessions_text()}, from config.TRADING_SESSIONS_UTC_MINUTES), absent otherwise: "
                "at night, at the weekend and over the lunch break no data flows and nobody trades, "
                "which is not an incident. Market-data, business and freshness rules (the SLO "
-               "included) are gated on it. Exchange holidays are not known here: every gated alert "
-               f"carries gate=trading_session, and `{_SILENCE}` silences them all for the day."),
+               "included) are gated on it. Exchange holidays rendered in (`mystocks-otel render "
+               "--holiday YYYY-MM-DD`) keep it closed all day; for any other closure every gated "
+               f"alert carries gate=trading_session, and `{_SILENCE}` silences them all."),
         Record(record="job_source:mystocks_market_data_points_processed:rate5m",
                expr=q.sum_rate("mystocks_market_data_points_processed_total", "job, source"),
                why="Points processed per second by source (panel Market Data Points)."),
