@@ -8,7 +8,6 @@ file differs from what the generators produce with the defaults.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from mystocks_otel.mixin.docs import alerting, metrics
 
 Generator = Callable[[MixinConfig], dict[str, str]]
 
-GENERATORS: tuple[Callable, ...] = (
+GENERATORS: tuple[Generator, ...] = (
     metrics.generate,
     rules.generate,
     alerting.generate,
@@ -26,15 +25,10 @@ GENERATORS: tuple[Callable, ...] = (
 )
 
 
-def _run(generator: Callable, cfg: MixinConfig) -> dict[str, str]:
-    # Transition: a generator that does not take the config yet renders its defaults.
-    return generator(cfg) if inspect.signature(generator).parameters else generator()
-
-
 def generate_all(cfg: MixinConfig = DEFAULT) -> dict[str, str]:
     files: dict[str, str] = {}
     for generator in GENERATORS:
-        files.update(_run(generator, cfg))
+        files.update(generator(cfg))
     return files
 
 
