@@ -297,11 +297,16 @@ def observed_counts(text: str, module: ModuleType, prefix: str) -> Counter:
 
 
 def resolve(expected: list[tuple], observed: Counter) -> Counter:
-    """Pick, for each set of acceptable templates, the one the product used."""
-    counts = Counter()
-    for templates, method, status in expected:
-        used = [t for t in templates if (t, method, status) in observed] or [templates[0]]
-        counts[(used[0], method, status)] += 1
+    """Pick, for each set of acceptable templates, the one the product used.
+
+    Requests with one possible template are placed first; a request with several takes a
+    template that still has observed counts left over, else its first one.
+    """
+    counts, left = Counter(), Counter(observed)
+    for templates, method, status in sorted(expected, key=lambda e: len(e[0])):
+        used = next((t for t in templates if left[(t, method, status)] > 0), templates[0])
+        counts[(used, method, status)] += 1
+        left[(used, method, status)] -= 1
     return counts
 
 

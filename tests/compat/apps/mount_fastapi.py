@@ -2,7 +2,8 @@
 
 The sub-app has its own exception handler and its own routers; its schema is served at
 ``/v2/openapi.json``, and it mounts a third app under ``/admin``. A per-tenant app is
-mounted under a templated prefix (``/tenants/{tenant}``). Under ``opentelemetry-instrument``
+mounted under a templated prefix (``/tenants/{tenant}``), and a partners' app is routed by
+``Host`` header (``app.host``). Under ``opentelemetry-instrument``
 every one of these apps is created (and set up), so one request crosses several of them.
 """
 
@@ -64,6 +65,16 @@ def get_thing(thing_id: int) -> dict:
 app.mount("/v2", v2)
 app.mount("/tenants/{tenant}", tenant_app)
 
+partners = FastAPI(title="partners")
+
+
+@partners.get("/partners/{partner_id}")
+def partner(partner_id: int) -> dict:
+    return {"partner": partner_id}
+
+
+app.host("partners.example.com", partners)
+
 # A 404 inside the mount matched the Mount but no route of the sub-app: the issue does not
 # pin its label, so any low-cardinality form is accepted (never the raw path).
 MOUNT_MISS = (None, "/v2", "/v2/{path}", "/v2/{path:path}")
@@ -80,6 +91,8 @@ ROUTES = {
     "/v2/metrics": MOUNT_MISS,
     "/v2/admin/stats/orders": "/v2/admin/stats/{kind}",
     "/tenants/acme/profile": "/tenants/{tenant}/profile",
+    "GET /partners/7 200": "/partners/{partner_id}",
+    "GET /partners/7 404": None,  # another Host: nothing matched
 }
 
 
@@ -96,6 +109,10 @@ def check(client) -> None:
     assert client.get("/v2/admin/stats/orders").json() == {"kind": "orders"}
     assert client.get("/tenants/acme/profile").json() == {"tenant": "acme",
                                                           "root": "/tenants/acme"}
+
+    partner_host = {"Host": "partners.example.com"}
+    assert client.get("/partners/7", headers=partner_host).json() == {"partner": 7}
+    assert client.get("/partners/7").status_code == 404
 
     sub_schema = client.get("/v2/openapi.json").json()
     assert sub_schema["info"] == {"title": "things v2", "version": "2.0"}
