@@ -38,6 +38,16 @@ def num(value: float) -> str:
     return f"{value:.6g}" if value < 1e6 else str(int(value))
 
 
+def pct(ratio: float) -> str:
+    """A ratio as alert texts write it: 0.8 -> "80%", 0.001 -> "0.1%"."""
+    return f"{num(ratio * 100)}%"
+
+
+def dur(seconds: float) -> str:
+    """Seconds as Prometheus' humanizeDuration writes them: 1 -> "1s", 0.5 -> "500ms"."""
+    return f"{num(seconds * 1000)}ms" if seconds < 1 else f"{num(seconds)}s"
+
+
 def le_matcher(seconds: float) -> str:
     """Match a bucket bound however the exporter spelled it ("1.0" from OTel, "1" elsewhere)."""
     text = num(seconds)

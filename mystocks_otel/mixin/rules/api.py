@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from mystocks_otel.mixin import config as c
 from mystocks_otel.mixin.config import MixinConfig
-from mystocks_otel.mixin.lib.promql import PromQL, num, ratio
+from mystocks_otel.mixin.lib.promql import PromQL, dur, num, pct, ratio
 from mystocks_otel.mixin.lib.rulekit import Alert, Group, Record
 
 HTTP = "http_server_request_duration_seconds"
@@ -58,9 +58,9 @@ def alerts(cfg: MixinConfig) -> tuple[Alert, ...]:
         Alert(
             name="ApiHighResponseTime", expr=f"{_P95} > {num(c.API_LATENCY_P95_WARNING_SECONDS)}\n{_FLOOR}", for_="5m",
             severity="warning", category="api", priority="P1", team="performance",
-            summary="API p95 latency is above 1 s.",
+            summary=f"API p95 latency is above {num(c.API_LATENCY_P95_WARNING_SECONDS)} s.",
             description="p95 latency of {{ $labels.job }} is {{ $value | humanizeDuration }} over the last 5 minutes "
-            "(threshold 1s).",
+            f"(threshold {dur(c.API_LATENCY_P95_WARNING_SECONDS)}).",
             threshold="p95 > 1 s for 5m (with ≥ 0.1 req/s)",
             why="The specification's threshold. 1 s is also the api-latency SLO's bound, so a p95 above it "
             "means over 5% of requests miss the SLO: 5x its 1% budget. 5 minutes rides out a GC pause "
@@ -71,9 +71,9 @@ def alerts(cfg: MixinConfig) -> tuple[Alert, ...]:
         Alert(
             name="ApiCriticalResponseTime", expr=f"{_P95} > {num(c.API_LATENCY_P95_CRITICAL_SECONDS)}\n{_FLOOR}", for_="3m",
             severity="critical", category="api", priority="P0", team="performance",
-            summary="API p95 latency is above 2.5 s.",
+            summary=f"API p95 latency is above {num(c.API_LATENCY_P95_CRITICAL_SECONDS)} s.",
             description="p95 latency of {{ $labels.job }} is {{ $value | humanizeDuration }} over the last 5 minutes "
-            "(threshold 2.5s): one request in twenty takes longer than users wait.",
+            f"(threshold {dur(c.API_LATENCY_P95_CRITICAL_SECONDS)}): one request in twenty takes longer than users wait.",
             threshold="p95 > 2.5 s for 3m (with ≥ 0.1 req/s)",
             why="2.5 s is a histogram bucket bound (so the estimate is exact there) and 2.5x the warning. Web "
             "clients retry or give up at about 3 s, so the slowest 5% of requests are effectively failing "
@@ -86,7 +86,7 @@ def alerts(cfg: MixinConfig) -> tuple[Alert, ...]:
             severity="warning", category="api", priority="P1", team="platform",
             summary="More than 1% of API requests fail with a 5xx.",
             description="{{ $value | humanizePercentage }} of requests to {{ $labels.job }} answered 5xx over the "
-            "last 5 minutes (threshold 1%).",
+            f"last 5 minutes (threshold {pct(c.API_ERROR_RATIO_WARNING)}).",
             threshold="5xx ratio > 1% for 5m (with ≥ 0.1 req/s)",
             why="1% is 10x the api-availability budget (0.1%): sustained, the month's budget is gone in 3 "
             "days. The SLO burn alerts catch slower burns. Requiring 0.1 req/s keeps one failure among "
@@ -98,7 +98,7 @@ def alerts(cfg: MixinConfig) -> tuple[Alert, ...]:
             severity="critical", category="api", priority="P0", team="platform",
             summary="More than 5% of API requests fail with a 5xx.",
             description="{{ $value | humanizePercentage }} of requests to {{ $labels.job }} answered 5xx over the "
-            "last 5 minutes (threshold 5%).",
+            f"last 5 minutes (threshold {pct(c.API_ERROR_RATIO_CRITICAL)}).",
             threshold="5xx ratio > 5% for 2m (with ≥ 0.1 req/s)",
             why="5% is 50x the availability budget: the month's budget is gone in 14 hours, and one user "
             "action in twenty fails. Two minutes is enough to rule out a single bad scrape.",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from mystocks_otel.mixin import config as c
 from mystocks_otel.mixin.config import MixinConfig
-from mystocks_otel.mixin.lib.promql import PromQL, num, ratio
+from mystocks_otel.mixin.lib.promql import PromQL, dur, num, pct, ratio
 from mystocks_otel.mixin.lib.rulekit import Alert, Group, Record
 
 OPEN = "and on () mystocks:trading_session:open"
@@ -55,12 +55,12 @@ def alerts(cfg: MixinConfig) -> tuple[Alert, ...]:
         ),
         Alert(
             name="LowDataCompleteness",
-            expr=f"min by (job, dataset) ({q.sel('mystocks_data_quality_completeness_ratio')}) < 0.95", for_="15m",
+            expr=f"min by (job, dataset) ({q.sel('mystocks_data_quality_completeness_ratio')}) < {num(c.DATA_COMPLETENESS_WARNING)}", for_="15m",
             severity="warning", category="business", priority="P2", team="data",
             summary="Dataset {{ $labels.dataset }} is incomplete.",
             description="Only {{ $value | humanizePercentage }} of the expected {{ $labels.dataset }} records are "
-            "present (threshold 95%).",
-            threshold="completeness < 95% for 15m",
+            f"present (threshold {pct(c.DATA_COMPLETENESS_WARNING)}).",
+            threshold=f"completeness < {pct(c.DATA_COMPLETENESS_WARNING)} for 15m",
             why="Missing 5% of bars visibly distorts moving averages and other indicators users rely on. "
             "15 minutes lets a late batch arrive.",
             checks=("Which symbols/dates are missing (the data-quality job's report).",
@@ -85,13 +85,13 @@ def alerts(cfg: MixinConfig) -> tuple[Alert, ...]:
         ),
         Alert(
             name="OrderLatencyHigh",
-            expr=f"{q.sel('job:mystocks_trading_order_latency_seconds:p95_5m')} > 0.5\n"
+            expr=f"{q.sel('job:mystocks_trading_order_latency_seconds:p95_5m')} > {num(c.ORDER_LATENCY_P95_WARNING_SECONDS)}\n"
             f"and on (job) job:mystocks_trading_orders:rate5m > {num(c.MIN_REQUEST_RATE)}", for_="5m",
             severity="warning", category="business", priority="P1", team="performance",
-            summary="Order acknowledgement p95 is above 500 ms.",
+            summary=f"Order acknowledgement p95 is above {num(c.ORDER_LATENCY_P95_WARNING_SECONDS * 1000)} ms.",
             description="p95 time from order submission to acknowledgement is {{ $value | humanizeDuration }} "
-            "(threshold 500ms).",
-            threshold=f"order p95 > 0.5 s for 5m (with ≥ {num(c.MIN_REQUEST_RATE)} orders/s)",
+            f"(threshold {dur(c.ORDER_LATENCY_P95_WARNING_SECONDS)}).",
+            threshold=f"order p95 > {num(c.ORDER_LATENCY_P95_WARNING_SECONDS)} s for 5m (with ≥ {num(c.MIN_REQUEST_RATE)} orders/s)",
             why="Broker gateways acknowledge in about 100 ms; at 500 ms the price moves between click and "
             "acknowledgement, which users feel as slippage. 0.5 s is a bucket bound. The order-rate "
             "floor (30 orders in 5 minutes) keeps one slow order of a quiet hour, which is the p95 "
@@ -102,13 +102,13 @@ def alerts(cfg: MixinConfig) -> tuple[Alert, ...]:
         ),
         Alert(
             name="OrderRejectionRateHigh",
-            expr=f"{q.sel('job:mystocks_trading_orders_rejected:ratio_rate5m')} > 0.1\n"
+            expr=f"{q.sel('job:mystocks_trading_orders_rejected:ratio_rate5m')} > {num(c.ORDER_REJECTION_RATIO_WARNING)}\n"
             f"and on (job) job:mystocks_trading_orders:rate5m > 0.01",
             for_="10m", severity="warning", category="business", priority="P1", team="platform",
-            summary="More than 10% of orders are rejected.",
+            summary=f"More than {pct(c.ORDER_REJECTION_RATIO_WARNING)} of orders are rejected.",
             description="{{ $value | humanizePercentage }} of orders were rejected over the last 5 minutes "
-            "(threshold 10%).",
-            threshold="rejected share > 10% for 10m (with ≥ 0.01 orders/s)",
+            f"(threshold {pct(c.ORDER_REJECTION_RATIO_WARNING)}).",
+            threshold=f"rejected share > {pct(c.ORDER_REJECTION_RATIO_WARNING)} for 10m (with ≥ 0.01 orders/s)",
             why="Normal rejections (funds, the ±10% price limits) are a few percent; 10% for 10 minutes "
             "is systematic: a bad reference price or a gateway/auth fault.",
             checks=("Rejection reasons in the order service logs.",

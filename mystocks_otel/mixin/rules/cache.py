@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from mystocks_otel.mixin import config as c
 from mystocks_otel.mixin.config import MixinConfig
-from mystocks_otel.mixin.lib.promql import PromQL, num, ratio
+from mystocks_otel.mixin.lib.promql import PromQL, dur, num, pct, ratio
 from mystocks_otel.mixin.lib.rulekit import Alert, Group, Record
 
 
@@ -45,9 +45,9 @@ def alerts(cfg: MixinConfig) -> tuple[Alert, ...]:
         Alert(
             name="CacheLowHitRate", expr=f"{_HIT} < {num(c.CACHE_HIT_RATIO_WARNING)}\n{_HIT_FLOOR}", for_="15m",
             severity="warning", category="cache", priority="P2", team="performance",
-            summary="Cache {{ $labels.cache }} hit ratio is below 80%.",
+            summary="Cache {{ $labels.cache }} hit ratio is below " + pct(c.CACHE_HIT_RATIO_WARNING) + ".",
             description="The {{ $labels.cache }} cache answered {{ $value | humanizePercentage }} of lookups over "
-            "the last 5 minutes (threshold 80%).",
+            f"the last 5 minutes (threshold {pct(c.CACHE_HIT_RATIO_WARNING)}).",
             threshold="hit ratio < 80% for 15m (with ≥ 0.1 lookups/s)",
             why="Quote lookups hit over 90% when TTLs are right (many readers per symbol). Below 80% the "
             "database and the rate-limited providers take twice the load. 15 minutes lets the cache "
@@ -59,9 +59,9 @@ def alerts(cfg: MixinConfig) -> tuple[Alert, ...]:
         Alert(
             name="CacheCriticalHitRate", expr=f"{_HIT} < {num(c.CACHE_HIT_RATIO_CRITICAL)}\n{_HIT_FLOOR}", for_="10m",
             severity="critical", category="cache", priority="P1", team="performance",
-            summary="Cache {{ $labels.cache }} hit ratio is below 50%.",
+            summary="Cache {{ $labels.cache }} hit ratio is below " + pct(c.CACHE_HIT_RATIO_CRITICAL) + ".",
             description="The {{ $labels.cache }} cache answered only {{ $value | humanizePercentage }} of lookups "
-            "over the last 5 minutes (threshold 50%).",
+            f"over the last 5 minutes (threshold {pct(c.CACHE_HIT_RATIO_CRITICAL)}).",
             threshold="hit ratio < 50% for 10m (with ≥ 0.1 lookups/s)",
             why="Below 50% more lookups miss than hit: the cache no longer shields PostgreSQL and the "
             "market-data providers (akshare and tushare throttle), and API latency follows within minutes.",
@@ -77,7 +77,7 @@ def alerts(cfg: MixinConfig) -> tuple[Alert, ...]:
             link_labels=("job",),
             summary="Cache {{ $labels.cache }} evicts keys it still needs.",
             description="The {{ $labels.cache }} cache evicts {{ $value | humanize }} keys/s while its hit "
-            "ratio is below 80%: it is too small for its working set.",
+            f"ratio is below {pct(c.CACHE_HIT_RATIO_WARNING)}: it is too small for its working set.",
             threshold=f"evictions > {num(c.CACHE_EVICTIONS_PER_SECOND_WARNING)}/s and hit ratio < 80% "
             "for 15m (with ≥ 0.1 lookups/s)",
             why="An LRU cache (compose runs Redis with maxmemory 128mb and allkeys-lru) is meant to sit "
@@ -97,7 +97,7 @@ def alerts(cfg: MixinConfig) -> tuple[Alert, ...]:
             for_="5m", severity="warning", category="cache", priority="P2", team="platform",
             summary="More than 1% of Redis commands fail.",
             description="{{ $value | humanizePercentage }} of Redis commands from {{ $labels.job }} raised over the "
-            "last 5 minutes (threshold 1%).",
+            f"last 5 minutes (threshold {pct(c.API_ERROR_RATIO_WARNING)}).",
             threshold="error share > 1% for 5m (with ≥ 0.1 cmd/s)",
             why="Redis commands should essentially never fail; 1% sustained means timeouts, a failover "
             "or memory refusals (OOM with noeviction) rather than a blip.",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from mystocks_otel.mixin import config as c
 from mystocks_otel.mixin.config import MixinConfig
-from mystocks_otel.mixin.lib.promql import PromQL, num, ratio
+from mystocks_otel.mixin.lib.promql import PromQL, dur, num, pct, ratio
 from mystocks_otel.mixin.lib.rulekit import Alert, Group, Record
 
 _POOL_CHECKS = (
@@ -55,9 +55,9 @@ def alerts(cfg: MixinConfig) -> tuple[Alert, ...]:
             name="DatabaseHighConnectionUsage", expr=f"{_POOL} > {num(c.DB_POOL_USAGE_WARNING)}", for_="10m",
             severity="warning", category="database", priority="P2", team="performance",
             link_labels=("job", "instance"),
-            summary="Database pool {{ $labels.pool }} on {{ $labels.instance }} is over 80% used.",
+            summary="Database pool {{ $labels.pool }} on {{ $labels.instance }} is over " + pct(c.DB_POOL_USAGE_WARNING) + " used.",
             description="{{ $value | humanizePercentage }} of the connections pool {{ $labels.pool }} may open are "
-            "checked out (threshold 80%).",
+            f"checked out (threshold {pct(c.DB_POOL_USAGE_WARNING)}).",
             threshold="active/max > 80% for 10m",
             why="Above 80% a burst (the market open) checks out the rest and requests queue for up to "
             "pool_timeout (30 s in SQLAlchemy). 10 minutes ignores the short bursts every day has.",
@@ -83,7 +83,7 @@ def alerts(cfg: MixinConfig) -> tuple[Alert, ...]:
             for_="10m", severity="warning", category="database", priority="P2", team="performance",
             summary="More than 5% of SQL statements are slow.",
             description="{{ $value | humanizePercentage }} of statements in {{ $labels.job }} were slower than "
-            "MYSTOCKS_OTEL_SLOW_QUERY_SECONDS over the last 5 minutes (threshold 5%).",
+            f"MYSTOCKS_OTEL_SLOW_QUERY_SECONDS over the last 5 minutes (threshold {pct(c.DB_SLOW_QUERY_RATIO_WARNING)}).",
             threshold="slow share > 5% for 10m (with ≥ 0.1 q/s)",
             why="A few slow statements (reports, end-of-day jobs) are normal; 5% of all statements for 10 "
             "minutes is a missing index, a lock or a bloated table. The query-rate floor keeps a lone "
@@ -115,7 +115,7 @@ def alerts(cfg: MixinConfig) -> tuple[Alert, ...]:
             for_="5m", severity="warning", category="database", priority="P1", team="platform",
             summary="More than 1% of SQL statements fail.",
             description="{{ $value | humanizePercentage }} of statements in {{ $labels.job }} raised over the last "
-            "5 minutes (threshold 1%).",
+            f"5 minutes (threshold {pct(c.API_ERROR_RATIO_WARNING)}).",
             threshold="error share > 1% for 5m (with ≥ 0.1 q/s)",
             why="Same bar as the API's 5xx ratio: a failed statement nearly always becomes a failed request. "
             "IntegrityErrors from user input stay well below 1%.",

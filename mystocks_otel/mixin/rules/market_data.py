@@ -6,7 +6,7 @@ from datetime import date
 
 from mystocks_otel.mixin import config as c
 from mystocks_otel.mixin.config import MixinConfig
-from mystocks_otel.mixin.lib.promql import PromQL, num, ratio
+from mystocks_otel.mixin.lib.promql import PromQL, dur, num, pct, ratio
 from mystocks_otel.mixin.lib.rulekit import Alert, Group, Record
 
 OPEN = "and on () mystocks:trading_session:open"
@@ -93,7 +93,7 @@ def alerts(cfg: MixinConfig) -> tuple[Alert, ...]:
             for_="10m", severity="warning", category="market_data", priority="P1", team="data",
             summary="Market data from {{ $labels.source }} is processed slowly.",
             description="p95 processing time of {{ $labels.source }} data is {{ $value | humanizeDuration }} "
-            "(threshold 1s).",
+            f"(threshold {dur(c.MARKET_DATA_P95_WARNING_SECONDS)}).",
             threshold=f"processing p95 > 1 s for 10m (with ≥ {num(c.MIN_REQUEST_RATE)} batches/s)",
             why="A-share snapshots arrive every 3 s; a batch that takes over 1 s uses a third of the "
             "interval, and the bursts at the open then queue up and quotes go stale. 10 minutes "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from mystocks_otel.mixin import config as c
 from mystocks_otel.mixin.config import MixinConfig
-from mystocks_otel.mixin.lib.promql import PromQL, num, ratio
+from mystocks_otel.mixin.lib.promql import PromQL, dur, num, pct, ratio
 from mystocks_otel.mixin.lib.rulekit import Alert, Group, Record
 
 _WS_CHECKS = (
@@ -38,6 +38,7 @@ def records(cfg: MixinConfig) -> Group:
 
 def alerts(cfg: MixinConfig) -> tuple[Alert, ...]:
     q = PromQL(cfg.app_job)
+    _CAP = num(c.WEBSOCKET_CONNECTION_CAPACITY)
     _WS = q.sel("job_instance:mystocks_websocket_active_connections:sum")
     return (
         Alert(
@@ -46,8 +47,8 @@ def alerts(cfg: MixinConfig) -> tuple[Alert, ...]:
             severity="warning", category="websocket", priority="P2", team="performance",
             summary="{{ $labels.instance }} holds over 80% of its WebSocket capacity.",
             description="{{ $labels.instance }} has {{ $value | humanize }} open WebSocket connections (capacity "
-            "1000 per process, threshold 800).",
-            threshold="open connections > 80% of capacity (800/process) for 5m",
+            f"{_CAP} per process, threshold {num(0.8 * c.WEBSOCKET_CONNECTION_CAPACITY)}).",
+            threshold=f"open connections > 80% of capacity ({num(0.8 * c.WEBSOCKET_CONNECTION_CAPACITY)}/process) for 5m",
             why="Every quote broadcast is fanned out to each connection in one event loop; past about 1000 "
             "per process the broadcast delay grows with every client (measure your capacity and set "
             "WEBSOCKET_CONNECTION_CAPACITY). 80% leaves time to scale out.",
@@ -59,21 +60,21 @@ def alerts(cfg: MixinConfig) -> tuple[Alert, ...]:
             severity="critical", category="websocket", priority="P1", team="performance",
             summary="{{ $labels.instance }} is at its WebSocket capacity.",
             description="{{ $labels.instance }} has {{ $value | humanize }} open WebSocket connections (capacity "
-            "1000 per process, threshold 950).",
-            threshold="open connections > 95% of capacity (950/process) for 2m",
+            f"{_CAP} per process, threshold {num(0.95 * c.WEBSOCKET_CONNECTION_CAPACITY)}).",
+            threshold=f"open connections > 95% of capacity ({num(0.95 * c.WEBSOCKET_CONNECTION_CAPACITY)}/process) for 2m",
             why="At 95% the next burst (the market open) pushes the process past the point where quotes "
             "arrive late and connections are dropped.",
             checks=_WS_CHECKS,
         ),
         Alert(
             name="WebSocketConnectionErrors",
-            expr=f"{q.sel('job:mystocks_websocket_connection_errors:ratio_rate5m')} > 0.05\n"
+            expr=f"{q.sel('job:mystocks_websocket_connection_errors:ratio_rate5m')} > {num(c.WEBSOCKET_ERROR_RATIO_WARNING)}\n"
             f"and on (job) job:mystocks_websocket_connections_opened:rate5m > 0.01",
             for_="10m", severity="warning", category="websocket", priority="P2", team="platform",
-            summary="More than 5% of WebSocket connections end in error.",
+            summary=f"More than {pct(c.WEBSOCKET_ERROR_RATIO_WARNING)} of WebSocket connections end in error.",
             description="{{ $value | humanizePercentage }} WebSocket connection errors per connection opened in "
-            "{{ $labels.job }} over the last 5 minutes (threshold 5%).",
-            threshold="errors / connections opened > 5% for 10m (with ≥ 0.01 opened/s)",
+            "{{ $labels.job }} over the last 5 minutes (threshold " + pct(c.WEBSOCKET_ERROR_RATIO_WARNING) + ").",
+            threshold=f"errors / connections opened > {pct(c.WEBSOCKET_ERROR_RATIO_WARNING)} for 10m (with ≥ 0.01 opened/s)",
             why="Browsers reconnect by themselves, and laptops sleeping or phones changing networks close "
             "a few connections abnormally; 5% for 10 minutes is a server-side fault. The floor (3 "
             "connections in 5 minutes) ignores one error at night.",
