@@ -403,3 +403,13 @@ def test_market_data_records_its_last_update_timestamp():
         stamp = metrics.value("mystocks.market_data.last_update_timestamp", {"source": "simulator"})
         assert before <= stamp <= time.time()
         assert "mystocks_market_data_last_update_timestamp_seconds" in metrics.prometheus_text()
+
+
+def test_the_catalog_speaks_the_same_severities_and_categories():
+    """The alert-lifecycle metrics label by severity and category: their bounded values are
+    the mixin's one list (config.SEVERITIES, config.CATEGORIES), plus the catalog's "other"."""
+    from mystocks_otel import catalog
+
+    assert catalog.SEVERITY.values - {catalog.OTHER} == set(config.SEVERITIES)
+    assert catalog.CATEGORY.values - {catalog.OTHER} == set(config.CATEGORIES)
+    assert set(catalog.PRIORITIES) == set(config.PRIORITIES)

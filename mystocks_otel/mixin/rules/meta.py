@@ -48,12 +48,12 @@ def _monitoring(cfg: MixinConfig) -> tuple[Alert, ...]:
     return (
         Alert(
             name="AlertmanagerNotificationsFailing",
-            expr=f"sum by (job, instance, integration) (rate({am.sel('alertmanager_notifications_failed_total')}[15m])) > 0",
+            expr=f"sum by (job, instance, integration) (rate({am.sel('alertmanager_notifications_failed_total')}[15m])) * 60 > 0",
             for_="5m", severity="critical", category="meta", priority="P1", team="platform",
             link_labels=(),
             summary="Alertmanager fails to send {{ $labels.integration }} notifications.",
             description="{{ $labels.instance }} failed {{ $value | humanize }} {{ $labels.integration }} "
-            "notifications/s over 15 minutes: those receivers hear of nothing.",
+            "notifications a minute over 15 minutes: those receivers hear of nothing.",
             threshold="any failed notification of an integration, sustained over 15m windows for 5m",
             why="A revoked Slack URL, an expired PagerDuty key or a dead SMTP relay fails silently "
             "for the people behind it; Alertmanager retries and counts each failure per "
@@ -82,11 +82,11 @@ def _monitoring(cfg: MixinConfig) -> tuple[Alert, ...]:
         ),
         Alert(
             name="PrometheusNotificationsDropped",
-            expr=f"sum by (job, instance) (rate({prom.sel('prometheus_notifications_dropped_total')}[5m])) > 0",
+            expr=f"sum by (job, instance) (rate({prom.sel('prometheus_notifications_dropped_total')}[5m])) * 60 > 0",
             for_="5m", severity="critical", category="meta", priority="P1", team="platform",
             link_labels=(),
             summary="Prometheus drops alert notifications.",
-            description="{{ $labels.instance }} dropped {{ $value | humanize }} alert notifications/s: "
+            description="{{ $labels.instance }} dropped {{ $value | humanize }} alert notifications a minute: "
             "alerts that fired never reached Alertmanager.",
             threshold="any dropped notification for 5m",
             why="Prometheus drops notifications when its queue to Alertmanager overflows or every "
@@ -237,11 +237,11 @@ def alerts(cfg: MixinConfig) -> tuple[Alert, ...]:
         ),
         Alert(
             name="TelemetryExportFailing",
-            expr=f"sum by (job, instance, exporter) (rate({q.sel('mystocks_telemetry_export_failures_total')}[10m])) > 0",
+            expr=f"sum by (job, instance, exporter) (rate({q.sel('mystocks_telemetry_export_failures_total')}[10m])) * 60 > 0",
             for_="10m", severity="warning", category="meta", priority="P2", team="platform",
             link_labels=("job", "instance"),
             summary="{{ $labels.instance }} cannot push metrics through {{ $labels.exporter }}.",
-            description="{{ $labels.instance }} failed {{ $value | humanize }} {{ $labels.exporter }} exports/s "
+            description="{{ $labels.instance }} failed {{ $value | humanize }} {{ $labels.exporter }} exports a minute "
             "over 10 minutes: the Collector (and the store behind it) misses its metrics.",
             threshold="any failed export for 10m",
             why="A dead or refusing Collector never blocks requests (the exporter drops after its "
