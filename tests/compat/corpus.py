@@ -16,8 +16,9 @@ Each app module in ``apps/`` declares:
   (the most specific key wins);
 - optionally ``TARGET`` (default ``<module>:app``), ``FACTORY``, ``UVICORN_ARGS``,
   ``ROOT_PATH``, ``VOLATILE_HEADERS``, ``VOLATILE_BODIES`` (paths whose body the check
-  asserts on itself), ``check_log(output)`` and ``check_metrics(samples)`` (our exposition,
-  instrumented modes).
+  asserts on itself), ``STANDALONE`` (the host routes every path: instrumented runs set
+  ``OTEL_EXPORTER_PROMETHEUS_PORT`` and read our endpoints there), ``check_log(output)``
+  and ``check_metrics(samples)`` (our exposition, instrumented modes).
 """
 
 from __future__ import annotations
@@ -126,6 +127,7 @@ class Run:
     start_error: str | None = None
     openapi: bytes | None = None
     prefix: str | None = None  # where our endpoints answered (instrumented modes)
+    ours_url: str | None = None  # the server they answered on (app's port or standalone)
     prefix_error: str | None = None
     # our endpoints as probed: path -> (status, content type, body)
     ours: dict[str, tuple[int, str, bytes]] = field(default_factory=dict)
@@ -165,11 +167,18 @@ def run_app(name: str, mode: str, workdir: Path) -> Run:
     port = free_port()
     env = base_env(workdir, MYSTOCKS_OTEL_SYSTEM_METRICS="false", PYTHONDONTWRITEBYTECODE="1")
     env["PYTHONPATH"] = f"{workdir}:{APPS_DIR}"
+    result.ours_url = f"http://127.0.0.1:{port}"
+    if getattr(module, "STANDALONE", False) and mode in INSTRUMENTED:
+        metrics_port = free_port()
+        env.update(OTEL_EXPORTER_PROMETHEUS_PORT=str(metrics_port),
+                   OTEL_EXPORTER_PROMETHEUS_HOST="127.0.0.1")
+        result.ours_url = f"http://127.0.0.1:{metrics_port}"
     proc = None
     try:
         with run_process(command(module, name, mode, workdir, port), workdir, env) as proc:
             try:
                 proc.wait_port(port)
+                proc.wait_port(int(result.ours_url.rsplit(":", 1)[1]))
             except AssertionError as error:
                 result.start_error = str(error)
                 return result
@@ -196,7 +205,7 @@ def exercise(module: ModuleType, result: Run, base_url: str, server_output) -> N
     try:
         with client_for() as client:
             result.openapi = client.get("/openapi.json").content
-        with httpx.Client(base_url=base_url, timeout=15.0) as plain:
+        with httpx.Client(base_url=result.ours_url, timeout=15.0) as plain:
             probe_ours(plain, module, result, server_output())
             if result.mode in INSTRUMENTED and result.prefix is not None:
                 result.metrics = settled_metrics(plain, module, result)
@@ -227,7 +236,8 @@ def announced_prefixes(log: str) -> list[str]:
 
 def probe_ours(client: httpx.Client, module: ModuleType, result: Run, log: str) -> None:
     """Find our endpoints: at the default prefix unless the host serves it, else announced."""
-    if result.mode != "bare" and DEFAULT_PREFIX in host_paths(module):
+    standalone = getattr(module, "STANDALONE", False)  # ours on their own port: the default
+    if result.mode != "bare" and DEFAULT_PREFIX in host_paths(module) and not standalone:
         candidates = [p for p in announced_prefixes(log) if p != DEFAULT_PREFIX]
     else:
         candidates = [DEFAULT_PREFIX]
