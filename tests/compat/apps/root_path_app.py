@@ -6,6 +6,9 @@ root, so the templates below start with ``/api``.
 """
 
 from fastapi import APIRouter, FastAPI, Request
+from starlette.applications import Starlette
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
 
 app = FastAPI(title="behind-proxy")
 UVICORN_ARGS = ["--root-path", "/api"]
@@ -28,10 +31,18 @@ async def read_user(user_id: str) -> dict:
 
 app.include_router(v1)
 
+
+async def status_page(request):
+    return PlainTextResponse(f"ok {request.path_params['part']} {request.url.path}")
+
+
+app.mount("/status", app=Starlette(routes=[Route("/{part}", status_page)]))
+
 ROUTES = {
     "/items/3": "/api/items/{item_id}",
     "/v1/users/u-1": "/api/v1/users/{user_id}",
     "/docs": "/api/docs",
+    "/status/db": "/api/status/{part}",
     "/nowhere": None,
 }
 
@@ -41,6 +52,7 @@ def check(client) -> None:
     assert item.json() == {"id": 3, "self": "/api/items/3", "root_path": "/api"}
     assert client.get("/v1/users/u-1").json() == {"user": "u-1"}
     assert client.get("/nowhere").status_code == 404
+    assert client.get("/status/db").text == "ok db /api/status/db"  # a mount behind the root
     schema = client.get("/openapi.json").json()
     assert schema["servers"] == [{"url": "/api"}]
     assert set(schema["paths"]) == {"/items/{item_id}", "/v1/users/{user_id}"}
