@@ -127,10 +127,12 @@ A page (PagerDuty) wakes someone at 3 a.m., so each one must mean "act now", onc
   capacity belongs to one instance: `job_instance_pool:mystocks_db_connections:usage_ratio`,
   not a job-wide sum in which api-1's 15/15 hides behind api-2's 0/15. A resource all
   instances share (one Redis) alerts once: its series take the max over instances.
-- **Traffic floors.** Ratio, quantile and burn-rate alerts need at least
-  {num(config.MIN_REQUEST_RATE)} events/s (requests, queries, lookups, commands, orders, batches; 30 in 5 minutes):
-  at one request a minute, a single slow request is the p95 and a single 503 burns 1.6% of an
-  hour, and neither is an incident. The burn-rate floor applies to each short window.
+- **Traffic floors.** Ratio, quantile and burn-rate alerts need a minimum of traffic:
+  {num(config.MIN_REQUEST_RATE)} events/s (30 in 5 minutes) of requests, queries, cache lookups,
+  Redis commands, orders (latency) and market-data batches; 0.01/s for the rarer order
+  rejections and WebSocket connections. At one request a minute a single slow request is the
+  p95 and a single 503 burns 1.6% of an hour: neither is an incident. The burn-rate floor
+  applies to each short window.
 - **Quiet hours.** Market-data, business and freshness rules are gated on
   `mystocks:trading_session:open`, rendered from `config.TRADING_SESSIONS_UTC_MINUTES`
   ({', '.join(f'{a // 60:02d}:{a % 60:02d}-{b // 60:02d}:{b % 60:02d}' for a, b in config.TRADING_SESSIONS_UTC_MINUTES)} UTC,
