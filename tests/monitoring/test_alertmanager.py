@@ -547,9 +547,15 @@ def test_live_inhibition(live):
         return {(a["labels"]["alertname"], a["labels"]["severity"], a["labels"].get("instance", a["labels"]["service"])):
                 a["status"]["state"] for a in http_json(api)}
 
-    deadline = time.monotonic() + 5
-    while len(current := states()) < 9 and time.monotonic() < deadline:
-        time.sleep(0.1)
+    # The inhibitor learns of new alerts asynchronously: wait until all nine are in and the
+    # states read the same twice, 0.5 s apart.
+    deadline, previous = time.monotonic() + 10, None
+    while time.monotonic() < deadline:
+        current = states()
+        if len(current) >= 9 and current == previous:
+            break
+        previous = current
+        time.sleep(0.5)
     assert current == {
         ("CriticalMemoryUsage", "critical", "a:8000"): "active",
         ("HighMemoryUsage", "warning", "a:8000"): "suppressed",
