@@ -100,8 +100,12 @@ class Database:
     def open(self) -> None:
         """Create the engine (after setup_telemetry, so it is instrumented), the tables, the seed."""
         self.engine = make_engine(self.url)
-        metadata.create_all(self.engine)
         with self.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                # Several workers start at once on one database: one creates and seeds at a
+                # time (CREATE TABLE IF NOT EXISTS alone races on PostgreSQL's catalog).
+                conn.execute(text("SELECT pg_advisory_xact_lock(4242)"))
+            metadata.create_all(conn)
             present = set(conn.scalars(select(quotes.c.symbol)))
             now = time.time()
             missing = [

@@ -60,3 +60,26 @@ def test_demo_on_postgresql(throwaway_database, throwaway_redis):
     with engine.connect() as conn:
         assert conn.scalar(text("SELECT count(*) FROM quotes WHERE volume > 0")) > 0
     engine.dispose()
+
+
+def test_workers_starting_together_create_and_seed_the_schema_once(throwaway_database):
+    """uvicorn --workers N opens the database in N processes at once: none may fail to start
+    (CREATE TABLE IF NOT EXISTS alone races on PostgreSQL's catalog: a unique violation)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, time\n"
+            "from mystocks_otel.demo.db import Database\n"
+            "from mystocks_otel.demo.faults import Faults\n"
+            "time.sleep(max(0.0, float(sys.argv[2]) - time.time()))  # all start at one instant\n"
+            "Database(sys.argv[1], Faults()).open()\n")
+    start = str(time.time() + 4)
+    workers = [subprocess.Popen([sys.executable, "-c", code, throwaway_database, start],
+                                stderr=subprocess.PIPE, text=True) for _ in range(6)]
+    errors = [w.communicate(timeout=60)[1] for w in workers]
+    assert [w.returncode for w in workers] == [0] * 6, "\n".join(e for e in errors if e)[-2000:]
+    engine = create_engine(throwaway_database)
+    with engine.connect() as conn:
+        symbols = conn.scalars(text("SELECT symbol FROM quotes")).all()
+    engine.dispose()
+    assert len(symbols) == len(set(symbols)) >= 10, "seeded once"
