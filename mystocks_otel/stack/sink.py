@@ -66,8 +66,10 @@ def summarize(receiver: str, body: object) -> dict:
         if "alerts" in body:  # Alertmanager webhook format
             names = sorted({a.get("labels", {}).get("alertname", "") for a in body["alerts"]})
             status = body.get("status", "")
-        elif "payload" in body:  # PagerDuty events v2
-            names = [body["payload"].get("summary", "")]
+        elif "payload" in body:  # PagerDuty events v2: the summary names the group's first alert,
+            # the details list every firing one (a group may hold several alert names)
+            details = body["payload"].get("custom_details") or {}
+            names = [body["payload"].get("summary", ""), str(details.get("firing", ""))]
             status = "resolved" if body.get("event_action") == "resolve" else "firing"
         elif "attachments" in body:  # Slack
             names = [a.get("title", "") for a in body["attachments"]]

@@ -51,6 +51,9 @@ class Traffic:
     sent: int = 0
 
     def run(self) -> None:
+        # Users log in (sessions, logins), then browse quotes and portfolios.
+        for platform in ("web", "ios"):
+            send(f"{self.base}/api/sessions", {"user_id": "live", "password": "pw", "platform": platform})
         paths = ["/api/quotes", "/api/quotes/AAPL", "/api/quotes/MSFT", "/api/portfolio/1"]
         i = 0
         while not self.stop_event.is_set() and self.sent < 200_000:
