@@ -9,7 +9,9 @@ the run and written to ``detection.json`` beside the stack's folder.
 from __future__ import annotations
 
 import json
+import os
 import threading
+from pathlib import Path
 import time
 
 import pytest
@@ -41,6 +43,9 @@ def stack(tmp_path_factory, alertmanager_binary, prometheus_binary):
             traffic.stop_event.set()
             thread.join(5)
         (workdir.parent / "detection.json").write_text(json.dumps(DETECTIONS, indent=2))
+        # MYSTOCKS_DETECTION_OUT=docs/detection-times.json keeps a run for docs/ALERTING.md.
+        if os.environ.get("MYSTOCKS_DETECTION_OUT"):
+            Path(os.environ["MYSTOCKS_DETECTION_OUT"]).write_text(json.dumps(DETECTIONS, indent=2) + "\n")
         runner.down(workdir)
 
 

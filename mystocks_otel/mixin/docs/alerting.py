@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from mystocks_otel.mixin import config, rules
+from mystocks_otel.mixin.docs import detection
 from mystocks_otel.mixin.config import CATEGORIES, MixinConfig
 from mystocks_otel.mixin.lib.promql import num
 from mystocks_otel.mixin.lib.rulekit import Alert, Record, anchor, dedent
@@ -266,4 +267,5 @@ The Watchdog is never inhibited.
 
 def generate(cfg: MixinConfig) -> dict[str, str]:
     alerts, records = rules.all_alerts(cfg), rules.all_records(cfg)
-    return {"docs/runbooks.md": runbooks(alerts, cfg), "docs/ALERTING.md": alerting(alerts, records, cfg)}
+    return {"docs/runbooks.md": runbooks(alerts, cfg),
+            "docs/ALERTING.md": alerting(alerts, records, cfg) + detection.section()}

@@ -37,16 +37,18 @@ def alerts(cfg: MixinConfig) -> tuple[Alert, ...]:
             expr=f'count by (job) (count by (job, category) ({_ALERTS_FIRING}, job="{cfg.app_job}", '
             f'category=~"api|database|cache|websocket|market_data|health"}})) >= 2\n'
             f'unless on (job) ALERTS{{alertstate="firing", alertname=~"{CAUSES}"}}',
-            for_="5m", severity="critical", category="aggregated", priority="P0", team="platform",
+            for_="1m", severity="critical", category="aggregated", priority="P0", team="platform",
             summary="MyStocks is degraded in {{ $value }} areas at once.",
             description="Warning or critical alerts are firing in {{ $value }} service categories (API, database, "
-            "cache, WebSocket, market data, health) for 5 minutes.",
-            threshold="alerts firing in ≥ 2 service categories for 5m",
+            "cache, WebSocket, market data, health) for a minute.",
+            threshold="alerts firing in ≥ 2 service categories for 1m",
             why="Two parts of the request path in trouble together (say the API and the database) is "
             "an incident even when each alert alone is only a warning: page. Not when a known "
             "cause already pages (PostgreSQL, Redis or the API down): its symptoms span "
             "categories by nature, and ALERTS does not know Alertmanager's inhibitions, so "
-            "the rule leaves that case out itself (and Alertmanager inhibits it too).",
+            "the rule leaves that case out itself (and Alertmanager inhibits it too). `for: 1m`: "
+            "the alerts it counts have already waited out their own `for`; five more minutes on "
+            "top would only delay a P0.",
             checks=("The Active Alerts panel: which categories, and which fired first?",
              "The dependency the categories share (database or cache behind a slow API).",
              "Declare an incident and post a status update if users are affected."),

@@ -94,14 +94,15 @@ def alerts(cfg: MixinConfig) -> tuple[Alert, ...]:
             checks=_ERROR_CHECKS,
         ),
         Alert(
-            name="ApiCriticalErrorRate", expr=f"{_ERR} > {num(c.API_ERROR_RATIO_CRITICAL)}\n{_FLOOR}", for_="2m",
+            name="ApiCriticalErrorRate", expr=f"{_ERR} > {num(c.API_ERROR_RATIO_CRITICAL)}\n{_FLOOR}", for_="1m",
             severity="critical", category="api", priority="P0", team="platform",
             summary="More than 5% of API requests fail with a 5xx.",
             description="{{ $value | humanizePercentage }} of requests to {{ $labels.job }} answered 5xx over the "
             f"last 5 minutes (threshold {pct(c.API_ERROR_RATIO_CRITICAL)}).",
-            threshold="5xx ratio > 5% for 2m (with ≥ 0.1 req/s)",
+            threshold="5xx ratio > 5% for 1m (with ≥ 0.1 req/s)",
             why="5% is 50x the availability budget: the month's budget is gone in 14 hours, and one user "
-            "action in twenty fails. Two minutes is enough to rule out a single bad scrape.",
+            "action in twenty fails. One minute rules out a single bad scrape; the 5m window and the "
+            "traffic floor already keep blips and quiet hours out, and a P0 must page fast.",
             checks=_ERROR_CHECKS,
         ),
     )

@@ -124,17 +124,19 @@ def alerts(cfg: MixinConfig) -> tuple[Alert, ...]:
             name="MarketDataNotUpdated",
             expr=f"time() - max by (job, source) ({q.sel('mystocks_market_data_last_update_timestamp_seconds')})"
             f" > {num(c.STALE_DATA_SECONDS)}\n{OPEN}",
-            for_="2m", severity="critical", category="market_data", priority="P0", team="data",
+            for_="0s", severity="critical", category="market_data", priority="P0", team="data",
             session_gated=True, link_labels=("job", "source"),
             summary="Market data from {{ $labels.source }} stopped updating.",
             description="No point from {{ $labels.source }} has been processed for "
             "{{ $value | humanizeDuration }} while the market is open (threshold 2m).",
-            threshold=f"time() - last update > {num(c.STALE_DATA_SECONDS)} s for 2m, market open",
+            threshold=f"time() - last update > {num(c.STALE_DATA_SECONDS)} s, market open",
             why="The producer can die while the process stays up: its freshness gauge then freezes "
             "at its last value (0, 'fresh') or vanishes, and the ratio alerts see no traffic. "
             "The last-update timestamp is set only when points are processed, so time() minus it "
-            "grows whatever the producer does. 120 s is 40 missed 3-second snapshots. The "
-            "session gate keeps the lunch break, nights and weekends quiet.",
+            "grows whatever the producer does. 120 s is 40 missed 3-second snapshots. No `for`: "
+            "the age only grows while the producer is stalled, so it cannot flap, and the 120 s "
+            "threshold is already the wait (a `for` would only add to the P0's time to detect). "
+            "The session gate keeps the lunch break, nights and weekends quiet.",
             checks=("The producer task: alive? Its last log lines and `py-spy dump` of the process.",
                     "Feed errors for the source (MarketDataFeedErrors) and the provider's status.",
                     f"An exchange holiday or a trading halt: then `{_SILENCE}` for the day."),
