@@ -69,8 +69,9 @@ def test_job_names_match_the_mixin(prometheus_config):
     assert APP_JOB == "mystocks-api" and COLLECTOR_JOB == "otel-collector"
     # The meta-monitoring jobs the monitoring-of-the-monitoring rules select on.
     assert {APP_JOB, COLLECTOR_JOB, PROMETHEUS_JOB, ALERTMANAGER_JOB} <= set(jobs)
-    assert jobs[PROMETHEUS_JOB]["static_configs"] == [{"targets": ["localhost:9090"]}]
-    assert jobs[ALERTMANAGER_JOB]["static_configs"] == [{"targets": ["alertmanager:9093"]}]
+    assert jobs[PROMETHEUS_JOB]["static_configs"] == [{"targets": ["prometheus:9090", "prometheus-b:9090"]}]
+    assert jobs[ALERTMANAGER_JOB]["static_configs"] == [
+        {"targets": ["alertmanager:9093", "alertmanager-b:9093"]}]
     assert jobs[APP_JOB].get("metrics_path", "/metrics") == "/metrics"
     assert jobs[APP_JOB]["static_configs"] == [{"targets": ["app:8000"]}]
 
@@ -82,12 +83,31 @@ def test_scrape_and_evaluation_every_15s(prometheus_config):
         assert job.get("scrape_interval", "15s") == "15s", job["job_name"]
 
 
-def test_alerts_go_to_the_compose_alertmanager(prometheus_config, compose):
+def test_alerts_go_to_both_clustered_alertmanager_peers(prometheus_config, compose):
     targets = [t for am in prometheus_config["alerting"]["alertmanagers"]
                for sc in am["static_configs"] for t in sc["targets"]]
-    assert targets == ["alertmanager:9093"]
-    assert "alertmanager" in compose["services"]
-    assert "127.0.0.1:9093:9093" in compose["services"]["alertmanager"]["ports"]
+    assert targets == ["alertmanager:9093", "alertmanager-b:9093"]
+    services = compose["services"]
+    assert "127.0.0.1:9093:9093" in services["alertmanager"]["ports"]
+    assert "127.0.0.1:9095:9093" in services["alertmanager-b"]["ports"]
+    # Each peer gossips with the other (issue 9's production topology).
+    assert "--cluster.listen-address=0.0.0.0:9094" in services["alertmanager"]["command"]
+    assert "--cluster.peer=alertmanager-b:9094" in services["alertmanager"]["command"]
+    assert "--cluster.listen-address=0.0.0.0:9094" in services["alertmanager-b"]["command"]
+    assert "--cluster.peer=alertmanager:9094" in services["alertmanager-b"]["command"]
+
+
+def test_compose_runs_the_prometheus_pair_with_distinct_replica_labels(prometheus_config, compose):
+    services = compose["services"]
+    assert prometheus_config["global"]["external_labels"]["replica"] == "${REPLICA}"
+    replicas = {services[name]["environment"]["REPLICA"] for name in ("prometheus", "prometheus-b")}
+    assert replicas == {"a", "b"}
+    same = {k: v for k, v in services["prometheus"].items() if k not in ("environment", "volumes", "ports", "command")}
+    assert same == {k: v for k, v in services["prometheus-b"].items()
+                    if k not in ("environment", "volumes", "ports", "command")}
+    flags = lambda name: [f for f in services[name]["command"] if not f.startswith("--web.external-url")]  # noqa: E731
+    assert flags("prometheus") == flags("prometheus-b"), "the replicas run the same flags"
+    assert services["prometheus"]["volumes"][:2] == services["prometheus-b"]["volumes"][:2]  # config, rules
 
 
 def test_compose_prometheus_keeps_exemplars(compose):
