@@ -311,14 +311,25 @@ def test_system_crash_looping_worker(stack, amtool):
 
     master = psutil.Process(stack.parts["demo"].pid)
 
+    def workers() -> list:
+        """uvicorn's live workers (not multiprocessing's resource tracker, not zombies)."""
+        out = []
+        for child in master.children():
+            try:
+                if child.status() != psutil.STATUS_ZOMBIE and "spawn_main" in " ".join(child.cmdline()):
+                    out.append(child)
+            except psutil.Error:
+                pass
+        return out
+
     def kill_workers():
         for _ in range(3):
-            workers = master.children()
-            assert workers, "uvicorn's master has no workers"
-            os.kill(workers[0].pid, signal.SIGKILL)
+            before = workers()
+            assert before, "uvicorn's master has no workers"
+            os.kill(before[0].pid, signal.SIGKILL)
             deadline = time.monotonic() + 30
-            while time.monotonic() < deadline and len([w for w in master.children() if w.is_running()
-                                                        and w.status() != psutil.STATUS_ZOMBIE]) < 2:
+            while time.monotonic() < deadline and (len(workers()) < len(before)
+                                                   or before[0].pid in {w.pid for w in workers()}):
                 time.sleep(0.2)
             time.sleep(3)  # the replacement samples its uptime, Prometheus scrapes it
 
@@ -336,9 +347,9 @@ def test_system_cpu_saturation(stack, amtool):
     run(stack, amtool, Scenario(
         "system", "CriticalCpuUsage", inject=hog.start, remove=hog.halt,
         window=3, window_reason="host CPU is sampled every probe interval (1 s in the overlay)"))
-    # Not checked here: CriticalCpuUsage inhibiting HighCpuUsage. In production the warning's
-    # `for: 10m` lets the critical one (5m) fire first; the overlay caps both at 5 s, so the
-    # warning may notify first. tests/monitoring/test_alertmanager.py checks that inhibition.
+    # Not checked here: CriticalCpuUsage inhibiting HighCpuUsage. The overlay keeps the order of
+    # their `for`s, but a hog lifts CPU past 80% before 95%, so which fires first depends on the
+    # ramp. tests/monitoring/test_alertmanager.py checks that inhibition.
 
 
 def test_redis_down_pages_once_and_inhibits_cache_alerts(stack, amtool):
