@@ -3,24 +3,18 @@ in a fresh interpreter and reports back as JSON on its last stdout line."""
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import subprocess
 import sys
 import textwrap
 
+from fastapi import APIRouter, FastAPI, WebSocket
 from prometheus_client.parser import text_string_to_metric_families
 
-PRELUDE = """
-import json, os, sys, time, warnings
-warnings.filterwarnings("ignore")
-from fastapi import FastAPI, WebSocket
-from fastapi.testclient import TestClient
-import mystocks_otel
-from mystocks_otel import setup_telemetry
-
 def make_app():
-    from fastapi import APIRouter
+    """The app every core scenario instruments: an include_router prefix, a 500, a WebSocket."""
     app = FastAPI()
     api = APIRouter()
 
@@ -44,6 +38,17 @@ def make_app():
 
     return app
 
+
+# Subprocess scenarios get the same make_app, by its source.
+PRELUDE = """
+import json, os, sys, time, warnings
+warnings.filterwarnings("ignore")
+from fastapi import APIRouter, FastAPI, WebSocket
+from fastapi.testclient import TestClient
+import mystocks_otel
+from mystocks_otel import setup_telemetry
+
+"""+ inspect.getsource(make_app) + """
 def done(**result):
     print(json.dumps(result))
 """

@@ -7,8 +7,8 @@ start-up exit cases stay in subprocesses (test_setup.py, tests/integration/test_
 from __future__ import annotations
 
 import pytest
-from core_helpers import samples, series
-from fastapi import APIRouter, FastAPI, WebSocket
+from core_helpers import make_app, samples, series
+from fastapi import FastAPI, WebSocket
 from fastapi.testclient import TestClient
 
 import mystocks_otel
@@ -16,31 +16,6 @@ from mystocks_otel import catalog, provider, runtime, setup_telemetry
 from mystocks_otel.testing import capture_metrics
 
 DURATION = "http.server.request.duration"
-
-
-def make_app() -> FastAPI:
-    app = FastAPI()
-    api = APIRouter()
-
-    @api.get("/quotes/{symbol}")
-    def quote(symbol: str):
-        return {"symbol": symbol}
-
-    app.include_router(api, prefix="/api")  # the label must keep the prefix
-
-    @app.get("/boom")
-    def boom():
-        raise RuntimeError("boom")
-
-    @app.websocket("/ws/quotes")
-    async def feed(websocket: WebSocket):
-        await websocket.accept()
-        message = await websocket.receive_text()
-        await websocket.send_text(message)
-        await websocket.send_bytes(b"x")
-        await websocket.close()
-
-    return app
 
 
 # -- the helper itself ---------------------------------------------------------------------
