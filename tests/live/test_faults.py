@@ -301,43 +301,6 @@ def test_websocket_abnormal_closes(stack, amtool):
         window=3, window_reason="every connection ends abnormally: the 5m error ratio passes 5% at once"))
 
 
-def test_system_crash_looping_worker(stack, amtool):
-    """A worker that keeps dying (SIGKILL, as the OOM killer does): uvicorn replaces it, and the
-    process uptime (the minimum over live workers) resets each time."""
-    import os
-    import signal
-
-    import psutil
-
-    master = psutil.Process(stack.parts["demo"].pid)
-
-    def workers() -> list:
-        """uvicorn's live workers (not multiprocessing's resource tracker, not zombies)."""
-        out = []
-        for child in master.children():
-            try:
-                if child.status() != psutil.STATUS_ZOMBIE and "spawn_main" in " ".join(child.cmdline()):
-                    out.append(child)
-            except psutil.Error:
-                pass
-        return out
-
-    def kill_workers():
-        for _ in range(3):
-            before = workers()
-            assert before, "uvicorn's master has no workers"
-            os.kill(before[0].pid, signal.SIGKILL)
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline and (len(workers()) < len(before)
-                                                   or before[0].pid in {w.pid for w in workers()}):
-                time.sleep(0.2)
-            time.sleep(3)  # the replacement samples its uptime, Prometheus scrapes it
-
-    run(stack, amtool, Scenario(
-        "system", "ApiFrequentRestarts", inject=kill_workers, remove=lambda: None,
-        window=20, window_reason="three crashes some 4 s apart; the third reset is seen at the next scrape"))
-
-
 def test_system_cpu_saturation(stack, amtool):
     """Both cores busy: the critical alert pages and inhibits its warning twin."""
     wait_quiet(stack, "CriticalCpuUsage")
@@ -498,6 +461,46 @@ def test_dashboard_panels_return_live_data(stack):
                     empty.append(f"{path.name}: {panel.get('title')}: {target['expr']}")
     REPORT["panels"] = f"{total - len(empty)}/{total}"
     assert not empty, "panels without live data:\n" + "\n".join(empty)
+
+
+def test_system_crash_looping_worker(stack, amtool):
+    """A worker that keeps dying (SIGKILL, as the OOM killer does): uvicorn replaces it, and the
+    process uptime (the minimum over live workers) resets each time."""
+    import os
+    import signal
+
+    import psutil
+
+    master = psutil.Process(stack.parts["demo"].pid)
+
+    def workers() -> list:
+        """uvicorn's live workers (not multiprocessing's resource tracker, not zombies)."""
+        out = []
+        for child in master.children():
+            try:
+                if child.status() != psutil.STATUS_ZOMBIE and "spawn_main" in " ".join(child.cmdline()):
+                    out.append(child)
+            except psutil.Error:
+                pass
+        return out
+
+    def kill_workers():
+        for _ in range(3):
+            before = workers()
+            assert before, "uvicorn's master has no workers"
+            os.kill(before[0].pid, signal.SIGKILL)
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and (len(workers()) < len(before)
+                                                   or before[0].pid in {w.pid for w in workers()}):
+                time.sleep(0.2)
+            time.sleep(3)  # the replacement samples its uptime, Prometheus scrapes it
+
+    # Near the end: replaced workers start with no sessions, connections or market-data
+    # timestamp of their own, which the panels and the market-data scenario read. No resolve
+    # is awaited: resets() looks back 30 minutes, so the alert rightly stays up that long.
+    run(stack, amtool, Scenario(
+        "system", "ApiFrequentRestarts", inject=kill_workers, remove=lambda: None, resolve=False,
+        window=20, window_reason="three crashes some 4 s apart; the third reset is seen at the next scrape"))
 
 
 def test_every_fault_resolves(stack):
