@@ -14,19 +14,9 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from support import free_port, stop_process, wait_for_port
+from support import free_port, require, stop_process, wait_for_port
 
 ROOT = Path(__file__).resolve().parent.parent
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-
-
-def require(condition: bool, reason: str) -> None:
-    """Skip locally, fail in CI."""
-    if condition:
-        return
-    if IN_CI:
-        pytest.fail(f"required in CI: {reason}", pytrace=False)
-    pytest.skip(reason)
 
 
 def which(name: str) -> str | None:

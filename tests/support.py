@@ -6,9 +6,23 @@ module can ``from support import ...``.
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import time
+
+import pytest
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def require(condition: bool, reason: str) -> None:
+    """Skip locally, fail in CI (a test module imports this: ``from support import require``)."""
+    if condition:
+        return
+    if IN_CI:
+        pytest.fail(f"required in CI: {reason}", pytrace=False)
+    pytest.skip(reason)
 
 
 def free_port() -> int:

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import require
+from support import require
 from core_helpers import run_scenario, series
 
 SQLALCHEMY_20 = Path.home() / ".cache" / "mystocks-otel" / "sqlalchemy-2.0"

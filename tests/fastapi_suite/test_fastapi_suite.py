@@ -16,7 +16,7 @@ import json
 import subprocess
 
 import pytest
-from conftest import require
+from support import require
 
 import suite
 
