@@ -18,6 +18,7 @@ from websockets.exceptions import InvalidStatus
 
 from mystocks_otel.catalog import BY_PROMETHEUS_NAME, METRICS
 from demo_support import uvicorn_demo
+from support import free_port
 
 # Distinctive ids: if one ever shows up on /metrics, a label is unbounded.
 USER = "metricsuser7f3a"
@@ -126,7 +127,11 @@ def test_every_catalog_metric_is_on_metrics_and_nothing_else(tmp_path, throwaway
         "MYSTOCKS_DEMO_HEALTH_SECONDS": "0.2",
         "MYSTOCKS_OTEL_SLOW_QUERY_SECONDS": "0.1",
         "MYSTOCKS_OTEL_PROBE_INTERVAL": "0.5",
-        "OTEL_METRICS_EXPORTER": "prometheus",
+        # OTLP to a port nothing listens on: the export-failure counter gets its samples.
+        "OTEL_METRICS_EXPORTER": "prometheus,otlp",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{free_port()}",
+        "OTEL_METRIC_EXPORT_INTERVAL": "300",
+        "OTEL_EXPORTER_OTLP_TIMEOUT": "1",
     }
     with uvicorn_demo(env, log_path=tmp_path / "uvicorn.log") as base:
         with httpx.Client(base_url=base, timeout=10) as http:
