@@ -112,31 +112,25 @@ def otelcol() -> str:
     return binary
 
 
-@pytest.fixture(scope="session")
-def victoriametrics_binary() -> str:
-    """Debian trixie's victoria-metrics, fetched once into a private cache (never installed)."""
+def _trixie_binary(package: str) -> str:
+    """A Debian trixie package's binary, fetched once into a private cache (never installed)."""
     script = ROOT / "scripts" / "fetch-trixie-package.sh"
     try:
-        proc = subprocess.run([str(script), "victoria-metrics"], capture_output=True, text=True,
-                              timeout=600)
+        proc = subprocess.run([str(script), package], capture_output=True, text=True, timeout=600)
     except subprocess.TimeoutExpired:
         proc = None
     ok = proc is not None and proc.returncode == 0
-    _need(ok, "could not fetch trixie's victoria-metrics: "
-          + (proc.stderr.strip()[-300:] if proc is not None else "timed out"))
+    _need(ok, f"could not fetch trixie's {package}: "
+          + (proc.stderr.strip()[-500:] if proc is not None else "timed out"))
     return proc.stdout.strip().splitlines()[-1]
+
+
+@pytest.fixture(scope="session")
+def victoriametrics_binary() -> str:
+    return _trixie_binary("victoria-metrics")
 
 
 @pytest.fixture(scope="session")
 def docker_compose() -> str:
     """Debian trixie's docker-compose (validation only; there is no Docker engine)."""
-    script = ROOT / "scripts" / "fetch-trixie-package.sh"
-    try:
-        proc = subprocess.run([str(script), "docker-compose"], capture_output=True, text=True,
-                              timeout=600)
-    except subprocess.TimeoutExpired:
-        proc = None
-    ok = proc is not None and proc.returncode == 0
-    _need(ok, "could not fetch trixie's docker-compose: "
-          + (proc.stderr.strip()[-500:] if proc is not None else "timed out"))
-    return proc.stdout.strip().splitlines()[-1]
+    return _trixie_binary("docker-compose")
