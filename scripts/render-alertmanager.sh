@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 
 python=python3
 [ -x .venv/bin/python ] && python=.venv/bin/python
-render=mystocks_otel/mixin/alertmanager.py
+render=mixin/mystocks_otel_mixin/alertmanager.py
 
 "$python" "$render" render \
     --template alerts/alertmanager/alertmanager.yml.tmpl \

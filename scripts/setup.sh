@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
 # Prepares a fresh Debian 12 machine: Debian packages (as root, only when missing),
-# then a virtualenv in .venv with the package installed in editable mode.
-#   scripts/setup.sh          runtime + demo dependencies
-#   scripts/setup.sh --stack  also the mixin and the monitoring binaries (mystocks-otel stack)
-#   scripts/setup.sh --dev    also the test tools
+# then a virtualenv in .venv with the three distributions installed in editable mode:
+# the library (.), the mixin (mixin/) and the dev tools (devtools/: demo and stack).
+#   scripts/setup.sh          the library, the mixin and the dev tools (demo)
+#   scripts/setup.sh --stack  also the monitoring binaries (mystocks-otel stack)
+#   scripts/setup.sh --dev    also the test tools, at the versions in requirements/test.txt
+# Nothing is started here: the stack and the tests start their own servers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-extra="demo"
-packages=(redis-server)
+devtools="./devtools"
+packages=(redis-server postgresql)
 case "${1:-}" in
-    --dev) extra="dev"; packages+=(prometheus prometheus-alertmanager postgresql) ;;
-    --stack) extra="demo,mixin"; packages+=(prometheus prometheus-alertmanager postgresql) ;;
+    --dev) devtools="./devtools[test]"; packages+=(prometheus prometheus-alertmanager) ;;
+    --stack) packages+=(prometheus prometheus-alertmanager) ;;
 esac
 
 missing=()
@@ -34,5 +36,8 @@ if [[ ! -x .venv/bin/python ]]; then
 fi
 # Debian 12's pip cannot backtrack through the OpenTelemetry beta pins; a current one can.
 .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade "pip>=24" 2>/dev/null
-.venv/bin/python -m pip install -q --disable-pip-version-check -e ".[$extra]"
-.venv/bin/python -c "import mystocks_otel" # fail loudly if the install did not take
+constraints=()
+[[ $devtools == *"[test]" ]] && constraints=(-c requirements/test.txt)
+.venv/bin/python -m pip install -q --disable-pip-version-check "${constraints[@]}" \
+    -e . -e ./mixin -e "$devtools"
+.venv/bin/python -c "import mystocks_otel, mystocks_otel_mixin, mystocks_otel_dev" # fail loudly if the install did not take

@@ -17,7 +17,7 @@ import time
 import pytest
 from live_support import DETECTIONS, REPORT, LiveStack, Traffic
 
-from mystocks_otel.stack import runner
+from mystocks_otel_dev.stack import runner
 
 
 @pytest.fixture(scope="session")
@@ -43,7 +43,7 @@ def stack(tmp_path_factory, alertmanager_binary, prometheus_binary):
             traffic.stop_event.set()
             thread.join(5)
         (workdir.parent / "detection.json").write_text(json.dumps(DETECTIONS, indent=2))
-        # MYSTOCKS_DETECTION_OUT=docs/detection-times.json keeps a run for docs/ALERTING.md.
+        # MYSTOCKS_DETECTION_OUT=mixin/mystocks_otel_mixin/docs/detection-times.json keeps a run for docs/ALERTING.md.
         if os.environ.get("MYSTOCKS_DETECTION_OUT"):
             Path(os.environ["MYSTOCKS_DETECTION_OUT"]).write_text(json.dumps(DETECTIONS, indent=2) + "\n")
         runner.down(workdir)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from mystocks_otel.stack import configs, runner
+from mystocks_otel_dev.stack import configs, runner
 
 DETECTIONS: list[dict] = []
 REPORT: dict = {}
@@ -75,7 +75,7 @@ class LiveStack:
                     if "alert" in rule:
                         self.rules[rule["alert"]] = rule
         self.production_rules = {}
-        for path in sorted((runner.REPO / "alerts" / "rules").glob("*.yml")):
+        for path in sorted((runner.project_root() / "alerts" / "rules").glob("*.yml")):
             for group in yaml.safe_load(path.read_text())["groups"]:
                 for rule in group["rules"]:
                     if "alert" in rule:

@@ -4,7 +4,7 @@ Each scenario injects a real fault (a demo fault switch, a stopped Redis/Postgre
 a misbehaving client, a CPU hog), and asserts that
 - the named alert fires in Prometheus (both replicas evaluate it);
 - its notification reaches exactly the receivers the routing tree names (amtool is the
-  oracle; tests/monitoring/test_alertmanager.py pins that tree to the specification's
+  oracle; tests/integration/mixin/test_alertmanager.py pins that tree to the specification's
   channel table), and no others; duplicates are counted and reported;
 - the alerts it should inhibit send nothing;
 - the resolve arrives after the fault is removed;
@@ -31,7 +31,7 @@ from typing import Callable
 import pytest
 
 from live_support import DETECTIONS, group_wait_of, send
-from mystocks_otel.stack import configs, runner
+from mystocks_otel_dev.stack import configs, runner
 
 pytestmark = pytest.mark.live
 
@@ -312,7 +312,7 @@ def test_system_cpu_saturation(stack, amtool):
         window=3, window_reason="host CPU is sampled every probe interval (1 s in the overlay)"))
     # Not checked here: CriticalCpuUsage inhibiting HighCpuUsage. The overlay keeps the order of
     # their `for`s, but a hog lifts CPU past 80% before 95%, so which fires first depends on the
-    # ramp. tests/monitoring/test_alertmanager.py checks that inhibition.
+    # ramp. tests/integration/mixin/test_alertmanager.py checks that inhibition.
 
 
 def test_redis_down_pages_once_and_inhibits_cache_alerts(stack, amtool):
@@ -441,7 +441,7 @@ def test_dashboard_panels_return_live_data(stack):
     values = {"job": "mystocks-api", "instance": ".*", "__rate_interval": "1m", "__interval": "15s",
               "__range": "1h"}
     empty, total = [], 0
-    for path in sorted((runner.REPO / "dashboards").glob("*.json")):
+    for path in sorted((runner.project_root() / "dashboards").glob("*.json")):
         dashboard = json.loads(path.read_text())
         panels = [p for p in dashboard["panels"] if p.get("type") != "row"]
         for panel in panels:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from mystocks_otel.stack import configs
+from mystocks_otel_dev.stack import configs
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -61,7 +61,7 @@ def test_prometheus_overlay_changes_only_the_intervals():
 
 
 def test_alertmanager_overlay_changes_only_the_waits():
-    from mystocks_otel.stack.configs import test_overlay_alertmanager
+    from mystocks_otel_dev.stack.configs import test_overlay_alertmanager
 
     template = (ROOT / "alerts" / "alertmanager" / "alertmanager.yml.tmpl").read_text()
     # The routing tree alone: it has no ${...} placeholders, so it parses without the render step.

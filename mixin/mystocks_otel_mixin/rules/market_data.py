@@ -1,0 +1,176 @@
+"""Market data: the trading session, processing throughput and latency, feed errors."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from mystocks_otel_mixin import config as c
+from mystocks_otel_mixin.config import MixinConfig
+from mystocks_otel_mixin.lib.promql import PromQL, dur, num, pct, ratio
+from mystocks_otel_mixin.lib.rulekit import Alert, Group, Record
+
+OPEN = "and on () mystocks:trading_session:open"
+REALTIME = "|".join(c.REALTIME_DATASETS)
+_SILENCE = "amtool silence add gate=trading_session"
+
+
+def session_expr(holidays: tuple[str, ...] = ()) -> str:
+    """1 on trading days inside a session (c.TRADING_SESSIONS_UTC_MINUTES), absent otherwise
+    and on the given holidays."""
+    days = f"day_of_week() >= {min(c.TRADING_DAYS)} and day_of_week() <= {max(c.TRADING_DAYS)}"
+    now = "hour() * 60 + minute()"
+    windows = "\n    or\n".join(f"({now} >= {start} and {now} < {end})"
+                                for start, end in c.TRADING_SESSIONS_UTC_MINUTES)
+    expr = f"vector(1)\n  and on () ({days})\n  and on () (\n    {windows}\n  )"
+    if holidays:
+        closed = "\n    or\n".join(
+            f"(year() == {d.year} and month() == {d.month} and day_of_month() == {d.day})"
+            for d in sorted(date.fromisoformat(h) for h in holidays))
+        expr += f"\n  unless on () (\n    {closed}\n  )"
+    return expr
+
+
+def _sessions_text() -> str:
+    return " and ".join(f"{a // 60:02d}:{a % 60:02d}-{b // 60:02d}:{b % 60:02d}"
+                        for a, b in c.TRADING_SESSIONS_UTC_MINUTES) + " UTC"
+
+
+def records(cfg: MixinConfig) -> Group:
+    q = PromQL(cfg.app_job)
+    freshness = cfg.slo("market-data-freshness")
+    fresh_sel = q.sel("mystocks_data_quality_freshness_seconds", f'dataset=~"{REALTIME}"')
+    return Group("mystocks-market-data.rules", (
+        Record(record="mystocks:trading_session:open", expr=session_expr(cfg.holidays),
+               why="1 while the A-share market is open (Mon-Fri 09:30-11:30 and 13:00-15:00 CST = "
+               f"{_sessions_text()}, from config.TRADING_SESSIONS_UTC_MINUTES), absent otherwise: "
+               "at night, at the weekend and over the lunch break no data flows and nobody trades, "
+               "which is not an incident. Market-data, business and freshness rules (the SLO "
+               "included) are gated on it. Exchange holidays rendered in (`mystocks-otel render "
+               "--holiday YYYY-MM-DD`) keep it closed all day; for any other closure every gated "
+               f"alert carries gate=trading_session, and `{_SILENCE}` silences them all."),
+        Record(record="job_source:mystocks_market_data_points_processed:rate5m",
+               expr=q.sum_rate("mystocks_market_data_points_processed_total", "job, source"),
+               why="Points processed per second by source (panel Market Data Points)."),
+        *(Record(record=f"job_source:mystocks_market_data_processing_duration_seconds:p{int(p * 100)}_5m",
+                 expr=q.quantile(p, "mystocks_market_data_processing_duration_seconds", "job, source"),
+                 why=f"Processing latency p{int(p * 100)} by source (panel Market Data Latency).")
+          for p in (0.95, 0.99)),
+        Record(record="job_source:mystocks_market_data_batches:rate5m",
+               expr=q.sum_rate("mystocks_market_data_processing_duration_seconds_count", "job, source"),
+               why="Batches processed per second by source: the traffic floor of the latency alert."),
+        Record(record="job_source:mystocks_market_data_last_update:age_seconds",
+               expr=f"time() - max by (job, source) ({q.sel('mystocks_market_data_last_update_timestamp_seconds')})",
+               why="Seconds since any instance last processed a point from the source. Unlike a "
+               "freshness gauge, it keeps growing when the producer dies and stops setting it."),
+        Record(record="job_source:mystocks_market_data_feed_errors:rate5m",
+               expr=q.sum_rate("mystocks_market_data_feed_errors_total", "job, source"),
+               why="Feed errors per second by source."),
+        Record(record="job_dataset:mystocks_data_quality_anomalies:rate10m",
+               expr=q.sum_rate("mystocks_data_quality_anomalies_total", "job, dataset", "10m"),
+               why="Anomalies per second now, by dataset."),
+        Record(record="job_dataset:mystocks_data_quality_anomalies:rate1d",
+               expr=q.sum_rate("mystocks_data_quality_anomalies_total", "job, dataset", "1d"),
+               why="Anomalies per second over a day: the baseline a spike is compared with."),
+        Record(record="job_dataset:mystocks_data_quality_freshness_seconds:max",
+               expr=q.agg("max", "job, dataset", "mystocks_data_quality_freshness_seconds"),
+               why="Age of the newest record by dataset, worst instance."),
+        Record(record="job:mystocks_data_quality_realtime_fresh:bool",
+               expr=f"(max by (job) ({fresh_sel})"
+               f" < bool {num(freshness.threshold_seconds)})\n  and on () mystocks:trading_session:open",
+               why="1 when every real-time feed is fresher than the freshness SLO's threshold, 0 when "
+               "one is not; recorded only while the market is open. The freshness SLI is its mean."),
+    ))
+
+
+def alerts(cfg: MixinConfig) -> tuple[Alert, ...]:
+    q = PromQL(cfg.app_job)
+    return (
+        Alert(
+            name="MarketDataSlowProcessing",
+            expr=f"{q.sel('job_source:mystocks_market_data_processing_duration_seconds:p95_5m')}"
+            f" > {num(c.MARKET_DATA_P95_WARNING_SECONDS)}\n"
+            f"and on (job, source) job_source:mystocks_market_data_batches:rate5m > {num(c.MIN_REQUEST_RATE)}",
+            for_="10m", severity="warning", category="market_data", priority="P1", team="data",
+            summary="Market data from {{ $labels.source }} is processed slowly.",
+            description="p95 processing time of {{ $labels.source }} data is {{ $value | humanizeDuration }} "
+            f"(threshold {dur(c.MARKET_DATA_P95_WARNING_SECONDS)}).",
+            threshold=f"processing p95 > 1 s for 10m (with ≥ {num(c.MIN_REQUEST_RATE)} batches/s)",
+            why="A-share snapshots arrive every 3 s; a batch that takes over 1 s uses a third of the "
+            "interval, and the bursts at the open then queue up and quotes go stale. 10 minutes "
+            "ignores one slow provider response. The batch-rate floor keeps one slow batch of a "
+            "quiet source (a p95 over two samples is its maximum) from alerting.",
+            checks=("Which data types are slow: `mystocks_market_data_processing_duration_seconds_bucket` by data_type.",
+             "Database write latency (DatabaseQueryTimeoutRisk) and the cache (writes go through it).",
+             "Batch size from the provider (`rate(mystocks_market_data_points_processed_total[5m])`)."),
+        ),
+        Alert(
+            name="MarketDataProcessingBlocked",
+            expr=f"(sum by (job, source) ({q.sel('mystocks_market_data_symbols_tracked')}) > 0)\n"
+            f"unless on (job, source) (job_source:mystocks_market_data_points_processed:rate5m > 0)\n{OPEN}",
+            for_="5m", severity="critical", category="market_data", priority="P0", team="data",
+            session_gated=True, link_labels=("job", "source"),
+            summary="No market data processed from {{ $labels.source }}.",
+            description="{{ $value | humanize }} symbols from {{ $labels.source }} have a live feed but no point "
+            "was processed in 5 minutes while the market is open.",
+            threshold="0 points/s from a source with tracked symbols, market open, for 5m",
+            why="Quotes tick every few seconds during the session, so 5+5 minutes without a single point "
+            "from a source that still tracks symbols is a stuck consumer, not a quiet market. Gated "
+            "on the trading session: at night and over the lunch break no points is normal.",
+            checks=("Feed errors for the source (MarketDataFeedErrors) and DependencyUnavailable{dependency=\"market_data_feed\"}.",
+             "The ingestion worker: alive, and not blocked on a lock or a full queue (thread dump / py-spy).",
+             f"Whether today is an exchange holiday: then `{_SILENCE}` for the day."),
+        ),
+        Alert(
+            name="MarketDataNotUpdated",
+            expr=f"time() - max by (job, source) ({q.sel('mystocks_market_data_last_update_timestamp_seconds')})"
+            f" > {num(c.STALE_DATA_SECONDS)}\n{OPEN}",
+            for_="0s", severity="critical", category="market_data", priority="P0", team="data",
+            session_gated=True, link_labels=("job", "source"),
+            summary="Market data from {{ $labels.source }} stopped updating.",
+            description="No point from {{ $labels.source }} has been processed for "
+            "{{ $value | humanizeDuration }} while the market is open (threshold 2m).",
+            threshold=f"time() - last update > {num(c.STALE_DATA_SECONDS)} s, market open",
+            why="The producer can die while the process stays up: its freshness gauge then freezes "
+            "at its last value (0, 'fresh') or vanishes, and the ratio alerts see no traffic. "
+            "The last-update timestamp is set only when points are processed, so time() minus it "
+            "grows whatever the producer does. 120 s is 40 missed 3-second snapshots. No `for`: "
+            "the age only grows while the producer is stalled, so it cannot flap, and the 120 s "
+            "threshold is already the wait (a `for` would only add to the P0's time to detect). "
+            "The session gate keeps the lunch break, nights and weekends quiet.",
+            checks=("The producer task: alive? Its last log lines and `py-spy dump` of the process.",
+                    "Feed errors for the source (MarketDataFeedErrors) and the provider's status.",
+                    f"An exchange holiday or a trading halt: then `{_SILENCE}` for the day."),
+        ),
+        Alert(
+            name="MarketDataUpdatesAbsent",
+            expr=f"count by (job) ({q.sel('up')} == 1)\n"
+            f"unless on (job) count by (job) ({q.sel('mystocks_market_data_last_update_timestamp_seconds')})\n{OPEN}",
+            for_="10m", severity="critical", category="market_data", priority="P0", team="data",
+            session_gated=True,
+            summary="No market data producer has reported since the API started.",
+            description="{{ $labels.job }} is up but none of its instances has processed a market "
+            "data point while the market is open.",
+            threshold="API up, no last-update series, market open, for 10m",
+            why="MarketDataNotUpdated needs the series; after a restart whose producer never starts "
+            "(a failed import, a missing credential) there is none, and only its absence tells. "
+            "10 minutes of an open market lets a slow provider log-in finish.",
+            checks=("The API's start-up log: did the producer task start, or raise?",
+                    "Provider credentials and network from the API host.",
+                    f"An exchange holiday: then `{_SILENCE}` for the day."),
+        ),
+        Alert(
+            name="MarketDataFeedErrors",
+            expr=f"{q.sel('job_source:mystocks_market_data_feed_errors:rate5m')} * 60 > 5",
+            for_="10m", severity="warning", category="market_data", priority="P2", team="data",
+            summary="Market data source {{ $labels.source }} keeps failing.",
+            description="{{ $labels.source }} produced {{ $value | humanize }} feed errors per minute over the "
+            "last 5 minutes (threshold 5/min).",
+            threshold="> 5 feed errors/min for 10m",
+            why="Free providers (akshare, efinance) time out or rate-limit a few times a minute and the "
+            "client retries; more than 5 a minute for 10 minutes means the source is degraded and "
+            "the fallback source should take over.",
+            checks=("Which reason: `sum by (reason) (rate(mystocks_market_data_feed_errors_total[5m]))`.",
+             "`rate_limited`: lower the polling rate or switch the source; `parse`: the provider changed its format.",
+             "The provider's status page and our egress (DNS, proxy)."),
+        ),
+    )

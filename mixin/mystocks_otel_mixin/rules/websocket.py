@@ -1,0 +1,85 @@
+"""WebSocket: connections per process against capacity, and connection errors."""
+
+from __future__ import annotations
+
+from mystocks_otel_mixin import config as c
+from mystocks_otel_mixin.config import MixinConfig
+from mystocks_otel_mixin.lib.promql import PromQL, dur, num, pct, ratio
+from mystocks_otel_mixin.lib.rulekit import Alert, Group, Record
+
+_WS_CHECKS = (
+    "Per-namespace counts (panel WebSocket Connections): one client reconnecting in a loop?",
+    "Connections opened vs. closed: `rate(mystocks_websocket_connections_opened_total[5m])`.",
+    "Add API replicas behind the load balancer before the per-process limit is reached.",
+)
+
+
+def records(cfg: MixinConfig) -> Group:
+    q = PromQL(cfg.app_job)
+    return Group("mystocks-websocket.rules", (
+        Record(record="job_instance:mystocks_websocket_active_connections:sum",
+               expr=q.agg("sum", "job, instance", "mystocks_websocket_active_connections"),
+               why="Open connections per process: capacity is per process, so that is what the alerts compare."),
+        Record(record="job_namespace:mystocks_websocket_active_connections:sum",
+               expr=q.agg("sum", "job, namespace", "mystocks_websocket_active_connections"),
+               why="Open connections by namespace (panel WebSocket Connections)."),
+        Record(record="job_direction_type:mystocks_websocket_messages:rate5m",
+               expr=q.sum_rate("mystocks_websocket_messages_total", "job, direction, message_type"),
+               why="Messages per second (panel WebSocket Messages)."),
+        Record(record="job:mystocks_websocket_connections_opened:rate5m",
+               expr=q.sum_rate("mystocks_websocket_connections_opened_total", "job"),
+               why="Connections accepted per second."),
+        Record(record="job:mystocks_websocket_connection_errors:ratio_rate5m",
+               expr=ratio(q.sum_rate("mystocks_websocket_connection_errors_total", "job"),
+                          "job:mystocks_websocket_connections_opened:rate5m"),
+               why="Connection errors per connection opened."),
+    ))
+
+
+def alerts(cfg: MixinConfig) -> tuple[Alert, ...]:
+    q = PromQL(cfg.app_job)
+    _CAP = num(c.WEBSOCKET_CONNECTION_CAPACITY)
+    _WS = q.sel("job_instance:mystocks_websocket_active_connections:sum")
+    return (
+        Alert(
+            name="WebSocketHighConnectionCount",
+            expr=f"{_WS} > {num(0.8 * c.WEBSOCKET_CONNECTION_CAPACITY)}", for_="5m",
+            severity="warning", category="websocket", priority="P2", team="performance",
+            summary="{{ $labels.instance }} holds over 80% of its WebSocket capacity.",
+            description="{{ $labels.instance }} has {{ $value | humanize }} open WebSocket connections (capacity "
+            f"{_CAP} per process, threshold {num(0.8 * c.WEBSOCKET_CONNECTION_CAPACITY)}).",
+            threshold=f"open connections > 80% of capacity ({num(0.8 * c.WEBSOCKET_CONNECTION_CAPACITY)}/process) for 5m",
+            why="Every quote broadcast is fanned out to each connection in one event loop; past about 1000 "
+            "per process the broadcast delay grows with every client (measure your capacity and set "
+            "WEBSOCKET_CONNECTION_CAPACITY). 80% leaves time to scale out.",
+            checks=_WS_CHECKS,
+        ),
+        Alert(
+            name="WebSocketCriticalConnectionCount",
+            expr=f"{_WS} > {num(0.95 * c.WEBSOCKET_CONNECTION_CAPACITY)}", for_="2m",
+            severity="critical", category="websocket", priority="P1", team="performance",
+            summary="{{ $labels.instance }} is at its WebSocket capacity.",
+            description="{{ $labels.instance }} has {{ $value | humanize }} open WebSocket connections (capacity "
+            f"{_CAP} per process, threshold {num(0.95 * c.WEBSOCKET_CONNECTION_CAPACITY)}).",
+            threshold=f"open connections > 95% of capacity ({num(0.95 * c.WEBSOCKET_CONNECTION_CAPACITY)}/process) for 2m",
+            why="At 95% the next burst (the market open) pushes the process past the point where quotes "
+            "arrive late and connections are dropped.",
+            checks=_WS_CHECKS,
+        ),
+        Alert(
+            name="WebSocketConnectionErrors",
+            expr=f"{q.sel('job:mystocks_websocket_connection_errors:ratio_rate5m')} > {num(c.WEBSOCKET_ERROR_RATIO_WARNING)}\n"
+            f"and on (job) job:mystocks_websocket_connections_opened:rate5m > 0.01",
+            for_="10m", severity="warning", category="websocket", priority="P2", team="platform",
+            summary=f"More than {pct(c.WEBSOCKET_ERROR_RATIO_WARNING)} of WebSocket connections end in error.",
+            description="{{ $value | humanizePercentage }} WebSocket connection errors per connection opened in "
+            "{{ $labels.job }} over the last 5 minutes (threshold " + pct(c.WEBSOCKET_ERROR_RATIO_WARNING) + ").",
+            threshold=f"errors / connections opened > {pct(c.WEBSOCKET_ERROR_RATIO_WARNING)} for 10m (with ≥ 0.01 opened/s)",
+            why="Browsers reconnect by themselves, and laptops sleeping or phones changing networks close "
+            "a few connections abnormally; 5% for 10 minutes is a server-side fault. The floor (3 "
+            "connections in 5 minutes) ignores one error at night.",
+            checks=("Which reason: `sum by (reason) (rate(mystocks_websocket_connection_errors_total[5m]))`.",
+             "`exception`: the API logs; `rejected`: authentication or origin checks; `abnormal_close`: proxies' idle timeouts.",
+             "The load balancer's WebSocket timeouts and the last deploy."),
+        ),
+    )

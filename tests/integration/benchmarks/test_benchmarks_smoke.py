@@ -1,0 +1,47 @@
+"""The benchmark command still runs and prints every row (no timing is asserted here).
+
+``python -m benchmarks --quick`` starts the in-process benchmarks, the memory processes, real
+uvicorn servers and a scrape under load, with few repeats. The ratios of a quick run are
+noise; what this test pins is that every row of the table printed its numbers.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[3]
+NUMBER = re.compile(r"-?\d+(\.\d+)?( ?[a-z/]+)? \[-?\d+(\.\d+)?, -?\d+(\.\d+)?\]", re.I)
+
+#: Every row the table must have (render, memory and scrape ids carry the quick run's sizes).
+EXPECTED = {
+    "asgi.instrumentator", "asgi.starlette_exporter", "asgi.upstream",
+    "record.histogram", "record.histogram_sdk", "record.counter",
+    "uvicorn.1w.p99", "uvicorn.1w.rps", "uvicorn.3w.p99", "uvicorn.3w.rps",
+    "render.100.prometheus_client", "render.100.otel_stock",
+    "render.1k.prometheus_client", "render.1k.otel_stock",
+    "memory.prometheus_client", "memory.otel_stock",
+    "scrape.1k",
+}
+
+
+@pytest.mark.live
+def test_quick_run_prints_a_number_in_every_row():
+    result = subprocess.run([sys.executable, "-m", "benchmarks", "--quick"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = {}
+    for line in result.stdout.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if line.startswith("| ") and len(cells) == 8 and cells[0] not in ("id", "---"):
+            rows[cells[0]] = cells
+    assert set(rows) == EXPECTED, result.stdout
+    for key, (_id, _what, ours, against, ratio, target, met, _over) in rows.items():
+        for cell in (ours, against, ratio):
+            assert NUMBER.search(cell), f"{key}: no 'median [min, max]' in {cell!r}"
+        assert met in ("yes", "NO", "-"), f"{key}: verdict {met!r}"
+        assert (met == "-") == (target == "(shown)"), f"{key}: target {target!r}, met {met!r}"

@@ -1,0 +1,300 @@
+"""The Collector: its configs hang together, agree with compose/Prometheus, and really run."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import SimpleNamespace
+
+import pytest
+from support import free_port, port_open, stop_process, wait_until
+
+import live_stack
+
+SECTIONS = {"receivers": "receivers", "processors": "processors", "exporters": "exporters"}
+#: Defined in the base but left out of compose's pipeline: compose's VictoriaMetrics is the
+#: long-term store of aggregates only (docs/LONG_TERM_STORE.md).
+UNUSED_IN_COMPOSE = {"otlp_http/victoriametrics"}
+
+
+def _port(endpoint: str) -> int:
+    return int(endpoint.rsplit(":", 1)[1].split("/")[0])
+
+
+@pytest.mark.parametrize("which", ["base", "merged"])
+def test_pipelines_reference_only_defined_components(collector, which):
+    config = getattr(collector, which)
+    service = config["service"]
+    used: dict[str, set[str]] = {section: set() for section in SECTIONS}
+    for name, pipeline in service["pipelines"].items():
+        for section in SECTIONS:
+            assert pipeline.get(section) or section == "processors", f"{name}: no {section}"
+            for component in pipeline.get(section, []):
+                assert component in config.get(section, {}), f"{name} uses undefined {component}"
+                used[section].add(component)
+        processors = pipeline.get("processors", [])
+        # memory_limiter must see data before anything buffers it; batch goes last.
+        assert processors[:1] == ["memory_limiter"], f"{name}: {processors}"
+        assert processors[-1] == "batch", f"{name}: {processors}"
+    allowed_unused = UNUSED_IN_COMPOSE if which == "merged" else set()
+    for section in SECTIONS:  # a defined but unused component is usually a typo
+        assert set(config.get(section, {})) - allowed_unused == used[section], section
+    assert set(service["extensions"]) == set(config["extensions"])
+
+
+def test_base_config_uses_core_components_only(collector):
+    # The core build has these; the contrib extras belong in the overlay.
+    core = {"otlp", "batch", "memory_limiter", "debug", "otlp_grpc", "otlp_http", "zpages",
+            "forward"}
+    for section in ("receivers", "processors", "exporters", "extensions", "connectors"):
+        for component in collector.base.get(section, {}):
+            assert component.split("/")[0] in core, f"{component} is not a core component"
+    assert {"health_check"} <= set(collector.overlay["extensions"])
+    assert {"resource"} <= set(collector.overlay["processors"])
+    assert {"prometheus"} <= set(collector.overlay["exporters"])
+
+
+def test_fan_out_to_prometheus_and_victoriametrics(collector, compose):
+    exporters = collector.base["exporters"]
+    metrics = collector.base["service"]["pipelines"]["metrics"]["exporters"]
+    prom = exporters["otlp_http/prometheus"]["endpoint"]
+    vm = exporters["otlp_http/victoriametrics"]["endpoint"]
+    assert {"otlp_http/prometheus", "otlp_http/victoriametrics"} <= set(metrics)
+    # otlp_http appends /v1/metrics: Prometheus' and VictoriaMetrics' OTLP paths.
+    assert prom == "http://prometheus:9090/api/v1/otlp"
+    assert vm == "http://victoriametrics:8428/opentelemetry"
+    assert "--web.enable-otlp-receiver" in compose["services"]["prometheus"]["command"]
+    assert "-httpListenAddr=:8428" in compose["services"]["victoriametrics"]["command"]
+
+
+def test_compose_keeps_the_raw_copy_out_of_the_long_term_store(collector, compose):
+    """compose's VictoriaMetrics keeps a year of aggregates only (Prometheus' remote_write);
+    the Collector's raw copy goes to Prometheus, which keeps it 15 days."""
+    metrics = collector.merged["service"]["pipelines"]["metrics"]["exporters"]
+    assert "otlp_http/prometheus" in metrics
+    assert not UNUSED_IN_COMPOSE & set(metrics)
+    assert "victoriametrics" not in compose["services"]["otel-collector"].get("depends_on", {})
+
+
+def test_ports_agree_with_compose_and_prometheus(collector, compose, prometheus_config):
+    services = compose["services"]
+    otlp = collector.merged["receivers"]["otlp"]["protocols"]
+    assert (_port(otlp["grpc"]["endpoint"]), _port(otlp["http"]["endpoint"])) == (4317, 4318)
+    published = {int(p.rsplit(":", 1)[1]) for p in services["otel-collector"]["ports"]}
+    assert {4317, 4318} <= published
+
+    telemetry = collector.merged["service"]["telemetry"]["metrics"]["readers"][0]
+    own = telemetry["pull"]["exporter"]["prometheus"]
+    exporter = _port(collector.merged["exporters"]["prometheus"]["endpoint"])
+    assert (own["host"], int(own["port"]), exporter) == ("0.0.0.0", 8888, 8889)
+    jobs = {j["job_name"]: j for j in prometheus_config["scrape_configs"]}
+    targets = {t for sc in jobs["otel-collector"]["static_configs"] for t in sc["targets"]}
+    assert targets == {"otel-collector:8888", "otel-collector:8889"}
+
+    health = _port(collector.merged["extensions"]["health_check"]["endpoint"])
+    assert health == 13133
+    probe = " ".join(services["collector-health"]["healthcheck"]["test"])
+    assert f"http://otel-collector:{health}/" in probe
+
+    # The app pushes to the collector's OTLP/HTTP port.
+    app_env = services["app"]["environment"]
+    assert app_env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://otel-collector:4318"
+
+
+# -- the real collector -----------------------------------------------------------------
+
+
+def _validate(otelcol: str, *configs, env=None) -> subprocess.CompletedProcess:
+    args = [otelcol, "validate", *(f"--config={c}" for c in configs)]
+    return subprocess.run(args, capture_output=True, text=True, timeout=60,
+                          env={**os.environ, **(env or {})})
+
+
+def test_build_is_cached(otelcol, root):
+    before = os.stat(otelcol).st_mtime_ns
+    started = time.monotonic()
+    proc = subprocess.run([str(root / "collector" / "build.sh")], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == otelcol
+    assert os.stat(otelcol).st_mtime_ns == before
+    assert time.monotonic() - started < 5, "a cached build must not touch the network"
+
+
+def test_real_collector_validates_the_base_config(otelcol, root):
+    proc = _validate(otelcol, root / "collector" / "otelcol.yaml")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("broken, expected", [
+    # an unknown component type
+    ("exporters:\n  nonexistent: {}\n", "nonexistent"),
+    # a pipeline naming an exporter that is not defined
+    ("service:\n  pipelines:\n    metrics:\n      receivers: [otlp]\n"
+     "      exporters: [otlp_http/missing]\n", "otlp_http/missing"),
+])
+def test_real_collector_rejects_a_broken_config(otelcol, root, tmp_path, broken, expected):
+    overlay = tmp_path / "broken.yaml"
+    overlay.write_text(broken)
+    proc = _validate(otelcol, root / "collector" / "otelcol.yaml", overlay)
+    assert proc.returncode != 0
+    assert expected in proc.stdout + proc.stderr
+
+
+class _Backend(BaseHTTPRequestHandler):
+    """Stands in for Prometheus' and VictoriaMetrics' OTLP/HTTP receivers."""
+
+    received: list[tuple[str, bytes]] = []
+
+    def do_POST(self):  # noqa: N802 - http.server's naming
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        if self.headers.get("Content-Encoding") == "gzip":  # otlp_http's default
+            body = gzip.decompress(body)
+        self.received.append((self.path, body))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-protobuf")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def _points(body: bytes) -> dict[str, tuple[str, float]]:
+    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+        ExportMetricsServiceRequest,
+    )
+
+    request = ExportMetricsServiceRequest.FromString(body)
+    out = {}
+    for rm in request.resource_metrics:
+        service = next(a.value.string_value for a in rm.resource.attributes
+                       if a.key == "service.name")
+        for sm in rm.scope_metrics:
+            for metric in sm.metrics:
+                out[metric.name] = (service, sum(getattr(p, p.WhichOneof("value"))
+                                                  for p in metric.sum.data_points))
+    return out
+
+
+@pytest.fixture
+def otlp_sink():
+    """A local OTLP/HTTP server standing in for a backend; records (path, request body)."""
+    backend = ThreadingHTTPServer(("127.0.0.1", 0), type("B", (_Backend,), {"received": []}))
+    threading.Thread(target=backend.serve_forever, daemon=True).start()
+    yield SimpleNamespace(url=f"http://127.0.0.1:{backend.server_port}",
+                          received=backend.RequestHandlerClass.received)
+    backend.shutdown()
+    backend.server_close()
+
+
+@pytest.fixture
+def start_collector(otelcol, root, tmp_path):
+    """Starts the built collector on free loopback ports with the given backend URLs."""
+    procs = []
+
+    def start(prometheus_url: str, victoriametrics_url: str) -> dict[str, int]:
+        ports = {name: free_port() for name in ("grpc", "http", "zpages", "telemetry")}
+        env = {
+            **os.environ,
+            "OTELCOL_OTLP_GRPC_ENDPOINT": f"127.0.0.1:{ports['grpc']}",
+            "OTELCOL_OTLP_HTTP_ENDPOINT": f"127.0.0.1:{ports['http']}",
+            "OTELCOL_ZPAGES_ENDPOINT": f"127.0.0.1:{ports['zpages']}",
+            "OTELCOL_TELEMETRY_HOST": "127.0.0.1",
+            "OTELCOL_TELEMETRY_PORT": str(ports["telemetry"]),
+            "OTELCOL_PROMETHEUS_OTLP_ENDPOINT": f"{prometheus_url}/api/v1/otlp",
+            "OTELCOL_VICTORIAMETRICS_OTLP_ENDPOINT": f"{victoriametrics_url}/opentelemetry",
+            "OTELCOL_BATCH_TIMEOUT": "200ms",
+        }
+        log = tmp_path / "otelcol.log"
+        with open(log, "w") as out:
+            proc = subprocess.Popen([otelcol, f"--config={root / 'collector' / 'otelcol.yaml'}"],
+                                    env=env, stdout=out, stderr=subprocess.STDOUT)
+        procs.append(proc)
+        wait_until(lambda: proc.poll() is not None or port_open("127.0.0.1", ports["http"], 0.2), 20, "the OTLP port")
+        assert proc.poll() is None, log.read_text()
+        return ports
+
+    yield start
+    for proc in procs:
+        stop_process(proc, 15)
+
+
+@pytest.fixture
+def victoriametrics(victoriametrics_binary, tmp_path):
+    """A real VictoriaMetrics (Debian trixie's package) on a free loopback port."""
+    with live_stack.victoriametrics(victoriametrics_binary, tmp_path / "vm",
+                                    "-opentelemetry.usePrometheusNaming") as url:
+        yield url
+
+
+def _send_probe(otlp_http_port: int) -> None:
+    """Counts 3 + 4 on mystocks_e2e_probe through the OpenTelemetry Python SDK."""
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+    from opentelemetry.sdk.resources import Resource
+
+    endpoint = f"http://127.0.0.1:{otlp_http_port}/v1/metrics"
+    reader = PeriodicExportingMetricReader(OTLPMetricExporter(endpoint=endpoint, timeout=5),
+                                           export_interval_millis=60_000)
+    provider = MeterProvider(metric_readers=[reader],
+                             resource=Resource.create({"service.name": "mystocks-e2e"}))
+    counter = provider.get_meter("e2e").create_counter("mystocks_e2e_probe", unit="1")
+    counter.add(3, {"route": "/quotes"})
+    counter.add(4, {"route": "/orders"})
+    try:
+        assert provider.force_flush(10_000), "the SDK could not export to the collector"
+    finally:
+        provider.shutdown()
+
+
+@pytest.mark.live
+def test_metrics_flow_from_the_sdk_through_the_collector_to_both_backends(start_collector,
+                                                                         otlp_sink):
+    ports = start_collector(otlp_sink.url, otlp_sink.url)
+    _send_probe(ports["http"])
+
+    received = otlp_sink.received
+    expected = {"/api/v1/otlp/v1/metrics", "/opentelemetry/v1/metrics"}
+    wait_until(lambda: {p for p, _ in received} >= expected, 15, "both backends to receive data")
+    assert {p for p, _ in received} == expected
+    for path in expected:
+        merged = {}
+        for _, body in (r for r in received if r[0] == path):
+            merged.update(_points(body))
+        assert merged.get("mystocks_e2e_probe") == ("mystocks-e2e", 7.0), (path, merged)
+
+    # The collector's own telemetry (scraped as job otel-collector) counts what it took in.
+    url = f"http://127.0.0.1:{ports['telemetry']}/metrics"
+
+    def accepted():
+        text = urllib.request.urlopen(url, timeout=5).read().decode()
+        return [line for line in text.splitlines()
+                if line.startswith("otelcol_receiver_accepted_metric_points")
+                and not line.endswith(" 0")]
+
+    assert wait_until(accepted, 15, "otelcol_receiver_accepted_metric_points > 0")
+
+
+@pytest.mark.live
+def test_victoriametrics_stores_what_the_collector_fans_out(start_collector, otlp_sink,
+                                                            victoriametrics):
+    # The real second backend, as in docker-compose: its OTLP receiver, then queried back.
+    ports = start_collector(otlp_sink.url, victoriametrics)
+    _send_probe(ports["http"])
+
+    series = wait_until(lambda: live_stack.export(victoriametrics, '{__name__=~"mystocks_e2e_probe.*"}'),
+                        20, "the probe in VictoriaMetrics")
+    # Prometheus naming (-opentelemetry.usePrometheusNaming): counters get _total.
+    assert {s["metric"]["__name__"] for s in series} == {"mystocks_e2e_probe_total"}
+    assert {s["metric"]["route"]: s["values"][-1] for s in series} == {"/quotes": 3, "/orders": 4}
+    # Resource attributes become labels here (no job/instance as in Prometheus).
+    assert {s["metric"]["service_name"] for s in series} == {"mystocks-e2e"}

@@ -1,0 +1,707 @@
+"""Alertmanager config: render step, routing table (amtool), inhibition, and a live run.
+
+The routing cases are the spec's channel table, one row each, checked by the real
+`amtool config routes test --verify.receivers`. The live test starts the real Alertmanager
+0.25 with every receiver (Slack, PagerDuty, SMTP, webhooks) pointed at servers in this file,
+so the notification templates are executed, not just parsed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socketserver
+import stat
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from datetime import datetime, timedelta, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from support import free_port, stop_process
+import yaml
+
+from mystocks_otel_mixin.alertmanager import (
+    SECRETS,
+    AlertmanagerConfigError,
+    render_alertmanager_config,
+    render_text,
+    write_secret_files,
+)
+
+ROOT = Path(__file__).resolve().parents[3]
+AM_DIR = ROOT / "alerts" / "alertmanager"
+TEMPLATE = AM_DIR / "alertmanager.yml.tmpl"
+
+SAMPLE_ENV = {
+    "SMTP_HOST": "smtp.example.com",
+    "SMTP_PORT": "587",
+    "SMTP_USER": "alerts@example.com",
+    "SMTP_FROM": "alertmanager@example.com",
+    "EMAIL_TEAM_PLATFORM": "platform-lead@example.com",
+    "EMAIL_TEAM_DATA": "data-lead@example.com",
+    "EMAIL_TEAM_PERFORMANCE": "performance-lead@example.com",
+    "WEBHOOK_URL": "https://hooks.example.com/mystocks",
+    "APP_ALERT_WEBHOOK_URL": "http://api:8000/alerts/webhook",
+    "HEARTBEAT_URL": "https://heartbeat.example.com/ping/mystocks",
+    "GRAFANA_URL": "https://grafana.example.com",
+    "ALERTMANAGER_TEMPLATES_DIR": str(AM_DIR / "templates"),
+}
+SAMPLE_SECRETS = {
+    "SLACK_WEBHOOK_URL_CRITICAL": "https://hooks.slack.com/services/T000/B001/critical0secret",
+    "SLACK_WEBHOOK_URL_WARNINGS": "https://hooks.slack.com/services/T000/B002/warnings0secret",
+    "SLACK_WEBHOOK_URL_PERFORMANCE": "https://hooks.slack.com/services/T000/B003/perf0secret",
+    "SLACK_WEBHOOK_URL_DATA_ALERTS": "https://hooks.slack.com/services/T000/B004/data0secret",
+    "PAGERDUTY_ON_CALL_KEY": "0123456789abcdef0123456789abcdef",
+    "PAGERDUTY_SERVICE_KEY": "fedcba9876543210fedcba9876543210",
+    "SMTP_PASSWORD": "s3cret-smtp-pass",
+    "ALERT_WEBHOOK_TOKEN": "token-0123456789abcdef",
+}
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("am") / "alertmanager.yml"
+    render_alertmanager_config(TEMPLATE, out, {**SAMPLE_ENV, **SAMPLE_SECRETS})
+    return out
+
+
+def run(*args: str, timeout: float = 30) -> subprocess.CompletedProcess:
+    return subprocess.run(list(args), capture_output=True, text=True, timeout=timeout)
+
+
+# -- the render step ---------------------------------------------------------------------
+
+def test_rendered_config_passes_amtool_check_config(rendered, amtool):
+    result = run(amtool, "check-config", str(rendered))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 templates" in result.stdout  # our templates dir was found and parsed
+
+
+def test_rendered_config_contains_no_secret_values_only_file_paths(rendered):
+    text = rendered.read_text()
+    for name, value in SAMPLE_SECRETS.items():
+        assert value not in text, f"{name}'s value leaked into the rendered config"
+    config = yaml.safe_load(text)
+    for receiver in config["receivers"]:
+        for slack in receiver.get("slack_configs", []):
+            assert "api_url" not in slack and slack["api_url_file"].startswith("/etc/alertmanager/secrets/")
+        for pd in receiver.get("pagerduty_configs", []):
+            assert "routing_key" not in pd and "service_key" not in pd
+            assert pd["routing_key_file"].startswith("/etc/alertmanager/secrets/")
+    assert "smtp_auth_password" not in config["global"]
+    assert config["global"]["smtp_auth_password_file"] == "/etc/alertmanager/secrets/smtp-password"
+    assert config["global"]["smtp_smarthost"] == "smtp.example.com:587"
+    assert config["global"]["smtp_auth_username"] == "alerts@example.com"
+    assert "${" not in text
+
+
+def test_every_slack_channel_has_its_own_secret_file(rendered):
+    receivers = {r["name"]: r for r in yaml.safe_load(rendered.read_text())["receivers"]}
+    files = {name: receivers[name]["slack_configs"][0]["api_url_file"]
+             for name in ("slack-critical", "slack-warnings", "slack-performance", "slack-data-alerts")}
+    assert len(set(files.values())) == 4
+    assert receivers["slack-critical"]["slack_configs"][0]["channel"] == "#mystocks-critical"
+    # The critical message links the dashboard, falling back to the configured Grafana.
+    assert "https://grafana.example.com/d/mystocks-main" in receivers["slack-critical"]["slack_configs"][0]["title_link"]
+    for email in ("email-platform", "email-data", "email-performance"):
+        assert "html" in receivers[email]["email_configs"][0]
+
+
+@pytest.mark.parametrize("name, value, expected", [
+    ("SMTP_PORT", "abc", "SMTP_PORT='abc' is invalid: expected an integer port 1-65535"),
+    ("SMTP_PORT", "70000", "SMTP_PORT='70000' is invalid: expected an integer port 1-65535"),
+    ("SMTP_HOST", "", "SMTP_HOST is not set: expected the SMTP server's host name"),
+    ("SMTP_HOST", "smtp example.com", "SMTP_HOST='smtp example.com' is invalid"),
+    ("EMAIL_TEAM_DATA", "data-lead", "EMAIL_TEAM_DATA='data-lead' is invalid: expected one e-mail address"),
+    ("WEBHOOK_URL", "ftp://x", "WEBHOOK_URL='ftp://x' is invalid: expected an http(s) URL"),
+    # A quote would end the YAML scalar; braces would open a Go template action.
+    ("HEARTBEAT_URL", "https://x/'{{ .Status }}", "HEARTBEAT_URL="),
+    ("SMTP_REQUIRE_TLS", "yes", "SMTP_REQUIRE_TLS='yes' is invalid: expected true or false"),
+])
+def test_missing_or_invalid_variable_fails_with_one_clear_line(tmp_path, name, value, expected):
+    env = {**SAMPLE_ENV, name: value}
+    with pytest.raises(AlertmanagerConfigError) as err:
+        render_alertmanager_config(TEMPLATE, tmp_path / "out.yml", env)
+    message = str(err.value)
+    assert "\n" not in message and message.startswith(expected), message
+    assert not (tmp_path / "out.yml").exists()
+
+
+def test_cli_runs_stdlib_only_and_reports_one_line(tmp_path):
+    """As scripts/render-alertmanager.sh runs it: the file itself, no site-packages (-S)."""
+    cli = [sys.executable, "-S", str(ROOT / "mixin" / "mystocks_otel_mixin" / "alertmanager.py")]
+    env = {**os.environ, **SAMPLE_ENV}
+    out = tmp_path / "out.yml"
+    ok = subprocess.run([*cli, "render", "--template", str(TEMPLATE), "--output", str(out)],
+                        capture_output=True, text=True, timeout=30, env=env)
+    assert ok.returncode == 0 and out.exists(), ok.stderr
+    bad = subprocess.run([*cli, "render", "--template", str(TEMPLATE), "--output", str(out)],
+                         capture_output=True, text=True, timeout=30, env={**env, "SMTP_PORT": "abc"})
+    assert bad.returncode == 2
+    assert bad.stderr == "error: SMTP_PORT='abc' is invalid: expected an integer port 1-65535\n"
+
+
+def test_unknown_placeholder_and_secret_in_a_rendered_variable_are_refused():
+    with pytest.raises(AlertmanagerConfigError, match="unknown placeholder.*SLACK_TYPO"):
+        render_text("url: '${SLACK_TYPO}'", SAMPLE_ENV)
+    # Someone pastes the Slack URL into WEBHOOK_URL: it would end up in the file. Refuse.
+    leaked = {**SAMPLE_ENV, **SAMPLE_SECRETS, "WEBHOOK_URL": SAMPLE_SECRETS["SLACK_WEBHOOK_URL_CRITICAL"]}
+    with pytest.raises(AlertmanagerConfigError, match="SLACK_WEBHOOK_URL_CRITICAL"):
+        render_text(TEMPLATE.read_text(), leaked)
+    # Go template variables ($x) are not placeholders.
+    assert render_text("t: '{{ range $i, $p := .X }}{{ end }}'", SAMPLE_ENV) == "t: '{{ range $i, $p := .X }}{{ end }}'"
+
+
+def test_secret_files_are_written_0600_and_never_echoed(tmp_path):
+    warnings = write_secret_files(tmp_path / "secrets", SAMPLE_SECRETS)
+    assert warnings == []
+    for secret in SECRETS:
+        path = tmp_path / "secrets" / secret.filename
+        assert path.read_text() == SAMPLE_SECRETS[secret.env]
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "secrets").stat().st_mode) == 0o700
+
+    with pytest.raises(AlertmanagerConfigError) as err:
+        write_secret_files(tmp_path / "s2", {**SAMPLE_SECRETS, "PAGERDUTY_ON_CALL_KEY": "short key!"})
+    assert "PAGERDUTY_ON_CALL_KEY is invalid (value not shown)" in str(err.value)
+    assert "short key!" not in str(err.value)
+
+    missing = {k: v for k, v in SAMPLE_SECRETS.items() if k != "SMTP_PASSWORD"}
+    with pytest.raises(AlertmanagerConfigError, match="^SMTP_PASSWORD is not set"):
+        write_secret_files(tmp_path / "s3", missing)
+    assert write_secret_files(tmp_path / "s4", missing, allow_missing=True) == [
+        "SMTP_PASSWORD is not set: e-mail to team leads will fail to deliver"]
+    assert not (tmp_path / "s4" / "smtp-password").exists()
+
+    # Without the token file Alertmanager cannot call the app at all: a dev setup gets a
+    # random one (accepted by an app that runs without a token), kept across runs.
+    no_token = {k: v for k, v in SAMPLE_SECRETS.items() if k != "ALERT_WEBHOOK_TOKEN"}
+    assert "ALERT_WEBHOOK_TOKEN is not set: wrote a random token" in write_secret_files(
+        tmp_path / "s5", no_token, allow_missing=True)[0]
+    token = (tmp_path / "s5" / "alert-webhook.token").read_text()
+    assert len(token) >= 32
+    write_secret_files(tmp_path / "s5", no_token, allow_missing=True)
+    assert (tmp_path / "s5" / "alert-webhook.token").read_text() == token
+
+
+def test_single_slack_webhook_url_is_a_fallback_with_a_warning(tmp_path):
+    env = {k: v for k, v in SAMPLE_SECRETS.items() if not k.startswith("SLACK_")}
+    env["SLACK_WEBHOOK_URL"] = "https://hooks.slack.com/services/T000/B009/shared"
+    warnings = write_secret_files(tmp_path, env)
+    assert len(warnings) == 4 and all("SLACK_WEBHOOK_URL" in w for w in warnings)
+    assert (tmp_path / "slack-warnings.url").read_text() == env["SLACK_WEBHOOK_URL"]
+
+
+# -- the routing table -------------------------------------------------------------------
+# (labels, receivers in routing-tree order). One row per row of the spec's channel table,
+# plus the severities' edge cases.
+API = "category=api team=platform service=mystocks-api"
+ROUTES = [
+    pytest.param(f"alertname=ApiCriticalErrorRate severity=critical {API}",
+                 "webhook,slack-critical,pagerduty-oncall,email-platform", id="critical-api"),
+    pytest.param(f"alertname=ApiHighErrorRate severity=warning {API}",
+                 "webhook,slack-warnings,email-platform", id="warning-api"),
+    pytest.param("alertname=HighCpuUsage severity=warning category=system team=performance service=mystocks-api",
+                 "webhook,slack-warnings,slack-performance,email-performance", id="team-performance"),
+    pytest.param("alertname=SlowQueries severity=critical category=database team=performance",
+                 "webhook,slack-critical,pagerduty-oncall,slack-performance,email-performance",
+                 id="critical-performance"),
+    pytest.param("alertname=StaleMarketData severity=warning category=market_data team=data",
+                 "webhook,slack-warnings,slack-data-alerts,email-data", id="team-data"),
+    pytest.param("alertname=MarketDataProcessingBlocked severity=critical category=market_data team=data",
+                 "webhook,slack-critical,pagerduty-oncall,slack-data-alerts,email-data", id="critical-data"),
+    pytest.param("alertname=DependencyUnavailable severity=warning category=health team=platform",
+                 "webhook,slack-warnings,pagerduty-service,email-platform", id="health-warning-pages"),
+    pytest.param("alertname=ComponentUnhealthy severity=critical category=health team=platform",
+                 "webhook,slack-critical,pagerduty-oncall,email-platform", id="health-critical-pages-once"),
+    pytest.param("alertname=NoActiveUsers severity=info category=business team=data",
+                 "webhook", id="info-webhook-only"),
+    pytest.param("alertname=DependencyDegraded severity=info category=health team=platform",
+                 "webhook", id="info-health-no-page"),
+    pytest.param("alertname=Watchdog severity=info category=meta priority=P3 team=platform heartbeat=true",
+                 "heartbeat", id="watchdog-heartbeat-only"),
+    pytest.param("alertname=RuleWithoutSeverity category=api team=platform",
+                 "webhook,slack-warnings", id="missing-severity-is-visible"),
+]
+
+
+@pytest.mark.parametrize("labels, receivers", ROUTES)
+def test_route(rendered, amtool, labels, receivers):
+    result = run(amtool, "config", "routes", "test", f"--config.file={rendered}",
+                 f"--verify.receivers={receivers}", *labels.split())
+    assert result.returncode == 0, f"{labels} -> {result.stdout.strip()} (expected {receivers})"
+
+
+def test_severity_timers(rendered):
+    routes = {tuple(r.get("matchers", [])): r for r in yaml.safe_load(rendered.read_text())["route"]["routes"]}
+    critical, warning = routes[('severity="critical"',)], routes[('severity="warning"',)]
+    watchdog = routes[('alertname="Watchdog"',)]
+    assert critical["group_wait"] == "0s"
+    assert (warning["group_wait"], warning["repeat_interval"]) == ("30s", "10m")
+    assert (watchdog["receiver"], watchdog["repeat_interval"]) == ("heartbeat", "1m")
+    assert not watchdog.get("continue", False)  # the Watchdog stops at the heartbeat
+    assert yaml.safe_load(rendered.read_text())["route"]["group_by"] == ["alertname", "service", "category"]
+
+
+def test_inhibition_rules_are_as_specified(rendered):
+    rules = yaml.safe_load(rendered.read_text())["inhibit_rules"]
+    as_tuples = {(tuple(r["source_matchers"]), tuple(r["target_matchers"]), tuple(r.get("equal", []))) for r in rules}
+    assert (('severity="critical"',), ('severity=~"warning|info"',), ("alertname", "service")) in as_tuples
+    sources = " ".join(m for r in rules for m in r["source_matchers"])
+    for component in ("ApiTargetDown", "PostgreSQLDown", "RedisDown"):
+        assert component in sources
+    # Every inhibition narrows by labels or names: none silences everything everywhere.
+    assert all(r.get("equal") for r in rules)
+
+
+def rule_alerts() -> list[dict]:
+    """Every alerting rule in alerts/rules/*.yml (written by the rules generator)."""
+    files = sorted((ROOT / "alerts" / "rules").glob("*.yml"))
+    return [rule for f in files for group in yaml.safe_load(f.read_text())["groups"]
+            for rule in group["rules"] if "alert" in rule]
+
+
+def test_every_alertname_in_the_inhibition_rules_exists(rendered):
+    alerts = rule_alerts()
+    if not alerts:
+        pytest.skip("alerts/rules/*.yml not generated yet")
+    names = {rule["alert"] for rule in alerts}
+    rules = yaml.safe_load(rendered.read_text())["inhibit_rules"]
+    for rule in rules:
+        for matcher in rule["source_matchers"] + rule["target_matchers"]:
+            if matcher.startswith("alertname"):
+                pattern = matcher.split('"')[1]
+                referenced = set(pattern.split("|"))
+                assert referenced <= names, f"{matcher}: no such alert rule {sorted(referenced - names)}"
+
+
+def expected_receivers(labels: dict) -> set[str]:
+    """The spec's channel table, stated independently of the route tree."""
+    if labels["alertname"] == "Watchdog":
+        return {"heartbeat"}
+    severity, team = labels.get("severity"), labels.get("team")
+    if severity == "info":
+        return {"webhook"}
+    receivers = {"webhook", f"email-{team}"}
+    if severity == "critical":
+        receivers |= {"slack-critical", "pagerduty-oncall"}
+    else:
+        receivers.add("slack-warnings")
+        if labels.get("category") == "health":
+            receivers.add("pagerduty-service")
+    receivers |= {"performance": {"slack-performance"}, "data": {"slack-data-alerts"}}.get(team, set())
+    return receivers
+
+
+def test_every_alert_rule_routes_per_the_channel_table(rendered, amtool):
+    alerts = rule_alerts()
+    if not alerts:
+        pytest.skip("alerts/rules/*.yml not generated yet")
+    wrong = []
+    for rule in alerts:
+        # A templated label (service of a dependency) routes like any value: use a sample.
+        labels = {"alertname": rule["alert"],
+                  **{k: ("sample" if "{{" in v else v) for k, v in rule["labels"].items()}}
+        result = run(amtool, "config", "routes", "test", f"--config.file={rendered}",
+                     *(f"{k}={v}" for k, v in labels.items()))
+        got = set(result.stdout.strip().split(","))
+        if result.returncode != 0 or got != expected_receivers(labels):
+            wrong.append(f"{labels}: got {sorted(got)}, expected {sorted(expected_receivers(labels))}")
+    assert not wrong, "\n".join(wrong)
+
+
+# -- live: the real Alertmanager, every receiver pointed at this test ---------------------
+
+class Recorder:
+    """Collects every HTTP request and SMTP message the Alertmanager sends."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.http: list[tuple[str, dict, dict]] = []  # (path, headers, json body)
+        self.mail: list[tuple[list[str], str]] = []  # (recipients, raw message)
+
+    def wait_for(self, predicate, timeout: float, what: str):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                found = predicate(self)
+            if found:
+                return found
+            time.sleep(0.05)
+        with self.lock:
+            seen = [p for p, _, _ in self.http], [r for r, _ in self.mail]
+        raise AssertionError(f"timed out after {timeout}s waiting for {what}; seen {seen}")
+
+    def paths(self, path: str) -> list[dict]:
+        return [body for p, _, body in self.http if p == path]
+
+
+def http_server(recorder: Recorder) -> ThreadingHTTPServer:
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 - http.server's naming
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            with recorder.lock:
+                recorder.http.append((self.path, dict(self.headers), json.loads(body)))
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *args):  # keep pytest output clean
+            pass
+
+    return ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+
+
+def smtp_server(recorder: Recorder) -> socketserver.ThreadingTCPServer:
+    """Just enough SMTP for Alertmanager: no STARTTLS, no AUTH advertised."""
+
+    class Handler(socketserver.StreamRequestHandler):
+        timeout = 10
+
+        def reply(self, line: str) -> None:
+            self.wfile.write(line.encode() + b"\r\n")
+
+        def handle(self):
+            self.reply("220 test ESMTP")
+            recipients: list[str] = []
+            while line := self.rfile.readline().decode(errors="replace").rstrip("\r\n"):
+                verb = line.split(" ", 1)[0].upper()
+                if verb == "EHLO":
+                    self.reply("250-test")
+                    self.reply("250 8BITMIME")
+                elif verb == "RCPT":
+                    recipients.append(line.split(":", 1)[1].strip(" <>"))
+                    self.reply("250 ok")
+                elif verb == "DATA":
+                    self.reply("354 go on")
+                    lines = []
+                    while (data := self.rfile.readline()) not in (b".\r\n", b""):
+                        lines.append(data.decode(errors="replace"))
+                    with recorder.lock:
+                        recorder.mail.append((recipients, "".join(lines)))
+                    recipients = []
+                    self.reply("250 queued")
+                elif verb == "QUIT":
+                    self.reply("221 bye")
+                    return
+                else:  # HELO, MAIL, RSET, NOOP
+                    self.reply("250 ok")
+
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    return server
+
+
+def http_json(url: str, data=None, timeout: float = 5.0):
+    request = urllib.request.Request(url, method="POST" if data is not None else "GET",
+                                     data=None if data is None else json.dumps(data).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        body = response.read()
+        return json.loads(body) if body else None
+
+
+@pytest.fixture
+def live(tmp_path, alertmanager_binary):
+    recorder = Recorder()
+    servers = [http_server(recorder), smtp_server(recorder)]
+    for server in servers:
+        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True).start()
+    base = f"http://127.0.0.1:{servers[0].server_address[1]}"
+    env = {**SAMPLE_ENV, "WEBHOOK_URL": f"{base}/custom", "APP_ALERT_WEBHOOK_URL": f"{base}/alerts/webhook",
+           "HEARTBEAT_URL": f"{base}/heartbeat", "PAGERDUTY_URL": f"{base}/pagerduty",
+           "SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(servers[1].server_address[1]),
+           "SMTP_REQUIRE_TLS": "false", "ALERTMANAGER_SECRETS_DIR": str(tmp_path / "secrets")}
+    secrets = {**SAMPLE_SECRETS, **{s.env: f"{base}/slack/{s.filename[:-4]}" for s in SECRETS
+                                    if s.env.startswith("SLACK_")}}
+    write_secret_files(tmp_path / "secrets", secrets)
+    render_alertmanager_config(TEMPLATE, tmp_path / "alertmanager.yml", env)
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = open(tmp_path / "alertmanager.log", "wb")
+    proc = subprocess.Popen(
+        [alertmanager_binary, f"--config.file={tmp_path / 'alertmanager.yml'}",
+         f"--storage.path={tmp_path / 'data'}", f"--web.listen-address=127.0.0.1:{port}",
+         "--cluster.listen-address=", f"--web.external-url={url}", "--log.level=debug"],
+        stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/-/ready", timeout=1).close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(f"alertmanager did not start: {(tmp_path / 'alertmanager.log').read_text()[-2000:]}")
+                time.sleep(0.1)
+        yield {"url": url, "recorder": recorder, "secrets": secrets, "log": tmp_path / "alertmanager.log"}
+    finally:
+        stop_process(proc)
+        log.close()
+        for server in servers:
+            server.shutdown()
+            server.server_close()
+
+
+def alert(name: str, severity: str, **labels: str) -> dict:
+    now = datetime.now(timezone.utc)
+    return {
+        "labels": {"alertname": name, "severity": severity, "priority": "P0", "service": "mystocks-api",
+                   "job": "mystocks-api", **labels},
+        "annotations": {"summary": f"{name} summary", "description": f"{name} <description> & details",
+                        "runbook_url": f"https://runbooks.example.com/{name}",
+                        "dashboard_url": f"https://grafana.example.com/d/mystocks-main?alert={name}"},
+        "startsAt": now.isoformat(), "endsAt": (now + timedelta(minutes=5)).isoformat(),
+    }
+
+
+@pytest.mark.live
+def test_live_critical_alert_reaches_every_channel_at_once(live):
+    recorder, secrets = live["recorder"], live["secrets"]
+    sent = time.monotonic()
+    http_json(f"{live['url']}/api/v2/alerts", [
+        alert("ApiCriticalErrorRate", "critical", category="api", team="platform"),
+        alert("MarketDataProcessingBlocked", "critical", category="market_data", team="data", service="market-feed"),
+    ])
+    # group_wait is 0s for critical: the on-call channel hears of it within a couple of seconds.
+    recorder.wait_for(lambda r: len(r.paths("/slack/slack-critical")) >= 2, timeout=3, what="#mystocks-critical")
+    recorder.wait_for(lambda r: len(r.paths("/slack/slack-data-alerts")) and len(r.mail) >= 2
+                      and len(r.paths("/pagerduty")) >= 2 and len(r.paths("/alerts/webhook")) >= 2,
+                      timeout=5, what="every critical notification")
+    assert time.monotonic() - sent < 5
+
+    slack = recorder.paths("/slack/slack-critical")
+    attachment = next(a for body in slack for a in body["attachments"] if "ApiCriticalErrorRate" in a["title"])
+    assert attachment["title_link"] == "https://grafana.example.com/d/mystocks-main?alert=ApiCriticalErrorRate"
+    assert "ApiCriticalErrorRate summary" in attachment["text"] and attachment["color"] == "danger"
+    assert "&lt;description&gt; &amp; details" in attachment["text"]  # escaped for Slack mrkdwn
+    assert attachment["actions"][0] == {"type": "button", "text": "Dashboard", "url": attachment["title_link"]}
+    assert body_channels(slack) == {"#mystocks-critical"}
+    assert recorder.paths("/slack/slack-warnings") == [] and recorder.paths("/slack/slack-performance") == []
+
+    keys = {body["routing_key"] for body in recorder.paths("/pagerduty")}
+    assert keys == {secrets["PAGERDUTY_ON_CALL_KEY"]}
+    assert {body["payload"]["severity"] for body in recorder.paths("/pagerduty")} == {"critical"}
+
+    webhook = recorder.paths("/alerts/webhook")
+    assert {a["labels"]["alertname"] for body in webhook for a in body["alerts"]} == {
+        "ApiCriticalErrorRate", "MarketDataProcessingBlocked"}
+    assert all(body["version"] == "4" for body in webhook)
+    auth = {h.get("Authorization") for p, h, _ in recorder.http if p == "/alerts/webhook"}
+    assert auth == {f"Bearer {secrets['ALERT_WEBHOOK_TOKEN']}"}
+    assert len(recorder.paths("/custom")) >= 2
+
+    mail = {rcpt[0]: raw for rcpt, raw in recorder.mail}
+    assert set(mail) == {"platform-lead@example.com", "data-lead@example.com"}
+    assert "text/html" in mail["platform-lead@example.com"]
+    assert "ApiCriticalErrorRate" in mail["platform-lead@example.com"]
+    assert "[MyStocks] [FIRING:1] CRITICAL ApiCriticalErrorRate (mystocks-api)" in mail["platform-lead@example.com"]
+    # A template error only shows at send time, as a failed notification in the log.
+    log = live["log"].read_text()
+    assert "level=error" not in log, log[-3000:]
+
+
+def body_channels(bodies: list[dict]) -> set[str]:
+    return {body.get("channel") for body in bodies}
+
+
+@pytest.mark.live
+def test_live_watchdog_only_reaches_the_heartbeat(live):
+    recorder = live["recorder"]
+    http_json(f"{live['url']}/api/v2/alerts", [
+        alert("Watchdog", "info", category="meta", team="platform", heartbeat="true", priority="P3")])
+    recorder.wait_for(lambda r: r.paths("/heartbeat"), timeout=5, what="the heartbeat")
+    time.sleep(1)  # anything wrongly routed with group_wait 0s would have arrived by now
+    assert {p for p, _, _ in recorder.http} == {"/heartbeat"} and recorder.mail == []
+
+
+@pytest.mark.live
+def test_live_inhibition(live):
+    """Inhibition is evaluated on the alerts API at once: no notification wait needed."""
+    api = f"{live['url']}/api/v2/alerts"
+    http_json(api, [
+        # The warning/critical pair of one problem on one instance: the critical one speaks.
+        alert("CriticalMemoryUsage", "critical", category="system", team="performance", instance="a:8000"),
+        alert("HighMemoryUsage", "warning", category="system", team="performance", instance="a:8000"),
+        alert("HighMemoryUsage", "warning", category="system", team="performance", instance="b:8000"),
+        # The database is down: database and API symptoms are its consequences.
+        alert("PostgreSQLDown", "critical", category="database", team="platform", service="postgresql"),
+        alert("DatabaseSlowQueries", "warning", category="database", team="performance"),
+        alert("ApiHighErrorRate", "warning", category="api", team="platform"),
+        # A scrape target down silences what is measured through it (same job), not the Watchdog.
+        alert("ApiTargetDown", "critical", category="health", team="platform", service="market-feed",
+              job="market-feed"),
+        alert("MarketDataSlowProcessing", "warning", category="market_data", team="data", service="market-feed",
+              job="market-feed"),
+        alert("Watchdog", "info", category="meta", team="platform", heartbeat="true", job="market-feed"),
+    ])
+
+    def states():
+        return {(a["labels"]["alertname"], a["labels"]["severity"], a["labels"].get("instance", a["labels"]["service"])):
+                a["status"]["state"] for a in http_json(api)}
+
+    # The inhibitor learns of new alerts asynchronously: wait until all nine are in and the
+    # states read the same twice, 0.5 s apart.
+    deadline, previous = time.monotonic() + 10, None
+    while time.monotonic() < deadline:
+        current = states()
+        if len(current) >= 9 and current == previous:
+            break
+        previous = current
+        time.sleep(0.5)
+    assert current == {
+        ("CriticalMemoryUsage", "critical", "a:8000"): "active",
+        ("HighMemoryUsage", "warning", "a:8000"): "suppressed",
+        ("HighMemoryUsage", "warning", "b:8000"): "active",  # another instance's problem
+        ("PostgreSQLDown", "critical", "postgresql"): "active",
+        ("DatabaseSlowQueries", "warning", "mystocks-api"): "suppressed",
+        ("ApiHighErrorRate", "warning", "mystocks-api"): "suppressed",
+        ("ApiTargetDown", "critical", "market-feed"): "active",
+        ("MarketDataSlowProcessing", "warning", "market-feed"): "suppressed",
+        ("Watchdog", "info", "mystocks-api"): "active",  # the dead man's switch is never inhibited
+    }
+
+
+def _states(api: str, expected: int) -> dict[tuple[str, str], str]:
+    """(alertname, instance or "-") -> active/suppressed, once ``expected`` alerts are in and
+    the inhibitor has seen them (it learns of new alerts asynchronously): the states must read
+    the same twice, 0.5 s apart."""
+    def read():
+        return {(a["labels"]["alertname"], a["labels"].get("instance", "-")): a["status"]["state"]
+                for a in http_json(api)}
+
+    deadline = time.monotonic() + 10
+    previous = None
+    while time.monotonic() < deadline:
+        current = read()
+        if len(current) >= expected and current == previous:
+            return current
+        previous = current if len(current) >= expected else None
+        time.sleep(0.5)
+    return read()
+
+
+@pytest.mark.live
+def test_live_instance_down_inhibits_only_that_instance(live):
+    """Issue 8 row 2: api-1's target is down while api-2 serves; the job's error rate is critical
+    because of api-2. Before, `equal: [job]` suppressed the job-level ApiCriticalErrorRate and
+    api-2's CPU alert. Now only api-1's own alerts are suppressed; the whole job down
+    (ApiJobDown) still suppresses the job-level alert (the positive control)."""
+    api = f"{live['url']}/api/v2/alerts"
+    http_json(api, [
+        alert("ApiTargetDown", "critical", category="health", team="platform", instance="api-1:8000"),
+        alert("ApiCriticalErrorRate", "critical", category="api", team="platform"),
+        alert("CriticalCpuUsage", "critical", category="system", team="performance", instance="api-1:8000"),
+        alert("CriticalCpuUsage", "critical", category="system", team="performance", instance="api-2:8000"),
+    ])
+    assert _states(api, 4) == {
+        ("ApiTargetDown", "api-1:8000"): "active",
+        ("ApiCriticalErrorRate", "-"): "active",  # the job-level symptom of api-2's errors
+        ("CriticalCpuUsage", "api-1:8000"): "suppressed",  # blind: measured through api-1
+        ("CriticalCpuUsage", "api-2:8000"): "active",  # another instance's problem
+    }
+    http_json(api, [alert("ApiJobDown", "critical", category="health", team="platform")])
+    assert _states(api, 5)[("ApiCriticalErrorRate", "-")] == "suppressed"
+
+
+def _incidents(recorder: Recorder, routing_key: str) -> set[str]:
+    """PagerDuty incidents opened (one per dedup key). Call under recorder.lock, or from
+    wait_for's predicate, which holds it."""
+    return {body["dedup_key"] for body in recorder.paths("/pagerduty")
+            if body["routing_key"] == routing_key and body["event_action"] == "trigger"}
+
+
+def _incidents_now(recorder: Recorder, routing_key: str) -> set[str]:
+    with recorder.lock:
+        return _incidents(recorder, routing_key)
+
+
+@pytest.mark.live
+def test_live_one_page_per_cause_errors_and_fast_burn(live):
+    """Issue 8 row 3: 6% 5xx at 10 req/s fires ApiCriticalErrorRate and the availability fast
+    burn (alerts/tests/slo.yml proves both fire). Before: two PagerDuty incidents (groups by
+    alertname). Now one: the burn alert is inhibited, and the on-call route groups by cause."""
+    recorder, secrets, api = live["recorder"], live["secrets"], f"{live['url']}/api/v2/alerts"
+    http_json(api, [
+        alert("ApiCriticalErrorRate", "critical", category="api", team="platform"),
+        alert("ApiAvailabilityErrorBudgetBurnFast", "critical", category="slo", team="platform",
+              slo="api-availability"),
+    ])
+    assert _states(api, 2)[("ApiAvailabilityErrorBudgetBurnFast", "-")] == "suppressed"
+    recorder.wait_for(lambda r: r.paths("/pagerduty"), timeout=5, what="the page")
+    time.sleep(1.5)  # a second incident (group_wait 0s) would have arrived by now
+    assert len(_incidents_now(recorder, secrets["PAGERDUTY_ON_CALL_KEY"])) == 1
+    # Positive control: a different cause (Redis) is a second incident.
+    http_json(api, [alert("RedisDown", "critical", category="health", team="platform", service="redis",
+                          dependency="redis")])
+    recorder.wait_for(lambda r: len(_incidents(r, secrets["PAGERDUTY_ON_CALL_KEY"])) == 2, timeout=5,
+                      what="the Redis page")
+
+
+@pytest.mark.live
+def test_live_one_page_per_cause_dependency_down(live):
+    """Issue 8 row 4: Redis down pages once; ServiceDegradation (which counts raw ALERTS) and
+    ComponentUnhealthy{component="cache"} (a health warning, which pages the PagerDuty service)
+    are the same cause. PostgreSQL down and ComponentUnhealthy{component="database"} likewise.
+    Before: ServiceDegradation and the health warnings stayed active and paged again, through a
+    second PagerDuty service."""
+    recorder, secrets, api = live["recorder"], live["secrets"], f"{live['url']}/api/v2/alerts"
+    http_json(api, [
+        alert("RedisDown", "critical", category="health", team="platform", service="redis", dependency="redis"),
+        alert("ServiceDegradation", "critical", category="aggregated", team="platform"),
+        alert("CacheCriticalHitRate", "critical", category="cache", team="performance", service="redis", cache="redis"),
+        alert("ComponentUnhealthy", "warning", category="health", team="platform", service="redis",
+              component="cache", instance="api-1:8000"),
+        alert("PostgreSQLDown", "critical", category="health", team="platform", service="postgresql",
+              dependency="postgresql"),
+        alert("ComponentUnhealthy", "warning", category="health", team="platform", service="postgresql",
+              component="database", instance="api-2:8000"),
+    ])
+    states = _states(api, 6)
+    assert states == {
+        ("RedisDown", "-"): "active",
+        ("PostgreSQLDown", "-"): "active",
+        ("ServiceDegradation", "-"): "suppressed",
+        ("CacheCriticalHitRate", "-"): "suppressed",
+        ("ComponentUnhealthy", "api-1:8000"): "suppressed",
+        ("ComponentUnhealthy", "api-2:8000"): "suppressed",
+    }, states
+    recorder.wait_for(lambda r: len(_incidents(r, secrets["PAGERDUTY_ON_CALL_KEY"])) == 2, timeout=5,
+                      what="one page for Redis and one for PostgreSQL")
+    time.sleep(1.5)
+    assert len(_incidents_now(recorder, secrets["PAGERDUTY_ON_CALL_KEY"])) == 2
+    assert _incidents_now(recorder, secrets["PAGERDUTY_SERVICE_KEY"]) == set()
+    # Positive control: a component unhealthy on its own (no Down alert) still pages the service.
+    http_json(api, [alert("ComponentUnhealthy", "warning", category="health", team="platform",
+                          service="market-data", component="market_data", instance="api-1:8000")])
+    assert _states(api, 7)[("ComponentUnhealthy", "api-1:8000")] in ("active", "suppressed")
+    assert any(a["labels"].get("component") == "market_data" and a["status"]["state"] == "active"
+               for a in http_json(api))
+
+
+def test_labels_used_in_routing_exist_on_every_rule(rendered):
+    """Issue 8 row 12: `group_by`, the inhibit rules' `equal` and the PagerDuty template read
+    `service`; before, no rule set it. Every label the routing tree groups on must be on every
+    rule (alertname is implicit; job is absent only on job-less rules such as the Watchdog)."""
+    alerts = rule_alerts()
+    if not alerts:
+        pytest.skip("alerts/rules/*.yml not generated yet")
+    config = yaml.safe_load(rendered.read_text())
+
+    def group_bys(route):
+        yield from route.get("group_by", [])
+        for child in route.get("routes", []):
+            yield from group_bys(child)
+
+    needed = set(group_bys(config["route"])) - {"alertname", "job"}
+    assert "service" in needed
+    missing = [(a["alert"], sorted(needed - set(a["labels"]))) for a in alerts if needed - set(a["labels"])]
+    assert not missing, missing
+    assert "{{ .CommonLabels.service }}" in TEMPLATE.read_text()

@@ -1,0 +1,56 @@
+"""docs/METRICS.md, generated from the catalog: committed as generated, and every table row
+has exactly its header's columns, so a `|` in a description or label value cannot break it."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from mystocks_otel import catalog
+from mystocks_otel_mixin.docs import metrics
+
+ROOT = Path(__file__).resolve().parents[3]
+METRICS_MD = ROOT / "docs" / "METRICS.md"
+#: A cell boundary: a pipe not escaped with a backslash (GitHub-flavoured Markdown tables).
+_BOUNDARY = re.compile(r"(?<!\\)\|")
+
+
+def _cells(row: str) -> list[str]:
+    return [c.strip().replace("\\|", "|") for c in _BOUNDARY.split(row.strip())[1:-1]]
+
+
+def _tables(text: str) -> list[list[str]]:
+    tables, current = [], []
+    for line in text.splitlines():
+        if line.startswith("|"):
+            current.append(line)
+        elif current:
+            tables.append(current)
+            current = []
+    return tables + ([current] if current else [])
+
+
+def test_committed_metrics_md_is_generated():
+    assert metrics.generate()["docs/METRICS.md"] == METRICS_MD.read_text(), "run `mystocks-otel render`"
+
+
+def test_every_row_has_its_headers_columns():
+    tables = _tables(METRICS_MD.read_text())
+    assert tables
+    for table in tables:
+        width = len(_cells(table[0]))
+        bad = [row for row in table[1:] if len(_cells(row)) != width]
+        assert not bad, f"rows with other than {width} cells:\n" + "\n".join(bad)
+
+
+def test_a_pipe_in_a_description_stays_in_its_cell():
+    spec = catalog.get("db.client.connection.count")
+    assert "|" in spec.description  # the case that broke the table
+    row = next(line for line in METRICS_MD.read_text().splitlines()
+               if line.startswith(f"| `{spec.prometheus_name}` |"))
+    assert _cells(row)[-1] == spec.description
+
+
+def test_cell_escapes_pipes_and_newlines():
+    assert metrics.cell("a|b\n c") == "a\\|b c"
+    assert len(_cells("| " + metrics.cell("x|y|z") + " |")) == 1
