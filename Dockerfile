@@ -11,8 +11,11 @@ WORKDIR /app
 # .dockerignore admits only what the build needs (never .venv, .git or secrets/).
 COPY pyproject.toml README.md ./
 COPY mystocks_otel ./mystocks_otel
+COPY mixin ./mixin
+COPY devtools ./devtools
+# The library, the mixin (the demo's stack needs it) and the dev tools that hold the demo.
 # The image's pip is too old to backtrack through the OpenTelemetry beta pins.
-RUN pip install "pip>=24" && pip install ".[demo]"
+RUN pip install "pip>=24" && pip install . ./mixin ./devtools
 
 # Not root: the app needs no privileges, and its SQLite default lives in /tmp.
 RUN useradd --system --uid 10001 --no-create-home mystocks

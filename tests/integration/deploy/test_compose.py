@@ -75,7 +75,8 @@ def test_dockerfile_base_is_pinned_and_runs_the_demo(root, compose, prometheus_c
     text = (root / "Dockerfile").read_text()
     base = re.search(r"^FROM\s+(\S+)", text, re.M).group(1)
     assert re.fullmatch(r"python:3\.11\.\d+-slim(-\w+)?", base), base
-    assert 'pip install ".[demo]"' in text or "pip install '.[demo]'" in text
+    # The demo lives in the dev tools' distribution, beside the library and the mixin.
+    assert "pip install . ./mixin ./devtools" in text
     cmd = re.search(r"^CMD\s+(.+)$", text, re.M).group(1)
     assert cmd == '["mystocks-otel", "demo", "--host", "0.0.0.0", "--port", "8000"]'
     # The port the app listens on is the one compose publishes and Prometheus scrapes.
@@ -106,7 +107,9 @@ def test_dockerignore_admits_only_the_package(root):
              if l.strip() and not l.startswith("#")]
     assert lines[0] == "*", "start from an allow-list so secrets/ and .venv never get in"
     admitted = {l[1:].strip("/") for l in lines if l.startswith("!")}
-    assert admitted == {"pyproject.toml", "README.md", "mystocks_otel"}
+    assert admitted == {"pyproject.toml", "README.md", "mystocks_otel", "mixin/pyproject.toml",
+                        "mixin/mystocks_otel_mixin", "devtools/pyproject.toml",
+                        "devtools/mystocks_otel_dev"}
 
 
 def test_every_service_has_a_healthcheck(compose):
