@@ -5,7 +5,8 @@
 #   scripts/setup.sh          the library, the mixin and the dev tools (demo)
 #   scripts/setup.sh --stack  also the monitoring binaries (mystocks-otel stack)
 #   scripts/setup.sh --dev    also the test tools, at the versions in requirements/test.txt
-# Nothing is started here: the stack and the tests start their own servers.
+# Nothing is started here: the stack and the tests start their own servers (the tests use
+# REDIS_URL / DATABASE_URL when set, else throwaway redis-server and PostgreSQL clusters).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,9 +17,20 @@ case "${1:-}" in
     --stack) packages+=(prometheus prometheus-alertmanager) ;;
 esac
 
+# A package counts as present when what the tests use of it is there: its binary (and, for
+# PostgreSQL, the postgres user a root test run starts its throwaway clusters as).
+present() {
+    case "$1" in
+        postgresql) compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null && getent passwd postgres >/dev/null ;;
+        redis-server) command -v redis-server >/dev/null || [[ -x /usr/bin/redis-server ]] ;;
+        prometheus) command -v prometheus >/dev/null && command -v promtool >/dev/null ;;
+        prometheus-alertmanager) command -v prometheus-alertmanager >/dev/null && command -v amtool >/dev/null ;;
+        *) dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed" ;;
+    esac
+}
 missing=()
 for pkg in "${packages[@]}"; do
-    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+    present "$pkg" || missing+=("$pkg")
 done
 if ((${#missing[@]})); then
     if [[ $(id -u) -ne 0 ]]; then
@@ -26,8 +38,16 @@ if ((${#missing[@]})); then
         exit 1
     fi
     echo "setup: apt-get install ${missing[*]}"
+    # Install only: the packages' scripts must not start a Redis or PostgreSQL service (the tests
+    # start their own). policy-rc.d exit 101 forbids it, as in Debian's container images.
+    policy=/usr/sbin/policy-rc.d own_policy=""
+    if [[ ! -e $policy ]]; then
+        printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && own_policy=1
+        trap '[[ -n $own_policy ]] && rm -f "$policy"' EXIT
+    fi
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    [[ -n $own_policy ]] && rm -f "$policy" && own_policy=""
 fi
 
 python=${PYTHON:-python3}

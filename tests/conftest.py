@@ -1,98 +1,91 @@
 """Shared fixtures: real servers, and what to do when one is missing.
 
-Locally a missing Redis/PostgreSQL/Prometheus binary skips the test with the reason.
-In CI (CI=true) it fails, so a green run always means the real thing was exercised.
+Redis and PostgreSQL: ``REDIS_URL`` / ``DATABASE_URL`` name servers to use; when they are unset
+the session starts its own throwaway redis-server and PostgreSQL cluster on free ports (through
+the one process harness, ``mystocks_otel_dev.stack.processes``) and stops them at the end, so a
+machine where nothing runs needs nothing started beforehand.
+
+Locally a missing binary skips the test with the reason. In CI (CI=true) it fails, so a green
+run always means the real thing was exercised.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 import sys
-import tempfile
-from pathlib import Path
 
 import pytest
-from support import free_port, require, stop_process, wait_for_port
+from support import require
 
-ROOT = Path(__file__).resolve().parent.parent
+from mystocks_otel_dev.stack import processes
+from mystocks_otel_dev.stack.processes import ProcessError, Processes, which
 
 
-def which(name: str) -> str | None:
-    return shutil.which(name) or next(
-        (str(p) for p in (Path("/usr/bin") / name, Path("/usr/sbin") / name) if p.exists()), None
-    )
+def _start(procs: Processes, build, what: str):
+    """Start the spec ``build()`` returns; skip (fail in CI) when its binary is missing."""
+    try:
+        spec = build()
+    except ProcessError as error:
+        require(False, f"{what}: {error}")
+    return procs.start(spec)
 
 
 @pytest.fixture(scope="session")
-def redis_url() -> str:
-    """The shared Redis (read-only use: never flush it)."""
-    url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-    import redis
-
-    try:
-        redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1).ping()
-    except Exception as exc:  # noqa: BLE001 - any failure means "not available"
-        require(False, f"Redis not reachable at {url}: {exc}")
-    return url
+def session_servers(tmp_path_factory):
+    """The session's own servers (started lazily by the fixtures below, stopped at the end)."""
+    with Processes(tmp_path_factory.mktemp("servers")) as procs:
+        yield procs
 
 
 @pytest.fixture(scope="session")
-def postgres_url() -> str:
-    """The shared PostgreSQL (user postgres, trust auth, database test)."""
-    url = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
-    import sqlalchemy
+def redis_url(session_servers) -> str:
+    """REDIS_URL, else the session's throwaway redis-server (read-only use: never flush it)."""
+    if url := os.environ.get("REDIS_URL"):
+        import redis
 
-    try:
-        engine = sqlalchemy.create_engine(url, connect_args={"connect_timeout": 2})
-        with engine.connect() as conn:
-            conn.exec_driver_sql("SELECT 1")
-        engine.dispose()
-    except Exception as exc:  # noqa: BLE001
-        require(False, f"PostgreSQL not reachable at {url}: {exc}")
-    return url
+        try:
+            redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1).ping()
+        except Exception as exc:  # noqa: BLE001 - any failure means "not available"
+            require(False, f"Redis not reachable at REDIS_URL={url}: {exc}")
+        return url
+    return _start(session_servers, lambda: processes.redis_server(session_servers.workdir / "redis"),
+                  "a throwaway Redis").url
+
+
+@pytest.fixture(scope="session")
+def postgres_url(session_servers) -> str:
+    """DATABASE_URL, else the session's throwaway PostgreSQL cluster (user postgres, trust auth,
+    database test, as on the shared one). Tests may create their own databases in it."""
+    if url := os.environ.get("DATABASE_URL"):
+        import sqlalchemy
+
+        try:
+            engine = sqlalchemy.create_engine(url, connect_args={"connect_timeout": 2})
+            with engine.connect() as conn:
+                conn.exec_driver_sql("SELECT 1")
+            engine.dispose()
+        except Exception as exc:  # noqa: BLE001
+            require(False, f"PostgreSQL not reachable at DATABASE_URL={url}: {exc}")
+        return url
+    return _start(session_servers, lambda: processes.postgres_server(name="session-postgresql", database="test"),
+                  "a throwaway PostgreSQL").url
 
 
 @pytest.fixture
 def throwaway_redis(tmp_path):
     """A private redis-server on a free port, for tests that flush, stop or break it."""
-    binary = which("redis-server")
-    require(binary is not None, "redis-server binary not installed (apt-get install redis-server)")
-    port = free_port()
-    proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", str(tmp_path)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_for_port("127.0.0.1", port)
-        yield {"url": f"redis://127.0.0.1:{port}/0", "port": port, "process": proc}
-    finally:
-        stop_process(proc)
+    with Processes(tmp_path / "throwaway-redis") as procs:
+        proc = _start(procs, lambda: processes.redis_server(procs.workdir / "data"), "a throwaway Redis")
+        yield {"url": proc.url, "port": proc.port, "process": proc}
 
 
 @pytest.fixture
-def throwaway_postgres():
-    """A private PostgreSQL cluster on a free port (initdb as the postgres user)."""
-    bindir = next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin"))), None)
-    require(bindir is not None and os.geteuid() == 0, "needs root and /usr/lib/postgresql/*/bin")
-    port = free_port()
-    data = Path(tempfile.mkdtemp(prefix="pg-"))
-    shutil.chown(data, "postgres", "postgres")
-    run = lambda *args: subprocess.run(  # noqa: E731
-        ["runuser", "-u", "postgres", "--", *args], check=True, capture_output=True, timeout=60
-    )
-    run(str(bindir / "initdb"), "-D", str(data / "db"), "-A", "trust", "--no-sync", "-U", "postgres")
-    run(str(bindir / "pg_ctl"), "-D", str(data / "db"), "-w", "-l", str(data / "log"), "-o",
-        f"-c listen_addresses=127.0.0.1 -p {port} -k {data} -c fsync=off", "start")
-    try:
-        yield {"url": f"postgresql://postgres@127.0.0.1:{port}/postgres", "port": port,
-               "stop": lambda: run(str(bindir / "pg_ctl"), "-D", str(data / "db"), "-m", "immediate", "stop")}
-    finally:
-        subprocess.run(["runuser", "-u", "postgres", "--", str(bindir / "pg_ctl"), "-D",
-                        str(data / "db"), "-m", "immediate", "stop"], capture_output=True)
-        shutil.rmtree(data, ignore_errors=True)
+def throwaway_postgres(tmp_path):
+    """A private PostgreSQL cluster on a free port, for tests that stop or break it
+    (``stop()`` is an immediate shutdown)."""
+    with Processes(tmp_path / "throwaway-postgres") as procs:
+        proc = _start(procs, processes.postgres_server, "a throwaway PostgreSQL")
+        yield {"url": proc.url, "port": proc.port, "process": proc, "stop": lambda: procs.stop(proc.name)}
 
 
 def _tool(name: str) -> str:

@@ -1,0 +1,540 @@
+"""One process harness: start servers, know when they are ready, and always stop them.
+
+The stack (``mystocks-otel stack``) and every test that starts Prometheus, Alertmanager,
+Redis, PostgreSQL, the Collector, VictoriaMetrics or the notification sink go through it::
+
+    with Processes(workdir) as procs:
+        redis = procs.start(redis_server(workdir / "redis"))
+        ...                                  # redis.url, redis.port, redis.log
+    # every child is stopped here, even when the block raised
+
+- Each child runs in its own process group (``start_new_session``), its output goes to
+  ``<workdir>/logs/<name>.log``.
+- Readiness is polled with a deadline: an HTTP URL answering 2xx, a command exiting 0, or
+  a TCP port accepting connections. A child that exits while starting fails at once, with
+  the tail of its log.
+- Stopping is identity-checked: a pid is signalled only while ``/proc/<pid>/stat`` still
+  shows the start time recorded at spawn, so a recycled pid is never hit. The group gets
+  the spec's stop signal (SIGTERM; PostgreSQL's fast shutdown is SIGINT), then SIGKILL.
+- ``save()`` writes what runs to ``<workdir>/state.json`` and ``Processes.attach(workdir)``
+  reads it back, so ``stack status`` and ``stack down`` work across CLI invocations;
+  ``detach()`` leaves the children running when the ``with`` block ends (``stack up``).
+
+The spec builders at the end (:func:`redis_server`, :func:`postgres_server`,
+:func:`prometheus`, :func:`alertmanager`, :func:`otel_collector`, :func:`victoriametrics`,
+:func:`sink`, :func:`uvicorn`) hold every command line of the project's servers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+STATE_FILE = "state.json"
+DEFAULT_START_TIMEOUT = 60.0
+
+
+class ProcessError(RuntimeError):
+    """A child did not start or become ready; the message is one line plus its log's tail."""
+
+
+# -- small helpers ---------------------------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def port_open(port: int, host: str = "127.0.0.1", timeout: float = 0.3) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def http_ok(url: str, timeout: float = 2.0) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return 200 <= response.status < 300
+    except (OSError, ValueError):
+        return False
+
+
+def wait_until(predicate, timeout: float, what: str, interval: float = 0.05):
+    """Poll ``predicate`` until it returns something truthy (returned); TimeoutError after
+    ``timeout`` seconds. An OSError from the predicate counts as "not yet"."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while True:
+        try:
+            last = predicate()
+        except OSError as error:
+            last = error
+        else:
+            if last:
+                return last
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"{what} not reached within {timeout:g} s (last: {last!r})")
+        time.sleep(interval)
+
+
+def start_time(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot (/proc/<pid>/stat field 22), or
+    None when there is no such process or it is a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(") ", 1)[1].split()
+    if fields[0] == "Z":
+        return None
+    return int(fields[19])
+
+
+def which(name: str) -> str | None:
+    """A binary on PATH, or in /usr/bin, /usr/sbin (root's PATH may lack them)."""
+    return shutil.which(name) or next(
+        (str(p) for p in (Path("/usr/bin") / name, Path("/usr/sbin") / name) if p.exists()), None)
+
+
+def postgres_bindir() -> Path | None:
+    """The newest /usr/lib/postgresql/<version>/bin, or None."""
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/postgres"),
+                   key=lambda p: int(p.parts[-3]) if p.parts[-3].isdigit() else 0)
+    return found[-1].parent if found else None
+
+
+# -- what to start ---------------------------------------------------------------------------
+
+@dataclass
+class Spec:
+    """How to start one server and how to tell that it is ready."""
+
+    name: str
+    argv: list[str]
+    url: str = ""  # where a person or a client reaches it (display, state.json)
+    port: int = 0  # its main port: readiness (when no ready_url/ready_argv) and "still listening"
+    ports: list[int] = field(default_factory=list)  # other ports it binds
+    ready_url: str | None = None  # readiness: this URL answers 2xx
+    ready_argv: list[str] | None = None  # readiness: this command exits 0 (pg_isready)
+    env: dict[str, str] = field(default_factory=dict)  # on top of os.environ
+    cwd: str | None = None
+    user: str | None = None  # run as this user (when root); PostgreSQL refuses root
+    prepare: list[list[str]] = field(default_factory=list)  # run once, in order, before the start
+    creates: str = ""  # prepare is skipped when this path exists (initdb's data directory)
+    then: list[list[str]] = field(default_factory=list)  # run once ready, after a prepare (createdb)
+    data_dir: str = ""  # a directory of its own outside the workdir: removed by cleanup()
+    stop_signal: int = signal.SIGTERM
+    start_timeout: float = DEFAULT_START_TIMEOUT
+    stop_timeout: float = 10.0
+
+
+@dataclass
+class Process(Spec):
+    """A started spec: its pid and the start time that proves the pid is still it."""
+
+    pid: int | None = None
+    started: int | None = None  # /proc start time of pid at spawn
+    log: str = ""
+    state: str = "new"  # new, starting, up, failed, stopped
+
+    def alive(self) -> bool:
+        """Still the process we started (same pid and start time) and not a zombie."""
+        return bool(self.pid) and self.started is not None and start_time(self.pid) == self.started
+
+    def ready(self) -> bool:
+        if not self.alive():
+            return False
+        if self.ready_url:
+            return http_ok(self.ready_url)
+        if self.ready_argv:
+            return subprocess.run(self.ready_argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                  timeout=10).returncode == 0
+        return port_open(self.port) if self.port else True
+
+    def log_tail(self, lines: int = 5) -> str:
+        try:
+            text = Path(self.log).read_text(errors="replace").strip().splitlines()
+        except OSError:
+            return "no log"
+        return " | ".join(text[-lines:]) or "no output"
+
+    def signal(self, signum: int) -> bool:
+        """Signal the process group, only while the pid is still ours."""
+        if not self.alive():
+            return False
+        try:
+            os.killpg(self.pid, signum)
+        except ProcessLookupError:
+            return False
+        except PermissionError:  # not a group leader after all: the process alone
+            os.kill(self.pid, signum)
+        return True
+
+    def stop(self) -> None:
+        """The stop signal to the group, then SIGKILL after ``stop_timeout``; reaps our child."""
+        if self.signal(self.stop_signal):
+            try:
+                wait_until(self._gone, self.stop_timeout, f"{self.name} to stop", 0.05)
+            except TimeoutError:
+                self.signal(signal.SIGKILL)
+                try:
+                    wait_until(self._gone, 5, f"{self.name} killed", 0.05)
+                except TimeoutError:
+                    pass
+            # Whatever the leader left in its group (a worker, a forked helper) goes too: the
+            # group outlives its leader, so its id cannot have been reused yet.
+            try:
+                os.killpg(self.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        if self.pid:
+            _reap(self.pid)
+        if self.state != "failed":
+            self.state = "stopped"
+
+    def _gone(self) -> bool:
+        _reap(self.pid)
+        return not self.alive()
+
+
+#: Popen objects of the children this process started, by pid (polled to reap them).
+_CHILDREN: dict[int, subprocess.Popen] = {}
+
+
+def _reap(pid: int) -> None:
+    """Reap ``pid`` if it is our exited child, so that it does not linger as a zombie."""
+    popen = _CHILDREN.get(pid)
+    if popen is not None:
+        if popen.poll() is not None:
+            del _CHILDREN[pid]
+        return
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+def _as_user(user: str | None) -> dict:
+    """Popen arguments that drop root to ``user`` (nothing when not root or no user)."""
+    if not user or os.geteuid() != 0:
+        return {}
+    entry = pwd.getpwnam(user)
+    return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
+
+
+def _user_env(user: str | None) -> dict:
+    if not user or os.geteuid() != 0:
+        return {}
+    entry = pwd.getpwnam(user)
+    return {"HOME": entry.pw_dir, "USER": user, "LOGNAME": user}
+
+
+# -- the harness -----------------------------------------------------------------------------
+
+class Processes:
+    """The children of one workdir; a context manager that stops them all on exit."""
+
+    def __init__(self, workdir: Path | str, *, state_file: bool = False, create: bool = True):
+        self.workdir = Path(workdir).resolve()
+        if create:
+            (self.workdir / "logs").mkdir(parents=True, exist_ok=True)
+        self.children: list[Process] = []
+        self.state_file = state_file  # write state.json after every change (the stack does)
+        self.failed = False
+        self._detached = False
+
+    # -- the context manager
+    def __enter__(self) -> Processes:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            self.failed = True
+        if not self._detached:
+            self.stop_all()
+            self.cleanup()
+
+    def detach(self) -> None:
+        """Leave the children running when the ``with`` block ends (the state file knows them)."""
+        self._detached = True
+        self.save()
+
+    @classmethod
+    def attach(cls, workdir: Path | str) -> Processes:
+        """The processes a previous ``save()`` recorded in ``workdir`` (none if no state).
+        Leaving its ``with`` block stops them: use ``detach()`` to only look."""
+        procs = cls(workdir, state_file=True, create=False)
+        path = procs.workdir / STATE_FILE
+        if path.exists():
+            state = json.loads(path.read_text())
+            procs.failed = state.get("failed", False)
+            procs.children = [Process(**c) for c in state["components"]]
+        else:
+            procs.state_file = False
+        return procs
+
+    def save(self) -> None:
+        state = {"failed": self.failed, "components": [asdict(c) for c in self.children]}
+        (self.workdir / STATE_FILE).write_text(json.dumps(state, indent=2))
+
+    def _changed(self) -> None:
+        if self.state_file:
+            self.save()
+
+    # -- looking up
+    def __getitem__(self, name: str) -> Process:
+        for child in self.children:
+            if child.name == name:
+                return child
+        raise KeyError(name)
+
+    def __iter__(self):
+        return iter(self.children)
+
+    # -- starting
+    def add(self, spec: Spec) -> Process:
+        """Record ``spec`` without starting it (the stack writes its whole plan first)."""
+        proc = Process(**asdict(spec))
+        self.children.append(proc)
+        self._changed()
+        return proc
+
+    def start(self, spec: Spec | Process | str, *, wait: bool = True) -> Process:
+        """Start ``spec`` (or a recorded or stopped child, by name) and, unless ``wait`` is
+        False, wait until it is ready. ProcessError when it exits or is not ready in time; a
+        child that failed is stopped again before the error is raised."""
+        if isinstance(spec, str):
+            proc = self[spec]
+        elif isinstance(spec, Process):
+            proc = spec
+        else:
+            proc = self.add(spec)
+        (self.workdir / "logs").mkdir(parents=True, exist_ok=True)
+        log = self.workdir / "logs" / f"{proc.name}.log"
+        proc.log = str(log)
+        user_args = _as_user(proc.user)
+        env = {**os.environ, **_user_env(proc.user), **proc.env}
+        fresh = bool(proc.prepare) and not (proc.creates and Path(proc.creates).exists())
+        if fresh:
+            self._run(proc, proc.prepare, env, user_args)
+        with log.open("ab") as out:
+            child = subprocess.Popen(proc.argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                     env=env, cwd=proc.cwd or self.workdir, start_new_session=True,
+                                     **user_args)
+        proc.pid, proc.state = child.pid, "starting"
+        proc.started = start_time(child.pid)
+        _CHILDREN[child.pid] = child
+        self._changed()
+        if wait:
+            self.wait_ready(proc)
+            if fresh and proc.then:
+                try:
+                    self._run(proc, proc.then, env, user_args)
+                except ProcessError:
+                    proc.stop()
+                    raise
+        return proc
+
+    def _run(self, proc: Process, commands: list[list[str]], env: dict, user_args: dict) -> None:
+        """One-off commands of a spec (initdb, createdb), output appended to its log."""
+        with open(proc.log, "ab") as out:
+            for argv in commands:
+                done = subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                      env=env, cwd=proc.cwd, timeout=proc.start_timeout, **user_args)
+                if done.returncode != 0:
+                    proc.state = "failed"
+                    self.failed = True
+                    self._changed()
+                    raise ProcessError(f"{proc.name}: {Path(argv[0]).name} exited {done.returncode}: "
+                                       f"{proc.log_tail()}")
+
+    def wait_ready(self, proc: Process, timeout: float | None = None) -> float:
+        """Seconds until ``proc`` was ready; ProcessError if it exits or the deadline passes."""
+        began = time.monotonic()
+        timeout = proc.start_timeout if timeout is None else timeout
+        while True:
+            if proc.ready():
+                proc.state = "up"
+                self._changed()
+                return time.monotonic() - began
+            if not proc.alive():
+                reason = "exited"
+                break
+            if time.monotonic() - began > timeout:
+                reason = f"not ready within {timeout:g} s"
+                break
+            time.sleep(0.05)
+        proc.state = "failed"
+        self.failed = True
+        proc.stop()
+        proc.state = "failed"
+        self._changed()
+        raise ProcessError(f"{proc.name} {reason}: {proc.log_tail()}")
+
+    # -- stopping
+    def stop(self, name: str) -> Process:
+        """Stop one child (a real outage); it stays recorded and ``start(name)`` restarts it."""
+        proc = self[name]
+        proc.stop()
+        self._changed()
+        return proc
+
+    def stop_all(self) -> None:
+        for proc in reversed(self.children):
+            try:
+                proc.stop()
+            except Exception:  # noqa: BLE001 - one stubborn child must not keep the others running
+                pass
+        self._changed()
+
+    def still_listening(self) -> list[str]:
+        return [f"{c.name}:{port}" for c in self.children for port in [c.port, *c.ports]
+                if port and port_open(port)]
+
+    def cleanup(self) -> None:
+        """Remove the children's own data directories (PostgreSQL's lives outside the workdir)."""
+        for proc in self.children:
+            if proc.data_dir:
+                shutil.rmtree(proc.data_dir, ignore_errors=True)
+
+
+# -- spec builders: every server the project starts ------------------------------------------
+
+def redis_server(data_dir: Path, port: int | None = None, binary: str | None = None) -> Spec:
+    """A throwaway redis-server: no persistence, loopback only (starts in ~20 ms)."""
+    port = port or free_port()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    binary = binary or which("redis-server")
+    if binary is None:
+        raise ProcessError("redis-server not installed (apt-get install redis-server)")
+    return Spec("redis", [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                          "--appendonly", "no", "--dir", str(data_dir)],
+                url=f"redis://127.0.0.1:{port}/0", port=port, start_timeout=20)
+
+
+def private_dir(prefix: str, user: str | None = None) -> Path:
+    """A new 0700 directory outside any test's tmp dir, owned by ``user`` when root."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    os.chmod(path, 0o700)
+    if user and os.geteuid() == 0:
+        shutil.chown(path, user, user)
+    return path
+
+
+def postgres_server(port: int | None = None, *, name: str = "postgresql", database: str = "postgres",
+                    bindir: Path | None = None) -> Spec:
+    """A throwaway PostgreSQL cluster: initdb (trust, no fsync) then the postmaster itself.
+
+    As root it runs as the ``postgres`` user, in a private 0700 directory of its own outside
+    the workdir (pytest's tmp dirs are 0700 root's), which is also its unix socket directory.
+    ``cleanup()`` removes it.
+    """
+    bindir = bindir or postgres_bindir()
+    if bindir is None:
+        raise ProcessError("PostgreSQL binaries not found under /usr/lib/postgresql (apt-get install postgresql)")
+    user = None
+    if os.geteuid() == 0:
+        try:
+            pwd.getpwnam("postgres")
+        except KeyError:
+            raise ProcessError("running as root needs the postgres user (apt-get install postgresql)") from None
+        user = "postgres"
+    port = port or free_port()
+    home = private_dir("mystocks-pg-", user)
+    data = home / "data"
+    return Spec(name, [str(bindir / "postgres"), "-D", str(data), "-c", "listen_addresses=127.0.0.1",
+                       "-p", str(port), "-k", str(home), "-c", "fsync=off", "-c", "full_page_writes=off",
+                       "-c", "synchronous_commit=off"],
+                url=f"postgresql://postgres@127.0.0.1:{port}/{database}", port=port,
+                ready_argv=[str(bindir / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(port),
+                            "-U", "postgres", "-d", "postgres"],
+                user=user, data_dir=str(home), creates=str(data),
+                prepare=[[str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres",
+                          "--no-sync", "-E", "UTF8", "--locale=C"]],
+                then=[] if database == "postgres" else [[str(bindir / "createdb"), "-h", "127.0.0.1",
+                                                          "-p", str(port), "-U", "postgres", database]],
+                stop_signal=signal.SIGINT, start_timeout=120)
+
+
+def prometheus(config_file: Path, data_dir: Path, port: int | None = None, *flags: str,
+               name: str = "prometheus", binary: str | None = None) -> Spec:
+    port = port or free_port()
+    binary = binary or which("prometheus")
+    if binary is None:
+        raise ProcessError("prometheus not installed (apt-get install prometheus)")
+    url = f"http://127.0.0.1:{port}"
+    return Spec(name, [binary, f"--config.file={config_file}", f"--storage.tsdb.path={data_dir}",
+                       f"--web.listen-address=127.0.0.1:{port}", *flags],
+                url=url, port=port, ready_url=f"{url}/-/ready", start_timeout=30)
+
+
+def alertmanager(config_file: Path, data_dir: Path, port: int | None = None, *flags: str,
+                 name: str = "alertmanager", cluster_port: int | None = None,
+                 peers: list[int] = (), binary: str | None = None) -> Spec:
+    """Alertmanager alone (no gossip), or a cluster peer when ``cluster_port`` is given."""
+    port = port or free_port()
+    binary = binary or which("prometheus-alertmanager") or which("alertmanager")
+    if binary is None:
+        raise ProcessError("alertmanager not installed (apt-get install prometheus-alertmanager)")
+    url = f"http://127.0.0.1:{port}"
+    if cluster_port:
+        cluster = [f"--cluster.listen-address=127.0.0.1:{cluster_port}",
+                   f"--cluster.advertise-address=127.0.0.1:{cluster_port}",
+                   *(f"--cluster.peer=127.0.0.1:{p}" for p in peers)]
+    else:
+        cluster = ["--cluster.listen-address="]
+    return Spec(name, [binary, f"--config.file={config_file}", f"--storage.path={data_dir}",
+                       f"--web.listen-address=127.0.0.1:{port}", f"--web.external-url={url}",
+                       *cluster, *flags],
+                url=url, port=port, ports=[cluster_port] if cluster_port else [],
+                ready_url=f"{url}/-/ready", start_timeout=30)
+
+
+def otel_collector(binary: str, config_files: list[Path], env: dict[str, str], port: int,
+                   ports: list[int] = (), name: str = "otel-collector") -> Spec:
+    """The Collector; ready when its OTLP/HTTP ``port`` listens."""
+    return Spec(name, [binary, *(f"--config={f}" for f in config_files)],
+                url=f"http://127.0.0.1:{port}", port=port, ports=list(ports), env=env, start_timeout=30)
+
+
+def victoriametrics(binary: str, data_dir: Path, port: int | None = None, *flags: str,
+                    name: str = "victoriametrics") -> Spec:
+    """VictoriaMetrics; ``-search.latencyOffset=0s`` so queries see new samples at once."""
+    port = port or free_port()
+    url = f"http://127.0.0.1:{port}"
+    return Spec(name, [binary, f"-httpListenAddr=127.0.0.1:{port}", f"-storageDataPath={data_dir}",
+                       "-search.latencyOffset=0s", *flags],
+                url=url, port=port, ready_url=f"{url}/health", start_timeout=30, stop_timeout=15)
+
+
+def sink(record: Path, http_port: int | None = None, smtp_port: int | None = None,
+         name: str = "sink") -> Spec:
+    """The notification sink (``mystocks_otel_dev.stack.sink``): HTTP and SMTP on loopback."""
+    http_port, smtp_port = http_port or free_port(), smtp_port or free_port()
+    url = f"http://127.0.0.1:{http_port}"
+    return Spec(name, [sys.executable, "-m", "mystocks_otel_dev.stack.sink", "--http-port", str(http_port),
+                       "--smtp-port", str(smtp_port), "--record", str(record)],
+                url=url + "/", port=http_port, ports=[smtp_port], ready_url=f"{url}/-/ready", start_timeout=30)
+
+
+def uvicorn(app: str, port: int | None = None, *args: str, env: dict[str, str] | None = None,
+            name: str = "uvicorn", ready_path: str = "/health", cwd: str | None = None) -> Spec:
+    """An ASGI app under uvicorn (the demo: ``mystocks_otel_dev.demo.app:create_app --factory``)."""
+    port = port or free_port()
+    url = f"http://127.0.0.1:{port}"
+    return Spec(name, [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port), *args],
+                url=url, port=port, ready_url=url + ready_path, env=dict(env or {}), cwd=cwd, start_timeout=60)
