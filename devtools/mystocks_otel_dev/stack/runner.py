@@ -5,6 +5,9 @@ with several workers, VictoriaMetrics, the Collector, the notification sink, two
 Alertmanager peers and two Prometheus replicas (the production topology), each as its own
 process group, and writes what it started to ``<dir>/state.json``. ``status`` checks every
 part; ``down`` stops them all, and keeps the logs when something failed.
+
+Starting, readiness, the state file and stopping are the process harness's
+(:mod:`.processes`); this module plans the stack: its ports, its configs, its start order.
 """
 
 from __future__ import annotations
@@ -13,19 +16,14 @@ import json
 import os
 import secrets
 import shutil
-import signal
-import socket
 import subprocess
-import sys
-import tempfile
-import time
 import urllib.request
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import yaml
 
-from . import configs
+from . import configs, processes
+from .processes import Process, ProcessError, Processes, Spec, free_port
 
 #: The files the stack runs (alerts/, prometheus/, collector/, scripts/) belong to the checkout,
 #: not to this installed package: MYSTOCKS_OTEL_ROOT names it, else the nearest folder at or
@@ -60,65 +58,15 @@ class StackError(RuntimeError):
     """Something the stack needs is missing or did not start; the message is one line."""
 
 
-@dataclass
-class Component:
-    name: str
-    argv: list[str]
-    url: str
-    ready_url: str | None = None  # None: a listening port is enough
-    port: int = 0
-    ports: list[int] = field(default_factory=list)
-    env: dict = field(default_factory=dict)
-    user: str | None = None
-    data_dir: str = ""  # kept outside the stack's folder (PostgreSQL's): removed by down
-    pid: int | None = None
-    log: str = ""
-    state: str = "new"
+#: What ``load`` returns: one started (or planned) part of the stack.
+Component = Process
 
 
 # -- small helpers ---------------------------------------------------------------------------
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def port_open(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.3):
-            return True
-    except OSError:
-        return False
-
-
-def http_ok(url: str, timeout: float = 2.0) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            return 200 <= response.status < 300
-    except OSError:
-        return False
-
-
 def http_json(url: str, timeout: float = 3.0):
     with urllib.request.urlopen(url, timeout=timeout) as response:
         return json.loads(response.read())
-
-
-def alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie (exited, not yet reaped) counts as dead.
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
-    except OSError:
-        return False
 
 
 def say(message: str) -> None:
@@ -141,14 +89,6 @@ def ensure_packages() -> None:
     subprocess.run(["apt-get", "update", "-qq"], check=True, env=env, stdout=subprocess.DEVNULL)
     subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing],
                    check=True, env=env, stdout=subprocess.DEVNULL)
-
-
-def postgres_bin() -> Path:
-    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/postgres"))
-    if not found:
-        raise StackError("PostgreSQL binaries not found under /usr/lib/postgresql: "
-                         "`apt-get install postgresql`")
-    return found[-1].parent
 
 
 def _script_output(script: str, *args: str, timeout: float) -> str:
@@ -193,24 +133,17 @@ def _write_overlay(workdir: Path, rule_files: list[Path]) -> list[str]:
     return out
 
 
-def plan(workdir: Path, test_overlay: bool = False) -> list[Component]:
+def plan(workdir: Path, test_overlay: bool = False) -> list[Spec]:
     """Every component, in start order, with its ports and config files written."""
     repo = project_root()
     ensure_packages()
-    pg = postgres_bin()
     otelcol, vm = collector_binary(), victoriametrics_binary()
-    python = sys.executable
     p = {name: free_port() for name in (
         "postgres", "redis", "sink", "smtp", "vm", "otlp_http", "otlp_grpc", "zpages",
         "otelcol_metrics", "demo", "am_a", "am_b", "am_a_cluster", "am_b_cluster",
         "prom_a", "prom_b")}
     for sub in ("redis", "vm", "am-a", "am-b", "prom-a", "prom-b", "secrets", "logs"):
         (workdir / sub).mkdir(parents=True, exist_ok=True)
-    # PostgreSQL refuses to run as root, so as root it runs as postgres, which may not reach
-    # into the stack's folder (pytest's are 0700): its data lives in a directory of its own.
-    pg_dir = Path(tempfile.mkdtemp(prefix="mystocks-stack-pg-"))
-    if os.geteuid() == 0:
-        shutil.chown(pg_dir, "postgres")
 
     sink_url = f"http://127.0.0.1:{p['sink']}"
     demo_url = f"http://127.0.0.1:{p['demo']}"
@@ -261,148 +194,60 @@ def plan(workdir: Path, test_overlay: bool = False) -> list[Component]:
     if test_overlay:  # the app's own periods, not the rules': probes and pushes every second
         demo_env.update(MYSTOCKS_OTEL_PROBE_INTERVAL="1", MYSTOCKS_DEMO_HEALTH_SECONDS="1",
                         OTEL_METRIC_EXPORT_INTERVAL="1000")
+    # PostgreSQL refuses to run as root, so as root it runs as postgres, which may not reach
+    # into the stack's folder (pytest's are 0700): the builder gives it a directory of its own.
+    postgres = processes.postgres_server(p["postgres"])
+    postgres.url = f"postgresql://127.0.0.1:{p['postgres']}"
+    demo = processes.uvicorn("mystocks_otel_dev.demo.app:create_app", p["demo"], "--factory",
+                             "--workers", str(DEMO_WORKERS), env=demo_env, name="demo")
+    demo.url = demo_url + "/docs"
+    collector = processes.otel_collector(
+        otelcol, [repo / "collector" / "otelcol.yaml", workdir / "otelcol-local.yaml"],
+        configs.collector_environment(otlp_http=p["otlp_http"], otlp_grpc=p["otlp_grpc"], zpages=p["zpages"],
+                                      telemetry=p["otelcol_metrics"], victoriametrics_url=vm_url),
+        p["otlp_http"], [p["otlp_grpc"], p["zpages"], p["otelcol_metrics"]])
+    victoria = processes.victoriametrics(vm, workdir / "vm", p["vm"], "-retentionPeriod=1y",
+                                         "-opentelemetry.usePrometheusNaming")
+    victoria.url = vm_url + "/vmui/"
     return [
-        Component("postgresql", [str(pg / "postgres"), "-D", str(pg_dir / "data"),
-                                 "-c", "listen_addresses=127.0.0.1", "-p", str(p["postgres"]),
-                                 "-k", str(pg_dir), "-c", "fsync=off"],
-                  f"postgresql://127.0.0.1:{p['postgres']}", port=p["postgres"],
-                  user="postgres" if os.geteuid() == 0 else None, data_dir=str(pg_dir)),
-        Component("redis", ["redis-server", "--port", str(p["redis"]), "--bind", "127.0.0.1",
-                            "--save", "", "--appendonly", "no", "--dir", str(workdir / "redis")],
-                  f"redis://127.0.0.1:{p['redis']}", port=p["redis"]),
-        Component("sink", [python, "-m", "mystocks_otel_dev.stack.sink", "--http-port", str(p["sink"]),
-                           "--smtp-port", str(p["smtp"]), "--record", str(workdir / "notifications.jsonl")],
-                  sink_url + "/", f"{sink_url}/-/ready", p["sink"], [p["smtp"]]),
-        Component("victoriametrics", [vm, f"-httpListenAddr=127.0.0.1:{p['vm']}",
-                                      f"-storageDataPath={workdir / 'vm'}", "-retentionPeriod=1y",
-                                      "-search.latencyOffset=0s", "-opentelemetry.usePrometheusNaming"],
-                  vm_url + "/vmui/", f"{vm_url}/health", p["vm"]),
-        Component("otel-collector", [otelcol, f"--config={repo / 'collector' / 'otelcol.yaml'}",
-                                     f"--config={workdir / 'otelcol-local.yaml'}"],
-                  f"http://127.0.0.1:{p['otlp_http']}", None, p["otlp_http"],
-                  [p["otlp_grpc"], p["zpages"], p["otelcol_metrics"]],
-                  env=configs.collector_environment(
-                      otlp_http=p["otlp_http"], otlp_grpc=p["otlp_grpc"], zpages=p["zpages"],
-                      telemetry=p["otelcol_metrics"], victoriametrics_url=vm_url)),
-        Component("demo", [python, "-m", "uvicorn", "--factory", "mystocks_otel_dev.demo.app:create_app",
-                           "--host", "127.0.0.1", "--port", str(p["demo"]), "--workers", str(DEMO_WORKERS)],
-                  demo_url + "/docs", f"{demo_url}/health", p["demo"], env=demo_env),
-        *(Component(f"alertmanager-{peer}", [
-            "prometheus-alertmanager", f"--config.file={workdir / 'alertmanager.yml'}",
-            f"--storage.path={workdir / f'am-{peer}'}",
-            f"--web.listen-address=127.0.0.1:{p[f'am_{peer}']}",
-            f"--web.external-url=http://127.0.0.1:{p[f'am_{peer}']}",
-            f"--cluster.listen-address=127.0.0.1:{p[f'am_{peer}_cluster']}",
-            f"--cluster.advertise-address=127.0.0.1:{p[f'am_{peer}_cluster']}",
-            f"--cluster.peer=127.0.0.1:{p[f'am_{other}_cluster']}"],
-            f"http://127.0.0.1:{p[f'am_{peer}']}", f"http://127.0.0.1:{p[f'am_{peer}']}/-/ready",
-            p[f"am_{peer}"], [p[f"am_{peer}_cluster"]]) for peer, other in (("a", "b"), ("b", "a"))),
-        *(Component(f"prometheus-{replica}", [
-            "prometheus", f"--config.file={workdir / f'prometheus-{replica}.yml'}",
-            f"--storage.tsdb.path={workdir / f'prom-{replica}'}", "--storage.tsdb.retention.time=15d",
-            f"--web.listen-address=127.0.0.1:{p[f'prom_{replica}']}", "--web.enable-lifecycle",
-            "--enable-feature=exemplar-storage"],
-            f"http://127.0.0.1:{p[f'prom_{replica}']}", f"http://127.0.0.1:{p[f'prom_{replica}']}/-/ready",
-            p[f"prom_{replica}"]) for replica in ("a", "b")),
+        postgres,
+        processes.redis_server(workdir / "redis", p["redis"]),
+        processes.sink(workdir / "notifications.jsonl", p["sink"], p["smtp"]),
+        victoria,
+        collector,
+        demo,
+        *(processes.alertmanager(workdir / "alertmanager.yml", workdir / f"am-{peer}", p[f"am_{peer}"],
+                                 name=f"alertmanager-{peer}", cluster_port=p[f"am_{peer}_cluster"],
+                                 peers=[p[f"am_{other}_cluster"]])
+          for peer, other in (("a", "b"), ("b", "a"))),
+        *(processes.prometheus(workdir / f"prometheus-{replica}.yml", workdir / f"prom-{replica}",
+                               p[f"prom_{replica}"], "--storage.tsdb.retention.time=15d",
+                               "--web.enable-lifecycle", "--enable-feature=exemplar-storage",
+                               name=f"prometheus-{replica}")
+          for replica in ("a", "b")),
     ]
 
 
-# -- starting and stopping -------------------------------------------------------------------
+# -- the state file (the harness's) -----------------------------------------------------------
 
-def _init_postgres(component: Component) -> None:
-    data = Path(component.data_dir) / "data"
-    if data.exists():
-        return
-    initdb = str(postgres_bin() / "initdb")
-    argv = [initdb, "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync"]
-    if component.user:
-        argv = ["runuser", "-u", component.user, "--", *argv]
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=120)
-    if proc.returncode != 0:
-        raise StackError(f"initdb failed: {proc.stderr.strip().splitlines()[-1:]}")
-
-
-def start(component: Component, workdir: Path) -> None:
-    if component.name == "postgresql":
-        _init_postgres(component)
-    argv = component.argv
-    if component.user:
-        argv = ["runuser", "-u", component.user, "--", *argv]
-    log = workdir / "logs" / f"{component.name}.log"
-    component.log = str(log)
-    with log.open("ab") as out:
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env={**os.environ, **component.env}, cwd=workdir,
-                                start_new_session=True)
-    component.pid = proc.pid
-
-
-def ready(component: Component) -> bool:
-    if not alive(component.pid):
-        return False
-    if component.ready_url is None:
-        return port_open(component.port)
-    return http_ok(component.ready_url)
-
-
-def wait_ready(component: Component, timeout: float = START_TIMEOUT) -> float:
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        if ready(component):
-            component.state = "up"
-            return time.monotonic() - started
-        if not alive(component.pid):
-            break
-        time.sleep(0.1)
-    component.state = "failed"
-    tail = Path(component.log).read_text(errors="replace").strip().splitlines()[-3:] if component.log else []
-    raise StackError(f"{component.name} did not become ready: {' | '.join(tail) or 'no output'}")
-
-
-def stop(component: Component, timeout: float = 10.0) -> None:
-    if not alive(component.pid):
-        return
-    try:
-        os.killpg(component.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + timeout
-    while alive(component.pid) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    if alive(component.pid):
-        try:
-            os.killpg(component.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-
-
-# -- the state file --------------------------------------------------------------------------
-
-def save(workdir: Path, components: list[Component], failed: bool) -> None:
-    state = {"failed": failed, "components": [asdict(c) for c in components]}
-    (workdir / "state.json").write_text(json.dumps(state, indent=2))
-
-
-def load(workdir: Path) -> tuple[list[Component], bool]:
-    path = workdir / "state.json"
-    if not path.exists():
-        return [], False
-    state = json.loads(path.read_text())
-    return [Component(**c) for c in state["components"]], state["failed"]
+def load(workdir: Path) -> tuple[list[Process], bool]:
+    """What ``up`` started in ``workdir`` (empty without a stack), and whether something failed."""
+    procs = Processes.attach(workdir.resolve())
+    return procs.children, procs.failed
 
 
 # -- the three commands ----------------------------------------------------------------------
 
-def table(components: list[Component]) -> str:
+def table(components: list[Process]) -> str:
     rows = [("component", "state", "pid", "url")]
     for c in components:
-        state = "up" if ready(c) else ("running" if alive(c.pid) else "down")
+        state = "up" if c.ready() else ("running" if c.alive() else "down")
         rows.append((c.name, state, str(c.pid or "-"), c.url))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     return "\n".join("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() for row in rows)
 
 
-def cluster_peers(components: list[Component]) -> dict[str, int]:
+def cluster_peers(components: list[Process]) -> dict[str, int]:
     """Alertmanager peer -> how many peers it sees in its cluster (2 when gossip works)."""
     out = {}
     for c in components:
@@ -417,7 +262,7 @@ def cluster_peers(components: list[Component]) -> dict[str, int]:
 def up(workdir: Path = DEFAULT_DIR, test_overlay: bool = False) -> int:
     workdir = workdir.resolve()
     existing, _ = load(workdir)
-    if any(alive(c.pid) for c in existing):
+    if any(c.alive() for c in existing):
         say(f"the stack in {workdir} is already running:")
         say(table(existing))
         return 0
@@ -426,39 +271,45 @@ def up(workdir: Path = DEFAULT_DIR, test_overlay: bool = False) -> int:
     workdir.mkdir(parents=True)
     say(f"mystocks-otel stack: preparing in {workdir} (binaries, configs)")
     try:
-        components = plan(workdir, test_overlay)
-    except (StackError, subprocess.SubprocessError, OSError) as error:
+        specs = plan(workdir, test_overlay)
+    except (StackError, ProcessError, subprocess.SubprocessError, OSError) as error:
         say(f"stack up failed: {error}")
         return 1
-    failed = False
-    for index, component in enumerate(components, 1):
-        say(f"[{index:2}/{len(components)}] {component.name:<16} starting ...")
-        try:
-            start(component, workdir)
-            took = wait_ready(component)
-            say(f"        {component.name:<16} up in {took:.1f} s  {component.url}")
-        except (StackError, OSError) as error:
-            say(f"        {component.name:<16} FAILED: {error}")
-            failed = True
-            break
-        finally:
-            save(workdir, components, failed)
-    if not failed:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and min(cluster_peers(components).values()) < 2:
-            time.sleep(0.2)
-    say("")
-    say(table(components))
-    peers = cluster_peers(components)
-    say(f"Alertmanager cluster: {', '.join(f'{k} sees {v} peers' for k, v in peers.items())}")
-    sink = next(c for c in components if c.name == "sink")
-    prom = next(c for c in components if c.name == "prometheus-a")
-    demo = next(c for c in components if c.name == "demo")
-    say(f"Where to look: alerts {prom.url}/alerts  graph {prom.url}/graph  "
-        f"notifications {sink.url}  metrics {demo.url.rsplit('/', 1)[0]}/metrics")
-    if failed:
-        say(f"stack up failed; logs in {workdir / 'logs'}; `mystocks-otel stack down` stops the rest")
-        return 1
+    # The harness owns every child: if a part fails (or this process is interrupted), leaving
+    # the block stops all that started. On success detach() leaves them running for `down`.
+    with Processes(workdir, state_file=True) as procs:
+        for spec in specs:
+            procs.add(spec)
+        for index, proc in enumerate(procs, 1):
+            say(f"[{index:2}/{len(procs.children)}] {proc.name:<16} starting ...")
+            try:
+                procs.start(proc, wait=False)
+                took = procs.wait_ready(proc, START_TIMEOUT)
+                say(f"        {proc.name:<16} up in {took:.1f} s  {proc.url}")
+            except (ProcessError, OSError) as error:
+                say(f"        {proc.name:<16} FAILED: {error}")
+                procs.failed = True
+                break
+        components = procs.children
+        if not procs.failed:
+            try:
+                processes.wait_until(lambda: min(cluster_peers(components).values()) >= 2, 30,
+                                     "Alertmanager peers to see each other", 0.2)
+            except TimeoutError:
+                pass  # the table below says how many each sees
+        say("")
+        say(table(components))
+        peers = cluster_peers(components)
+        say(f"Alertmanager cluster: {', '.join(f'{k} sees {v} peers' for k, v in peers.items())}")
+        sink = procs["sink"]
+        prom = procs["prometheus-a"]
+        demo = procs["demo"]
+        say(f"Where to look: alerts {prom.url}/alerts  graph {prom.url}/graph  "
+            f"notifications {sink.url}  metrics {demo.url.rsplit('/', 1)[0]}/metrics")
+        if procs.failed:
+            say(f"stack up failed; everything it started is stopped; logs in {workdir / 'logs'}")
+            return 1
+        procs.detach()
     return 0
 
 
@@ -471,28 +322,28 @@ def status(workdir: Path = DEFAULT_DIR) -> int:
     say(table(components))
     peers = cluster_peers(components)
     say(f"Alertmanager cluster: {', '.join(f'{k} sees {v} peers' for k, v in peers.items())}")
-    return 0 if all(ready(c) for c in components) else 1
+    return 0 if all(c.ready() for c in components) else 1
 
 
 def down(workdir: Path = DEFAULT_DIR) -> int:
     workdir = workdir.resolve()
-    components, failed = load(workdir)
-    if not components:
+    procs = Processes.attach(workdir)
+    if not procs.children:
         say(f"no stack in {workdir}")
         return 0
-    failed = failed or not all(ready(c) for c in components)
-    for component in reversed(components):
-        stop(component)
-        say(f"stopped {component.name}")
-    still = [f"{c.name}:{port}" for c in components for port in [c.port, *c.ports] if port and port_open(port)]
+    failed = procs.failed or not all(c.ready() for c in procs)
+    for proc in reversed(procs.children):
+        proc.stop()
+        say(f"stopped {proc.name}")
+    still = procs.still_listening()
     if still:
+        procs.save()
         say(f"still listening: {', '.join(still)}")
         return 1
-    for component in components:
-        if component.data_dir:
-            shutil.rmtree(component.data_dir, ignore_errors=True)
+    procs.cleanup()
     if failed:
-        save(workdir, components, True)
+        procs.failed = True
+        procs.save()
         say(f"something had failed: logs kept in {workdir / 'logs'}")
     else:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -501,22 +352,11 @@ def down(workdir: Path = DEFAULT_DIR) -> int:
 
 # -- one component at a time (the live fault scenarios use these) -----------------------------
 
-def stop_one(workdir: Path, name: str) -> Component:
+def stop_one(workdir: Path, name: str) -> Process:
     """Stop one running component (a real outage); its ports stay reserved in the state."""
-    components, failed = load(workdir.resolve())
-    component = next(c for c in components if c.name == name)
-    stop(component)
-    component.state = "stopped"
-    save(workdir.resolve(), components, failed)
-    return component
+    return Processes.attach(workdir.resolve()).stop(name)
 
 
-def start_one(workdir: Path, name: str) -> Component:
+def start_one(workdir: Path, name: str) -> Process:
     """Start a stopped component again, on the same ports, and wait until it is ready."""
-    workdir = workdir.resolve()
-    components, failed = load(workdir)
-    component = next(c for c in components if c.name == name)
-    start(component, workdir)
-    wait_ready(component)
-    save(workdir, components, failed)
-    return component
+    return Processes.attach(workdir.resolve()).start(name)

@@ -89,9 +89,11 @@ class Record:
         self.lock = threading.Lock()
         self.items: list[dict] = []
 
-    def add(self, receiver: str, channel: str, body: object) -> None:
+    def add(self, receiver: str, channel: str, body: object, headers: dict | None = None) -> None:
         item = {"at": time.time(), "receiver": receiver, "channel": channel,
                 **summarize(receiver, body), "body": body}
+        if headers is not None:  # HTTP only: what the receiver sent besides the body (auth)
+            item["headers"] = headers
         with self.lock:
             self.items.append(item)
             with self.path.open("a") as out:
@@ -148,7 +150,7 @@ def http_server(record: Record, port: int) -> ThreadingHTTPServer:
                 body = json.loads(raw) if raw else None
             except ValueError:
                 body = raw.decode(errors="replace")
-            record.add(receiver_for_path(self.path, body), f"http {self.path}", body)
+            record.add(receiver_for_path(self.path, body), f"http {self.path}", body, dict(self.headers))
             return self._answer(200, b"ok", "text/plain")
 
         def log_message(self, *args):
@@ -197,10 +199,15 @@ def smtp_server(record: Record, port: int) -> socketserver.ThreadingTCPServer:
                 else:  # HELO, MAIL, RSET, NOOP
                     self.reply("250 ok")
 
-    socketserver.ThreadingTCPServer.allow_reuse_address = True
-    server = socketserver.ThreadingTCPServer(("127.0.0.1", port), Handler)
-    server.daemon_threads = True
+    server = _SmtpServer(("127.0.0.1", port), Handler)
     return server
+
+
+class _SmtpServer(socketserver.ThreadingTCPServer):
+    """Rebinds a port in TIME_WAIT (a restarted sink); set here, not on socketserver's class."""
+
+    allow_reuse_address = True
+    daemon_threads = True
 
 
 def serve(http_port: int, smtp_port: int, record_path: Path) -> None:

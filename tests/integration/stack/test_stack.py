@@ -15,9 +15,11 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from support import free_port, wait_until
+from support import wait_until
 
+from mystocks_otel_dev.stack import processes
 from mystocks_otel_dev.stack import sink as sink_module
+from mystocks_otel_dev.stack.processes import Processes
 from mystocks_otel_dev.stack.configs import LOCAL_DIFFERENCES, prometheus_config
 
 CLI = [sys.executable, "-m", "mystocks_otel.cli"]
@@ -116,13 +118,10 @@ def test_local_config_changes_only_targets_paths_and_replica():
 
 
 def test_sink_names_the_receiver_of_every_channel(tmp_path):
-    http_port, smtp_port = free_port(), free_port()
     record = tmp_path / "n.jsonl"
-    proc = subprocess.Popen([sys.executable, "-m", "mystocks_otel_dev.stack.sink", "--http-port", str(http_port),
-                             "--smtp-port", str(smtp_port), "--record", str(record)])
-    base = f"http://127.0.0.1:{http_port}"
-    try:
-        wait_until(lambda: listening(http_port) and listening(smtp_port), 15, "the sink")
+    with Processes(tmp_path / "procs") as procs:
+        proc = procs.start(processes.sink(record))
+        base, smtp_port = proc.url.rstrip("/"), proc.ports[0]
 
         def post(path: str, body: dict) -> int:
             request = urllib.request.Request(base + path, data=json.dumps(body).encode(), method="POST",
@@ -153,7 +152,16 @@ def test_sink_names_the_receiver_of_every_channel(tmp_path):
         with pytest.raises(urllib.error.HTTPError) as error:
             urllib.request.urlopen(bad, timeout=5)
         assert error.value.code == 400
-        assert proc.poll() is None
-    finally:
-        proc.terminate()
-        proc.wait(10)
+        assert proc.alive()
+        # The HTTP receivers' headers are kept (the app webhook's bearer token is checked).
+        assert all("headers" in i for i in items if i["channel"].startswith("http"))
+
+
+def test_sink_leaves_socketserver_defaults_alone(tmp_path):
+    """The sink's SMTP server reuses its address through its own class, not socketserver's."""
+    import socketserver
+
+    server = sink_module.smtp_server(sink_module.Record(tmp_path / "n.jsonl"), 0)
+    server.server_close()
+    assert server.allow_reuse_address is True
+    assert socketserver.ThreadingTCPServer.allow_reuse_address is False
