@@ -1,97 +1,239 @@
 #!/usr/bin/env bash
-# Builds a core-only OpenTelemetry Collector from Debian sid's Go sources, offline.
+# Builds the mystocks-otel OpenTelemetry Collector from Go modules, pinned and cached.
 #
-# No collector binary is packaged for Debian and only PyPI/Debian/npm are reachable,
-# so we take the library sources Debian ships (golang-opentelemetry-collector-dev and
-# its golang-*-dev closure) plus sid's Go toolchain, unpack them into a private tree
-# (no system apt state is touched) and build collector/dist/ in GOPATH mode.
+# The OpenTelemetry Collector Builder (ocb, pinned in builder-config.yaml's "# ocb:" line)
+# generates the distribution's sources from collector/builder-config.yaml; they are then
+# compiled against the committed lock, collector/dist/go.mod and go.sum, with
+# `go build -mod=readonly`: every module comes from the Go module proxy and must match
+# go.sum's hash. All Go state (GOPATH, GOMODCACHE, GOCACHE, the builder, telemetry) stays
+# in the cache directory; nothing else on the machine is touched.
 #
-#   collector/build.sh            prints the binary's path (builds it once, then cached)
-#   OTELCOL_CACHE=DIR build.sh    cache somewhere else
-#   OTELCOL_REBUILD=1 build.sh    rebuild even if the binary exists
-#   OTELCOL_KEEP_TREE=1 build.sh  keep the unpacked sources (to debug a build)
+#   collector/build.sh                prints the binary's path (builds it once, then cached)
+#   collector/build.sh --path         prints where the binary for these pins lives; builds nothing
+#   collector/build.sh --update-lock  after a pin change: the builder re-resolves the module
+#                                     graph (go mod tidy) into collector/dist/go.{mod,sum}, then builds
+#   OTELCOL_CACHE=DIR                 cache somewhere else
+#   OTELCOL_REBUILD=1                 rebuild even if the binary exists
+#   OTELCOL_VERBOSE=1                 stream the go commands' output (go build -v: a line a package)
+#   OTELCOL_GO=/path/to/go            the toolchain (default: go on PATH, else /usr/local/go/bin/go)
+#   GOPROXY                           respected if set (default https://proxy.golang.org)
 #
-# Exit status: 0 built (or cached), 2 the sources or toolchain could not be had
-# (network, a package gone from sid), 1 anything else, e.g. dist/ does not compile.
+# The binary is $cache/otelcol-<key>, the key a hash of builder-config.yaml, dist/go.mod,
+# dist/go.sum and this script: a pin bump or a recipe change builds a new binary instead of
+# reusing a stale one. $cache/otelcol is a symlink to the newest build.
+#
+# Exit status: 0 built (or cached); 2 the toolchain or the module proxy is unavailable (no
+# Go, Go older than go.mod's `go` line, network down, a module version the proxy no longer
+# serves); 1 anything else (the lock does not match the manifest, a checksum mismatch, a
+# compile error).
 set -euo pipefail
 
-here=$(cd "$(dirname "$0")" && pwd)
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+self=$here/$(basename "${BASH_SOURCE[0]}")
+manifest=$here/builder-config.yaml
+lock_mod=$here/dist/go.mod
+lock_sum=$here/dist/go.sum
 cache=${OTELCOL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/mystocks-otel}
-binary=$cache/otelcol
+work=$cache/collector-build
+interval=${OTELCOL_PROGRESS_SECONDS:-15}
 
-die() { echo "collector/build.sh: $*" >&2; exit 1; }
-unavailable() { echo "collector/build.sh: $*" >&2; exit 2; }
 log() { echo "collector/build.sh: $*" >&2; }
+die() { log "$*"; exit 1; }
+unavailable() { log "$*"; exit 2; }
 
-if [[ -x $binary && -z ${OTELCOL_REBUILD:-} ]]; then
-    echo "$binary"
-    exit 0
+mode=build
+case ${1:-} in
+    "") ;;
+    --path) mode=path ;;
+    --update-lock) mode=update-lock ;;
+    -h | --help) sed -n '2,/^set -euo/p' "$self" | sed '$d; s/^# \{0,1\}//' >&2; exit 0 ;;
+    *) die "unknown argument '$1' (try --help)" ;;
+esac
+[[ -r $manifest ]] || die "missing $manifest"
+
+binary_path() {
+    [[ -r $lock_mod && -r $lock_sum ]] || die "missing the lock $lock_mod / go.sum: run $0 --update-lock"
+    local key
+    key=$(cat "$manifest" "$lock_mod" "$lock_sum" "$self" | sha256sum | cut -c1-16)
+    echo "$cache/otelcol-$key"
+}
+
+if [[ $mode != update-lock ]]; then
+    binary=$(binary_path)
+    if [[ $mode == path ]] || [[ -x $binary && -z ${OTELCOL_REBUILD:-} ]]; then
+        echo "$binary"
+        exit 0
+    fi
 fi
 
-for tool in apt-get apt-cache dpkg; do
-    command -v "$tool" >/dev/null || unavailable "needs $tool (a Debian system)"
-done
-keyring=/usr/share/keyrings/debian-archive-keyring.gpg
-[[ -r $keyring ]] || unavailable "missing $keyring (apt-get install debian-archive-keyring)"
+# One build at a time per cache (parallel test sessions share it). Children get the lock
+# fd closed (9>&-), so a build.sh killed by a timeout releases it at once.
+mkdir -p "$cache" "$work"
+exec 9>"$cache/.otelcol-build.lock"
+if command -v flock >/dev/null; then
+    flock -n 9 || { log "waiting for another build in $cache"; flock -w 3600 9 || die "lock timeout"; }
+    if [[ $mode == build && -x $binary && -z ${OTELCOL_REBUILD:-} ]]; then
+        echo "$binary"   # built by the build we waited for
+        exit 0
+    fi
+fi
 
-# apt with its own sources and list/cache dirs: sid is never added to the system.
-apt_dir=$cache/sid-apt
-mkdir -p "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial" "$cache/debs"
-echo "deb [signed-by=$keyring] http://deb.debian.org/debian sid main" >"$apt_dir/sources.list"
-apt_opts=(-o "Dir::Etc::SourceList=$apt_dir/sources.list" -o Dir::Etc::SourceParts=/dev/null
-          -o "Dir::State::Lists=$apt_dir/lists" -o "Dir::Cache=$apt_dir/cache"
-          -o Debug::NoLocking=1 -o APT::Sandbox::User=root)
+started=$SECONDS
+step_no=0
+steps=5
+[[ $mode == update-lock ]] && steps=6
+step() { step_no=$((step_no + 1)); log "[$step_no/$steps] $*"; }
 
-log "updating the private sid package lists"
-timeout 300 apt-get "${apt_opts[@]}" -qq update >&2 || unavailable "apt-get update for sid failed (network?)"
+# -- the toolchain, with every piece of Go state inside $work ---------------------------------
+step "toolchain"
+go_bin=${OTELCOL_GO:-$(command -v go || true)}
+[[ -n $go_bin ]] || go_bin=/usr/local/go/bin/go
+[[ -x $go_bin ]] || unavailable "no Go toolchain (install Go, or set OTELCOL_GO=/path/to/go)"
+unset GOROOT GOOS GOARCH GOFLAGS GOWORK GOBIN GOEXPERIMENT
+export PATH=$(dirname "$go_bin"):$PATH
+export GOENV=off GOTOOLCHAIN=local GOTELEMETRY=off GO111MODULE=on CGO_ENABLED=0 GOWORK=off \
+       GOFLAGS="-trimpath -buildvcs=false -modcacherw" \
+       GOPATH=$work/gopath GOMODCACHE=$work/gopath/pkg/mod GOCACHE=$work/gocache \
+       GOPROXY=${GOPROXY:-https://proxy.golang.org}
+# Go keeps local telemetry counters under the user's config dir: give it ours, and off.
+go_env=(env XDG_CONFIG_HOME="$work/config")
+[[ -e $work/config/go/telemetry/mode ]] || "${go_env[@]}" go telemetry off 2>/dev/null || true
+have=$("${go_env[@]}" go env GOVERSION 2>/dev/null) || unavailable "$go_bin does not run"
+have=${have#go}
+if [[ -r $lock_mod ]]; then
+    need=$(sed -n 's/^go \([0-9][0-9.]*\)$/\1/p' "$lock_mod")
+    if [[ -n $need && $(printf '%s\n%s\n' "$need" "$have" | sort -V | head -n1) != "$need" ]]; then
+        unavailable "Go $have is older than the go $need that collector/dist/go.mod needs" \
+            "(GOTOOLCHAIN=local: no toolchain is downloaded)"
+    fi
+fi
+log "go $have ($go_bin), GOPROXY=$GOPROXY, Go state in $work"
 
-# The build needs only ~56 of these, but Debian's dependency closure is the only
-# list we can trust without a go.mod; unused sources cost disk, not build time.
-log "resolving the dependency closure of golang-opentelemetry-collector-dev"
-mapfile -t packages < <(
-    apt-cache "${apt_opts[@]}" depends --recurse --no-recommends --no-suggests --no-conflicts \
-        --no-breaks --no-replaces --no-enhances golang-opentelemetry-collector-dev 2>/dev/null \
-        | grep -E '^golang-.*-dev$' | sort -u
-)
-((${#packages[@]} > 20)) || unavailable "sid has no usable golang-opentelemetry-collector-dev closure (${#packages[@]} packages)"
-# sid's default toolchain (golang-go depends on golang-1.NN-go), not a pinned one that
-# may have left sid by the time this runs.
-go_version=$(apt-cache "${apt_opts[@]}" depends golang-go 2>/dev/null \
-    | sed -n 's/^ *Depends: golang-\(1\.[0-9]*\)-go$/\1/p' | head -n1)
-[[ -n $go_version ]] || unavailable "cannot tell sid's Go version from golang-go's dependencies"
-packages+=("golang-$go_version-go" "golang-$go_version-src")
+# Runs a go step with its output in a log (streamed with OTELCOL_VERBOSE=1) and a
+# "still <what>" line every $interval s; on failure prints the log's tail and exits 2 when
+# the proxy/network is to blame, else 1. An optional progress function adds detail.
+run_step() {
+    local what=$1 logfile=$2 progress=$3 limit=$4
+    shift 4
+    local t0=$SECONDS rc=0 hb
+    (
+        while sleep "$interval"; do
+            kill -0 $$ 2>/dev/null || exit 0   # build.sh was killed
+            msg="still $what, $((SECONDS - t0)) s"
+            [[ -n $progress ]] && msg+=" ($($progress))"
+            log "$msg"
+        done
+    ) 9>&- &
+    hb=$!
+    if [[ -n ${OTELCOL_VERBOSE:-} ]]; then
+        timeout "$limit" "$@" 2>&1 9>&- | tee "$logfile" >&2 || rc=$?
+    else
+        timeout "$limit" "$@" >"$logfile" 2>&1 9>&- || rc=$?
+    fi
+    kill "$hb" 2>/dev/null || true
+    wait "$hb" 2>/dev/null || true
+    if ((rc != 0)); then
+        [[ -n ${OTELCOL_VERBOSE:-} ]] || grep -v '^go: downloading' "$logfile" | tail -n 30 >&2 || true
+        ((rc == 124)) && die "$what timed out after $limit s"
+        if grep -q 'SECURITY ERROR\|checksum mismatch' "$logfile"; then
+            die "$what failed: a module does not match collector/dist/go.sum (see above)"
+        fi
+        if grep -Eq 'dial tcp|no such host|connection (refused|reset)|i/o timeout|TLS handshake|network is unreachable|proxyconnect|server response|40[34] Not Found|403 Forbidden|410 Gone|GOPROXY=off|module lookup disabled' "$logfile"; then
+            unavailable "$what failed: the module proxy ($GOPROXY) or the network is unavailable (see above)"
+        fi
+        die "$what failed (see above; full log: $logfile)"
+    fi
+    log "$what: $((SECONDS - t0)) s"
+}
 
-# Start from an empty dir, so the tree never mixes two versions of one package.
-rm -f "$cache"/debs/*.deb
-log "downloading ${#packages[@]} packages (about 200 MB the first time)"
-(cd "$cache/debs" && timeout 900 apt-get "${apt_opts[@]}" -qq download "${packages[@]}" >&2) \
-    || unavailable "apt-get download failed; a package named above may have left sid"
+zips() { find "$GOMODCACHE/cache/download" -name '*.zip' 2>/dev/null | wc -l | sed 's/$/ module zips in the cache/'; }
 
-# Unpack into one tree. It is 2 GB, so it goes after a successful build, with the
-# .debs and Go's build cache (0.7 GB more): only the 30 MB binary is kept.
-tree=$cache/tree
-rm -rf "$tree" && mkdir -p "$tree"
-for deb in "$cache"/debs/*.deb; do dpkg -x "$deb" "$tree"; done
+# -- the builder, pinned by the manifest's "# ocb:" line ---------------------------------------
+ocb_version=$(sed -n 's|^# ocb: go.opentelemetry.io/collector/cmd/builder \(v[0-9][0-9.]*\)$|\1|p' "$manifest")
+[[ -n $ocb_version ]] || die "$manifest has no '# ocb: go.opentelemetry.io/collector/cmd/builder vX.Y.Z' line"
+ocb=$work/tools/builder-$ocb_version/builder
+step "the Collector Builder $ocb_version"
+if [[ ! -x $ocb ]]; then
+    run_step "installing the builder (go install)" "$work/install.log" "" 900 \
+        "${go_env[@]}" GOBIN="$(dirname "$ocb")" go install "go.opentelemetry.io/collector/cmd/builder@$ocb_version"
+else
+    log "cached: $ocb"
+fi
 
-goroot=$tree/usr/lib/go-$go_version
-[[ -x $goroot/bin/go ]] || unavailable "no Go toolchain in $goroot"
+# -- --update-lock: the builder's own go mod tidy writes the lock -----------------------------
+if [[ $mode == update-lock ]]; then
+    step "re-resolving the module graph for builder-config.yaml (builder: go mod tidy, strict versions)"
+    rm -rf "$work/lock" && mkdir -p "$work/lock/otelcol-dist"
+    # Seeded with the current go.sum, so modules that stay are checked against it.
+    [[ -r $lock_sum ]] && cp "$lock_sum" "$work/lock/otelcol-dist/go.sum"
+    (cd "$work/lock" && run_step "resolving modules" "$work/lock.log" zips 1800 \
+        "${go_env[@]}" "$ocb" --config="$manifest" --skip-compilation --skip-strict-versioning=false)
+    mkdir -p "$here/dist"
+    for f in go.mod go.sum; do
+        if cmp -s "$work/lock/otelcol-dist/$f" "$here/dist/$f"; then
+            log "collector/dist/$f unchanged"
+        else
+            cp "$work/lock/otelcol-dist/$f" "$here/dist/$f"
+            log "collector/dist/$f updated: review and commit it"
+        fi
+    done
+    binary=$(binary_path)
+fi
 
-# GOPATH mode: Debian's -dev packages install sources under /usr/share/gocode/src.
-export GO111MODULE=off GOPATH=$tree/usr/share/gocode GOROOT=$goroot GOPROXY=off \
-       GOTOOLCHAIN=local GOSUMDB=off GOTELEMETRY=off GOFLAGS= CGO_ENABLED=0 \
-       GOCACHE=$tree/go-build PATH=$goroot/bin:$PATH
-src=$GOPATH/src/mystocks-otel/otelcol
-mkdir -p "$src" && cp "$here"/dist/*.go "$src/"
+# -- sources: generated from the manifest, built against the lock ----------------------------
+step "generating the sources from builder-config.yaml"
+gen=$work/gen
+rm -rf "$gen" && mkdir -p "$gen"
+(cd "$gen" && run_step "generating" "$work/generate.log" "" 120 \
+    "$ocb" --config="$manifest" --skip-get-modules --skip-compilation)
+src=$gen/otelcol-dist
+[[ -r $src/components.go ]] || die "the builder wrote no $src/components.go (see $work/generate.log)"
+cp "$lock_mod" "$lock_sum" "$src/"
 
-# The Debian version (0.152.0-1) minus the revision, for `otelcol --version`/`components`.
-version=$(dpkg-deb -f "$cache"/debs/golang-opentelemetry-collector-dev_*.deb Version)
-version=${version%-*}
-log "go build of collector $version ($(go version))"
-start=$SECONDS
-(cd "$src" && timeout 1800 go build -trimpath \
-    -ldflags="-s -w -X main.collectorVersion=$version" -o "$binary.tmp" .) >&2 \
-    || die "go build failed (see the errors above)"
-mv "$binary.tmp" "$binary"
-[[ -n ${OTELCOL_KEEP_TREE:-} ]] || rm -rf "$tree" "$cache"/debs/*.deb
-log "built in $((SECONDS - start)) s: $("$binary" --version 2>/dev/null || true)"
+# The lock must require exactly what the manifest pins, or it was not made from it.
+requires=$(awk '/^require \($/ {r = 1; next} r && /^\)/ {r = 0; next}
+                r {print $1, $2} /^require [^(]/ {print $2, $3}' "$lock_mod")
+stale=()
+while read -r module version; do
+    grep -qxF "$module $version" <<<"$requires" || stale+=("$module $version")
+done < <(sed -n 's/^ *- gomod: *\([^ ]*\) \(v[^ ]*\) *$/\1 \2/p' "$manifest")
+grep -qxF "go.opentelemetry.io/collector/otelcol $ocb_version" <<<"$requires" \
+    || stale+=("go.opentelemetry.io/collector/otelcol $ocb_version (the builder's core version)")
+if ((${#stale[@]})); then
+    printf '  not required by collector/dist/go.mod: %s\n' "${stale[@]}" >&2
+    die "the lock collector/dist/go.{mod,sum} is stale for builder-config.yaml: run" \
+        "collector/build.sh --update-lock and commit collector/dist/"
+fi
+
+# -- modules: only those the build needs, each checked against go.sum ------------------------
+step "downloading the modules the build needs (checked against collector/dist/go.sum)"
+(cd "$src" && run_step "downloading modules" "$work/download.log" zips 1200 \
+    "${go_env[@]}" go list -mod=readonly -deps -f '{{.ImportPath}}' .)
+packages=$(grep -vc '^go: ' "$work/download.log" || true)
+log "$packages packages in the build"
+
+# -- compile ---------------------------------------------------------------------------------
+step "compiling (go build -v; -trimpath, CGO_ENABLED=0)"
+tmp=$binary.tmp.$$
+trap 'rm -f "$tmp"' EXIT
+compiled() { echo "$(grep -cv '^go: ' "$work/build.log" 2>/dev/null || true) of $packages packages compiled"; }
+(cd "$src" && run_step "compiling" "$work/build.log" compiled 3600 \
+    "${go_env[@]}" go build -mod=readonly -v -ldflags="-s -w" -o "$tmp" .)
+version=$("$tmp" --version 2>&1) || die "the new binary does not run: $version"
+mv "$tmp" "$binary"
+ln -sfn "$(basename "$binary")" "$cache/otelcol"
+{
+    echo "built: $(date -u +%FT%TZ) in $((SECONDS - started)) s"
+    echo "version: $version"
+    echo "go: $have"
+    echo "builder: $ocb_version"
+} >"$binary.info"
+
+# Keep the 3 newest builds (another checkout may pin other versions); drop the old Debian-sid
+# build's leftovers (its apt lists and .debs; its unpacked tree was already deleted).
+(cd "$cache" && ls -t otelcol-* 2>/dev/null | grep -v '\.info$\|\.tmp\.' | tail -n +4 \
+    | while read -r old; do rm -f "$old" "$old.info"; done)
+rm -rf "$cache/sid-apt" "$cache/debs" "$cache/tree"
+
+log "built in $((SECONDS - started)) s: $version ($(du -sh "$work" 2>/dev/null | cut -f1) of Go state in $work)"
 echo "$binary"
