@@ -74,3 +74,34 @@ def stop_process(proc: subprocess.Popen, timeout: float = 10.0) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait(5)
+
+
+def wait_stable(read, timeout: float = 10.0, what: str = "a stable reading", interval: float = 0.5,
+                accept=lambda value: True):
+    """Poll ``read()`` until two readings ``interval`` apart are equal and ``accept``-ed (a
+    server that learns of things asynchronously has settled), and return that reading.
+
+    After ``timeout`` the last reading is returned, so the caller's assert shows what it was.
+    """
+    deadline = time.monotonic() + timeout
+    previous = None
+    while True:
+        current = read()
+        if accept(current) and current == previous:
+            return current
+        previous = current if accept(current) else None
+        if time.monotonic() >= deadline:
+            return current
+        time.sleep(interval)
+
+
+def holds_for(predicate, seconds: float, what: str = "condition", interval: float = 0.1) -> None:
+    """Assert that ``predicate()`` stays true for ``seconds`` (nothing wrong arrives in a quiet
+    period). The duration is the point of the check; it fails as soon as the predicate does."""
+    deadline = time.monotonic() + seconds
+    while True:
+        if not predicate():
+            raise AssertionError(f"{what} stopped holding within {seconds}s")
+        if time.monotonic() >= deadline:
+            return
+        time.sleep(interval)

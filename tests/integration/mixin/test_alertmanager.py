@@ -2,15 +2,14 @@
 
 The routing cases are the spec's channel table, one row each, checked by the real
 `amtool config routes test --verify.receivers`. The live test starts the real Alertmanager
-0.25 with every receiver (Slack, PagerDuty, SMTP, webhooks) pointed at servers in this file,
-so the notification templates are executed, not just parsed.
+0.25 with every receiver (Slack, PagerDuty, SMTP, webhooks) pointed at the notification sink
+(devtools' stack/sink.py), so the notification templates are executed, not just parsed.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import socketserver
 import stat
 import subprocess
 import sys
@@ -18,12 +17,14 @@ import threading
 import time
 import urllib.request
 from datetime import datetime, timedelta, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from support import free_port, stop_process
+from support import holds_for, wait_stable, wait_until
 import yaml
+
+from mystocks_otel_dev.stack import processes
+from mystocks_otel_dev.stack.processes import Processes
 
 from mystocks_otel_mixin.alertmanager import (
     SECRETS,
@@ -318,84 +319,35 @@ def test_every_alert_rule_routes_per_the_channel_table(rendered, amtool):
 # -- live: the real Alertmanager, every receiver pointed at this test ---------------------
 
 class Recorder:
-    """Collects every HTTP request and SMTP message the Alertmanager sends."""
+    """What the notification sink (devtools' stack/sink.py) received, read back over its API:
+    ``http`` as (path, headers, JSON body), ``mail`` as ([recipient], raw message)."""
 
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.http: list[tuple[str, dict, dict]] = []  # (path, headers, json body)
-        self.mail: list[tuple[list[str], str]] = []  # (recipients, raw message)
+    def __init__(self, url: str) -> None:
+        self.url = url.rstrip("/")
+        self.lock = threading.Lock()  # kept for callers that read under it; the sink serialises
+
+    def _items(self) -> list[dict]:
+        return http_json(f"{self.url}/api/notifications")
+
+    @property
+    def http(self) -> list[tuple[str, dict, object]]:
+        return [(i["channel"].split(" ", 1)[1], i.get("headers", {}), i["body"])
+                for i in self._items() if i["channel"].startswith("http ")]
+
+    @property
+    def mail(self) -> list[tuple[list[str], str]]:
+        return [([i["channel"].split(" ", 1)[1]], i["body"])
+                for i in self._items() if i["channel"].startswith("smtp ")]
 
     def wait_for(self, predicate, timeout: float, what: str):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self.lock:
-                found = predicate(self)
-            if found:
-                return found
-            time.sleep(0.05)
-        with self.lock:
+        try:
+            return wait_until(lambda: predicate(self), timeout, what, interval=0.05)
+        except AssertionError as error:
             seen = [p for p, _, _ in self.http], [r for r, _ in self.mail]
-        raise AssertionError(f"timed out after {timeout}s waiting for {what}; seen {seen}")
+            raise AssertionError(f"{error}; seen {seen}") from None
 
     def paths(self, path: str) -> list[dict]:
         return [body for p, _, body in self.http if p == path]
-
-
-def http_server(recorder: Recorder) -> ThreadingHTTPServer:
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802 - http.server's naming
-            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-            with recorder.lock:
-                recorder.http.append((self.path, dict(self.headers), json.loads(body)))
-            self.send_response(200)
-            self.send_header("Content-Length", "2")
-            self.end_headers()
-            self.wfile.write(b"ok")
-
-        def log_message(self, *args):  # keep pytest output clean
-            pass
-
-    return ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-
-
-def smtp_server(recorder: Recorder) -> socketserver.ThreadingTCPServer:
-    """Just enough SMTP for Alertmanager: no STARTTLS, no AUTH advertised."""
-
-    class Handler(socketserver.StreamRequestHandler):
-        timeout = 10
-
-        def reply(self, line: str) -> None:
-            self.wfile.write(line.encode() + b"\r\n")
-
-        def handle(self):
-            self.reply("220 test ESMTP")
-            recipients: list[str] = []
-            while line := self.rfile.readline().decode(errors="replace").rstrip("\r\n"):
-                verb = line.split(" ", 1)[0].upper()
-                if verb == "EHLO":
-                    self.reply("250-test")
-                    self.reply("250 8BITMIME")
-                elif verb == "RCPT":
-                    recipients.append(line.split(":", 1)[1].strip(" <>"))
-                    self.reply("250 ok")
-                elif verb == "DATA":
-                    self.reply("354 go on")
-                    lines = []
-                    while (data := self.rfile.readline()) not in (b".\r\n", b""):
-                        lines.append(data.decode(errors="replace"))
-                    with recorder.lock:
-                        recorder.mail.append((recipients, "".join(lines)))
-                    recipients = []
-                    self.reply("250 queued")
-                elif verb == "QUIT":
-                    self.reply("221 bye")
-                    return
-                else:  # HELO, MAIL, RSET, NOOP
-                    self.reply("250 ok")
-
-    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    return server
 
 
 def http_json(url: str, data=None, timeout: float = 5.0):
@@ -409,45 +361,22 @@ def http_json(url: str, data=None, timeout: float = 5.0):
 
 @pytest.fixture
 def live(tmp_path, alertmanager_binary):
-    recorder = Recorder()
-    servers = [http_server(recorder), smtp_server(recorder)]
-    for server in servers:
-        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True).start()
-    base = f"http://127.0.0.1:{servers[0].server_address[1]}"
-    env = {**SAMPLE_ENV, "WEBHOOK_URL": f"{base}/custom", "APP_ALERT_WEBHOOK_URL": f"{base}/alerts/webhook",
-           "HEARTBEAT_URL": f"{base}/heartbeat", "PAGERDUTY_URL": f"{base}/pagerduty",
-           "SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(servers[1].server_address[1]),
-           "SMTP_REQUIRE_TLS": "false", "ALERTMANAGER_SECRETS_DIR": str(tmp_path / "secrets")}
-    secrets = {**SAMPLE_SECRETS, **{s.env: f"{base}/slack/{s.filename[:-4]}" for s in SECRETS
-                                    if s.env.startswith("SLACK_")}}
-    write_secret_files(tmp_path / "secrets", secrets)
-    render_alertmanager_config(TEMPLATE, tmp_path / "alertmanager.yml", env)
-
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = open(tmp_path / "alertmanager.log", "wb")
-    proc = subprocess.Popen(
-        [alertmanager_binary, f"--config.file={tmp_path / 'alertmanager.yml'}",
-         f"--storage.path={tmp_path / 'data'}", f"--web.listen-address=127.0.0.1:{port}",
-         "--cluster.listen-address=", f"--web.external-url={url}", "--log.level=debug"],
-        stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/-/ready", timeout=1).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(f"alertmanager did not start: {(tmp_path / 'alertmanager.log').read_text()[-2000:]}")
-                time.sleep(0.1)
-        yield {"url": url, "recorder": recorder, "secrets": secrets, "log": tmp_path / "alertmanager.log"}
-    finally:
-        stop_process(proc)
-        log.close()
-        for server in servers:
-            server.shutdown()
-            server.server_close()
+    """The real Alertmanager, every receiver pointed at the notification sink; both started,
+    waited for and stopped by the process harness."""
+    with Processes(tmp_path / "procs") as procs:
+        sink = procs.start(processes.sink(tmp_path / "notifications.jsonl"))
+        base = sink.url.rstrip("/")
+        env = {**SAMPLE_ENV, "WEBHOOK_URL": f"{base}/custom", "APP_ALERT_WEBHOOK_URL": f"{base}/alerts/webhook",
+               "HEARTBEAT_URL": f"{base}/heartbeat", "PAGERDUTY_URL": f"{base}/pagerduty",
+               "SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(sink.ports[0]),
+               "SMTP_REQUIRE_TLS": "false", "ALERTMANAGER_SECRETS_DIR": str(tmp_path / "secrets")}
+        secrets = {**SAMPLE_SECRETS, **{s.env: f"{base}/slack/{s.filename[:-4]}" for s in SECRETS
+                                        if s.env.startswith("SLACK_")}}
+        write_secret_files(tmp_path / "secrets", secrets)
+        render_alertmanager_config(TEMPLATE, tmp_path / "alertmanager.yml", env)
+        am = procs.start(processes.alertmanager(tmp_path / "alertmanager.yml", tmp_path / "data", None,
+                                                "--log.level=debug", binary=alertmanager_binary))
+        yield {"url": am.url, "recorder": Recorder(base), "secrets": secrets, "log": Path(am.log)}
 
 
 def alert(name: str, severity: str, **labels: str) -> dict:
@@ -518,8 +447,9 @@ def test_live_watchdog_only_reaches_the_heartbeat(live):
     http_json(f"{live['url']}/api/v2/alerts", [
         alert("Watchdog", "info", category="meta", team="platform", heartbeat="true", priority="P3")])
     recorder.wait_for(lambda r: r.paths("/heartbeat"), timeout=5, what="the heartbeat")
-    time.sleep(1)  # anything wrongly routed with group_wait 0s would have arrived by now
-    assert {p for p, _, _ in recorder.http} == {"/heartbeat"} and recorder.mail == []
+    # A quiet second: anything wrongly routed with group_wait 0s would arrive in it.
+    holds_for(lambda: {p for p, _, _ in recorder.http} == {"/heartbeat"} and recorder.mail == [], 1,
+              "only the heartbeat notified")
 
 
 @pytest.mark.live
@@ -549,13 +479,7 @@ def test_live_inhibition(live):
 
     # The inhibitor learns of new alerts asynchronously: wait until all nine are in and the
     # states read the same twice, 0.5 s apart.
-    deadline, previous = time.monotonic() + 10, None
-    while time.monotonic() < deadline:
-        current = states()
-        if len(current) >= 9 and current == previous:
-            break
-        previous = current
-        time.sleep(0.5)
+    current = wait_stable(states, 10, "nine alerts settled", accept=lambda c: len(c) >= 9)
     assert current == {
         ("CriticalMemoryUsage", "critical", "a:8000"): "active",
         ("HighMemoryUsage", "warning", "a:8000"): "suppressed",
@@ -577,15 +501,7 @@ def _states(api: str, expected: int) -> dict[tuple[str, str], str]:
         return {(a["labels"]["alertname"], a["labels"].get("instance", "-")): a["status"]["state"]
                 for a in http_json(api)}
 
-    deadline = time.monotonic() + 10
-    previous = None
-    while time.monotonic() < deadline:
-        current = read()
-        if len(current) >= expected and current == previous:
-            return current
-        previous = current if len(current) >= expected else None
-        time.sleep(0.5)
-    return read()
+    return wait_stable(read, 10, f"{expected} alerts settled", accept=lambda c: len(c) >= expected)
 
 
 @pytest.mark.live
@@ -636,8 +552,9 @@ def test_live_one_page_per_cause_errors_and_fast_burn(live):
     ])
     assert _states(api, 2)[("ApiAvailabilityErrorBudgetBurnFast", "-")] == "suppressed"
     recorder.wait_for(lambda r: r.paths("/pagerduty"), timeout=5, what="the page")
-    time.sleep(1.5)  # a second incident (group_wait 0s) would have arrived by now
-    assert len(_incidents_now(recorder, secrets["PAGERDUTY_ON_CALL_KEY"])) == 1
+    # A quiet 1.5 s: a second incident (group_wait 0s) would arrive in it.
+    holds_for(lambda: len(_incidents_now(recorder, secrets["PAGERDUTY_ON_CALL_KEY"])) == 1, 1.5,
+              "one incident")
     # Positive control: a different cause (Redis) is a second incident.
     http_json(api, [alert("RedisDown", "critical", category="health", team="platform", service="redis",
                           dependency="redis")])
@@ -675,9 +592,10 @@ def test_live_one_page_per_cause_dependency_down(live):
     }, states
     recorder.wait_for(lambda r: len(_incidents(r, secrets["PAGERDUTY_ON_CALL_KEY"])) == 2, timeout=5,
                       what="one page for Redis and one for PostgreSQL")
-    time.sleep(1.5)
-    assert len(_incidents_now(recorder, secrets["PAGERDUTY_ON_CALL_KEY"])) == 2
-    assert _incidents_now(recorder, secrets["PAGERDUTY_SERVICE_KEY"]) == set()
+    # A quiet 1.5 s: a third incident, or a page of the service, would arrive in it.
+    holds_for(lambda: len(_incidents_now(recorder, secrets["PAGERDUTY_ON_CALL_KEY"])) == 2
+              and _incidents_now(recorder, secrets["PAGERDUTY_SERVICE_KEY"]) == set(), 1.5,
+              "two incidents, no service page")
     # Positive control: a component unhealthy on its own (no Down alert) still pages the service.
     http_json(api, [alert("ComponentUnhealthy", "warning", category="health", team="platform",
                           service="market-data", component="market_data", instance="api-1:8000")])
