@@ -1,5 +1,6 @@
 """Real servers for the dashboard and long-term-store tests (a helper module, not a test):
-a synthetic /metrics built from the catalog, Prometheus and VictoriaMetrics on free ports.
+a synthetic /metrics built from the catalog, Prometheus and VictoriaMetrics on free ports
+(started and stopped by the process harness, ``mystocks_otel_dev.stack.processes``).
 
 In the synthetic /metrics every catalog metric appears with every bounded label value, and counters grow with each
 scrape, so rates are non-zero. ``/openmetrics`` serves the same in OpenMetrics with an
@@ -13,7 +14,6 @@ import contextlib
 import http.server
 import itertools
 import json
-import subprocess
 import threading
 import time
 import urllib.error
@@ -23,9 +23,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import yaml
-from support import free_port, port_open, stop_process, wait_until
+from support import wait_until
 
 from mystocks_otel import catalog
+from mystocks_otel_dev.stack import processes
+from mystocks_otel_dev.stack.processes import Processes
 
 
 #: Values for labels the catalog leaves unbounded, chosen as the application would set them.
@@ -127,26 +129,13 @@ def query(base: str, expr: str, path: str = "/api/v1/query", **params) -> dict:
 
 @contextlib.contextmanager
 def prometheus(binary: str, config: dict, work: Path, *flags: str) -> Iterator[str]:
-    """A real Prometheus with ``config`` on a free loopback port (its base URL)."""
+    """A real Prometheus with ``config`` on a free loopback port (its base URL), run by the
+    process harness (its log: ``work/logs/prometheus.log``)."""
     work.mkdir(parents=True, exist_ok=True)
-    port = free_port()
     (work / "prometheus.yml").write_text(yaml.safe_dump(config))
-    log_path = work / "prometheus.log"
-    with log_path.open("w") as log:
-        proc = subprocess.Popen(
-            [binary, f"--config.file={work / 'prometheus.yml'}", f"--storage.tsdb.path={work / 'data'}",
-             f"--web.listen-address=127.0.0.1:{port}", *flags],
-            stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        def ready():
-            if proc.poll() is not None:
-                raise RuntimeError(f"prometheus exited {proc.returncode}:\n{log_path.read_text()}")
-            return urllib.request.urlopen(f"{base}/-/ready", timeout=1).status == 200
-        wait_until(ready, 30, "Prometheus ready")
-        yield base
-    finally:
-        stop_process(proc)
+    with Processes(work) as procs:
+        yield procs.start(processes.prometheus(work / "prometheus.yml", work / "data", None, *flags,
+                                               binary=binary)).url
 
 
 def wait_for_scrapes(base: str, job: str, count: int = 3) -> None:
@@ -158,22 +147,11 @@ def wait_for_scrapes(base: str, job: str, count: int = 3) -> None:
 # -- VictoriaMetrics ---------------------------------------------------------------------------
 @contextlib.contextmanager
 def victoriametrics(binary: str, work: Path, *flags: str) -> Iterator[str]:
-    """A real VictoriaMetrics on a free loopback port (its base URL). Queries see new samples at
-    once (``-search.latencyOffset=0s``; by default the last 30 s are hidden)."""
-    port = free_port()
-    log_path = work / "victoriametrics.log"
-    work.mkdir(parents=True, exist_ok=True)
-    with log_path.open("w") as log:
-        proc = subprocess.Popen(
-            [binary, f"-httpListenAddr=127.0.0.1:{port}", f"-storageDataPath={work / 'vm-data'}",
-             "-search.latencyOffset=0s", *flags],
-            stdout=log, stderr=subprocess.STDOUT)
-    try:
-        wait_until(lambda: proc.poll() is not None or port_open("127.0.0.1", port, 0.2), 20, "VictoriaMetrics")
-        assert proc.poll() is None, f"VictoriaMetrics exited at start:\n{log_path.read_text()}"
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        stop_process(proc, 15)
+    """A real VictoriaMetrics on a free loopback port (its base URL), run by the process
+    harness. Queries see new samples at once (``-search.latencyOffset=0s``; by default the last
+    30 s are hidden)."""
+    with Processes(work) as procs:
+        yield procs.start(processes.victoriametrics(binary, work / "vm-data", None, *flags)).url
 
 
 def export(vm: str, match: str) -> list[dict]:
