@@ -12,9 +12,9 @@ import json
 import os
 import threading
 from pathlib import Path
-import time
 
 import pytest
+from support import wait_until
 from live_support import DETECTIONS, REPORT, LiveStack, Traffic
 
 from mystocks_otel_dev.stack import runner
@@ -32,11 +32,8 @@ def stack(tmp_path_factory, alertmanager_binary, prometheus_binary):
         thread.start()
         live.traffic = traffic
         # Every target scraped by both replicas before any scenario starts.
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if all(len(live.query("up == 1", r)) >= 6 for r in ("a", "b")):
-                break
-            time.sleep(0.5)
+        wait_until(lambda: all(len(live.query("up == 1", r)) >= 6 for r in ("a", "b")), 60,
+                   "both replicas scraping every target", interval=0.5)
         yield live
     finally:
         if traffic is not None:

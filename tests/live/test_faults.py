@@ -26,11 +26,13 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import pytest
+from support import holds_for, wait_until
 
-from live_support import DETECTIONS, group_wait_of, send
+from live_support import DETECTIONS, get_json, group_wait_of, send
 from mystocks_otel_dev.stack import configs, runner
 
 pytestmark = pytest.mark.live
@@ -89,13 +91,15 @@ def run(stack, amtool, scenario: Scenario) -> dict:
 def assert_inhibited(stack, alert: str, window: float, started: float) -> None:
     """``alert`` fires in Prometheus, yet no receiver hears of it."""
     rule = stack.rules[alert]
-    deadline = time.time() + SCRAPE + EVAL + configs.seconds(rule.get("for", "0s")) + window + 30
-    while time.time() < deadline and not (stack.firing(alert, "a") or stack.firing(alert, "b")):
-        time.sleep(0.5)
-    assert stack.firing(alert, "a") or stack.firing(alert, "b"), f"{alert} never fired in Prometheus"
-    time.sleep(3)  # a notification would have left with the overlay's 1 s group_wait by now
-    leaked = [n for n in stack.notifications(started) if n["status"] == "firing" and _mentions(n, alert)]
-    assert not leaked, f"{alert} should be inhibited (one page per cause): {leaked[:1]}"
+    wait_until(lambda: stack.firing(alert, "a") or stack.firing(alert, "b"),
+               SCRAPE + EVAL + configs.seconds(rule.get("for", "0s")) + window + 30,
+               f"{alert} firing in Prometheus", interval=0.5)
+
+    def leaked():
+        return [n for n in stack.notifications(started) if n["status"] == "firing" and _mentions(n, alert)]
+
+    # A quiet 3 s: a notification would leave in it with the overlay's 1 s group_wait.
+    holds_for(lambda: not leaked(), 3, f"{alert} inhibited (one page per cause)")
 
 
 def measure(stack, amtool, category: str, alert: str, window: float, window_reason: str,
@@ -105,18 +109,26 @@ def measure(stack, amtool, category: str, alert: str, window: float, window_reas
     for_overlay = configs.seconds(rule.get("for", "0s"))
     group_wait = stack.group_wait(alert)
     bound = SCRAPE + EVAL + for_overlay + group_wait + window + 5
-    deadline = started + bound + 60
+    def notified() -> list[dict]:
+        return [n for n in stack.notifications(started) if n["status"] == "firing" and _mentions(n, alert)]
+
     firing: list[dict] = []
-    while time.time() < deadline:
-        firing = [n for n in stack.notifications(started) if n["status"] == "firing" and _mentions(n, alert)]
-        if {n["receiver"] for n in firing} >= expected:
-            break
-        time.sleep(0.2)
+
+    def every_receiver():
+        firing[:] = notified()
+        return {n["receiver"] for n in firing} >= expected
+
+    try:
+        wait_until(every_receiver, max(1.0, started + bound + 60 - time.time()),
+                   f"{alert} at every receiver", interval=0.2)
+    except AssertionError:
+        pass  # what did arrive is checked below
     assert firing, f"{alert}: no notification within {bound + 60:.0f} s"
     measured = min(n["at"] for n in firing) - started
     assert stack.firing(alert, "a") or stack.firing(alert, "b"), f"{alert} not firing in Prometheus"
-    time.sleep(2)  # anything wrongly routed, or a duplicate, has arrived by now
-    firing = [n for n in stack.notifications(started) if n["status"] == "firing" and _mentions(n, alert)]
+    # A quiet 2 s: anything wrongly routed, or a duplicate, arrives in it.
+    holds_for(lambda: {n["receiver"] for n in notified()} <= expected, 2, f"{alert} only at its receivers")
+    firing = notified()
     got = {n["receiver"] for n in firing}
     assert got == expected, f"{alert}: reached {sorted(got)}, routing says {sorted(expected)}"
     for other in inhibited:
@@ -142,9 +154,11 @@ def production_group_wait(stack, alert: str) -> float:
 
 def wait_quiet(stack, alert: str, timeout: float = 60) -> None:
     """Before a scenario: its alert is not firing any more (a previous one may have left it)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and (stack.firing(alert, "a") or stack.firing(alert, "b")):
-        time.sleep(0.5)
+    try:
+        wait_until(lambda: not (stack.firing(alert, "a") or stack.firing(alert, "b")), timeout,
+                   f"{alert} quiet", interval=0.5)
+    except AssertionError:
+        pass  # the scenario then measures from a firing alert: its own assertions say so
 
 
 # -- misbehaving clients and hogs ----------------------------------------------------------------
@@ -184,8 +198,8 @@ class CpuHog:
     def start(self) -> None:
         import os
 
-        code = "import time\nend = time.monotonic() + 150\nwhile time.monotonic() < end: pass\n"
-        self.procs = [subprocess.Popen([sys.executable, "-c", code]) for _ in range(os.cpu_count() or 2)]
+        hog = Path(__file__).with_name("cpu_hog.py")
+        self.procs = [subprocess.Popen([sys.executable, str(hog), "150"]) for _ in range(os.cpu_count() or 2)]
 
     def halt(self) -> None:
         for proc in self.procs:
@@ -217,7 +231,7 @@ def broken_websocket_client(stack) -> Background:
                               "Sec-WebSocket-Version: 13\r\n\r\n").encode())
                 sock.recv(1024)  # 101 Switching Protocols: the connection is accepted
                 sock.sendall(b"\x81\x02hi")  # clients must mask their frames
-                time.sleep(0.2)
+                time.sleep(0.2)  # the behaviour under test: hold the broken connection a moment
         except OSError:
             pass
     return Background(body, threads=2)
@@ -374,7 +388,9 @@ def test_page_arrives_when_one_alertmanager_dies_mid_incident(stack, amtool):
 
     def inject():
         runner.stop_one(stack.workdir, "postgresql")
-        time.sleep(1)  # the incident has begun: the probe sees the database gone
+        # The incident has begun: the probe sees the database gone.
+        wait_until(lambda: get_json(f"{stack.demo}/health")["components"]["database"] is False, 30,
+                   "the demo's probe to see PostgreSQL gone", interval=0.2)
         runner.stop_one(stack.workdir, lost)
 
     def remove():
@@ -414,17 +430,12 @@ def test_remote_write_from_both_replicas_does_not_double_aggregates(stack):
     vm = stack.url("victoriametrics")
     name = "job:http_server_requests:rate5m"
     assert stack.query(name), f"{name} is not recorded"
-    deadline = time.monotonic() + 60
-    series = []
-    while time.monotonic() < deadline:
+    def stored() -> list:
         urllib.request.urlopen(f"{vm}/internal/force_flush", timeout=5).read()
         q = urllib.parse.urlencode({"match[]": name})
-        body = urllib.request.urlopen(f"{vm}/api/v1/series?{q}", timeout=5).read()
-        series = json.loads(body)["data"]
-        if series:
-            break
-        time.sleep(1)
-    assert series, f"{name} never reached VictoriaMetrics"
+        return json.loads(urllib.request.urlopen(f"{vm}/api/v1/series?{q}", timeout=5).read())["data"]
+
+    series = wait_until(stored, 60, f"{name} in VictoriaMetrics", interval=1)
     assert all("replica" not in s for s in series), series
     prometheus_count = len(stack.query(name))
     assert len(series) == prometheus_count, (series, prometheus_count)
@@ -489,11 +500,11 @@ def test_system_crash_looping_worker(stack, amtool):
             before = workers()
             assert before, "uvicorn's master has no workers"
             os.kill(before[0].pid, signal.SIGKILL)
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline and (len(workers()) < len(before)
-                                                   or before[0].pid in {w.pid for w in workers()}):
-                time.sleep(0.2)
-            time.sleep(3)  # the replacement samples its uptime, Prometheus scrapes it
+            wait_until(lambda: len(workers()) >= len(before) and before[0].pid not in {w.pid for w in workers()},
+                       30, "uvicorn to replace the killed worker", interval=0.2)
+            # The fault's rhythm (crashes some 4 s apart, as the window reason states): the
+            # replacement samples its uptime and Prometheus scrapes it before the next crash.
+            time.sleep(3)
 
     # Near the end: replaced workers start with no sessions, connections or market-data
     # timestamp of their own, which the panels and the market-data scenario read. No resolve
@@ -506,14 +517,17 @@ def test_system_crash_looping_worker(stack, amtool):
 def test_every_fault_resolves(stack):
     """Last: every scenario's alert sends its resolve once its fault is gone."""
     assert PENDING_RESOLVES, "no scenario ran"
-    deadline = time.monotonic() + RESOLVE_TIMEOUT
     missing = PENDING_RESOLVES
-    while time.monotonic() < deadline:
+
+    def resolved() -> bool:
+        nonlocal missing
         notes = stack.notifications()
         missing = [(alert, removed) for alert, removed in PENDING_RESOLVES
                    if not any(n["status"] == "resolved" and n["at"] >= removed and _mentions(n, alert)
                               for n in notes)]
-        if not missing:
-            return
-        time.sleep(2)
-    pytest.fail(f"no resolve notification for {[a for a, _ in missing]}")
+        return not missing
+
+    try:
+        wait_until(resolved, RESOLVE_TIMEOUT, "every resolve", interval=2)
+    except AssertionError:
+        pytest.fail(f"no resolve notification for {[a for a, _ in missing]}")

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import time
 import uuid
+from pathlib import Path
 
 import pytest
+from support import wait_until
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
@@ -52,10 +54,7 @@ def test_demo_on_postgresql(throwaway_database, throwaway_redis):
 
         assert client.post("/admin/faults", json={"db_error": True}).json()["actions"]["db_error"].startswith("ProgrammingError")
         ticks = demo.simulator.ticks
-        deadline = time.monotonic() + 5
-        while demo.simulator.ticks < ticks + 3 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert demo.simulator.ticks >= ticks + 3, "the simulator writes ticks to PostgreSQL"
+        wait_until(lambda: demo.simulator.ticks >= ticks + 3, 5, "the simulator writing ticks to PostgreSQL")
     engine = create_engine(throwaway_database)
     with engine.connect() as conn:
         assert conn.scalar(text("SELECT count(*) FROM quotes WHERE volume > 0")) > 0
@@ -68,14 +67,14 @@ def test_workers_starting_together_create_and_seed_the_schema_once(throwaway_dat
     import subprocess
     import sys
 
-    code = ("import sys, time\n"
-            "from mystocks_otel_dev.demo.db import Database\n"
-            "from mystocks_otel_dev.demo.faults import Faults\n"
-            "time.sleep(max(0.0, float(sys.argv[2]) - time.time()))  # all start at one instant\n"
-            "Database(sys.argv[1], Faults()).open()\n")
-    start = str(time.time() + 4)
-    workers = [subprocess.Popen([sys.executable, "-c", code, throwaway_database, start],
-                                stderr=subprocess.PIPE, text=True) for _ in range(6)]
+    worker = Path(__file__).with_name("open_database.py")
+    workers = [subprocess.Popen([sys.executable, str(worker), throwaway_database], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(6)]
+    # A start barrier: every worker has imported everything and waits on stdin; release all.
+    assert [w.stdout.readline().strip() for w in workers] == ["ready"] * 6
+    for w in workers:
+        w.stdin.write("go")
+        w.stdin.flush()
     errors = [w.communicate(timeout=60)[1] for w in workers]
     assert [w.returncode for w in workers] == [0] * 6, "\n".join(e for e in errors if e)[-2000:]
     engine = create_engine(throwaway_database)

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 
 import redis
 from sqlalchemy import create_engine, select
 
 from mystocks_otel_dev.demo.db import SEED, orders, positions, watchlist
-from demo_support import ROOT
 from support import free_port
 
 
@@ -150,14 +147,17 @@ def test_openapi_lists_every_route(client):
         assert path in paths, path
 
 
-def test_building_and_importing_the_app_touches_no_network(tmp_path):
-    """Import plain.py (which builds an app) with both URLs pointing at nothing: no error, no file."""
+def test_building_and_importing_the_app_touches_no_network(tmp_path, monkeypatch):
+    """Import plain.py (which builds an app) with both URLs pointing at nothing: no error, no file.
+    In process, on fresh module objects (the originals are put back afterwards)."""
+    import importlib
+
     db_file = tmp_path / "never.db"
-    env = {**os.environ, "DATABASE_URL": f"sqlite:///{db_file}",
-           "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}
-    code = "import mystocks_otel_dev.demo.plain as p, mystocks_otel_dev.demo.server, mystocks_otel_dev.demo.traffic; print(type(p.app).__name__)"
-    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True,
-                            text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "FastAPI"
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{db_file}")
+    monkeypatch.setenv("REDIS_URL", f"redis://127.0.0.1:{free_port()}/0")
+    names = ("mystocks_otel_dev.demo.plain", "mystocks_otel_dev.demo.server", "mystocks_otel_dev.demo.traffic")
+    for name in names:
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    plain, _, _ = (importlib.import_module(name) for name in names)
+    assert type(plain.app).__name__ == "FastAPI"
     assert not db_file.exists()

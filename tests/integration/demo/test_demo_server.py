@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
+from pathlib import Path
 
 import httpx
 import pytest
 
 from mystocks_otel_dev.demo.server import serve, urls
+from mystocks_otel_dev.stack.processes import Processes, Spec
 from demo_support import ROOT, uvicorn_demo
-from support import free_port, wait_until
+from support import free_port
 
 
 def test_urls_name_every_endpoint():
@@ -28,31 +28,20 @@ def test_reload_needs_the_factory():
 
 
 def test_serve_runs_the_instrumented_demo(tmp_path, throwaway_redis):
+    """`mystocks-otel demo` (the CLI that calls serve()), run by the process harness."""
     port = free_port()
-    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'demo.db'}",
-           "REDIS_URL": throwaway_redis["url"], "PYTHONUNBUFFERED": "1"}
-    out = tmp_path / "serve.out"
-    with open(out, "w") as sink:
-        proc = subprocess.Popen([sys.executable, "-c", f"from mystocks_otel_dev.demo.server import serve; serve(port={port})"],
-                                cwd=ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT)
-    try:
-        base = f"http://127.0.0.1:{port}"
-
-        def up():
-            try:
-                return httpx.get(base + "/health", timeout=1).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_until(up, 20, "serve() answering")
+    env = {"DATABASE_URL": f"sqlite:///{tmp_path / 'demo.db'}", "REDIS_URL": throwaway_redis["url"],
+           "PYTHONUNBUFFERED": "1"}
+    base = f"http://127.0.0.1:{port}"
+    spec = Spec("demo", [sys.executable, "-m", "mystocks_otel.cli", "demo", "--port", str(port)], url=base,
+                port=port, ready_url=f"{base}/health", env=env, cwd=str(ROOT), start_timeout=30)
+    with Processes(tmp_path / "procs") as procs:
+        proc = procs.start(spec)
         assert httpx.get(base + "/metrics", timeout=5).status_code == 200
         assert httpx.get(base + "/metrics/list", timeout=5).status_code == 200
-        printed = out.read_text()
+        printed = Path(proc.log).read_text()
         for url in urls("127.0.0.1", port).values():
             assert url in printed
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 def test_plain_app_serves_without_telemetry(tmp_path, throwaway_redis):
