@@ -82,7 +82,8 @@ def _record_calls() -> dict:
     from opentelemetry.sdk.metrics.export import InMemoryMetricReader
     from prometheus_client import CollectorRegistry, Counter, Histogram
 
-    from mystocks_otel import catalog, instruments
+    from mystocks_otel import catalog
+    from mystocks_otel._internal import state as instruments  # the recorders live in the process state
 
     duration = catalog.get("http.server.request.duration")
     ours_histogram = instruments.histogram(duration.name)
@@ -121,7 +122,7 @@ def record_rounds(rounds: int, number: int) -> dict[str, list[float]]:
 # -- /metrics render --------------------------------------------------------------------------------
 
 def _ours_render() -> bytes:
-    from mystocks_otel import exposition
+    from mystocks_otel._internal import exposition
 
     rendered = exposition.render(None)
     if rendered is None:

@@ -24,7 +24,8 @@ def _prepare(variant: str):
     if variant == "ours":
         from fastapi import FastAPI
 
-        from mystocks_otel import exposition, setup_telemetry
+        from mystocks_otel import setup_telemetry
+        from mystocks_otel._internal import exposition
 
         setup_telemetry(FastAPI(), system_metrics=False)
         exposition.render(None)  # the empty registry's first scrape is not per-series cost

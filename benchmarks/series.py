@@ -56,7 +56,7 @@ def plan(total: int) -> list[tuple[object, list[tuple]]]:
 
 def fill_ours(series_plan) -> None:
     """Record one increment per series through our recorders (the public recording path)."""
-    from mystocks_otel import instruments
+    from mystocks_otel._internal import state as instruments  # the recorders live in the process state
 
     for spec, rows in series_plan:
         recorder = instruments.counter(spec.name)

@@ -31,7 +31,7 @@ from .alert_webhook import alert_webhook_router
 from .catalog import METRICS, MetricSpec
 from .config import ConfigError
 from .endpoints import metrics_router
-from .recorders import (
+from ._internal.recorders import (
     record,
     record_alert_notification,
     record_api_request,
@@ -54,7 +54,7 @@ from .recorders import (
     update_health_metrics,
     update_system_metrics,
 )
-from .telemetry import Telemetry, setup_telemetry
+from ._internal.telemetry import Telemetry, setup_telemetry
 
 __version__ = "0.1.0"
 

@@ -31,8 +31,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable
 
-from .auth import authorization, bearer_matches, challenge
-from .recorders import record_alert_notification, set_active_alerts
+from ._internal.auth import authorization, bearer_matches, challenge
+from ._internal.recorders import record_alert_notification, set_active_alerts
 
 _log = logging.getLogger(__name__)
 

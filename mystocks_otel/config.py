@@ -17,6 +17,10 @@ TRACE_EXPORTERS = ("none", "otlp", "console")
 OTLP_PROTOCOLS = ("http/protobuf",)
 MAX_CARDINALITY = 10_000
 DEFAULT_EXCLUDED_URLS = r"^/metrics(/|$),^/health,^/healthz,^/readyz,^/livez"
+#: Our instrumentors' aliases in OTEL_PYTHON_DISABLED_INSTRUMENTATIONS -> their entry-point names
+#: (mystocks_otel.integrations).
+INSTRUMENTATION_ALIASES = {"mystocks_fastapi": "fastapi", "mystocks_sqlalchemy": "sqlalchemy",
+                           "mystocks_redis": "redis"}
 
 
 class ConfigError(ValueError):
@@ -47,10 +51,20 @@ class Settings:
     metrics_path: str | None = None  # None: /metrics, moved aside when the app routes it itself
     excluded_urls: str = DEFAULT_EXCLUDED_URLS
     sdk_disabled: bool = False
+    #: OTEL_PYTHON_DISABLED_INSTRUMENTATIONS, aliases resolved (``*``: all of them)
+    disabled_instrumentations: frozenset[str] = frozenset()
 
     @property
     def tracing_enabled(self) -> bool:
         return self.traces_exporter != "none"
+
+    def instrumentation_enabled(self, name: str) -> bool:
+        """Whether our instrumentor of entry point ``name`` (fastapi, sqlalchemy, redis) runs."""
+        return "*" not in self.disabled_instrumentations and name not in self.disabled_instrumentations
+
+    def differences(self, other: "Settings") -> list[str]:
+        """The names of the fields whose values differ from ``other``'s."""
+        return [f.name for f in fields(self) if getattr(self, f.name) != getattr(other, f.name)]
 
     def with_overrides(self, **overrides) -> "Settings":
         known = {f.name for f in fields(self)}
@@ -129,6 +143,12 @@ def _path(name: str, raw: str) -> str:
     return raw
 
 
+def _instrumentations(name: str, raw: str) -> frozenset[str]:
+    """Comma-separated names, as opentelemetry-instrument reads them (spaces stripped)."""
+    names = (part.strip() for part in raw.split(","))
+    return frozenset(INSTRUMENTATION_ALIASES.get(n, n) for n in names if n)
+
+
 def _text(name: str, raw: str) -> str:
     if not raw.strip():
         raise ConfigError(name, raw, "a non-empty string")
@@ -147,6 +167,7 @@ _VARIABLES: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL": ("otlp_protocol", lambda n, r: _choice(n, r, OTLP_PROTOCOLS)),
     "OTEL_SDK_DISABLED": ("sdk_disabled", _bool),
     "OTEL_PYTHON_FASTAPI_EXCLUDED_URLS": ("excluded_urls", _regexes),
+    "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": ("disabled_instrumentations", _instrumentations),
     "MYSTOCKS_OTEL_CARDINALITY_LIMIT": (
         "cardinality_limit", lambda n, r: _int(n, r, 1, MAX_CARDINALITY)),
     "MYSTOCKS_OTEL_SLOW_QUERY_SECONDS": ("slow_query_seconds", _seconds),

@@ -1,18 +1,25 @@
 """Entry points for ``opentelemetry-instrument``: zero-code instrumentation.
 
 ``opentelemetry-instrument uvicorn app:app`` loads :class:`MyStocksDistro`, then
-:class:`MyStocksConfigurator`, then the installed instrumentors.
+:class:`MyStocksConfigurator`, then the installed instrumentors: ours
+(:mod:`mystocks_otel.integrations`: entry points ``fastapi``, ``sqlalchemy`` and ``redis``),
+and upstream's except those ours replace.
 
 - The distro writes nothing into ``os.environ``: our defaults live in
   :class:`~mystocks_otel.config.Settings`, so FastAPI's own telemetry and child processes
   see exactly the environment the user set.
 - The configurator validates the settings once, at start-up. A bad one ends the process
   with one line and exit code 2, because the launcher would otherwise swallow the error
-  and run uninstrumented. It then installs the SQLAlchemy and Redis hooks and, when the
-  application imports FastAPI (not before: importing it early would import pydantic and
-  its plugins ahead of the app), makes every FastAPI app set itself up with the settings
-  checked at start-up. That never ends a running process: a failure there is logged once
-  and leaves the app uninstrumented.
+  and run uninstrumented. When the application imports FastAPI (not before: importing it
+  early would import pydantic and its plugins ahead of the app), it makes every FastAPI app
+  set itself up with the settings checked at start-up. That never ends a running process:
+  a failure there is logged once and leaves the app uninstrumented.
+- The launcher then loads the ``opentelemetry_instrumentor`` entry points, skipping the names
+  in ``OTEL_PYTHON_DISABLED_INSTRUMENTATIONS``. The distro loads ours with the start-up
+  settings, and skips ours also by alias (``mystocks_sqlalchemy``...) and when their library
+  is missing; it skips upstream's FastAPI, ASGI, Starlette, SQLAlchemy and Redis
+  instrumentations, which ours replace. With ``fastapi`` disabled, apps are still set up (the
+  metrics endpoints, the database, Redis and business metrics) with no HTTP metrics.
 
 The provider therefore starts in the process that creates the app: never in uvicorn's
 ``--reload`` parent, which binds nothing.
@@ -24,17 +31,17 @@ import functools
 import logging
 import os
 import sys
-import threading
 
 from opentelemetry.instrumentation.distro import BaseDistro
 from opentelemetry.sdk._configuration import _BaseConfigurator
 
-from . import config, runtime
+from . import config, integrations
+from ._internal import runtime, state
 
 _log = logging.getLogger(__name__)
 
-# Upstream instrumentors whose metrics our own layers replace. With tracing on,
-# the runtime runs the Redis and FastAPI ones for spans only (no-op meter provider).
+# Upstream instrumentors whose metrics our own instrumentors replace. With tracing on, ours
+# run upstream's Redis and FastAPI ones for spans only (no-op meter provider).
 _REPLACED = frozenset({"fastapi", "asgi", "starlette", "sqlalchemy", "redis"})
 _LAUNCHER_LOGGER = "opentelemetry.instrumentation.auto_instrumentation._load"
 
@@ -45,6 +52,9 @@ class MyStocksDistro(BaseDistro):
         logging.getLogger(_LAUNCHER_LOGGER).addFilter(_ReplacedVersionConflicts())
 
     def load_instrumentor(self, entry_point, **kwargs):
+        if integrations.is_ours(entry_point.value):
+            load_own(entry_point.name, state.startup_settings())
+            return
         if entry_point.name in _REPLACED:
             _log.debug("mystocks-otel replaces the %s instrumentation", entry_point.name)
             return
@@ -77,8 +87,17 @@ class MyStocksConfigurator(_BaseConfigurator):
             return
         if settings.sdk_disabled:
             return
-        runtime.install_library_hooks(settings)
+        state.set_startup_settings(settings)  # for our instrumentors, loaded next
         patch_fastapi(settings)
+
+
+def load_own(name: str, settings: config.Settings | None) -> bool:
+    """Instrument our entry point ``name`` at interpreter start, unless disabled (by name or
+    alias), its library is missing, or the configurator did not run (SDK disabled)."""
+    if settings is None:
+        _log.debug("mystocks-otel: %s not instrumented: no start-up settings", name)
+        return False
+    return runtime.instrument(name, settings)
 
 
 def fail_startup(error: Exception) -> None:
@@ -113,20 +132,13 @@ def _patch(fastapi_module, settings: config.Settings) -> None:
     fastapi_module.FastAPI.__init__ = __init__
 
 
-_failures_lock = threading.Lock()
-_failure_logged = False
-
-
 def _instrument(app, settings: config.Settings) -> None:
     """``setup_telemetry`` for an app the distro saw created; never raises, never exits."""
-    global _failure_logged
     try:
-        from .telemetry import setup_telemetry
+        from ._internal.telemetry import setup_telemetry
 
         setup_telemetry(app, settings=settings)
     except Exception:  # noqa: BLE001 - never stop the host app for telemetry
-        with _failures_lock:
-            first, _failure_logged = not _failure_logged, True
-        if first:
+        if state.first_failure():
             _log.exception("mystocks-otel could not instrument %r; it runs uninstrumented "
                            "(further failures are not logged)", app)

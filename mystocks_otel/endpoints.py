@@ -1,7 +1,7 @@
 """``/metrics``, ``/metrics/health`` and ``/metrics/list``: what they answer and where they live.
 
 :func:`answer` is the one code path every door takes: the ASGI layer on the app's port
-(:mod:`mystocks_otel.asgi`), the standalone port (:mod:`mystocks_otel.standalone`) and
+(:mod:`mystocks_otel._internal.asgi`), the standalone port (:mod:`mystocks_otel._internal.standalone`) and
 :func:`metrics_router`, for apps that want the endpoints inside their own router and schema.
 ``/metrics`` needs the bearer token when one is set; health and list stay open for probes.
 
@@ -18,7 +18,8 @@ import re
 import time
 from dataclasses import dataclass
 
-from . import auth, catalog, exposition, export_health, provider, runtime
+from . import catalog
+from ._internal import auth, exposition, state
 from .config import DEFAULT_EXCLUDED_URLS, Settings
 
 DEFAULT_PATH = "/metrics"
@@ -29,20 +30,20 @@ _TEXT = "text/plain; charset=utf-8"
 
 
 def health_report() -> dict:
-    state, rt = provider.current(), runtime.current()
-    if state is None:
+    current, rt = state.provider(), state.runtime()
+    if current is None:
         return {"status": "not_configured", "readers": [], "reader_states": {},
                 "last_collection": None, "components": {}, "dependencies": {}}
     health = rt.health.last if rt is not None else {"components": {}, "dependencies": {}}
     unhealthy = [name for name, up in health["components"].items() if not up]
-    failing = export_health.failing(state.readers)
+    failing = state.EXPORT_STATUSES.failing(current.readers)
     return {
         "status": "degraded" if unhealthy or failing else "ok",
-        "service": state.settings.service_name,
-        "readers": sorted(state.readers),
-        "reader_states": export_health.reader_states(state.readers, state.last_collection),
-        "uptime_seconds": round(time.time() - state.started_at, 3),
-        "last_collection": state.last_collection or None,
+        "service": current.settings.service_name,
+        "readers": sorted(current.readers),
+        "reader_states": state.EXPORT_STATUSES.reader_states(current.readers, current.last_collection),
+        "uptime_seconds": round(time.time() - current.started_at, 3),
+        "last_collection": current.last_collection or None,
         "components": health["components"],
         "dependencies": health["dependencies"],
         "tracing": bool(rt and rt.tracing),
@@ -93,8 +94,8 @@ def suffix_of(path: str, prefix: str | None) -> str | None:
 
 
 def configured_token() -> str | None:
-    state = provider.current()
-    return state.settings.metrics_token if state is not None else None
+    current = state.provider()
+    return current.settings.metrics_token if current is not None else None
 
 
 # -- where the endpoints live on the app's port ------------------------------------------

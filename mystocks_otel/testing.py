@@ -101,7 +101,7 @@ class MetricsCapture:
 
     def prometheus_text(self) -> str:
         """The body ``/metrics`` would serve now (needs the Prometheus reader)."""
-        from . import exposition
+        from ._internal import exposition
 
         rendered = exposition.render()
         if rendered is None:
@@ -117,23 +117,22 @@ class MetricsCapture:
 def reset() -> None:
     """Stop mystocks-otel and forget everything it recorded, as a fresh interpreter would.
 
-    Stops the runtime (poller and library hooks), shuts the provider down, removes the
-    SQLAlchemy and Redis hooks and the upstream span instrumentors, forgets engines, clients
-    and health reports, and empties every recorder so that the next provider starts at zero.
+    Stops the runtime (poller and instrumentors), shuts the provider down, uninstruments our
+    FastAPI, SQLAlchemy and Redis instrumentors and the upstream span instrumentors, forgets
+    engines, clients and health reports, and empties every recorder so that the next provider
+    starts at zero.
     """
-    from . import catalog, provider, runtime
-    from .instruments import INSTRUMENTS
+    from ._internal import provider, runtime, state
 
-    runtime._uninstrument_upstream_for_spans()
-    runtime.stop()  # the poller, the library hooks (engines and clients with them), the provider
+    runtime.stop()  # the poller, the instrumentors (engines, clients and spans with them), the provider
+    runtime.uninstrument_all()  # instrumented by hand, with no runtime
+    runtime.instrumentor("redis").untrace()  # upstream's span instrumentor, if a test ran it
     provider.shutdown()  # a provider started without a runtime
     # Reinitialise the process-wide objects in place: modules and middleware hold references
     # to them, so they must stay the same objects.
-    type(runtime.HEALTH).__init__(runtime.HEALTH)
-    for spec in catalog.METRICS:
-        recorder = INSTRUMENTS[spec.name]
-        type(recorder).__init__(recorder, spec, INSTRUMENTS)
-    INSTRUMENTS._bound = False  # the next provider binds fresh SDK instruments
+    state.HEALTH.reset()
+    state.INSTRUMENTS.reset()  # empty, and unbound: the next provider binds fresh SDK instruments
+    state.reset()  # the first set-up's settings, the distro's logged failure
 
 
 @contextmanager
@@ -147,8 +146,9 @@ def capture_metrics(**options) -> Iterator[MetricsCapture]:
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-    from . import config, provider
-    from .sdk_bridge import InMemoryReader  # the SDK's in-memory reader, with our histograms
+    from . import config
+    from ._internal import provider
+    from ._internal.sdk_bridge import InMemoryReader  # the SDK's in-memory reader, with our histograms
 
     settings = config.load().with_overrides(**{**CAPTURE_DEFAULTS, **options})
     reset()
@@ -157,7 +157,7 @@ def capture_metrics(**options) -> Iterator[MetricsCapture]:
         reader = InMemoryReader()
         state.provider.add_metric_reader(reader)
         span_exporter = InMemorySpanExporter()
-        tracer_provider = TracerProvider(resource=provider._resource(settings))
+        tracer_provider = TracerProvider(resource=provider.resource(settings))
         tracer_provider.add_span_processor(SimpleSpanProcessor(span_exporter))
         yield MetricsCapture(reader, settings, tracer_provider, span_exporter)
     finally:

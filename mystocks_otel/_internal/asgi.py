@@ -13,6 +13,8 @@ labels and unknown paths fall into one series with no ``http.route``.
   handlers, ``generate_unique_id_function`` and OpenAPI schema never see them. Where they live is
   decided once, lazily (at lifespan start-up or the first request, when the app has declared
   its routes): see :func:`mystocks_otel.endpoints.choose_prefix`.
+* **Disabled** (``OTEL_PYTHON_DISABLED_INSTRUMENTATIONS=fastapi``): the layer still serves the
+  endpoints, and records no HTTP or WebSocket metric (:mod:`mystocks_otel.integrations.fastapi`).
 * **Counted once.** The outermost layer marks the scope; a layer further in (a mounted
   FastAPI sub-app that was set up too, as ``opentelemetry-instrument`` does for every app)
   sees the mark and passes the request through untouched: no second count, no stray
@@ -27,10 +29,11 @@ import re
 from dataclasses import replace
 from time import perf_counter
 
-from . import auth, endpoints, native_telemetry
-from .catalog import get
-from .config import Settings
-from .instruments import counter, histogram
+from .. import endpoints
+from . import auth, native_telemetry
+from ..catalog import get
+from ..config import Settings
+from .state import counter, histogram
 
 _log = logging.getLogger(__name__)
 _KNOWN_METHODS = get("http.server.request.duration").labels[0].values
@@ -138,7 +141,7 @@ def route_template(scope: dict, entry_root_path: str, host=None) -> str | None:
     return entry_root_path + prefix + own
 
 
-def install(app, settings: Settings) -> None:
+def install(app, settings: Settings, switch=None) -> None:
     """Put the layer around everything the app builds but its error middleware: outside the
     user's middleware (CORS, auth, GZip) and the router, so every request is counted,
     including the ones a middleware answers, and the endpoints answer before anything of the
@@ -150,9 +153,9 @@ def install(app, settings: Settings) -> None:
 
     def wrap(stack):
         if isinstance(stack, ServerErrorMiddleware):
-            stack.app = MetricsMiddleware(stack.app, settings, host_app=app)
+            stack.app = MetricsMiddleware(stack.app, settings, host_app=app, switch=switch)
             return stack
-        return MetricsMiddleware(stack, settings, host_app=app)  # an unusual stack: around it
+        return MetricsMiddleware(stack, settings, host_app=app, switch=switch)  # an unusual stack
 
     build = app.build_middleware_stack
     app.build_middleware_stack = lambda: wrap(build())
@@ -177,12 +180,15 @@ class MetricsMiddleware:
 
     ``settings`` (default: the defaults) give the metrics path, the token and the excluded
     URLs; ``host_app`` is the app whose routes decide where the endpoints live (default:
-    ``scope["app"]``); ``excluded_urls`` overrides the settings' value.
+    ``scope["app"]``); ``excluded_urls`` overrides the settings' value. ``switch`` (our
+    ``fastapi`` instrumentor): HTTP and WebSocket metrics are recorded only while its
+    ``recording`` is true; the endpoints are served regardless. None: always recorded.
     """
 
     def __init__(self, app, settings: Settings | None = None, *, host_app=None,
-                 excluded_urls: str | None = None):
+                 excluded_urls: str | None = None, switch=None):
         self.app = app
+        self.switch = switch
         self.settings = settings if settings is not None else Settings()
         if excluded_urls is not None:
             self.settings = replace(self.settings, excluded_urls=excluded_urls)
@@ -226,12 +232,15 @@ class MetricsMiddleware:
         host = scope.get("app")  # the app that called us; inner apps overwrite it later
         if not self._resolved:
             self.resolve(host)
+        recording = self.switch is None or self.switch.recording
         if kind == "websocket":
+            if not recording:
+                return await self.app(scope, receive, send)
             return await self._websocket(scope, receive, send, host)
         path = route_path(scope)
         suffix = endpoints.suffix_of(path, self.prefix)
         app = self.app if suffix is None else self._serve_endpoint(suffix)
-        if self._excluded is not None and self._excluded.search(path):
+        if not recording or (self._excluded is not None and self._excluded.search(path)):
             return await app(scope, receive, send)
         if native_telemetry.measures_http(host, scope):  # FastAPI's own metrics win: count once
             return await app(scope, receive, send)

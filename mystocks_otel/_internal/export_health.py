@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult
 
-from .instruments import counter
+from .instruments import SumRecorder
 
 _log = logging.getLogger(__name__)
 EXPORT_FAILURES = "mystocks.telemetry.export_failures"
@@ -50,9 +50,39 @@ class ExportStatus:
                 "failures_total": self.failures_total}
 
 
-#: exporter name -> its status; the latest WatchedExporter of a name wins (one provider per process).
-STATUSES: dict[str, ExportStatus] = {}
-_lock = threading.Lock()
+class ExportStatuses:
+    """exporter name -> its status; the latest WatchedExporter of a name wins (one provider
+    per process). The process's one instance is ``state.EXPORT_STATUSES``."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.by_name: dict[str, ExportStatus] = {}
+
+    def get(self, name: str) -> ExportStatus | None:
+        return self.by_name.get(name)
+
+    def add(self, status: ExportStatus) -> None:
+        with self.lock:
+            self.by_name[status.exporter] = status
+
+    def after_fork(self) -> None:
+        self.lock = threading.Lock()  # a parent's export thread may have held it at the fork
+
+    def reader_states(self, readers, last_collection: dict | None = None) -> dict[str, dict]:
+        """``{reader name: state}`` for the readers of the current provider."""
+        states = {}
+        for name in sorted(readers):
+            status = self.by_name.get(name)
+            if status is not None:
+                with self.lock:
+                    states[name] = status.as_dict()
+            else:  # a pull reader: it is as healthy as its last scrape
+                states[name] = {"state": "ok", "last_collection": last_collection or None}
+        return states
+
+    def failing(self, readers) -> list[str]:
+        return [name for name in readers
+                if (s := self.by_name.get(name)) is not None and s.consecutive_failures]
 
 
 def describe(error: object) -> str:
@@ -93,18 +123,20 @@ class _FirstProblem(logging.Filter):
 class WatchedExporter(MetricExporter):
     """Delegates to ``inner`` (the SDK's OTLP exporter) and records each outcome."""
 
-    def __init__(self, inner: MetricExporter, name: str = "otlp"):
+    def __init__(self, inner: MetricExporter, name: str, statuses: ExportStatuses,
+                 failures: SumRecorder):
         super().__init__(preferred_temporality=inner._preferred_temporality,
                          preferred_aggregation=inner._preferred_aggregation)
         self.inner = inner
         self.status = ExportStatus(name)
+        self.statuses = statuses
+        self.failures = failures  # mystocks.telemetry.export_failures
         self._problems = _FirstProblem()
         self._logger = logging.getLogger(type(inner).__module__)  # where the SDK logs why
         self._logger.addFilter(self._problems)
         self._local = threading.local()
         self._watch_client()
-        with _lock:
-            STATUSES[name] = self.status
+        statuses.add(self.status)
 
     def export(self, metrics_data, timeout_millis: float = 10_000, **kwargs) -> MetricExportResult:
         self._local.result = None
@@ -147,17 +179,17 @@ class WatchedExporter(MetricExporter):
         return f"HTTP {status} {getattr(result, 'reason', '') or ''}".strip() if status else None
 
     def _succeeded(self) -> None:
-        with _lock:
+        with self.statuses.lock:
             self.status.last_success = time.time()
             self.status.consecutive_failures = 0
 
     def _failed(self, error: str) -> None:
-        with _lock:
+        with self.statuses.lock:
             self.status.last_failure = time.time()
             self.status.last_error = error
             self.status.consecutive_failures += 1
             self.status.failures_total += 1
-        counter(EXPORT_FAILURES).add(1, self.status.exporter)
+        self.failures.add(1, self.status.exporter)
 
     def force_flush(self, timeout_millis: float = 10_000) -> bool:
         return self.inner.force_flush(timeout_millis=timeout_millis)
@@ -167,22 +199,6 @@ class WatchedExporter(MetricExporter):
         self.inner.shutdown(*args, **kwargs)  # the reader passes timeout=..., as it does to any exporter
 
 
-def watch(exporter: MetricExporter, name: str = "otlp") -> WatchedExporter:
-    return WatchedExporter(exporter, name)
-
-
-def reader_states(readers, last_collection: dict | None = None) -> dict[str, dict]:
-    """``{reader name: state}`` for the readers of the current provider."""
-    states = {}
-    for name in sorted(readers):
-        status = STATUSES.get(name)
-        if status is not None:
-            with _lock:
-                states[name] = status.as_dict()
-        else:  # a pull reader: it is as healthy as its last scrape
-            states[name] = {"state": "ok", "last_collection": last_collection or None}
-    return states
-
-
-def failing(readers) -> list[str]:
-    return [name for name in readers if (s := STATUSES.get(name)) is not None and s.consecutive_failures]
+def watch(exporter: MetricExporter, name: str, statuses: ExportStatuses,
+          failures: SumRecorder) -> WatchedExporter:
+    return WatchedExporter(exporter, name, statuses, failures)

@@ -30,9 +30,10 @@ import re
 import time
 from typing import Iterable
 
-from . import provider
-from .catalog import OVERFLOW_ATTRIBUTE, Kind, MetricSpec
-from .instruments import INSTRUMENTS, OVERFLOW_KEY, Instruments
+from . import state
+from ..catalog import OVERFLOW_ATTRIBUTE, Kind, MetricSpec
+from .instruments import OVERFLOW_KEY, Instruments
+from .state import INSTRUMENTS
 
 TEXT = "text/plain; version=0.0.4; charset=utf-8"
 OPENMETRICS = "application/openmetrics-text; version=1.0.0; charset=utf-8"
@@ -46,15 +47,15 @@ def render(accept: str | None = None) -> tuple[bytes, str] | None:
     Thread-safe; call it off the event loop for large pages (it holds each recorder's
     lock only while copying that recorder's series).
     """
-    state = provider.current()
-    if state is None or "prometheus" not in state.settings.metrics_exporters:
+    current = state.provider()
+    if current is None or "prometheus" not in current.settings.metrics_exporters:
         return None
     openmetrics = wants_openmetrics(accept)
     started = time.perf_counter()
-    merged = state.multiprocess.merged() if state.multiprocess is not None else None
-    body = render_families(families(INSTRUMENTS, merged), state.resource.attributes,
+    merged = current.multiprocess.merged() if current.multiprocess is not None else None
+    body = render_families(families(INSTRUMENTS, merged), current.resource.attributes,
                            openmetrics).encode()
-    state.last_collection = {
+    current.last_collection = {
         "at": time.time(),
         "duration_seconds": round(time.perf_counter() - started, 6),
         "bytes": len(body),

@@ -15,7 +15,7 @@ from time import perf_counter
 from typing import Callable
 
 from ..catalog import OTHER, get
-from ..instruments import gauge, histogram
+from .instruments import Instruments
 
 COMPONENTS = get("mystocks.health.component_status").labels[0].values
 DEPENDENCIES = get("mystocks.health.dependency_availability").labels[0].values
@@ -29,7 +29,12 @@ class HealthRegistry:
     how long; the runtime uses three probe intervals).
     """
 
-    def __init__(self):
+    def __init__(self, instruments: Instruments):
+        self.instruments = instruments
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every report (the testing module's reset)."""
         self._lock = threading.Lock()
         self._app_reported: dict[tuple[str, str], float] = {}  # (kind, name) -> monotonic time
         self.last: dict[str, dict[str, bool]] = {"components": {}, "dependencies": {}}
@@ -56,12 +61,12 @@ class HealthRegistry:
                     elif now - self._app_reported.get((kind, name), -math.inf) < app_wins_for:
                         continue  # the app's own report is fresher than a ping
                     self.last[kind][name] = bool(healthy)
-                gauge(metric).set(1.0 if healthy else 0.0, name)
+                self.instruments.gauge(metric).set(1.0 if healthy else 0.0, name)
         with self._lock:
             return {kind: dict(values) for kind, values in self.last.items()}
 
 
-def _timed(component: str, check: Callable[[], object]) -> bool:
+def _timed(instruments: Instruments, component: str, check: Callable[[], object]) -> bool:
     started = perf_counter()
     try:
         check()
@@ -69,7 +74,7 @@ def _timed(component: str, check: Callable[[], object]) -> bool:
     except Exception:  # noqa: BLE001 - any failure means unhealthy
         return False
     finally:
-        histogram("mystocks.health.check_duration").record(perf_counter() - started, component)
+        instruments.histogram("mystocks.health.check_duration").record(perf_counter() - started, component)
 
 
 def in_use(engine) -> bool:
@@ -85,7 +90,7 @@ def in_use(engine) -> bool:
     return pool.checkedin() + pool.checkedout() > 0
 
 
-def probe_engines(engines) -> dict[str, bool]:
+def probe_engines(engines, instruments: Instruments) -> dict[str, bool]:
     """{dependency: up} for each engine in use, by a ``SELECT 1``."""
     results: dict[str, bool] = {}
     for engine in [e for e in list(engines) if in_use(e)]:
@@ -96,14 +101,14 @@ def probe_engines(engines) -> dict[str, bool]:
             with engine.connect() as conn:
                 conn.exec_driver_sql("SELECT 1")
 
-        results[dependency] = results.get(dependency, True) and _timed("database", ping)
+        results[dependency] = results.get(dependency, True) and _timed(instruments, "database", ping)
     return results
 
 
-def probe_redis(clients) -> dict[str, bool]:
+def probe_redis(clients, instruments: Instruments) -> dict[str, bool]:
     up = None
     for client in list(clients):
         if not hasattr(client, "ping") or "asyncio" in type(client).__module__:
             continue  # async clients cannot be pinged from the poller thread
-        up = (up is not False) and _timed("cache", client.ping)
+        up = (up is not False) and _timed(instruments, "cache", client.ping)
     return {} if up is None else {"redis": up}

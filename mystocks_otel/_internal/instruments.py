@@ -4,12 +4,12 @@ The OTel SDK's ``Counter.add`` costs ~5.7 us and ``Histogram.record`` ~6 us. Eve
 metric is therefore pre-aggregated here, in small lock-protected dicts (sync endpoints
 run in a thread pool): totals, last values, and per series one bounded bucket array
 (counts per catalog bucket, then sum, min and max). ``/metrics`` is rendered straight
-from these recorders (:mod:`mystocks_otel.exposition`). For OTLP, counters and gauges
+from these recorders (:mod:`mystocks_otel._internal.exposition`). For OTLP, counters and gauges
 reach the SDK through *observable* instruments; histograms, which the SDK cannot
 observe, join each reader's collected data at ``MetricReader._receive_metrics``
-(:mod:`mystocks_otel.sdk_bridge`).
+(:mod:`mystocks_otel._internal.sdk_bridge`).
 
-In multiprocess mode (:mod:`mystocks_otel.multiprocess`) each recorder also mirrors
+In multiprocess mode (:mod:`mystocks_otel._internal.multiprocess`) each recorder also mirrors
 every value it changes into this process's memory-mapped file (its ``sink``), so that
 any worker can merge all workers' values, and a worker killed by SIGKILL loses nothing.
 
@@ -31,8 +31,8 @@ from typing import Iterable
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 from opentelemetry.trace import get_current_span
 
-from . import catalog
-from .catalog import OTHER, OVERFLOW_ATTRIBUTE, Kind, MetricSpec
+from .. import catalog
+from ..catalog import OTHER, OVERFLOW_ATTRIBUTE, Kind, MetricSpec
 
 _log = logging.getLogger(__name__)
 
@@ -117,6 +117,15 @@ class Recorder:
         with self._lock:
             self._data.clear()
         self.start_time_ns = time.time_ns()
+
+    def after_fork(self) -> None:
+        """In a forked child: a new lock (a parent thread may have held this one at the fork),
+        no sink (the parent's file), and the parent's counts forgotten; gauges keep their
+        last value."""
+        self._lock = threading.Lock()
+        self.sink, self.sink_offsets = None, {}
+        if self.spec.kind is not Kind.GAUGE:
+            self.clear_values()
 
     def snapshot(self) -> list[tuple[tuple, object]]:
         """``[(key, value)]`` now; a histogram's value is a copy of its bucket array."""
@@ -305,7 +314,7 @@ class HistogramRecorder(Recorder):
         return sum(series[:self.width]) if series is not None else 0
 
     def bind(self, meter: Meter) -> None:
-        """Nothing to create: histograms reach OTLP through :mod:`mystocks_otel.sdk_bridge`."""
+        """Nothing to create: histograms reach OTLP through :mod:`mystocks_otel._internal.sdk_bridge`."""
 
 
 def current_span_ids() -> tuple[int, int] | None:
@@ -334,6 +343,31 @@ class Instruments:
         }
         self._bound = False
 
+    @property
+    def bound(self) -> bool:
+        return self._bound
+
+    def reset(self) -> None:
+        """Every recorder as new and unbound, in place (modules and middleware hold them):
+        the next provider binds fresh SDK instruments."""
+        for recorder in self._recorders.values():
+            type(recorder).__init__(recorder, recorder.spec, self)
+        self._bound = False
+
+    def after_fork(self) -> None:
+        """In a forked child: see :meth:`Recorder.after_fork`."""
+        for recorder in self._recorders.values():
+            recorder.after_fork()
+
+    def counter(self, name: str) -> "SumRecorder":
+        return self._recorders[name]  # type: ignore[return-value]
+
+    def gauge(self, name: str) -> "GaugeRecorder":
+        return self._recorders[name]  # type: ignore[return-value]
+
+    def histogram(self, name: str) -> "HistogramRecorder":
+        return self._recorders[name]  # type: ignore[return-value]
+
     def __getitem__(self, name: str) -> Recorder:
         return self._recorders[name]
 
@@ -360,19 +394,3 @@ class Instruments:
             recorder.bind(meter)
         self._bound = True
         return True
-
-
-#: The process-wide recorders (the MeterProvider is process-wide too).
-INSTRUMENTS = Instruments()
-
-
-def counter(name: str) -> SumRecorder:
-    return INSTRUMENTS[name]  # type: ignore[return-value]
-
-
-def gauge(name: str) -> GaugeRecorder:
-    return INSTRUMENTS[name]  # type: ignore[return-value]
-
-
-def histogram(name: str) -> HistogramRecorder:
-    return INSTRUMENTS[name]  # type: ignore[return-value]

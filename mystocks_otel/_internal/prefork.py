@@ -16,16 +16,17 @@ own ``service.instance.id`` (``MeterProvider._handle_fork``). Two things it leav
   processes writing requests into one socket corrupt each other's exports. The child gets a
   new HTTP session.
 
-What the child counts starts at zero: the runtime clears the counts it inherited
-(``runtime._forget_parent_counts``), and the parent keeps pushing its own under its own id.
+What the child counts starts at zero: the process state's fork hook clears the counts it
+inherited (:mod:`mystocks_otel._internal.state`), and the parent keeps pushing its own under
+its own id. The wait around the fork goes through that one hook too (:func:`state.join_fork`).
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import threading
-import weakref
+
+from . import state
 
 _log = logging.getLogger(__name__)
 
@@ -39,21 +40,19 @@ class ForkSafeExport:
         self._busy = threading.Lock()  # held while collecting and exporting
         self._paused = False
         super().__init__(*args, **kwargs)  # starts the export thread
-        if hasattr(os, "register_at_fork"):
-            before, parent = weakref.WeakMethod(self._pause), weakref.WeakMethod(self._resume)
-            os.register_at_fork(before=lambda: _call(before), after_in_parent=lambda: _call(parent))
+        state.join_fork(self)  # before_fork / after_fork_in_parent, held weakly
 
     def collect(self, timeout_millis: float = 10_000) -> None:
         with self._busy:
             super().collect(timeout_millis=timeout_millis)
 
-    def _pause(self) -> None:
+    def before_fork(self) -> None:
         self._paused = self._busy.acquire(timeout=FORK_WAIT_SECONDS)
         if not self._paused:
             _log.warning("mystocks-otel: fork() while an OTLP export still runs after %ss",
                          FORK_WAIT_SECONDS)
 
-    def _resume(self) -> None:
+    def after_fork_in_parent(self) -> None:
         if self._paused:
             self._paused = False
             self._busy.release()
@@ -64,12 +63,6 @@ class ForkSafeExport:
         self._export_lock = threading.Lock()  # in case the bounded wait above gave up
         new_session(self._exporter)
         super()._at_fork_reinit()
-
-
-def _call(ref: weakref.WeakMethod) -> None:
-    method = ref()
-    if method is not None:
-        method()
 
 
 def new_session(exporter) -> bool:

@@ -3,17 +3,14 @@
 Built at most once per process (the SDK and prometheus_client registries are
 process-wide). Pre-fork servers (gunicorn ``--preload``) may build it before the fork:
 the SDK gives each child its own ``service.instance.id`` and export thread, and
-:mod:`mystocks_otel.prefork` keeps the fork from copying held locks (docs/OTLP_WORKERS.md).
+:mod:`mystocks_otel._internal.prefork` keeps the fork from copying held locks (docs/OTLP_WORKERS.md).
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import sys
-import threading
 import time
-import uuid
 from dataclasses import dataclass, field
 
 from opentelemetry.sdk.metrics import MeterProvider
@@ -21,9 +18,10 @@ from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetr
 from opentelemetry.sdk.metrics.view import View
 from opentelemetry.sdk.resources import SERVICE_INSTANCE_ID, SERVICE_NAME, Resource
 
-from . import catalog, export_health
-from .config import MAX_CARDINALITY, Settings
-from .instruments import INSTRUMENTS
+from .. import catalog
+from ..config import MAX_CARDINALITY, Settings
+from . import export_health, state
+from .state import INSTRUMENTS
 
 _log = logging.getLogger(__name__)
 METER_NAME = "mystocks_otel"
@@ -35,19 +33,16 @@ class ProviderState:
     settings: Settings
     resource: Resource  # target_info on /metrics
     #: reader name -> SDK reader; "prometheus" maps to None: /metrics is rendered from the
-    #: recorders by mystocks_otel.exposition, with no SDK collection on the scrape path
+    #: recorders by mystocks_otel._internal.exposition, with no SDK collection on the scrape path
     readers: dict[str, MetricReader | None]
     multiprocess: object | None = None  # a multiprocess.Store when several workers share /metrics
     started_at: float = field(default_factory=time.time)
     last_collection: dict = field(default_factory=dict)
 
 
-_lock = threading.Lock()
-_state: ProviderState | None = None
-
-
 def current() -> ProviderState | None:
-    return _state
+    """The process's provider (kept by :mod:`.state`), or None before set-up."""
+    return state.provider()
 
 
 def views(cardinality_limit: int = MAX_CARDINALITY) -> list[View]:
@@ -72,10 +67,7 @@ def views(cardinality_limit: int = MAX_CARDINALITY) -> list[View]:
     ]
 
 
-_instance_ids: dict[int, str] = {}
-
-
-def _resource(settings: Settings) -> Resource:
+def resource(settings: Settings) -> Resource:
     """The resource of every signal this process sends.
 
     ``Resource.create()`` applies OpenTelemetry's conventions itself: OTEL_SERVICE_NAME,
@@ -83,8 +75,7 @@ def _resource(settings: Settings) -> Resource:
     A name is passed only when the application chose one (``service_name=``).
     ``service.instance.id`` is one per process: the same for metrics and traces, new after fork.
     """
-    instance_id = _instance_ids.setdefault(os.getpid(), str(uuid.uuid4()))
-    attributes = {SERVICE_INSTANCE_ID: instance_id}
+    attributes = {SERVICE_INSTANCE_ID: state.instance_id()}
     if settings.service_name:
         attributes[SERVICE_NAME] = settings.service_name
     return Resource.create(attributes)
@@ -103,7 +94,8 @@ def _readers(settings: Settings) -> dict[str, MetricReader | None]:
 
         # The exporter reads every OTEL_EXPORTER_OTLP_* variable itself.
         readers["otlp"] = PeriodicReader(
-            export_health.watch(OTLPMetricExporter(), "otlp"),  # outcomes for /metrics/health
+            export_health.watch(OTLPMetricExporter(), "otlp", state.EXPORT_STATUSES,
+                                state.counter(export_health.EXPORT_FAILURES)),  # for /metrics/health
             export_interval_millis=settings.export_interval_ms,
         )
     return readers
@@ -111,27 +103,27 @@ def _readers(settings: Settings) -> dict[str, MetricReader | None]:
 
 def start(settings: Settings) -> ProviderState:
     """Build the provider once; later calls return the existing one."""
-    global _state
-    with _lock:
-        if _state is not None:
-            return _state
-        INSTRUMENTS.cardinality_limit = settings.cardinality_limit
-        readers = _readers(settings)
-        resource = _resource(settings)
-        provider = MeterProvider(
-            metric_readers=[r for r in readers.values() if r is not None], resource=resource,
-            views=views(),
-        )
-        INSTRUMENTS.bind(provider.get_meter(METER_NAME))
-        _state = ProviderState(provider, settings, resource, readers)
-        # The standalone port (OTEL_EXPORTER_PROMETHEUS_PORT) is started by setup_telemetry
-        # (mystocks_otel.standalone): it serves the endpoints, which read this module.
-        if "prometheus" in readers:
-            _state.multiprocess = _multiprocess_store()
-        mode = (_state.multiprocess.describe() if _state.multiprocess is not None
-                else "single-process mode")
-        _announce(f"mystocks-otel metrics: readers={','.join(readers) or 'none'}; {mode}")
-        return _state
+    return state.start_provider(lambda: _build(settings))[0]
+
+
+def _build(settings: Settings) -> ProviderState:
+    INSTRUMENTS.cardinality_limit = settings.cardinality_limit
+    readers = _readers(settings)
+    resource_ = resource(settings)
+    provider = MeterProvider(
+        metric_readers=[r for r in readers.values() if r is not None], resource=resource_,
+        views=views(),
+    )
+    INSTRUMENTS.bind(provider.get_meter(METER_NAME))
+    built = ProviderState(provider, settings, resource_, readers)
+    # The standalone port (OTEL_EXPORTER_PROMETHEUS_PORT) is started by setup_telemetry
+    # (mystocks_otel._internal.standalone): it serves the endpoints, which read the state.
+    if "prometheus" in readers:
+        built.multiprocess = _multiprocess_store()
+    mode = (built.multiprocess.describe() if built.multiprocess is not None
+            else "single-process mode")
+    _announce(f"mystocks-otel metrics: readers={','.join(readers) or 'none'}; {mode}")
+    return built
 
 
 def _announce(message: str) -> None:
@@ -158,15 +150,13 @@ def _multiprocess_store():
 
 def force_flush(timeout_millis: float = 5_000) -> None:
     """Push what the readers hold now (bounded)."""
-    state = _state
-    if state is not None:
-        state.provider.force_flush(timeout_millis=timeout_millis)
+    current_ = state.provider()
+    if current_ is not None:
+        current_.provider.force_flush(timeout_millis=timeout_millis)
 
 
 def shutdown(timeout_millis: float = 5_000) -> None:
     """Flush and stop the readers. Bounded: a dead Collector cannot hold shutdown."""
-    global _state
-    with _lock:
-        state, _state = _state, None
-    if state is not None:
-        state.provider.shutdown(timeout_millis=timeout_millis)
+    current_ = state.take_provider()
+    if current_ is not None:
+        current_.provider.shutdown(timeout_millis=timeout_millis)

@@ -10,7 +10,7 @@ fallbacks: they record what the ASGI layer and the SQLAlchemy hook already recor
 themselves. Call them only for traffic those layers do not see, never beside them, or
 every request or query is counted twice.
 
-This module is the public face over the runtime; nothing below it imports it.
+These are the package's API (``mystocks_otel.record_*``); nothing below this module imports it.
 """
 
 from __future__ import annotations
@@ -20,11 +20,12 @@ import logging
 import time
 from typing import Callable, TypeVar
 
+from ..config import Settings
+from ..integrations.redis import update_cache_info
+from ..integrations.sqlalchemy import update_pool_metrics
 from . import runtime
-from .config import Settings
-from .instruments import DROPPED, INSTRUMENTS, counter, gauge, histogram
-from .integrations.redis import update_cache_info
-from .integrations.sqlalchemy import SQLAlchemyInstrumentor
+from .instruments import DROPPED
+from .state import HEALTH, INSTRUMENTS, SYSTEM, counter, gauge, histogram
 
 _log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable)
@@ -127,8 +128,8 @@ def record_db_query(operation: str, duration_seconds: float, table: str | None =
         counter("mystocks.db.query_errors").add(1, operation, error)
         return
     histogram("mystocks.db.query_duration").record(duration_seconds, operation, table)
-    hooks = runtime.library_hooks()
-    slow = hooks.sqlalchemy.slow_query_seconds if hooks is not None else Settings.slow_query_seconds
+    hook = runtime.instrumented("sqlalchemy")  # its threshold: the settings it was given
+    slow = hook.slow_query_seconds if hook is not None else Settings.slow_query_seconds
     if duration_seconds >= slow:
         counter("mystocks.db.slow_queries").add(1, operation, table)
 
@@ -136,17 +137,16 @@ def record_db_query(operation: str, duration_seconds: float, table: str | None =
 @_never_raises("mystocks.db.connections_active")
 def update_database_metrics(engines=None) -> dict:
     """Pool status of the given engines (default: every engine seen): {pool: {active, idle, open, max}}."""
-    hooks = runtime.library_hooks()
-    if hooks is None:  # before set-up no engine has been seen: only the ones given count
-        return SQLAlchemyInstrumentor().update_pool_metrics(engines or ())
-    return hooks.sqlalchemy.update_pool_metrics(engines)
+    if engines is not None:
+        return update_pool_metrics(engines)
+    return runtime.update_pool_metrics()  # {} before set-up: no engine has been seen
 
 
 # -- system and health -----------------------------------------------------------------------
 @_never_raises("mystocks.system.cpu_utilization")
 def update_system_metrics() -> dict:
     """CPU, memory, disk, uptime and threads through psutil (the poller's sampler); returns them."""
-    return runtime.SYSTEM.sample()
+    return SYSTEM.sample()
 
 
 @_never_raises("mystocks.health.component_status")
@@ -159,7 +159,7 @@ def update_health_metrics(components: dict[str, bool] | None = None,
     rt = runtime.current()
     if components is None and dependencies is None:
         return rt.probe_health() if rt is not None else {}
-    return runtime.HEALTH.report(components, dependencies)
+    return HEALTH.report(components, dependencies)
 
 
 # -- business --------------------------------------------------------------------------------

@@ -37,8 +37,9 @@ from opentelemetry.sdk.metrics.export import (
 )
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
-from .catalog import Kind
-from .instruments import INSTRUMENTS, HistogramRecorder, Instruments
+from ..catalog import Kind
+from .instruments import HistogramRecorder, Instruments
+from .state import INSTRUMENTS
 from .prefork import ForkSafeExport
 
 _log = logging.getLogger(__name__)

@@ -18,7 +18,8 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
-from . import endpoints
+from .. import endpoints
+from . import state
 
 _log = logging.getLogger(__name__)
 
@@ -83,29 +84,23 @@ def _family(host: str, port: int) -> socket.AddressFamily:
     return infos[0][0]
 
 
-_lock = threading.Lock()
-_server: MetricsServer | None = None
-
-
 def serve(host: str, port: int, prefix: str = endpoints.DEFAULT_PATH,
           token: str | None = None) -> MetricsServer:
     """Start the port on a daemon thread (once per process); raises OSError if it is taken."""
-    global _server
-    with _lock:
-        if _server is None:
-            server = MetricsServer(host, port, prefix, token)
-            threading.Thread(target=server.serve_forever, name="mystocks-otel-metrics-port",
-                             daemon=True).start()
-            _server = server
-            _log.info("mystocks-otel: serving %s on %s:%s", prefix, host, server.server_address[1])
-        return _server
+
+    def start() -> MetricsServer:
+        server = MetricsServer(host, port, prefix, token)
+        threading.Thread(target=server.serve_forever, name="mystocks-otel-metrics-port",
+                         daemon=True).start()
+        _log.info("mystocks-otel: serving %s on %s:%s", prefix, host, server.server_address[1])
+        return server
+
+    return state.start_metrics_server(start)[0]
 
 
 def stop() -> None:
     """Close the port (bounded: the serving threads are daemons)."""
-    global _server
-    with _lock:
-        server, _server = _server, None
+    server = state.take_metrics_server()
     if server is not None:
         server.shutdown()
         server.server_close()

@@ -1,7 +1,7 @@
 """Process and host gauges through psutil: the one system sampler of the process.
 
 The runtime's poller and ``update_system_metrics`` both call :meth:`SystemSampler.sample`
-on the same instance (``runtime.SYSTEM``). psutil is imported at the first sample, and
+on the same instance (``state.SYSTEM``). psutil is imported at the first sample, and
 the process handle is made again when the process id changes (a pre-fork server's worker
 must report itself, not its parent).
 """
@@ -12,13 +12,14 @@ import os
 import threading
 import time
 
-from ..instruments import gauge
+from .instruments import Instruments
 
 DISK_PATH = "/"
 
 
 class SystemSampler:
-    def __init__(self, disk_path: str = DISK_PATH):
+    def __init__(self, instruments: Instruments, disk_path: str = DISK_PATH):
+        self.instruments = instruments
         self.disk_path = disk_path
         self._lock = threading.Lock()
         self._pid: int | None = None  # the process the psutil handle belongs to
@@ -64,6 +65,7 @@ class SystemSampler:
         return values
 
     def _publish(self, v: dict[str, float]) -> None:
+        gauge = self.instruments.gauge
         for scope in ("process", "system"):
             gauge("mystocks.system.cpu_utilization").set(v[f"cpu_{scope}"], scope)
             gauge("mystocks.system.memory_usage").set(v[f"memory_{scope}"], scope)

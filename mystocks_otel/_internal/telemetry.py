@@ -6,7 +6,8 @@ import logging
 import threading
 from contextlib import asynccontextmanager
 
-from . import asgi, config, endpoints, provider, runtime, standalone
+from .. import config, endpoints
+from . import asgi, provider, runtime, standalone, state
 
 _log = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ def build_tracer_provider(settings: config.Settings):
         exporter = OTLPSpanExporter()
     else:
         exporter = ConsoleSpanExporter()
-    tracer_provider = TracerProvider(resource=provider._resource(settings))  # same as the metrics
+    tracer_provider = TracerProvider(resource=provider.resource(settings))  # same as the metrics
     tracer_provider.add_span_processor(BatchSpanProcessor(exporter))
     return tracer_provider
 
@@ -85,13 +86,14 @@ def flush_on_shutdown(app) -> None:
 def instrument_app(app, rt: runtime.Runtime) -> None:
     """The per-app part: the ASGI metrics layer, the endpoints, and spans when tracing.
 
-    The layer wraps the app from outside (see :func:`mystocks_otel.asgi.install`) and answers
+    The layer wraps the app from outside (see :func:`mystocks_otel._internal.asgi.install`) and answers
     the metrics endpoints itself: nothing is added to the app's routes, dependencies,
     middleware list, exception handlers or OpenAPI schema.
     """
-    asgi.install(app, rt.settings)
+    http = runtime.instrumentor("fastapi")  # our `fastapi` instrumentor: HTTP metrics and spans
+    asgi.install(app, rt.settings, switch=http)
     flush_on_shutdown(app)
-    if rt.tracing:
+    if rt.tracing and http.recording:
         from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
         from opentelemetry.metrics import NoOpMeterProvider
 
@@ -133,11 +135,15 @@ def setup_telemetry(app, *, engines=(), tracer_provider=None, settings: config.S
     :class:`mystocks_otel.config.Settings` (e.g. ``slow_query_seconds=0.2``).
     ``settings`` replaces the environment (the distro passes the ones it validated at start-up).
     Raises :class:`ConfigError` on a bad setting.
+
+    The settings are process-wide: the first set-up's stay in force. A later call (another
+    app, or the same one) whose settings differ says so in one warning line naming them.
     """
+    settings = (settings if settings is not None else config.load()).with_overrides(**options)
+    warn_if_different(settings, tracer_provider)
     existing = getattr(app.state, "mystocks_telemetry", None)
     if existing is not None:
         return existing
-    settings = (settings if settings is not None else config.load()).with_overrides(**options)
     if settings.sdk_disabled:
         _log.info("OTEL_SDK_DISABLED=true: mystocks-otel does nothing")
         handle = Telemetry(app, None, settings)
@@ -152,3 +158,17 @@ def setup_telemetry(app, *, engines=(), tracer_provider=None, settings: config.S
         handle = Telemetry(app, rt, rt.settings)
     app.state.mystocks_telemetry = handle
     return handle
+
+
+def warn_if_different(settings: config.Settings, tracer_provider=None) -> list[str]:
+    """One warning line when ``settings`` differ from those of the first set-up in this process
+    (which stay in force); returns the names that differ."""
+    differing = state.first_settings(settings).differences(settings)
+    rt = runtime.current()
+    if tracer_provider is not None and rt is not None and tracer_provider is not rt.tracer_provider:
+        differing.append("tracer_provider")
+    if differing:
+        _log.warning("mystocks-otel: setup_telemetry was already called in this process with other "
+                     "settings; the first call's stay in force, these are ignored: %s",
+                     ", ".join(differing))
+    return differing

@@ -1,5 +1,10 @@
 """redis-py: command duration and errors (upstream's instrumentation emits no metrics).
 
+:class:`MyStocksRedisInstrumentor` is a contrib-style instrumentor (``opentelemetry_instrumentor``
+entry point ``redis``): ``OTEL_PYTHON_DISABLED_INSTRUMENTATIONS=redis`` (or ``mystocks_redis``)
+turns it off. Spans, when tracing is on, come from upstream's ``RedisInstrumentor`` run with a
+no-op meter provider (:meth:`MyStocksRedisInstrumentor.trace`), so no series is duplicated.
+
 Wraps ``execute_command`` and pipeline ``execute`` on the client *classes*, so every
 client is covered, including ones created before set-up. Clients seen are remembered
 (weakly) for the health probe and for the cache gauges read from Redis ``INFO``
@@ -11,8 +16,13 @@ from __future__ import annotations
 import weakref
 from time import perf_counter
 
+from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
+
 from ..catalog import get
-from ..instruments import counter, gauge, histogram
+from .._internal.state import counter, gauge, histogram
+
+#: What this instrumentor supports (checked by the distro and by ``setup_telemetry``).
+SUPPORTED = ("redis >= 5, < 9",)
 
 _COMMANDS = get("mystocks.redis.command_duration").labels[0].values
 _ERRORS = get("mystocks.redis.command_errors").labels[1].values
@@ -51,7 +61,60 @@ def _synchronous(client) -> bool:
     return "asyncio" not in type(client).__module__
 
 
-class RedisInstrumentor:
+class MyStocksRedisInstrumentor(BaseInstrumentor):
+    """Our redis-py instrumentation, contrib-style (a singleton, as every BaseInstrumentor).
+
+    ``instrument(tracer_provider=None)``: wraps the client classes; with a
+    ``tracer_provider``, spans too (:meth:`trace`).
+    """
+
+    hooks: "ClientHooks | None" = None
+
+    def instrumentation_dependencies(self):
+        return SUPPORTED
+
+    def _instrument(self, **kwargs) -> None:
+        hooks = ClientHooks()
+        hooks.instrument()
+        self.hooks = hooks
+        if kwargs.get("tracer_provider") is not None:
+            self.trace(kwargs["tracer_provider"])
+
+    def _uninstrument(self, **kwargs) -> None:
+        self.untrace()
+        hooks, self.hooks = self.hooks, None
+        if hooks is not None:
+            hooks.uninstrument()
+
+    def trace(self, tracer_provider) -> None:
+        """Spans through upstream's instrumentor; its metrics go to a no-op provider."""
+        from opentelemetry.instrumentation.redis import RedisInstrumentor
+        from opentelemetry.metrics import NoOpMeterProvider
+
+        upstream = RedisInstrumentor()
+        if not upstream.is_instrumented_by_opentelemetry:
+            upstream.instrument(tracer_provider=tracer_provider, meter_provider=NoOpMeterProvider())
+
+    def untrace(self) -> None:
+        try:
+            from opentelemetry.instrumentation.redis import RedisInstrumentor
+        except ImportError:
+            return
+        upstream = RedisInstrumentor()
+        if upstream.is_instrumented_by_opentelemetry:
+            upstream.uninstrument()
+
+    @property
+    def clients(self) -> list:
+        return list(self.hooks.clients) if self.hooks is not None else []
+
+    def update_cache_metrics(self) -> dict:
+        return self.hooks.update_cache_metrics() if self.hooks is not None else {}
+
+
+class ClientHooks:
+    """The wrappers on redis-py's client classes, and the clients they saw."""
+
     def __init__(self):
         self.clients: "weakref.WeakSet" = weakref.WeakSet()
         self._duration = histogram("mystocks.redis.command_duration")

@@ -1,5 +1,11 @@
 """SQLAlchemy: query duration, slow queries, errors and pool usage; spans when tracing.
 
+:class:`MyStocksSQLAlchemyInstrumentor` is a contrib-style instrumentor
+(``opentelemetry_instrumentor`` entry point ``sqlalchemy``): ``opentelemetry-instrument``
+loads it, ``OTEL_PYTHON_DISABLED_INSTRUMENTATIONS=sqlalchemy`` (or ``mystocks_sqlalchemy``)
+turns it off, and ``setup_telemetry`` runs it unless disabled. It is not upstream's
+``opentelemetry.instrumentation.sqlalchemy.SQLAlchemyInstrumentor``, which we never run.
+
 Listens on the ``Engine`` *class*, so every engine is covered however it was made
 (directly, by a wrapper around ``create_engine``, or before set-up). Upstream's
 instrumentation only reports pool usage, and refuses SQLAlchemy 2.1 (its range is
@@ -15,8 +21,13 @@ import re
 import weakref
 from time import perf_counter
 
+from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
+
 from ..catalog import get
-from ..instruments import counter, gauge, histogram
+from .._internal.state import counter, gauge, histogram
+
+#: What this instrumentor supports (checked by the distro and by ``setup_telemetry``).
+SUPPORTED = ("sqlalchemy >= 2.0, < 2.2",)
 
 _TABLE = re.compile(
     r"""\b(?:FROM|INTO|UPDATE|JOIN|TABLE(?:\s+IF(?:\s+NOT)?\s+EXISTS)?)\s+[`"\[]?([A-Za-z_][\w.]*)""",
@@ -37,7 +48,64 @@ def pool_name(engine) -> str:
     return f"{url.get_backend_name()}/{database}"
 
 
-class SQLAlchemyInstrumentor:
+class MyStocksSQLAlchemyInstrumentor(BaseInstrumentor):
+    """Our SQLAlchemy instrumentation, contrib-style. A process has one (BaseInstrumentor
+    instances are singletons).
+
+    ``instrument(settings=..., engines=(), tracer_provider=None)``: listens on the ``Engine``
+    class with the settings' slow-query threshold and table allow-list (the defaults when no
+    settings are given); with a ``tracer_provider``, a CLIENT span per statement too.
+    """
+
+    hooks: "EngineHooks | None" = None
+
+    def instrumentation_dependencies(self):
+        return SUPPORTED
+
+    def _instrument(self, **kwargs) -> None:
+        settings = kwargs.get("settings")
+        hooks = EngineHooks(
+            slow_query_seconds=getattr(settings, "slow_query_seconds", 0.5),
+            tables=getattr(settings, "db_tables", frozenset()))
+        hooks.instrument(kwargs.get("engines", ()))
+        if kwargs.get("tracer_provider") is not None:
+            hooks.trace(kwargs["tracer_provider"])
+        self.hooks = hooks
+
+    def _uninstrument(self, **kwargs) -> None:
+        hooks, self.hooks = self.hooks, None
+        if hooks is not None:
+            hooks.uninstrument()
+
+    # -- for the runtime (no-ops while not instrumented) ----------------------------------
+    def add_engines(self, engines) -> None:
+        if self.hooks is not None:
+            for engine in engines:
+                self.hooks.engines.add(engine)
+
+    def trace(self, tracer_provider) -> None:
+        if self.hooks is not None:
+            self.hooks.trace(tracer_provider)
+
+    def untrace(self) -> None:
+        if self.hooks is not None:
+            self.hooks.untrace()
+
+    @property
+    def engines(self) -> list:
+        return list(self.hooks.engines) if self.hooks is not None else []
+
+    @property
+    def slow_query_seconds(self) -> float | None:
+        return self.hooks.slow_query_seconds if self.hooks is not None else None
+
+    def update_pool_metrics(self) -> dict[str, dict[str, int]]:
+        return update_pool_metrics(self.engines)
+
+
+class EngineHooks:
+    """The listeners on SQLAlchemy's ``Engine`` class, and what they saw."""
+
     def __init__(self, slow_query_seconds: float = 0.5, tables: frozenset[str] = frozenset()):
         self.slow_query_seconds = slow_query_seconds
         self.tables = tables
@@ -158,27 +226,9 @@ class SQLAlchemyInstrumentor:
         except Exception:  # noqa: BLE001 - never break a query for a span
             return None
 
-    # -- pool status -------------------------------------------------------------------
-    def update_pool_metrics(self, engines=None) -> dict[str, dict[str, int]]:
-        """Read each engine's pool; returns {pool: {active, idle, open, max}}.
-
-        Engines on the same database share one ``pool`` label, so their counts are summed.
-        """
-        report: dict[str, dict[str, int]] = {}
-        for engine in list(engines if engines is not None else self.engines):
-            status = pool_status(engine.pool)
-            if status is not None:
-                total = report.setdefault(pool_name(engine), dict.fromkeys(status, 0))
-                for field, value in status.items():
-                    total[field] += value
-        semconv = counter("db.client.connection.count")
-        for name, status in report.items():
-            for field, value in status.items():
-                gauge(f"mystocks.db.connections_{field}").set(value, name)
-            semconv.set_total(status["active"], name, "used")
-            semconv.set_total(status["idle"], name, "idle")
-        return report
-
+    @property
+    def tracing(self) -> bool:
+        return self._tracer is not None
 
 def _end_span(context, error: BaseException | None) -> None:
     span = getattr(context, "_mystocks_span", None)
@@ -202,6 +252,27 @@ def _end_span(context, error: BaseException | None) -> None:
         span.end()
     except Exception:  # noqa: BLE001
         pass
+
+
+def update_pool_metrics(engines) -> dict[str, dict[str, int]]:
+    """Read each engine's pool; returns {pool: {active, idle, open, max}}.
+
+    Engines on the same database share one ``pool`` label, so their counts are summed.
+    """
+    report: dict[str, dict[str, int]] = {}
+    for engine in list(engines):
+        status = pool_status(engine.pool)
+        if status is not None:
+            total = report.setdefault(pool_name(engine), dict.fromkeys(status, 0))
+            for field, value in status.items():
+                total[field] += value
+    semconv = counter("db.client.connection.count")
+    for name, status in report.items():
+        for field, value in status.items():
+            gauge(f"mystocks.db.connections_{field}").set(value, name)
+        semconv.set_total(status["active"], name, "used")
+        semconv.set_total(status["idle"], name, "idle")
+    return report
 
 
 def pool_status(pool) -> dict[str, int] | None:

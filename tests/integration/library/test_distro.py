@@ -242,12 +242,12 @@ def test_a_failing_set_up_is_logged_once_and_leaves_the_app_working(tmp_path):
     result = run_instrumented(tmp_path, """
         from fastapi import FastAPI
         from fastapi.testclient import TestClient
-        import mystocks_otel.telemetry
+        import mystocks_otel._internal.telemetry
 
         def broken(app, rt):  # a fault injected into set-up, whatever its cause
             raise RuntimeError("no middleware here")
 
-        mystocks_otel.telemetry.instrument_app = broken
+        mystocks_otel._internal.telemetry.instrument_app = broken
         for n in range(3):
             app = FastAPI()
 

@@ -88,7 +88,7 @@ def test_prometheus_and_otlp_together(app_dir):
 
 
 def _interval_in_subprocess(tmp_path: Path, **env) -> int:
-    code = ("from mystocks_otel import config, provider\n"
+    code = ("from mystocks_otel import config\nfrom mystocks_otel._internal import provider\n"
             "state = provider.start(config.load())\n"
             "print(state.readers['otlp']._export_interval_millis)\n"
             "provider.shutdown(timeout_millis=500)\n")

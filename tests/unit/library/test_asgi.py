@@ -17,7 +17,7 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
 from mystocks_otel import metrics_router, setup_telemetry
-from mystocks_otel.asgi import MARKER
+from mystocks_otel._internal.asgi import MARKER
 from mystocks_otel.endpoints import ALTERNATIVE_PATH
 from mystocks_otel.testing import capture_metrics
 
@@ -324,7 +324,7 @@ def test_requests_a_middleware_answers_are_counted_and_our_endpoints_come_first(
     assert preflight.status_code == 200
     assert client.get("/metrics").status_code == 200  # the host's auth middleware never sees it
     assert routes_counted(metrics) == {("/items/{item_id}", 200): 1, (None, 403): 1, (None, 200): 1}
-    from mystocks_otel import asgi
+    from mystocks_otel._internal import asgi
 
     assert len(asgi.layers(app)) == 1  # outside the middleware list, not in it:
     assert all(m.cls is not asgi.MetricsMiddleware for m in app.user_middleware)

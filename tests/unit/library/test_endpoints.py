@@ -18,9 +18,9 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mystocks_otel import (auth, config, endpoints, export_health, setup_telemetry, standalone,
-                           update_health_metrics)
-from mystocks_otel.asgi import MetricsMiddleware
+from mystocks_otel import config, endpoints, setup_telemetry, update_health_metrics
+from mystocks_otel._internal import auth, export_health, standalone, state
+from mystocks_otel._internal.asgi import MetricsMiddleware
 from mystocks_otel.testing import capture_metrics
 from support import free_port, wait_until
 
@@ -172,7 +172,7 @@ def raw_request(port: int, request: bytes) -> int | None:
 
 
 def test_the_standalone_port_binds_localhost_and_demands_the_token(metrics_port):
-    server = standalone._server
+    server = state.metrics_server()
     assert server is not None and server.server_address[0] in ("127.0.0.1", "::1")
     conn = http.client.HTTPConnection("127.0.0.1", metrics_port, timeout=10)
     conn.request("GET", "/metrics")
@@ -259,14 +259,14 @@ def test_a_recovered_exporter_resets_the_consecutive_failures():
         def shutdown(self, timeout_millis=30_000, **kwargs):
             pass
 
-    watched = export_health.WatchedExporter(Flaky(), "flaky")
+    statuses = export_health.ExportStatuses()
+    watched = export_health.WatchedExporter(Flaky(), "flaky", statuses, state.counter(export_health.EXPORT_FAILURES))
     watched.export(None)
     assert watched.status.state == "failing" and watched.status.consecutive_failures == 1
     before = time.time()
     watched.export(None)
     assert watched.status.state == "ok" and watched.status.consecutive_failures == 0
     assert watched.status.last_success >= before and watched.status.failures_total == 1
-    export_health.STATUSES.pop("flaky", None)
 
 
 def test_error_text_masks_credentials_and_is_bounded():

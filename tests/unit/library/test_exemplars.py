@@ -10,8 +10,8 @@ SCENARIO = """
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
     from opentelemetry.trace import SpanKind
     from prometheus_client.openmetrics.parser import text_string_to_metric_families
-    from mystocks_otel import provider
-    from mystocks_otel.sdk_bridge import InMemoryReader
+    from mystocks_otel._internal import provider
+    from mystocks_otel._internal.sdk_bridge import InMemoryReader
 
     exporter = InMemorySpanExporter(); tp = TracerProvider(); tp.add_span_processor(SimpleSpanProcessor(exporter))
     app = make_app(); setup_telemetry(app, tracer_provider=tp if TRACING else None)

@@ -13,11 +13,12 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
-from mystocks_otel import catalog, provider
+from mystocks_otel import catalog
+from mystocks_otel._internal import provider
 from mystocks_otel.catalog import Kind
-from mystocks_otel.exposition import families, render_families, wants_openmetrics
-from mystocks_otel.instruments import OVERFLOW_KEY, Instruments
-from mystocks_otel.sdk_bridge import InMemoryReader
+from mystocks_otel._internal.exposition import families, render_families, wants_openmetrics
+from mystocks_otel._internal.instruments import OVERFLOW_KEY, Instruments
+from mystocks_otel._internal.sdk_bridge import InMemoryReader
 
 HOSTILE = 'a"b\\c\nd}{,=é'
 RESOURCE = Resource.create({"service.name": "svc", "deployment.environment": "t", "1odd.key": 'x"y'})

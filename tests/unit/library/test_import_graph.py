@@ -85,7 +85,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 
 def test_the_package_import_graph_has_no_cycles():
     graph = import_graph()
-    assert len(graph) > 20 and "mystocks_otel.runtime" in graph
+    assert len(graph) > 20 and "mystocks_otel._internal.runtime" in graph
     cycle = find_cycle(graph)
     assert cycle is None, "import cycle: " + " -> ".join(cycle)
 
@@ -93,11 +93,16 @@ def test_the_package_import_graph_has_no_cycles():
 def test_the_core_layers_point_one_way():
     graph = import_graph()
     # recorders is the public face over the runtime; the runtime never reaches back up.
-    assert "mystocks_otel.runtime" in graph["mystocks_otel.recorders"]
-    assert "mystocks_otel.recorders" not in graph["mystocks_otel.runtime"]
-    for integration in ("health", "redis", "sqlalchemy", "system"):
-        reached = graph[f"mystocks_otel.integrations.{integration}"]
-        assert not reached & {"mystocks_otel.runtime", "mystocks_otel.recorders"}, integration
+    internal = "mystocks_otel._internal"
+    assert f"{internal}.runtime" in graph[f"{internal}.recorders"]
+    assert f"{internal}.recorders" not in graph[f"{internal}.runtime"]
+    for module in ("integrations.redis", "integrations.sqlalchemy", "integrations.fastapi",
+                   "_internal.health", "_internal.system"):
+        reached = graph[f"mystocks_otel.{module}"]
+        assert not reached & {f"{internal}.runtime", f"{internal}.recorders"}, module
+    # The process state is the bottom: it reaches only the classes of what it keeps.
+    assert graph[f"{internal}.state"] <= {f"{internal}.{m}" for m in (
+        "instruments", "health", "system", "export_health")}
 
 
 def test_lazy_and_relative_imports_are_seen(tmp_path):

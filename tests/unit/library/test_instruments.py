@@ -2,7 +2,7 @@ import math
 import threading
 
 from mystocks_otel import catalog
-from mystocks_otel.instruments import DROPPED, OVERFLOW_KEY, SANITIZED, Instruments
+from mystocks_otel._internal.instruments import DROPPED, OVERFLOW_KEY, SANITIZED, Instruments
 
 
 def fresh(limit=2000):

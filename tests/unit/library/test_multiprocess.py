@@ -7,11 +7,12 @@ import os
 
 import pytest
 
-from mystocks_otel import catalog, multiprocess
+from mystocks_otel import catalog
+from mystocks_otel._internal.multiprocess import detection, fileformat
 from mystocks_otel.catalog import Kind
-from mystocks_otel.exposition import families, render_families
-from mystocks_otel.instruments import Instruments
-from mystocks_otel.multiprocess import Store
+from mystocks_otel._internal.exposition import families, render_families
+from mystocks_otel._internal.instruments import Instruments
+from mystocks_otel._internal.multiprocess import Store
 
 FORK = multiprocessing.get_context("fork")
 
@@ -101,7 +102,7 @@ def test_merge_rules_over_live_and_dead_workers(run):
     assert got["mystocks.db.connections_active"] == {("postgresql/app", str(slot_a)): 4}
     assert sum(next(iter(got["mystocks.db.query_duration"].values()))[:len(bounds) + 1]) == 3
     # the dead file was folded once into the dead workers' totals and closed; scrapes agree
-    assert [name for name, r in reader._readers.items() if r is None] == [f"{slot_b}-{b.pid}.db"]
+    assert [name for name, r in reader.merge.readers.items() if r is None] == [f"{slot_b}-{b.pid}.db"]
     assert merged_values(reader)[0] == got
 
     # a replacement takes the dead worker's slot: the worker label stays bounded
@@ -135,26 +136,26 @@ def test_values_recorded_before_the_store_are_written_and_grow_the_file(tmp_path
     assert got[("/before",)] == 5
     assert len(got) == 10_001  # the limit, then the overflow series
     assert sum(got.values()) == 5 + 10_000
-    assert os.path.getsize(store.file.path) > multiprocess.INITIAL_SIZE
+    assert os.path.getsize(store.file.path) > fileformat.INITIAL_SIZE
 
 
 def test_stale_runs_are_removed_and_live_ones_kept(tmp_path):
     dead = FORK.Process(target=os._exit, args=(0,))
     dead.start()
     dead.join()
-    stale = tmp_path / f"{multiprocess.PREFIX}{dead.pid}-12345"
-    live = tmp_path / f"{multiprocess.PREFIX}{os.getpid()}-{multiprocess._start_time(os.getpid())}"
-    reused = tmp_path / f"{multiprocess.PREFIX}{os.getpid()}-1"  # same pid, another start time
+    stale = tmp_path / f"{detection.PREFIX}{dead.pid}-12345"
+    live = tmp_path / f"{detection.PREFIX}{os.getpid()}-{detection.start_time(os.getpid())}"
+    reused = tmp_path / f"{detection.PREFIX}{os.getpid()}-1"  # same pid, another start time
     for directory in (stale, live, reused):
         directory.mkdir()
         (directory / "0-1.db").write_bytes(b"x")
     (tmp_path / "unrelated").mkdir()
-    multiprocess.remove_stale_runs(str(tmp_path))
+    detection.remove_stale_runs(str(tmp_path))
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, "unrelated"])
 
 
 def test_a_plain_process_is_single_process_mode():
-    assert multiprocess.detect() is None
+    assert detection.detect() is None
 
 
 def test_every_gauge_declares_its_merge_rule():

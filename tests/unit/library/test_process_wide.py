@@ -1,4 +1,4 @@
-"""The process-wide parts of the runtime: hooks built with their settings, one system sampler,
+"""The process-wide parts of the runtime: instrumentors built with their settings, one system sampler,
 and a poller that survives ``fork()``. Each scenario runs in a fresh interpreter."""
 
 from core_helpers import run_scenario
@@ -6,28 +6,28 @@ from core_helpers import run_scenario
 
 def test_hooks_are_built_with_the_settings_of_the_set_up_that_installs_them():
     result = run_scenario("""
-        from mystocks_otel import runtime, record_db_query
-        from mystocks_otel.instruments import counter
+        from mystocks_otel._internal import runtime
+        from mystocks_otel import record_db_query
+        from mystocks_otel._internal.state import counter
         slow = counter("mystocks.db.slow_queries")
-        before = runtime.library_hooks()
+        before = runtime.instrumented("sqlalchemy")
         record_db_query("SELECT", 0.6)   # before set-up: the default threshold, 0.5 s
         record_db_query("SELECT", 0.4)
         setup_telemetry(make_app(), slow_query_seconds=0.05, db_tables=frozenset({"quotes"}),
                         system_metrics=False)
-        first = runtime.library_hooks()
+        first = runtime.instrumented("sqlalchemy").hooks
         record_db_query("SELECT", 0.06, table="quotes")
         runtime.stop()
-        gone = runtime.library_hooks()
+        gone = runtime.instrumented("sqlalchemy")
         setup_telemetry(make_app(), slow_query_seconds=2.0, system_metrics=False)
-        second = runtime.library_hooks()
+        second = runtime.instrumented("sqlalchemy").hooks
         record_db_query("SELECT", 1.0, table="quotes")
         done(before=before is None, gone=gone is None, fresh=second is not first,
-             first=[first.sqlalchemy.slow_query_seconds, sorted(first.sqlalchemy.tables)],
-             second=[second.sqlalchemy.slow_query_seconds, sorted(second.sqlalchemy.tables)],
-             runtime_uses_them=runtime.current().hooks is second,
+             first=[first.slow_query_seconds, sorted(first.tables)],
+             second=[second.slow_query_seconds, sorted(second.tables)],
              slow={"other": slow.value("SELECT", "other"), "quotes": slow.value("SELECT", "quotes")})
     """)
-    assert result["before"] and result["gone"] and result["fresh"] and result["runtime_uses_them"]
+    assert result["before"] and result["gone"] and result["fresh"]
     assert result["first"] == [0.05, ["quotes"]]
     assert result["second"] == [2.0, []]
     # 0.6 s counted before set-up (0.5 s default), 0.06 s under the 0.05 s threshold, 1.0 s not
@@ -37,7 +37,8 @@ def test_hooks_are_built_with_the_settings_of_the_set_up_that_installs_them():
 
 def test_one_system_sampler_serves_the_poller_and_update_system_metrics():
     result = run_scenario("""
-        from mystocks_otel import runtime, update_system_metrics
+        from mystocks_otel._internal import runtime
+        from mystocks_otel import update_system_metrics
         setup_telemetry(make_app(), probe_interval_seconds=3600)
         rt = runtime.current()
         samplers = {id(task.__self__) for task in rt.poller.tasks
@@ -52,7 +53,7 @@ def test_one_system_sampler_serves_the_poller_and_update_system_metrics():
 
 def test_system_metrics_off_leaves_the_sampler_out_of_the_poller():
     result = run_scenario("""
-        from mystocks_otel import runtime
+        from mystocks_otel._internal import runtime
         setup_telemetry(make_app(), system_metrics=False, probe_interval_seconds=3600)
         names = [getattr(task, "__name__", "") for task in runtime.current().poller.tasks]
         done(names=names)
@@ -64,7 +65,7 @@ def test_a_forked_child_runs_its_own_poller_and_samples_itself():
     # The poller runs back to back, so every fork lands while it works: a lock it held at
     # the fork would be held forever in the child, and the child would hang here.
     result = run_scenario("""
-        from mystocks_otel import runtime
+        from mystocks_otel._internal import runtime
         setup_telemetry(make_app(), probe_interval_seconds=0.001)
         parent_thread = runtime.current().poller._thread
         children = []
@@ -96,11 +97,12 @@ def test_a_forked_child_runs_its_own_poller_and_samples_itself():
 def test_pool_status_before_set_up_reads_the_engines_given():
     result = run_scenario("""
         import sqlalchemy as sa
-        from mystocks_otel import runtime, update_database_metrics
+        from mystocks_otel._internal import runtime
+        from mystocks_otel import update_database_metrics
         engine = sa.create_engine("sqlite://", poolclass=sa.pool.QueuePool, pool_size=2, max_overflow=1)
         held = engine.connect()
         report = update_database_metrics([engine])
-        done(report=report, nothing=update_database_metrics(), hooks=runtime.library_hooks() is None)
+        done(report=report, nothing=update_database_metrics(), hooks=runtime.instrumented("sqlalchemy") is None)
     """)
     assert result["report"] == {"sqlite/default": {"active": 1, "idle": 0, "open": 1, "max": 3}}
     assert result["nothing"] == {} and result["hooks"]
@@ -110,11 +112,12 @@ def test_a_forked_child_gets_its_own_collector_connection():
     # The SDK's exporter internals are reached by name: this fails if an SDK upgrade moves them.
     from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
 
-    from mystocks_otel import export_health
-    from mystocks_otel.prefork import new_session
+    from mystocks_otel._internal import export_health, state
+    from mystocks_otel._internal.prefork import new_session
 
     exporter = export_health.watch(OTLPMetricExporter(endpoint="http://127.0.0.1:9/v1/metrics",
-                                                      headers={"x-team": "quant"}), "otlp")
+                                                      headers={"x-team": "quant"}), "otlp",
+                                   export_health.ExportStatuses(), state.counter(export_health.EXPORT_FAILURES))
     transport = exporter.inner._client._transport
     inherited = transport._session
     inherited.verify = False
@@ -127,8 +130,9 @@ def test_a_forked_child_gets_its_own_collector_connection():
 
 def test_a_forked_child_starts_its_counts_at_zero_and_the_parent_keeps_its_own():
     result = run_scenario("""
-        from mystocks_otel import runtime, record_order, record_db_query, set_symbols_tracked
-        from mystocks_otel.instruments import counter, gauge, histogram
+        from mystocks_otel._internal import runtime
+        from mystocks_otel import record_order, record_db_query, set_symbols_tracked
+        from mystocks_otel._internal.state import counter, gauge, histogram
         setup_telemetry(make_app(), system_metrics=False)
         record_order("buy", "market", "filled"); record_db_query("SELECT", 0.01)
         set_symbols_tracked("feed", 7)
@@ -159,7 +163,7 @@ def test_a_fork_during_an_export_leaves_the_child_able_to_export():
         from opentelemetry.sdk.metrics import MeterProvider
         from opentelemetry.sdk.metrics.export import (MetricExporter, MetricExportResult,
                                                       PeriodicExportingMetricReader)
-        from mystocks_otel.sdk_bridge import JoinHistograms, PeriodicReader
+        from mystocks_otel._internal.sdk_bridge import JoinHistograms, PeriodicReader
 
         class Stock(JoinHistograms, PeriodicExportingMetricReader):
             pass

@@ -1,7 +1,7 @@
 import pytest
 import redis
 
-from mystocks_otel.integrations.redis import RedisInstrumentor
+from mystocks_otel.integrations.redis import ClientHooks as RedisHooks
 
 
 class Unprintable:
@@ -10,7 +10,7 @@ class Unprintable:
 
 
 def test_hook_failure_never_replaces_the_commands_own_outcome(redis_url):
-    instrumentor = RedisInstrumentor()
+    instrumentor = RedisHooks()
     instrumentor.instrument()
     try:
         client = redis.Redis.from_url(redis_url, socket_timeout=2)
@@ -23,9 +23,9 @@ def test_hook_failure_never_replaces_the_commands_own_outcome(redis_url):
 
 
 def test_cache_gauges_come_from_info_of_the_first_synchronous_client_seen(throwaway_redis):
-    from mystocks_otel.instruments import counter, gauge
+    from mystocks_otel._internal.state import counter, gauge
 
-    instrumentor = RedisInstrumentor()
+    instrumentor = RedisHooks()
     instrumentor.instrument()
     try:
         assert instrumentor.update_cache_metrics() == {}  # no client seen yet
@@ -46,7 +46,7 @@ def test_cache_gauges_come_from_info_of_the_first_synchronous_client_seen(throwa
 def test_async_clients_are_never_polled_from_the_poller_thread(redis_url):
     import redis.asyncio
 
-    instrumentor = RedisInstrumentor()
+    instrumentor = RedisHooks()
     client = redis.asyncio.Redis.from_url(redis_url)
     instrumentor.clients.add(client)  # as the async wrapper would after a command
     assert instrumentor.update_cache_metrics() == {}

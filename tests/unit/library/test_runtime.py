@@ -1,4 +1,4 @@
-"""The process-wide runtime (provider, library hooks, poller, spans) in one process, on the
+"""The process-wide runtime (provider, instrumentors, poller, spans) in one process, on the
 in-memory reader of ``mystocks_otel.testing``. Fork cases stay in subprocesses."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from mystocks_otel import provider, runtime
+from mystocks_otel._internal import provider, runtime
 from mystocks_otel.testing import capture_metrics
 
 QUERIES = "mystocks.db.query_duration"
@@ -38,7 +38,7 @@ def test_the_runtime_starts_once_and_later_starts_only_add_engines(engine):
         assert runtime.current() is first and first.state is provider.current()
         again = runtime.start(_settings(metrics, slow_query_seconds=9), engines=[engine])
         assert again is first and first.settings.slow_query_seconds != 9
-        assert engine in runtime.library_hooks().sqlalchemy.engines
+        assert engine in runtime.instrumented("sqlalchemy").engines
     assert runtime.current() is None and provider.current() is None
 
 
@@ -49,7 +49,7 @@ def test_stop_removes_the_hooks_and_the_next_start_uses_its_own_settings(engine)
             conn.exec_driver_sql("SELECT pg_sleep(0.02)")
         assert metrics.value(SLOW, {"operation": "SELECT"}) == 1
         runtime.stop()
-        assert runtime.library_hooks() is None
+        assert runtime.instrumented("sqlalchemy") is None
         with engine.connect() as conn:  # no hook: not measured
             conn.exec_driver_sql("SELECT pg_sleep(0.02)")
         assert metrics.count(QUERIES) == 1
@@ -100,10 +100,12 @@ def test_upstream_redis_spans_are_undone_with_the_sql_ones():
     with capture_metrics() as metrics:
         runtime.start(_settings(metrics), tracer_provider=metrics.tracer_provider)
         assert RedisInstrumentor().is_instrumented_by_opentelemetry
-        assert runtime.library_hooks().sqlalchemy._tracer is not None
-        runtime._uninstrument_upstream_for_spans()
+        sqlalchemy, redis = runtime.instrumented("sqlalchemy"), runtime.instrumented("redis")
+        assert sqlalchemy.hooks.tracing
+        redis.untrace()
+        sqlalchemy.untrace()
         assert not RedisInstrumentor().is_instrumented_by_opentelemetry
-        assert runtime.library_hooks().sqlalchemy._tracer is None
+        assert not sqlalchemy.hooks.tracing
 
 
 def test_stopping_a_tracing_runtime_stops_the_upstream_spans_too():

@@ -1,0 +1,199 @@
+"""The file format: one memory-mapped file per worker (see the package docstring).
+
+``<slot>-<pid>.db``: an 8-byte header (bytes used), then entries
+``[u32 key length][u32 value count][key: JSON [metric, label values]][padding][doubles]``.
+:class:`ProcessFile` writes this process's file (it is the recorders' ``sink``);
+:class:`FileReader` reads any worker's file.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import mmap
+import os
+import struct
+import threading
+import time
+
+from ...catalog import Kind
+from ..instruments import EXEMPLAR_METRICS, HistogramRecorder, Instruments, Recorder
+
+INITIAL_SIZE = 1 << 20  # sparse: pages cost memory only once written
+HEADER = struct.Struct("<Q")
+ENTRY = struct.Struct("<II")
+EXEMPLAR_WIDTH = 5  # trace id high, trace id low, span id, value, time
+
+
+def entry_width(recorder: Recorder) -> int:
+    kind = recorder.spec.kind
+    if kind is Kind.HISTOGRAM:
+        exemplars = EXEMPLAR_WIDTH * recorder.width if recorder.spec.name in EXEMPLAR_METRICS else 0
+        return recorder.width + 1 + exemplars
+    return 1 if kind is Kind.COUNTER else 2
+
+
+
+
+class ProcessFile:
+    """This process's file: append entries, write values in place. The recorders' sink."""
+
+    def __init__(self, path: str):
+        self.path = path
+        # Made under another name, locked, then renamed: a reader never sees it unlocked.
+        self._fd = os.open(path + ".new", os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+        fcntl.flock(self._fd, fcntl.LOCK_EX)  # held until the process ends: "alive"
+        self._size = INITIAL_SIZE
+        os.ftruncate(self._fd, self._size)
+        self._maps: list = []  # every mapping made; a writer may still hold an older view
+        self._map()
+        self._used = HEADER.size
+        self._write_header()
+        os.rename(path + ".new", path)
+        self._lock = threading.Lock()
+
+    def _map(self) -> None:
+        mapped = mmap.mmap(self._fd, self._size)
+        self._maps.append(mapped)
+        self.bytes = mapped
+        self.view = memoryview(mapped).cast("d")
+        self.ints = memoryview(mapped).cast("Q")
+
+    def _write_header(self) -> None:
+        HEADER.pack_into(self.bytes, 0, self._used)
+
+    def close_inherited(self) -> None:
+        """In a forked child: let go of the parent's file without unlocking it for the parent."""
+        os.close(self._fd)
+
+    # -- entries ----------------------------------------------------------------------------
+    def attach(self, recorder: Recorder) -> None:
+        recorder.sink_offsets = {}  # key -> offset in this file
+        recorder.sink = self
+
+    def offset(self, recorder: Recorder, key: tuple) -> int:
+        """Index (in doubles) of the first value of ``key``'s entry; made on first use."""
+        found = recorder.sink_offsets.get(key)
+        if found is None:
+            found = recorder.sink_offsets[key] = self._append(recorder, key)
+        return found
+
+    def _append(self, recorder: Recorder, key: tuple) -> int:
+        encoded = json.dumps([recorder.spec.name, list(key)], separators=(",", ":")).encode()
+        width = entry_width(recorder)
+        padded = (len(encoded) + 7) & ~7
+        size = ENTRY.size + padded + 8 * width
+        with self._lock:
+            while self._used + size > self._size:
+                self._size *= 2
+                os.ftruncate(self._fd, self._size)
+                self._map()
+            start = self._used
+            ENTRY.pack_into(self.bytes, start, len(encoded), width)
+            self.bytes[start + ENTRY.size:start + ENTRY.size + len(encoded)] = encoded
+            self._used = start + size
+            self._write_header()  # last: readers never see a half-written entry
+        return (start + ENTRY.size + padded) // 8
+
+    # -- the recorders' sink API (called under the recorder's lock) -------------------------
+    def set(self, recorder: Recorder, key: tuple, value: float) -> None:
+        at = recorder.sink_offsets.get(key)
+        if at is None:
+            at = self.offset(recorder, key)
+        view = self.view
+        view[at] = value
+        if recorder.spec.kind is not Kind.COUNTER:
+            view[at + 1] = time.time()
+
+    def observe(self, recorder: HistogramRecorder, key: tuple, series: list, index: int) -> None:
+        at = recorder.sink_offsets.get(key)
+        if at is None:
+            at = self.offset(recorder, key)
+        view = self.view
+        view[at + index] = series[index]
+        view[at + recorder.width] = series[-3]
+
+    def exemplar(self, recorder: HistogramRecorder, key: tuple, index: int, kept: tuple) -> None:
+        if recorder.spec.name not in EXEMPLAR_METRICS:
+            return
+        at = self.offset(recorder, key) + recorder.width + 1 + EXEMPLAR_WIDTH * index
+        trace_id, span_id, value, when = kept
+        self.ints[at] = trace_id >> 64
+        self.ints[at + 1] = trace_id & 0xFFFFFFFFFFFFFFFF
+        self.ints[at + 2] = span_id
+        self.view[at + 3] = value
+        self.view[at + 4] = when
+
+    def write_all(self, instruments: Instruments) -> None:
+        """Mirror what the recorders hold now (values recorded before set-up, or kept by a fork)."""
+        for recorder in instruments:
+            for key, value in recorder.snapshot():  # copies, taken under the recorder's lock
+                if isinstance(recorder, HistogramRecorder):
+                    at = self.offset(recorder, key)
+                    for i in range(recorder.width):
+                        self.view[at + i] = value[i]
+                    self.view[at + recorder.width] = value[-3]
+                else:
+                    self.set(recorder, key, value)
+
+
+# -- reading any worker's file -------------------------------------------------------------------
+
+class FileReader:
+    """One worker's file, read by any worker: entries parsed once, values read at each scrape."""
+
+    def __init__(self, path: str):
+        self.path = path
+        name = os.path.basename(path)
+        self.slot = name.split("-", 1)[0]
+        self._fd = os.open(path, os.O_RDONLY)
+        self._map = None
+        self._size = 0
+        self._parsed = HEADER.size
+        self.entries: dict[str, list[tuple[tuple, int, int]]] = {}  # metric -> (key, offset, width)
+        self.dead = False
+
+    def alive(self) -> bool:
+        if self.dead:
+            return False
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(self._fd, fcntl.LOCK_UN)
+        self.dead = True
+        return False
+
+    def refresh(self):
+        size = os.fstat(self._fd).st_size
+        if size < HEADER.size:
+            return
+        if size != self._size:
+            self._map = mmap.mmap(self._fd, size, access=mmap.ACCESS_READ)
+            self.view = memoryview(self._map).cast("d")
+            self.ints = memoryview(self._map).cast("Q")
+            self._size = size
+        used = min(HEADER.unpack_from(self._map, 0)[0], self._size)
+        position = self._parsed
+        while position + ENTRY.size <= used:
+            length, width = ENTRY.unpack_from(self._map, position)
+            padded = (length + 7) & ~7
+            raw = self._map[position + ENTRY.size:position + ENTRY.size + length]
+            metric, values = json.loads(raw)
+            self.entries.setdefault(metric, []).append(
+                (tuple(values), (position + ENTRY.size + padded) // 8, width))
+            position += ENTRY.size + padded + 8 * width
+        self._parsed = position
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+
+def exemplar_at(reader: FileReader, at: int):
+    when = reader.view[at + 4]
+    if not when:
+        return None
+    trace_id = (reader.ints[at] << 64) | reader.ints[at + 1]
+    return (trace_id, reader.ints[at + 2], reader.view[at + 3], when)
+
+
