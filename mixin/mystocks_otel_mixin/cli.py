@@ -8,11 +8,44 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from .config import MixinConfig
+from .config import MixinConfig, flatten
+
+
+def _config_file(path: str) -> dict:
+    """A --config FILE.yaml: MixinConfig's keys, nested (``thresholds: {cache_hit_ratio_warning: 0.7}``)."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except OSError as error:
+        raise ValueError(f"--config {path}: {error.strerror}") from None
+    except yaml.YAMLError as error:
+        raise ValueError(f"--config {path}: not YAML ({' '.join(str(error).split())})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ValueError(f"--config {path}: expected a mapping of MixinConfig keys, e.g. thresholds: {{api_error_ratio_warning: 0.02}}")
+    return flatten(data)
+
+
+def _sets(items: list[str]) -> dict[str, str]:
+    values = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set {item!r}: expected KEY=VALUE, e.g. thresholds.api_error_ratio_warning=0.02")
+        values[key.strip()] = value
+    return values
 
 
 def mixin_config(args) -> MixinConfig:
-    """The render-time overrides as a MixinConfig; ValueError names the bad option."""
+    """The render-time overrides as a MixinConfig; ValueError names the bad option.
+
+    Precedence: the defaults, then ``--config FILE``, then ``--set``, then the named options."""
+    cfg = MixinConfig()
+    if getattr(args, "config", None):
+        cfg = cfg.with_overrides(_config_file(args.config))
+    cfg = cfg.with_overrides(_sets(getattr(args, "set", None) or []))
     overrides = {name: value for name in ("grafana_url", "runbook_url", "app_job", "collector_job",
                                           "prometheus_job", "alertmanager_job", "loki_url")
                  if (value := getattr(args, name)) is not None}
@@ -23,9 +56,11 @@ def mixin_config(args) -> MixinConfig:
             objectives[name] = float(value)
         except ValueError:
             raise ValueError(f"--slo {item!r}: expected NAME=OBJECTIVE, e.g. api-availability=0.995") from None
+    if overrides:
+        cfg = cfg.with_overrides(overrides)
     if args.holiday:
-        overrides["holidays"] = tuple(args.holiday)
-    return MixinConfig(**overrides).with_slo_objectives(objectives)
+        cfg = cfg.with_holidays(tuple(args.holiday))
+    return cfg.with_slo_objectives(objectives)
 
 
 def render(args) -> int:
@@ -36,14 +71,33 @@ def render(args) -> int:
         print(f"mystocks-otel render: {error}", file=sys.stderr)
         return 2
     root = Path(args.root)
-    if args.check:
-        stale = stale_files(root, cfg)
-        for rel in stale:
-            print(f"stale: {rel} (run `mystocks-otel render`)", file=sys.stderr)
-        return 1 if stale else 0
-    for rel in write_all(root, cfg):
+    if args.show_config:
+        for key, value in cfg.items():
+            print(f"{key}={_show(value)}")
+        return 0
+    try:
+        # Everything is generated before anything is written: a config the rules refuse
+        # (an alert's team outside labels.teams, say) writes nothing.
+        if args.check:
+            stale = stale_files(root, cfg)
+            for rel in stale:
+                print(f"stale: {rel} (run `mystocks-otel render`)", file=sys.stderr)
+            return 1 if stale else 0
+        written = write_all(root, cfg)
+    except ValueError as error:
+        print(f"mystocks-otel render: {error}", file=sys.stderr)
+        return 2
+    for rel in written:
         print(f"wrote {rel}")
     return 0
+
+
+def _show(value) -> str:
+    """A value in the form --set takes back: 0.8, a,b,c, 90-210,300-420, api=mystocks-api."""
+    if isinstance(value, tuple):
+        return ",".join(("=" if len(v) == 2 and isinstance(v[0], str) else "-" if len(v) == 2 else ":")
+                        .join(map(str, v)) if isinstance(v, tuple) else str(v) for v in value)
+    return "" if value is None else str(value)
 
 
 def register(sub) -> None:
@@ -64,4 +118,11 @@ def register(sub) -> None:
                                help="an SLO objective, e.g. api-availability=0.995 (repeatable)")
     render_parser.add_argument("--holiday", action="append", default=[], metavar="YYYY-MM-DD",
                                help="an exchange holiday: the trading session stays closed (repeatable)")
+    render_parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                               help="override any MixinConfig field, e.g. thresholds.cache_hit_ratio_warning=0.7 "
+                               "or sessions.utc_minutes=90-210,300-420 (repeatable; --show-config lists the keys)")
+    render_parser.add_argument("--config", metavar="FILE.yaml",
+                               help="MixinConfig overrides from a YAML file, keys nested as in --show-config")
+    render_parser.add_argument("--show-config", action="store_true",
+                               help="print every key and value of the resulting config, and exit")
     render_parser.set_defaults(run=render)

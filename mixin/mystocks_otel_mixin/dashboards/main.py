@@ -14,19 +14,18 @@ from mystocks_otel_mixin.dashboards.common import (
     gauge_panel,
     instance_variable,
     job_variable,
-    labels_of,
-    num,
     number_panels,
-    quantile,
     query,
-    series,
     stat_panel,
-    sum_rate,
     timeseries_panel,
     value_text,
 )
+from mystocks_otel_mixin.lib.promql import PromQL, histogram, labels_of, metric, num
 
 HTTP = "http.server.request.duration"
+#: Every selector carries the dashboard-linter's job and instance variables, and every rate()
+#: Grafana's $__rate_interval.
+Q = PromQL.grafana("job", "instance")
 
 
 def _steps(warning: float, critical: float, *, rising: bool = True) -> tuple:
@@ -41,58 +40,60 @@ GAUGE_HEADROOM = 1.2
 
 
 def _api(cfg: config.MixinConfig) -> list:
+    t = cfg.thresholds
     by_request = labels_of(HTTP)  # method, route, status
-    total = sum_rate(HTTP, suffix="_count")
+    total = Q.sum_rate(metric(HTTP, "_count"))
     return [
         timeseries_panel(
             "HTTP Request Rate",
             "Requests per second by method, route template and status code "
             "(http.server.request.duration count).",
             "reqps",
-            [query(sum_rate(HTTP, by_request, suffix="_count"),
+            [query(Q.sum_rate(metric(HTTP, "_count"), by_request),
                    "{{http_request_method}} {{http_route}} {{http_response_status_code}}")],
             width=12),
         gauge_panel(
             "HTTP Duration p95/p99",
             "95th and 99th percentile of API request duration over all routes. Amber and red are "
-            f"the response-time alerts' thresholds: p95 above {num(config.API_LATENCY_P95_WARNING_SECONDS)} s "
-            f"(warning) and {num(config.API_LATENCY_P95_CRITICAL_SECONDS)} s (critical).",
+            f"the response-time alerts' thresholds: p95 above {num(t.api_latency_p95_warning_seconds)} s "
+            f"(warning) and {num(t.api_latency_p95_critical_seconds)} s (critical).",
             "s",
-            [query(quantile(0.95, HTTP), "p95", instant=True),
-             query(quantile(0.99, HTTP), "p99", instant=True)],
-            width=6, max_val=config.API_LATENCY_P95_CRITICAL_SECONDS * GAUGE_HEADROOM,
-            steps=_steps(config.API_LATENCY_P95_WARNING_SECONDS, config.API_LATENCY_P95_CRITICAL_SECONDS)),
+            [query(Q.quantile(0.95, histogram(HTTP)), "p95", instant=True),
+             query(Q.quantile(0.99, histogram(HTTP)), "p99", instant=True)],
+            width=6, max_val=t.api_latency_p95_critical_seconds * GAUGE_HEADROOM,
+            steps=_steps(t.api_latency_p95_warning_seconds, t.api_latency_p95_critical_seconds)),
         timeseries_panel(
             "HTTP Error Rate",
             "Share of requests answered with 4xx (client errors) and 5xx (server errors). Amber and "
-            f"red are the 5xx alerts' thresholds ({num(config.API_ERROR_RATIO_WARNING * 100)}% and "
-            f"{num(config.API_ERROR_RATIO_CRITICAL * 100)}%).",
+            f"red are the 5xx alerts' thresholds ({num(t.api_error_ratio_warning * 100)}% and "
+            f"{num(t.api_error_ratio_critical * 100)}%).",
             "percentunit",
-            [query(f"{sum_rate(HTTP, matchers=status_class, suffix='_count')} / {total}", f"{cls}xx")
+            [query(f"{Q.sum_rate(metric(HTTP, '_count'), extra=status_class)} / {total}", f"{cls}xx")
              for cls, status_class in (("4", 'http_response_status_code=~"4.."'),
                                        ("5", 'http_response_status_code=~"5.."'))],
             width=6, min_val=0,
-            steps=_steps(config.API_ERROR_RATIO_WARNING, config.API_ERROR_RATIO_CRITICAL)),
+            steps=_steps(t.api_error_ratio_warning, t.api_error_ratio_critical)),
         timeseries_panel(
             "HTTP Latency p95/p99",
             "95th and 99th percentile of API request duration over time. The dots are exemplars: "
             "a request that fell in that bucket, linked to its trace (tracing on, OpenMetrics scrape).",
             "s",
-            [query(quantile(0.95, HTTP), "p95", exemplar=True),
-             query(quantile(0.99, HTTP), "p99", exemplar=True)],
+            [query(Q.quantile(0.95, histogram(HTTP)), "p95", exemplar=True),
+             query(Q.quantile(0.99, histogram(HTTP)), "p99", exemplar=True)],
             width=12, min_val=0,
-            steps=_steps(config.API_LATENCY_P95_WARNING_SECONDS, config.API_LATENCY_P95_CRITICAL_SECONDS)),
+            steps=_steps(t.api_latency_p95_warning_seconds, t.api_latency_p95_critical_seconds)),
         timeseries_panel(
             "HTTP Requests In Flight",
             "Requests being served right now, by method (a queue builds up here before latency rises).",
             "short",
-            [query(f"sum by (http_request_method) ({series('http.server.active_requests')})",
+            [query(f"sum by (http_request_method) ({Q.sel(metric('http.server.active_requests'))})",
                    "{{http_request_method}}")],
             width=12),
     ]
 
 
 def _database(cfg: config.MixinConfig) -> list:
+    t = cfg.thresholds
     table = ("operation", "table")
     pool = "sum by (pool) "
     # A pool belongs to one process: under several workers each has its own (a `worker` label).
@@ -103,50 +104,51 @@ def _database(cfg: config.MixinConfig) -> list:
             "Pool connections checked out (active) and idle, against the pool's maximum "
             "(size + overflow): active near max means the pool is about to be exhausted.",
             "short",
-            [query(f"{pool}({series('mystocks.db.connections_active')})", "active {{pool}}"),
-             query(f"{pool}({series('mystocks.db.connections_idle')})", "idle {{pool}}"),
-             query(f"{pool}({series('mystocks.db.connections_max')})", "max {{pool}}")],
+            [query(f"{pool}({Q.sel(metric('mystocks.db.connections_active'))})", "active {{pool}}"),
+             query(f"{pool}({Q.sel(metric('mystocks.db.connections_idle'))})", "idle {{pool}}"),
+             query(f"{pool}({Q.sel(metric('mystocks.db.connections_max'))})", "max {{pool}}")],
             width=8, min_val=0),
         timeseries_panel(
             "DB Pool Usage by Process",
             "Checked-out share of each process's pool maximum (instance, and worker under several "
             "workers): a pool belongs to one process, so one exhausted pool shows here even beside "
             "idle ones. "
-            f"Amber and red are the alerts' thresholds ({num(config.DB_POOL_USAGE_WARNING * 100)}% "
-            f"and {num(config.DB_POOL_USAGE_EXHAUSTED * 100)}%).",
+            f"Amber and red are the alerts' thresholds ({num(t.db_pool_usage_warning * 100)}% "
+            f"and {num(t.db_pool_usage_exhausted * 100)}%).",
             "percentunit",
-            [query(f"{by_process}({series('mystocks.db.connections_active')})\n/\n"
-                   f"({by_process}({series('mystocks.db.connections_max')}) > 0)",
+            [query(f"{by_process}({Q.sel(metric('mystocks.db.connections_active'))})\n/\n"
+                   f"({by_process}({Q.sel(metric('mystocks.db.connections_max'))}) > 0)",
                    "{{instance}} {{worker}} {{pool}}")],
             width=8, min_val=0,
-            steps=_steps(config.DB_POOL_USAGE_WARNING, config.DB_POOL_USAGE_EXHAUSTED)),
+            steps=_steps(t.db_pool_usage_warning, t.db_pool_usage_exhausted)),
         timeseries_panel(
             "Slow Queries",
             "Statements slower than MYSTOCKS_OTEL_SLOW_QUERY_SECONDS per second, by operation and table.",
             "ops",
-            [query(sum_rate("mystocks.db.slow_queries", table), "{{operation}} {{table}}")],
+            [query(Q.sum_rate(metric("mystocks.db.slow_queries"), table), "{{operation}} {{table}}")],
             width=8, min_val=0),
         timeseries_panel(
             "DB Query Latency p95",
             "95th percentile duration of SQL statements, by operation. The dots are exemplars, "
             "each linked to the trace of a statement that took that long.",
             "s",
-            [query(quantile(0.95, "mystocks.db.query_duration", ("operation",)), "{{operation}}",
+            [query(Q.quantile(0.95, histogram("mystocks.db.query_duration"), ("operation",)), "{{operation}}",
                    exemplar=True)],
             width=12, min_val=0),
         timeseries_panel(
             "DB Query Errors",
             "SQL statements that raised, per second, by operation and exception type.",
             "ops",
-            [query(sum_rate("mystocks.db.query_errors", ("operation", "error_type")),
+            [query(Q.sum_rate(metric("mystocks.db.query_errors"), ("operation", "error_type")),
                    "{{operation}} {{error_type}}")],
             width=12, min_val=0),
     ]
 
 
 def _cache(cfg: config.MixinConfig) -> list:
-    hits = sum_rate("mystocks.cache.hits", ("cache",))
-    misses = sum_rate("mystocks.cache.misses", ("cache",))
+    t = cfg.thresholds
+    hits = Q.sum_rate(metric("mystocks.cache.hits"), ("cache",))
+    misses = Q.sum_rate(metric("mystocks.cache.misses"), ("cache",))
     return [
         gauge_panel(
             "Cache Hit Rate",
@@ -155,7 +157,7 @@ def _cache(cfg: config.MixinConfig) -> list:
             "adds up correctly across worker processes.",
             "percentunit",
             [query(f"{hits} / ({hits} + {misses})", "{{cache}}", instant=True)],
-            max_val=1, steps=_steps(config.CACHE_HIT_RATIO_WARNING, config.CACHE_HIT_RATIO_CRITICAL,
+            max_val=1, steps=_steps(t.cache_hit_ratio_warning, t.cache_hit_ratio_critical,
                                     rising=False)),
         barchart_panel(
             "Cache Hits vs Misses",
@@ -167,7 +169,7 @@ def _cache(cfg: config.MixinConfig) -> list:
             "Redis Command Errors",
             "Redis commands that raised, per second, by command and error type.",
             "ops",
-            [query(sum_rate("mystocks.redis.command_errors", ("command", "error_type")),
+            [query(Q.sum_rate(metric("mystocks.redis.command_errors"), ("command", "error_type")),
                    "{{command}} {{error_type}}")],
             min_val=0),
         timeseries_panel(
@@ -175,7 +177,7 @@ def _cache(cfg: config.MixinConfig) -> list:
             "95th percentile duration of Redis commands, by command. The dots are exemplars, each "
             "linked to the trace of a command that took that long.",
             "s",
-            [query(quantile(0.95, "mystocks.redis.command_duration", ("command",)), "{{command}}",
+            [query(Q.quantile(0.95, histogram("mystocks.redis.command_duration"), ("command",)), "{{command}}",
                    exemplar=True)],
             width=12, height=6, min_val=0),
         timeseries_panel(
@@ -185,9 +187,9 @@ def _cache(cfg: config.MixinConfig) -> list:
             "is judged against.",
             "percentunit",
             [query(f"{hits} / ({hits} + {misses})", "recent {{cache}}"),
-             query(f"avg by (cache) ({series('mystocks.cache.hit_ratio')})", "since start {{cache}}")],
+             query(f"avg by (cache) ({Q.sel(metric('mystocks.cache.hit_ratio'))})", "since start {{cache}}")],
             width=12, height=6, min_val=0, max_val=1,
-            steps=_steps(config.CACHE_HIT_RATIO_WARNING, config.CACHE_HIT_RATIO_CRITICAL, rising=False)),
+            steps=_steps(t.cache_hit_ratio_warning, t.cache_hit_ratio_critical, rising=False)),
     ]
 
 
@@ -195,37 +197,38 @@ PROCESS = 'scope="process"'
 
 
 def _system(cfg: config.MixinConfig) -> list:
+    t = cfg.thresholds
     return [
         timeseries_panel(
             "Process Memory",
             "Resident memory of the API process, and memory used by each cache.",
             "bytes",
-            [query(f"sum by (job, instance) ({series('mystocks.system.memory_usage', PROCESS)})",
+            [query(f"sum by (job, instance) ({Q.sel(metric('mystocks.system.memory_usage'), PROCESS)})",
                    "process {{instance}}"),
-             query(f"sum by (cache) ({series('mystocks.cache.memory_usage')})", "cache {{cache}}")],
+             query(f"sum by (cache) ({Q.sel(metric('mystocks.cache.memory_usage'))})", "cache {{cache}}")],
             min_val=0),
         gauge_panel(
             "CPU Usage",
             "CPU use in percent: the API process and the host it runs on. Amber and red are the "
-            f"CPU alerts' thresholds ({num(config.CPU_PERCENT_WARNING)}% and "
-            f"{num(config.CPU_PERCENT_CRITICAL)}%).",
+            f"CPU alerts' thresholds ({num(t.cpu_percent_warning)}% and "
+            f"{num(t.cpu_percent_critical)}%).",
             "percent",
-            [query(f"max by (scope) ({series('mystocks.system.cpu_utilization')})", "{{scope}}",
+            [query(f"max by (scope) ({Q.sel(metric('mystocks.system.cpu_utilization'))})", "{{scope}}",
                    instant=True)],
-            max_val=100, steps=_steps(config.CPU_PERCENT_WARNING, config.CPU_PERCENT_CRITICAL)),
+            max_val=100, steps=_steps(t.cpu_percent_warning, t.cpu_percent_critical)),
         timeseries_panel(
             "System Uptime",
             "Uptime of each service process and of its host, in days; a drop to zero is a restart.",
             "d",
-            [query(f"max by (job, scope) ({series('mystocks.system.uptime')}) / 86400",
+            [query(f"max by (job, scope) ({Q.sel(metric('mystocks.system.uptime'))}) / 86400",
                    "{{job}} {{scope}}")],
             min_val=0),
         timeseries_panel(
             "Memory & Disk Utilization",
             "Host memory in use and the data disk's used share, in percent.",
             "percent",
-            [query(f"max by (scope) ({series('mystocks.system.memory_utilization')})", "memory {{scope}}"),
-             query(f"max by (mountpoint) ({series('mystocks.system.disk_utilization')})",
+            [query(f"max by (scope) ({Q.sel(metric('mystocks.system.memory_utilization'))})", "memory {{scope}}"),
+             query(f"max by (mountpoint) ({Q.sel(metric('mystocks.system.disk_utilization'))})",
                    "disk {{mountpoint}}")],
             width=24, height=6, min_val=0, max_val=100),
     ]
@@ -237,26 +240,27 @@ def _websocket(cfg: config.MixinConfig) -> list:
             "WebSocket Connections",
             "Open WebSocket connections by namespace (the WebSocket route).",
             "short",
-            [query(f"sum by (namespace) ({series('mystocks.websocket.active_connections')})",
+            [query(f"sum by (namespace) ({Q.sel(metric('mystocks.websocket.active_connections'))})",
                    "{{namespace}}")],
             min_val=0),
         barchart_panel(
             "WebSocket Messages",
             "WebSocket messages per second, sent and received, by message type (text, binary).",
             "mps",
-            [query(sum_rate("mystocks.websocket.messages", ("direction", "message_type")),
+            [query(Q.sum_rate(metric("mystocks.websocket.messages"), ("direction", "message_type")),
                    "{{direction}} {{message_type}}", instant=True)]),
         timeseries_panel(
             "WebSocket Connection Errors",
             "WebSocket connections per second that ended in an error or were rejected, by reason.",
             "ops",
-            [query(sum_rate("mystocks.websocket.connection_errors", ("namespace", "reason")),
+            [query(Q.sum_rate(metric("mystocks.websocket.connection_errors"), ("namespace", "reason")),
                    "{{namespace}} {{reason}}")],
             min_val=0),
     ]
 
 
 def _market_data(cfg: config.MixinConfig) -> list:
+    t = cfg.thresholds
     latency = "mystocks.market_data.processing_duration"
     fresh = cfg.slo("market-data-freshness").threshold_seconds
     return [
@@ -264,58 +268,58 @@ def _market_data(cfg: config.MixinConfig) -> list:
             "Market Data Points",
             "Market data points processed per second, by data source.",
             "ops",
-            [query(sum_rate("mystocks.market_data.points_processed", ("source",)), "{{source}}",
+            [query(Q.sum_rate(metric("mystocks.market_data.points_processed"), ("source",)), "{{source}}",
                    instant=True)]),
         timeseries_panel(
             "Market Data Latency",
             "95th and 99th percentile processing time of market data, by source. Amber is the "
-            f"market-data latency alert's p95 threshold ({num(config.MARKET_DATA_P95_WARNING_SECONDS)} s).",
+            f"market-data latency alert's p95 threshold ({num(t.market_data_p95_warning_seconds)} s).",
             "s",
-            [query(quantile(0.95, latency, ("source",)), "p95 {{source}}"),
-             query(quantile(0.99, latency, ("source",)), "p99 {{source}}")],
-            min_val=0, steps=((None, "green"), (config.MARKET_DATA_P95_WARNING_SECONDS, "yellow"))),
+            [query(Q.quantile(0.95, histogram(latency), ("source",)), "p95 {{source}}"),
+             query(Q.quantile(0.99, histogram(latency), ("source",)), "p99 {{source}}")],
+            min_val=0, steps=((None, "green"), (t.market_data_p95_warning_seconds, "yellow"))),
         timeseries_panel(
             "Market Data Feed Errors",
             "Feed errors per second, by source and reason (timeout, connection, parse, rate_limited, stalled).",
             "ops",
-            [query(sum_rate("mystocks.market_data.feed_errors", ("source", "reason")),
+            [query(Q.sum_rate(metric("mystocks.market_data.feed_errors"), ("source", "reason")),
                    "{{source}} {{reason}}")],
             min_val=0),
         timeseries_panel(
             "Data Freshness",
             f"Age of the newest record of each dataset. Amber: the freshness SLO's bound "
-            f"({num(fresh)} s); red: the stale-data alert's ({num(config.STALE_DATA_SECONDS)} s).",
+            f"({num(fresh)} s); red: the stale-data alert's ({num(t.stale_data_seconds)} s).",
             "s",
-            [query(f"max by (dataset) ({series('mystocks.data_quality.freshness')})", "{{dataset}}")],
-            min_val=0, steps=_steps(fresh, config.STALE_DATA_SECONDS)),
+            [query(f"max by (dataset) ({Q.sel(metric('mystocks.data_quality.freshness'))})", "{{dataset}}")],
+            min_val=0, steps=_steps(fresh, t.stale_data_seconds)),
         timeseries_panel(
             "Market Data Age",
             "Seconds since each source last delivered a data point. Unlike Data Freshness it keeps "
             "growing when the producer dies (a frozen freshness gauge would not). Red is the "
-            f"producer-stalled alert's threshold ({num(config.STALE_DATA_SECONDS)} s, market open).",
+            f"producer-stalled alert's threshold ({num(t.stale_data_seconds)} s, market open).",
             "s",
-            [query(f"time() - max by (source) ({series('mystocks.market_data.last_update_timestamp')})",
+            [query(f"time() - max by (source) ({Q.sel(metric('mystocks.market_data.last_update_timestamp'))})",
                    "{{source}}")],
-            min_val=0, steps=_steps(fresh, config.STALE_DATA_SECONDS)),
+            min_val=0, steps=_steps(fresh, t.stale_data_seconds)),
         timeseries_panel(
             "Data Completeness",
             "Share of expected records present, by dataset.",
             "percentunit",
-            [query(f"min by (dataset) ({series('mystocks.data_quality.completeness_ratio')})",
+            [query(f"min by (dataset) ({Q.sel(metric('mystocks.data_quality.completeness_ratio'))})",
                    "{{dataset}}")],
             min_val=0, max_val=1),
         timeseries_panel(
             "Orders",
             "Orders per second by side and final status (accepted, filled, rejected, cancelled).",
             "ops",
-            [query(sum_rate("mystocks.trading.orders", ("side", "status")), "{{side}} {{status}}")],
+            [query(Q.sum_rate(metric("mystocks.trading.orders"), ("side", "status")), "{{side}} {{status}}")],
             min_val=0),
         timeseries_panel(
             "Order Latency p95/p99",
             "Time from order submission to acknowledgement: 95th and 99th percentile.",
             "s",
-            [query(quantile(0.95, "mystocks.trading.order_latency"), "p95"),
-             query(quantile(0.99, "mystocks.trading.order_latency"), "p99")],
+            [query(Q.quantile(0.95, histogram("mystocks.trading.order_latency")), "p95"),
+             query(Q.quantile(0.99, histogram("mystocks.trading.order_latency")), "p99")],
             width=16, min_val=0),
     ]
 
@@ -323,7 +327,7 @@ def _market_data(cfg: config.MixinConfig) -> list:
 #: The alert that always fires (the dead man's switch): not an incident, so not counted.
 WATCHDOG = "Watchdog"
 #: Prometheus' own series of its alert rules' states (one per firing or pending alert).
-FIRING_ALERTS = f'ALERTS{{alertstate="firing", alertname!="{WATCHDOG}"}}'
+FIRING_ALERTS = PromQL().sel("ALERTS", f'alertstate="firing", alertname!="{WATCHDOG}"')
 
 
 def _users_alerts_health(cfg: config.MixinConfig) -> list:
@@ -344,26 +348,26 @@ def _users_alerts_health(cfg: config.MixinConfig) -> list:
             "received, by severity. Fewer than Active Alerts for long means notifications do not "
             "reach the webhook (check Alertmanager's notification errors).",
             "short",
-            [query(f"sum by (severity) ({series('mystocks.alert.active')})", "{{severity}}", instant=True)],
+            [query(f"sum by (severity) ({Q.sel(metric('mystocks.alert.active'))})", "{{severity}}", instant=True)],
             width=6, steps=((None, "green"), (1, "red")), no_value="0"),
         timeseries_panel(
             "User Sessions",
             "Signed-in user sessions, by platform.",
             "short",
-            [query(f"sum by (platform) ({series('mystocks.user.active_sessions')})", "{{platform}}")],
+            [query(f"sum by (platform) ({Q.sel(metric('mystocks.user.active_sessions'))})", "{{platform}}")],
             width=12, min_val=0),
         timeseries_panel(
             "Component Health",
             "1 when a component's health probe passes, 0 when it fails (the worst instance wins).",
             "none",
-            [query(f"min by (component) ({series('mystocks.health.component_status')})", "{{component}}")],
+            [query(f"min by (component) ({Q.sel(metric('mystocks.health.component_status'))})", "{{component}}")],
             width=8, min_val=0, max_val=1, mappings=up_down),
         timeseries_panel(
             "Dependencies Availability",
             "Share of probes each external dependency answered over the rate window.",
             "percentunit",
             [query("avg by (dependency) (avg_over_time("
-                   f"{series('mystocks.health.dependency_availability')}[$__rate_interval]))",
+                   f"{Q.sel(metric('mystocks.health.dependency_availability'))}[{Q.window}]))",
                    "{{dependency}}")],
             width=8, min_val=0, max_val=1),
         timeseries_panel(
@@ -371,7 +375,7 @@ def _users_alerts_health(cfg: config.MixinConfig) -> list:
             "Metric exports per second that failed, by exporter (OTLP push): the Collector is "
             "down or refusing. Requests are never blocked by it; /metrics/health shows the last error.",
             "ops",
-            [query(sum_rate("mystocks.telemetry.export_failures", ("exporter",)), "{{exporter}}")],
+            [query(Q.sum_rate(metric("mystocks.telemetry.export_failures"), ("exporter",)), "{{exporter}}")],
             width=8, min_val=0),
     ]
 
@@ -391,7 +395,7 @@ def build(cfg: config.MixinConfig):
     board = base_dashboard(
         "MyStocks Monitoring Dashboard", config.MAIN_DASHBOARD_UID,
         "API, database, cache, system, WebSocket, market data, business and health metrics of MyStocks.",
-        ["overview"])
+        ["overview"], generator=__name__)
     for variable in (datasource_variable(), job_variable(cfg.app_job), instance_variable()):
         board = board.with_variable(variable)
     board = board.link(dashboard.DashboardLink("SLOs").type(DashboardLinkType.DASHBOARDS).tags(["slo"])

@@ -13,8 +13,6 @@ from grafana_foundation_sdk.builders import dashboard
 from grafana_foundation_sdk.models.dashboard import DashboardLinkType
 
 from mystocks_otel_mixin import config
-from mystocks_otel_mixin.lib.rulekit import Record
-from mystocks_otel_mixin.rules import slo as slo_rules
 from mystocks_otel_mixin.dashboards import provisioning
 from mystocks_otel_mixin.dashboards.common import (
     LTS_DATASOURCE,
@@ -27,6 +25,9 @@ from mystocks_otel_mixin.dashboards.common import (
     stat_panel,
     timeseries_panel,
 )
+from mystocks_otel_mixin.lib.promql import PromQL, num
+from mystocks_otel_mixin.lib.rulekit import Record
+from mystocks_otel_mixin.rules import slo as slo_rules
 
 #: The SLO period, read from the long-term store (Prometheus keeps 15 days).
 PERIOD = "30d"
@@ -36,13 +37,16 @@ OBJECTIVE_RECORD = "slo:objective:ratio"
 EVENTS_RECORD, BAD_EVENTS_RECORD = "slo:sli_events:rate5m", "slo:sli_bad_events:rate5m"
 
 
-def _selector(slo: config.SLO) -> str:
-    # The SLO records keep the job label (mixin.rules.slo), so the job variable applies.
-    return f'{{slo="{slo.name}", job=~"$job"}}'
+#: The SLO records keep the job label (rules/slo.py), so the job variable applies.
+Q = PromQL.grafana("job")
+
+
+def _sel(record: str, slo: config.SLO) -> str:
+    return Q.sel(record, f'slo="{slo.name}"')
 
 
 def _ratio(slo: config.SLO, window: str) -> str:
-    return f"{config.slo_error_ratio_record(window)}{_selector(slo)}"
+    return _sel(config.slo_error_ratio_record(window), slo)
 
 
 def request_weighted(cfg: config.MixinConfig) -> frozenset[str]:
@@ -58,18 +62,18 @@ def _period_error_ratio(slo: config.SLO, weighted: bool) -> str:
     days, so a busy hour weighs more than a quiet night. Time-based ones (freshness): the mean
     of the 5-minute ratio, every 5 minutes weighing the same."""
     if weighted:
-        return (f"sum_over_time({BAD_EVENTS_RECORD}{_selector(slo)}[{PERIOD}])"
-                f" / (sum_over_time({EVENTS_RECORD}{_selector(slo)}[{PERIOD}]) > 0)")
+        return (f"sum_over_time({_sel(BAD_EVENTS_RECORD, slo)}[{PERIOD}])"
+                f" / (sum_over_time({_sel(EVENTS_RECORD, slo)}[{PERIOD}]) > 0)")
     return f"avg_over_time({_ratio(slo, BASE_WINDOW)}[{PERIOD}])"
 
 
-def _panels(slo: config.SLO, weighted: bool) -> list:
-    budget = f"{slo.error_budget:.6g}"
-    objective = f"{slo.objective:.6g}"
+def _panels(cfg: config.MixinConfig, slo: config.SLO, weighted: bool) -> list:
+    budget = num(slo.error_budget)
+    objective = num(slo.objective)
     period_ratio = _period_error_ratio(slo, weighted)
     weighing = "every request weighs the same" if weighted else "every 5 minutes weigh the same"
     # The burn rates the multiwindow alerts page/ticket on, drawn as threshold lines.
-    factors = sorted({factor for _sev, _long, _short, factor in config.BURN_RATE_ALERTS})
+    factors = sorted({factor for _sev, _long, _short, factor in cfg.burn_rates})
     burn_steps = ((None, "green"), *((f, "yellow" if f < 10 else "red") for f in factors))
     return [
         stat_panel(
@@ -93,16 +97,16 @@ def _panels(slo: config.SLO, weighted: bool) -> list:
             "percentunit",
             [*(query(f"1 - {_ratio(slo, w)}", f"SLI {w} {{{{job}}}}") for w in (BASE_WINDOW, "1h")),
              # Recorded from the same config by mixin.alerts_slo: the line the SLI must stay above.
-             query(f'{OBJECTIVE_RECORD}{{slo="{slo.name}"}}', "objective")],
+             query(PromQL().sel(OBJECTIVE_RECORD, f'slo="{slo.name}"'), "objective")],
             width=12, steps=((None, "red"), (slo.objective, "green"))),
         timeseries_panel(
             f"{slo.name}: burn rate",
             "How fast the error budget is being spent (1 = exactly used up at the end of the "
             f"{PERIOD} period), per alerting window. Lines mark the burn rates the alerts use: "
-            + ", ".join(f"{sev} {long_w}/{short_w} at {f}x" for sev, long_w, short_w, f in config.BURN_RATE_ALERTS)
+            + ", ".join(f"{sev} {long_w}/{short_w} at {f}x" for sev, long_w, short_w, f in cfg.burn_rates)
             + ".",
             "suffix:x",
-            [query(f"{_ratio(slo, w)} / {budget}", f"{w} {{{{job}}}}") for w in config.SLO_WINDOWS],
+            [query(f"{_ratio(slo, w)} / {budget}", f"{w} {{{{job}}}}") for w in cfg.slo_windows],
             width=12, min_val=0, steps=burn_steps),
         timeseries_panel(
             f"{slo.name}: error budget remaining, {PERIOD} rolling",
@@ -118,7 +122,7 @@ def build(cfg: config.MixinConfig):
     board = base_dashboard(
         "MyStocks SLOs", config.SLO_DASHBOARD_UID,
         f"Error budgets, burn rates and SLIs of the MyStocks {PERIOD} service-level objectives.",
-        ["slo"], time_from="now-24h")  # a day shows the slower burn-rate windows move
+        ["slo"], generator=__name__, time_from="now-24h")  # a day shows the slower burn-rate windows move
     lts = lts_datasource_variable(provisioning.LTS_NAME, provisioning.LTS_UID)
     for variable in (datasource_variable(), lts, job_variable(cfg.app_job)):
         board = board.with_variable(variable)
@@ -126,7 +130,7 @@ def build(cfg: config.MixinConfig):
                        .keep_time(True))
     weighted = request_weighted(cfg)
     for slo in cfg.slos:
-        board = board.with_row(dashboard.Row(f"SLO: {slo.name} ({slo.objective:.6g})").collapsed(False))
-        for panel in _panels(slo, slo.name in weighted):
+        board = board.with_row(dashboard.Row(f"SLO: {slo.name} ({num(slo.objective)})").collapsed(False))
+        for panel in _panels(cfg, slo, slo.name in weighted):
             board = board.with_panel(panel)
     return number_panels(board.build())

@@ -13,19 +13,19 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from mystocks_otel_mixin.config import CATEGORIES, MixinConfig
+from mystocks_otel_mixin.config import DEFAULT, MixinConfig
 from mystocks_otel_mixin.lib.rulekit import Alert, Group, Record, render_groups
 from mystocks_otel_mixin.rules import (
     aggregated, api, business, cache, database, health, market_data, meta, slo, system, websocket,
 )
 
-#: category -> its module, in config.CATEGORIES order (checked below).
+#: category -> its module, in t.categories order (checked below).
 MODULES: dict[str, ModuleType] = {
     "api": api, "database": database, "cache": cache, "websocket": websocket,
     "market_data": market_data, "system": system, "health": health, "business": business,
     "aggregated": aggregated, "slo": slo, "meta": meta,
 }
-assert tuple(MODULES) == CATEGORIES, "one rules module per category, in config.CATEGORIES order"
+assert tuple(MODULES) == DEFAULT.labels.categories, "one rules module per category, in labels.categories order"
 
 RECORDING_FILE = "alerts/rules/mystocks-recording.yml"
 ALERTS_FILE = "alerts/rules/mystocks-alerts.yml"
@@ -49,13 +49,22 @@ def slo_groups(cfg: MixinConfig) -> tuple[Group, ...]:
     return (slo.records(cfg), Group("mystocks-slo.alerts", slo.alerts(cfg)))
 
 
+def _check_categories(cfg: MixinConfig) -> None:
+    if set(cfg.labels.categories) != set(MODULES):
+        raise ValueError(f"labels.categories={','.join(cfg.labels.categories)}: expected the rules modules' "
+                         f"categories ({','.join(MODULES)}): one rules/<category>.py per category")
+
+
 def all_alerts(cfg: MixinConfig) -> tuple[Alert, ...]:
-    """Every alert, in category order; checks each lives in its category's module."""
+    """Every alert, in category order; checks each lives in its category's module and
+    carries labels from cfg.labels."""
+    _check_categories(cfg)
     alerts = []
     for category, module in MODULES.items():
         for a in module.alerts(cfg):
             if a.category != category:
                 raise ValueError(f"{a.name}: category {a.category!r} but defined in rules/{category}.py")
+            a.check(cfg)
             alerts.append(a)
     names = [a.name for a in alerts]
     duplicates = {n for n in names if names.count(n) > 1}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from mystocks_otel_mixin import config as c
 from mystocks_otel_mixin.config import MixinConfig
 from mystocks_otel_mixin.lib.promql import PromQL, dur, num, pct, ratio
 from mystocks_otel_mixin.lib.rulekit import Alert, Group, Record
@@ -50,58 +49,63 @@ def records(cfg: MixinConfig) -> Group:
 
 
 def alerts(cfg: MixinConfig) -> tuple[Alert, ...]:
-    q = PromQL(cfg.app_job)
-    _FLOOR = f"and on (job) job:http_server_requests:rate5m > {num(c.MIN_REQUEST_RATE)}"
+    q, t = PromQL(cfg.app_job), cfg.thresholds
+    floor = f"≥ {num(t.min_request_rate)} req/s"
+    budget = cfg.slo("api-availability").error_budget
+    _FLOOR = f"and on (job) job:http_server_requests:rate5m > {num(t.min_request_rate)}"
     _P95 = q.sel("job:http_server_request_duration_seconds:p95_5m")
     _ERR = q.sel("job:http_server_requests_errors:ratio_rate5m")
     return (
         Alert(
-            name="ApiHighResponseTime", expr=f"{_P95} > {num(c.API_LATENCY_P95_WARNING_SECONDS)}\n{_FLOOR}", for_="5m",
+            name="ApiHighResponseTime", expr=f"{_P95} > {num(t.api_latency_p95_warning_seconds)}\n{_FLOOR}", for_="5m",
             severity="warning", category="api", priority="P1", team="performance",
-            summary=f"API p95 latency is above {num(c.API_LATENCY_P95_WARNING_SECONDS)} s.",
+            summary=f"API p95 latency is above {num(t.api_latency_p95_warning_seconds)} s.",
             description="p95 latency of {{ $labels.job }} is {{ $value | humanizeDuration }} over the last 5 minutes "
-            f"(threshold {dur(c.API_LATENCY_P95_WARNING_SECONDS)}).",
-            threshold="p95 > 1 s for 5m (with ≥ 0.1 req/s)",
+            f"(threshold {dur(t.api_latency_p95_warning_seconds)}).",
+            threshold=f"p95 > {num(t.api_latency_p95_warning_seconds)} s for 5m (with {floor})",
             why="The specification's threshold. 1 s is also the api-latency SLO's bound, so a p95 above it "
             "means over 5% of requests miss the SLO: 5x its 1% budget. 5 minutes rides out a GC pause "
-            "or a cold cache after a deploy. The traffic floor (30 requests in 5 minutes) keeps one "
+            f"or a cold cache after a deploy. The traffic floor ({num(t.min_request_rate * 300)} requests in 5 minutes) keeps one "
             "slow request of a quiet hour, which is the p95 of a handful, from alerting.",
             checks=_LATENCY_CHECKS,
         ),
         Alert(
-            name="ApiCriticalResponseTime", expr=f"{_P95} > {num(c.API_LATENCY_P95_CRITICAL_SECONDS)}\n{_FLOOR}", for_="3m",
+            name="ApiCriticalResponseTime", expr=f"{_P95} > {num(t.api_latency_p95_critical_seconds)}\n{_FLOOR}", for_="3m",
             severity="critical", category="api", priority="P0", team="performance",
-            summary=f"API p95 latency is above {num(c.API_LATENCY_P95_CRITICAL_SECONDS)} s.",
+            summary=f"API p95 latency is above {num(t.api_latency_p95_critical_seconds)} s.",
             description="p95 latency of {{ $labels.job }} is {{ $value | humanizeDuration }} over the last 5 minutes "
-            f"(threshold {dur(c.API_LATENCY_P95_CRITICAL_SECONDS)}): one request in twenty takes longer than users wait.",
-            threshold="p95 > 2.5 s for 3m (with ≥ 0.1 req/s)",
-            why="2.5 s is a histogram bucket bound (so the estimate is exact there) and 2.5x the warning. Web "
+            f"(threshold {dur(t.api_latency_p95_critical_seconds)}): one request in twenty takes longer than users wait.",
+            threshold=f"p95 > {num(t.api_latency_p95_critical_seconds)} s for 3m (with {floor})",
+            why=f"{num(t.api_latency_p95_critical_seconds)} s is a histogram bucket bound (so the estimate is exact there) and "
+            f"{num(t.api_latency_p95_critical_seconds / t.api_latency_p95_warning_seconds)}x the warning. Web "
             "clients retry or give up at about 3 s, so the slowest 5% of requests are effectively failing "
-            "and the retries add load: page after 3 minutes, not 5. With fewer than 0.1 req/s the "
+            f"and the retries add load: page after 3 minutes, not 5. With fewer than {num(t.min_request_rate)} req/s the "
             "p95 is one or two requests: no page.",
             checks=_LATENCY_CHECKS,
         ),
         Alert(
-            name="ApiHighErrorRate", expr=f"{_ERR} > {num(c.API_ERROR_RATIO_WARNING)}\n{_FLOOR}", for_="5m",
+            name="ApiHighErrorRate", expr=f"{_ERR} > {num(t.api_error_ratio_warning)}\n{_FLOOR}", for_="5m",
             severity="warning", category="api", priority="P1", team="platform",
-            summary="More than 1% of API requests fail with a 5xx.",
+            summary=f"More than {pct(t.api_error_ratio_warning)} of API requests fail with a 5xx.",
             description="{{ $value | humanizePercentage }} of requests to {{ $labels.job }} answered 5xx over the "
-            f"last 5 minutes (threshold {pct(c.API_ERROR_RATIO_WARNING)}).",
-            threshold="5xx ratio > 1% for 5m (with ≥ 0.1 req/s)",
-            why="1% is 10x the api-availability budget (0.1%): sustained, the month's budget is gone in 3 "
-            "days. The SLO burn alerts catch slower burns. Requiring 0.1 req/s keeps one failure among "
+            f"last 5 minutes (threshold {pct(t.api_error_ratio_warning)}).",
+            threshold=f"5xx ratio > {pct(t.api_error_ratio_warning)} for 5m (with {floor})",
+            why=f"{pct(t.api_error_ratio_warning)} is {num(t.api_error_ratio_warning / budget)}x the api-availability "
+            f"budget ({pct(budget)}): sustained, the month's budget is gone in {num(30 * budget / t.api_error_ratio_warning)} "
+            f"days. The SLO burn alerts catch slower burns. Requiring {num(t.min_request_rate)} req/s keeps one failure among "
             "a handful of night-time requests from alerting.",
             checks=_ERROR_CHECKS,
         ),
         Alert(
-            name="ApiCriticalErrorRate", expr=f"{_ERR} > {num(c.API_ERROR_RATIO_CRITICAL)}\n{_FLOOR}", for_="1m",
+            name="ApiCriticalErrorRate", expr=f"{_ERR} > {num(t.api_error_ratio_critical)}\n{_FLOOR}", for_="1m",
             severity="critical", category="api", priority="P0", team="platform",
-            summary="More than 5% of API requests fail with a 5xx.",
+            summary=f"More than {pct(t.api_error_ratio_critical)} of API requests fail with a 5xx.",
             description="{{ $value | humanizePercentage }} of requests to {{ $labels.job }} answered 5xx over the "
-            f"last 5 minutes (threshold {pct(c.API_ERROR_RATIO_CRITICAL)}).",
-            threshold="5xx ratio > 5% for 1m (with ≥ 0.1 req/s)",
-            why="5% is 50x the availability budget: the month's budget is gone in 14 hours, and one user "
-            "action in twenty fails. One minute rules out a single bad scrape; the 5m window and the "
+            f"last 5 minutes (threshold {pct(t.api_error_ratio_critical)}).",
+            threshold=f"5xx ratio > {pct(t.api_error_ratio_critical)} for 1m (with {floor})",
+            why=f"{pct(t.api_error_ratio_critical)} is {num(t.api_error_ratio_critical / budget)}x the availability budget: "
+            f"the month's budget is gone in {num(round(720 * budget / t.api_error_ratio_critical))} hours, and one user "
+            f"action in {num(round(1 / t.api_error_ratio_critical))} fails. One minute rules out a single bad scrape; the 5m window and the "
             "traffic floor already keep blips and quiet hours out, and a P0 must page fast.",
             checks=_ERROR_CHECKS,
         ),

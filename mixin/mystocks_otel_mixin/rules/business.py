@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from mystocks_otel_mixin import config as c
 from mystocks_otel_mixin.config import MixinConfig
 from mystocks_otel_mixin.lib.promql import PromQL, dur, num, pct, ratio
 from mystocks_otel_mixin.lib.rulekit import Alert, Group, Record
 
 OPEN = "and on () mystocks:trading_session:open"
-REALTIME = "|".join(c.REALTIME_DATASETS)
 
 
 def records(cfg: MixinConfig) -> Group:
@@ -32,8 +30,10 @@ def records(cfg: MixinConfig) -> Group:
 
 
 def alerts(cfg: MixinConfig) -> tuple[Alert, ...]:
-    q = PromQL(cfg.app_job)
-    _FRESH = q.sel("mystocks_data_quality_freshness_seconds", f'dataset=~"{REALTIME}"')
+    q, t = PromQL(cfg.app_job), cfg.thresholds
+    realtime = "|".join(cfg.sessions.realtime_datasets)
+    _FRESH = q.sel("mystocks_data_quality_freshness_seconds", f'dataset=~"{realtime}"')
+    freshness = cfg.slo("market-data-freshness").threshold_seconds
     return (
         Alert(
             name="NoActiveUsers",
@@ -55,13 +55,13 @@ def alerts(cfg: MixinConfig) -> tuple[Alert, ...]:
         ),
         Alert(
             name="LowDataCompleteness",
-            expr=f"min by (job, dataset) ({q.sel('mystocks_data_quality_completeness_ratio')}) < {num(c.DATA_COMPLETENESS_WARNING)}", for_="15m",
+            expr=f"min by (job, dataset) ({q.sel('mystocks_data_quality_completeness_ratio')}) < {num(t.data_completeness_warning)}", for_="15m",
             severity="warning", category="business", priority="P2", team="data",
             summary="Dataset {{ $labels.dataset }} is incomplete.",
             description="Only {{ $value | humanizePercentage }} of the expected {{ $labels.dataset }} records are "
-            f"present (threshold {pct(c.DATA_COMPLETENESS_WARNING)}).",
-            threshold=f"completeness < {pct(c.DATA_COMPLETENESS_WARNING)} for 15m",
-            why="Missing 5% of bars visibly distorts moving averages and other indicators users rely on. "
+            f"present (threshold {pct(t.data_completeness_warning)}).",
+            threshold=f"completeness < {pct(t.data_completeness_warning)} for 15m",
+            why=f"Missing {pct(1 - t.data_completeness_warning)} of bars visibly distorts moving averages and other indicators users rely on. "
             "15 minutes lets a late batch arrive.",
             checks=("Which symbols/dates are missing (the data-quality job's report).",
              "Feed errors of the source that fills the dataset (MarketDataFeedErrors).",
@@ -70,14 +70,14 @@ def alerts(cfg: MixinConfig) -> tuple[Alert, ...]:
         Alert(
             name="StaleData",
             expr=f'max by (job, dataset) ({_FRESH})'
-            f" > {num(c.STALE_DATA_SECONDS)}\n{OPEN}",
+            f" > {num(t.stale_data_seconds)}\n{OPEN}",
             for_="3m", severity="warning", category="business", priority="P1", team="data",
             session_gated=True, link_labels=("job", "dataset"), service="market-data",
             summary="Real-time dataset {{ $labels.dataset }} is stale.",
             description="The newest {{ $labels.dataset }} record is {{ $value | humanizeDuration }} old while the "
-            "market is open (threshold 2m).",
-            threshold="real-time data older than 120 s for 3m, market open",
-            why="Twice the freshness SLO's 60 s: users see prices minutes old and trade on them. Only the "
+            f"market is open (threshold {dur(t.stale_data_seconds)}).",
+            threshold=f"real-time data older than {num(t.stale_data_seconds)} s for 3m, market open",
+            why=f"{num(t.stale_data_seconds / freshness)}x the freshness SLO's {num(freshness)} s: users see prices minutes old and trade on them. Only the "
             "real-time datasets, and only during the session.",
             checks=("Is the source still delivering (MarketDataProcessingBlocked, MarketDataFeedErrors)?",
              "The ingestion worker's queue and the database writes.",
@@ -85,16 +85,17 @@ def alerts(cfg: MixinConfig) -> tuple[Alert, ...]:
         ),
         Alert(
             name="OrderLatencyHigh",
-            expr=f"{q.sel('job:mystocks_trading_order_latency_seconds:p95_5m')} > {num(c.ORDER_LATENCY_P95_WARNING_SECONDS)}\n"
-            f"and on (job) job:mystocks_trading_orders:rate5m > {num(c.MIN_REQUEST_RATE)}", for_="5m",
+            expr=f"{q.sel('job:mystocks_trading_order_latency_seconds:p95_5m')} > {num(t.order_latency_p95_warning_seconds)}\n"
+            f"and on (job) job:mystocks_trading_orders:rate5m > {num(t.min_request_rate)}", for_="5m",
             severity="warning", category="business", priority="P1", team="performance",
-            summary=f"Order acknowledgement p95 is above {num(c.ORDER_LATENCY_P95_WARNING_SECONDS * 1000)} ms.",
+            summary=f"Order acknowledgement p95 is above {num(t.order_latency_p95_warning_seconds * 1000)} ms.",
             description="p95 time from order submission to acknowledgement is {{ $value | humanizeDuration }} "
-            f"(threshold {dur(c.ORDER_LATENCY_P95_WARNING_SECONDS)}).",
-            threshold=f"order p95 > {num(c.ORDER_LATENCY_P95_WARNING_SECONDS)} s for 5m (with ≥ {num(c.MIN_REQUEST_RATE)} orders/s)",
-            why="Broker gateways acknowledge in about 100 ms; at 500 ms the price moves between click and "
-            "acknowledgement, which users feel as slippage. 0.5 s is a bucket bound. The order-rate "
-            "floor (30 orders in 5 minutes) keeps one slow order of a quiet hour, which is the p95 "
+            f"(threshold {dur(t.order_latency_p95_warning_seconds)}).",
+            threshold=f"order p95 > {num(t.order_latency_p95_warning_seconds)} s for 5m (with ≥ {num(t.min_request_rate)} orders/s)",
+            why="Broker gateways acknowledge in about 100 ms; at "
+            f"{num(t.order_latency_p95_warning_seconds * 1000)} ms the price moves between click and "
+            f"acknowledgement, which users feel as slippage. {num(t.order_latency_p95_warning_seconds)} s is a bucket bound. "
+            f"The order-rate floor ({num(t.min_request_rate * 300)} orders in 5 minutes) keeps one slow order of a quiet hour, which is the p95 "
             "of a handful, from alerting.",
             checks=("The broker gateway's latency and status.",
              "Database write latency (orders are persisted before acknowledging).",
@@ -102,14 +103,15 @@ def alerts(cfg: MixinConfig) -> tuple[Alert, ...]:
         ),
         Alert(
             name="OrderRejectionRateHigh",
-            expr=f"{q.sel('job:mystocks_trading_orders_rejected:ratio_rate5m')} > {num(c.ORDER_REJECTION_RATIO_WARNING)}\n"
-            f"and on (job) job:mystocks_trading_orders:rate5m > 0.01",
+            expr=f"{q.sel('job:mystocks_trading_orders_rejected:ratio_rate5m')} > {num(t.order_rejection_ratio_warning)}\n"
+            f"and on (job) job:mystocks_trading_orders:rate5m > {num(t.min_rare_event_rate)}",
             for_="10m", severity="warning", category="business", priority="P1", team="platform",
-            summary=f"More than {pct(c.ORDER_REJECTION_RATIO_WARNING)} of orders are rejected.",
+            summary=f"More than {pct(t.order_rejection_ratio_warning)} of orders are rejected.",
             description="{{ $value | humanizePercentage }} of orders were rejected over the last 5 minutes "
-            f"(threshold {pct(c.ORDER_REJECTION_RATIO_WARNING)}).",
-            threshold=f"rejected share > {pct(c.ORDER_REJECTION_RATIO_WARNING)} for 10m (with ≥ 0.01 orders/s)",
-            why="Normal rejections (funds, the ±10% price limits) are a few percent; 10% for 10 minutes "
+            f"(threshold {pct(t.order_rejection_ratio_warning)}).",
+            threshold=f"rejected share > {pct(t.order_rejection_ratio_warning)} for 10m (with ≥ {num(t.min_rare_event_rate)} orders/s)",
+            why="Normal rejections (funds, the ±10% price limits) are a few percent; "
+            f"{pct(t.order_rejection_ratio_warning)} for 10 minutes "
             "is systematic: a bad reference price or a gateway/auth fault.",
             checks=("Rejection reasons in the order service logs.",
              "The reference prices (StaleData) used to validate limit orders.",
@@ -117,14 +119,17 @@ def alerts(cfg: MixinConfig) -> tuple[Alert, ...]:
         ),
         Alert(
             name="DataAnomalySpike",
-            expr=f"{q.sel('job_dataset:mystocks_data_quality_anomalies:rate10m')} * 60 > 1\n"
-            "and job_dataset:mystocks_data_quality_anomalies:rate10m > 3 * job_dataset:mystocks_data_quality_anomalies:rate1d",
+            expr=f"{q.sel('job_dataset:mystocks_data_quality_anomalies:rate10m')} * 60 > {num(t.data_anomalies_per_minute)}\n"
+            f"and job_dataset:mystocks_data_quality_anomalies:rate10m > {num(t.data_anomaly_spike_factor)} * "
+            "job_dataset:mystocks_data_quality_anomalies:rate1d",
             for_="10m", severity="warning", category="business", priority="P2", team="data",
             summary="Data anomalies spike in {{ $labels.dataset }}.",
-            description="{{ $labels.dataset }} shows {{ $value | humanize }} anomalies/min, over 3x its daily average.",
-            threshold="anomalies > 3x the 1-day rate and > 1/min, for 10m",
+            description="{{ $labels.dataset }} shows {{ $value | humanize }} anomalies/min, over "
+            f"{num(t.data_anomaly_spike_factor)}x its daily average.",
+            threshold=f"anomalies > {num(t.data_anomaly_spike_factor)}x the 1-day rate and > "
+            f"{num(t.data_anomalies_per_minute)}/min, for 10m",
             why="Relative to the dataset's own baseline, because some datasets always have a few outliers; "
-            "the 1/min floor keeps a quiet dataset's first anomalies from alerting.",
+            f"the {num(t.data_anomalies_per_minute)}/min floor keeps a quiet dataset's first anomalies from alerting.",
             checks=("Which kind: `sum by (kind) (rate(mystocks_data_quality_anomalies_total[10m]))`.",
              "The source feeding the dataset: a provider sending bad ticks or duplicates?",
              "Market events (a limit-up wave) that are real, not errors: then silence it."),

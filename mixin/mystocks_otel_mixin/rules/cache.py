@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from mystocks_otel_mixin import config as c
 from mystocks_otel_mixin.config import MixinConfig
 from mystocks_otel_mixin.lib.promql import PromQL, dur, num, pct, ratio
 from mystocks_otel_mixin.lib.rulekit import Alert, Group, Record
@@ -25,7 +24,7 @@ def records(cfg: MixinConfig) -> Group:
                why="Hit ratio over the last 5 min (the gauge mystocks_cache_hit_ratio is since start, "
                "which hides a sudden drop)."),
         Record(record="job_cache:mystocks_cache_evictions:rate5m",
-               expr=f"max by (job, cache) (rate({q.sel('mystocks_cache_evictions_total')}[5m]))",
+               expr=f"max by (job, cache) ({q.rate('mystocks_cache_evictions_total')})",
                why="Evictions per second, once per cache: every instance reports the shared Redis' "
                "own counter, so the max over instances (not the sum) is the truth."),
         Record(record="job:mystocks_redis_commands:rate5m",
@@ -38,18 +37,20 @@ def records(cfg: MixinConfig) -> Group:
 
 
 def alerts(cfg: MixinConfig) -> tuple[Alert, ...]:
-    q = PromQL(cfg.app_job)
+    q, t = PromQL(cfg.app_job), cfg.thresholds
+    floor = f"≥ {num(t.min_request_rate)} lookups/s"
     _HIT = q.sel("job_cache:mystocks_cache_hit:ratio_rate5m")
-    _HIT_FLOOR = f"and on (job, cache) job_cache:mystocks_cache_lookups:rate5m > {num(c.MIN_REQUEST_RATE)}"
+    _HIT_FLOOR = f"and on (job, cache) job_cache:mystocks_cache_lookups:rate5m > {num(t.min_request_rate)}"
     return (
         Alert(
-            name="CacheLowHitRate", expr=f"{_HIT} < {num(c.CACHE_HIT_RATIO_WARNING)}\n{_HIT_FLOOR}", for_="15m",
+            name="CacheLowHitRate", expr=f"{_HIT} < {num(t.cache_hit_ratio_warning)}\n{_HIT_FLOOR}", for_="15m",
             severity="warning", category="cache", priority="P2", team="performance",
-            summary="Cache {{ $labels.cache }} hit ratio is below " + pct(c.CACHE_HIT_RATIO_WARNING) + ".",
+            summary="Cache {{ $labels.cache }} hit ratio is below " + pct(t.cache_hit_ratio_warning) + ".",
             description="The {{ $labels.cache }} cache answered {{ $value | humanizePercentage }} of lookups over "
-            f"the last 5 minutes (threshold {pct(c.CACHE_HIT_RATIO_WARNING)}).",
-            threshold="hit ratio < 80% for 15m (with ≥ 0.1 lookups/s)",
-            why="Quote lookups hit over 90% when TTLs are right (many readers per symbol). Below 80% the "
+            f"the last 5 minutes (threshold {pct(t.cache_hit_ratio_warning)}).",
+            threshold=f"hit ratio < {pct(t.cache_hit_ratio_warning)} for 15m (with {floor})",
+            why="Quote lookups hit over 90% when TTLs are right (many readers per symbol). Below "
+            f"{pct(t.cache_hit_ratio_warning)} the "
             "database and the rate-limited providers take twice the load. 15 minutes lets the cache "
             "warm up after a restart or at the market open.",
             checks=("Evictions (`mystocks_cache_evictions_total`) and memory: a full cache evicts what it needs.",
@@ -57,13 +58,13 @@ def alerts(cfg: MixinConfig) -> tuple[Alert, ...]:
              "RedisDown / RedisCommandErrors: errors count as misses."),
         ),
         Alert(
-            name="CacheCriticalHitRate", expr=f"{_HIT} < {num(c.CACHE_HIT_RATIO_CRITICAL)}\n{_HIT_FLOOR}", for_="10m",
+            name="CacheCriticalHitRate", expr=f"{_HIT} < {num(t.cache_hit_ratio_critical)}\n{_HIT_FLOOR}", for_="10m",
             severity="critical", category="cache", priority="P1", team="performance",
-            summary="Cache {{ $labels.cache }} hit ratio is below " + pct(c.CACHE_HIT_RATIO_CRITICAL) + ".",
+            summary="Cache {{ $labels.cache }} hit ratio is below " + pct(t.cache_hit_ratio_critical) + ".",
             description="The {{ $labels.cache }} cache answered only {{ $value | humanizePercentage }} of lookups "
-            f"over the last 5 minutes (threshold {pct(c.CACHE_HIT_RATIO_CRITICAL)}).",
-            threshold="hit ratio < 50% for 10m (with ≥ 0.1 lookups/s)",
-            why="Below 50% more lookups miss than hit: the cache no longer shields PostgreSQL and the "
+            f"over the last 5 minutes (threshold {pct(t.cache_hit_ratio_critical)}).",
+            threshold=f"hit ratio < {pct(t.cache_hit_ratio_critical)} for 10m (with {floor})",
+            why=f"Below {pct(t.cache_hit_ratio_critical)} more lookups miss than hit: the cache no longer shields PostgreSQL and the "
             "market-data providers (akshare and tushare throttle), and API latency follows within minutes.",
             checks=("Is Redis reachable (RedisDown, RedisCommandErrors)?",
              "Was the cache flushed or restarted (`mystocks_cache_keys` dropped)?",
@@ -71,15 +72,15 @@ def alerts(cfg: MixinConfig) -> tuple[Alert, ...]:
         ),
         Alert(
             name="CacheEvictingWorkingSet",
-            expr=f"{q.sel('job_cache:mystocks_cache_evictions:rate5m')} > {num(c.CACHE_EVICTIONS_PER_SECOND_WARNING)}\n"
-            f"and on (job, cache) {_HIT} < {num(c.CACHE_HIT_RATIO_WARNING)}\n{_HIT_FLOOR}",
+            expr=f"{q.sel('job_cache:mystocks_cache_evictions:rate5m')} > {num(t.cache_evictions_per_second_warning)}\n"
+            f"and on (job, cache) {_HIT} < {num(t.cache_hit_ratio_warning)}\n{_HIT_FLOOR}",
             for_="15m", severity="warning", category="cache", priority="P2", team="performance",
             link_labels=("job",),
             summary="Cache {{ $labels.cache }} evicts keys it still needs.",
             description="The {{ $labels.cache }} cache evicts {{ $value | humanize }} keys/s while its hit "
-            f"ratio is below {pct(c.CACHE_HIT_RATIO_WARNING)}: it is too small for its working set.",
-            threshold=f"evictions > {num(c.CACHE_EVICTIONS_PER_SECOND_WARNING)}/s and hit ratio < 80% "
-            "for 15m (with ≥ 0.1 lookups/s)",
+            f"ratio is below {pct(t.cache_hit_ratio_warning)}: it is too small for its working set.",
+            threshold=f"evictions > {num(t.cache_evictions_per_second_warning)}/s and hit ratio < "
+            f"{pct(t.cache_hit_ratio_warning)} for 15m (with {floor})",
             why="An LRU cache (compose runs Redis with maxmemory 128mb and allkeys-lru) is meant to sit "
             "full, so memory used against maxmemory says nothing: it is always near 100%. What hurts "
             "is evicting keys that are read again, which shows as evictions together with a falling "
@@ -92,14 +93,14 @@ def alerts(cfg: MixinConfig) -> tuple[Alert, ...]:
         ),
         Alert(
             name="RedisCommandErrors",
-            expr=f"{q.sel('job:mystocks_redis_command_errors:ratio_rate5m')} > {num(c.API_ERROR_RATIO_WARNING)}\n"
-            f"and on (job) job:mystocks_redis_commands:rate5m > {num(c.MIN_REQUEST_RATE)}",
+            expr=f"{q.sel('job:mystocks_redis_command_errors:ratio_rate5m')} > {num(t.redis_error_ratio_warning)}\n"
+            f"and on (job) job:mystocks_redis_commands:rate5m > {num(t.min_request_rate)}",
             for_="5m", severity="warning", category="cache", priority="P2", team="platform",
-            summary="More than 1% of Redis commands fail.",
+            summary=f"More than {pct(t.redis_error_ratio_warning)} of Redis commands fail.",
             description="{{ $value | humanizePercentage }} of Redis commands from {{ $labels.job }} raised over the "
-            f"last 5 minutes (threshold {pct(c.API_ERROR_RATIO_WARNING)}).",
-            threshold="error share > 1% for 5m (with ≥ 0.1 cmd/s)",
-            why="Redis commands should essentially never fail; 1% sustained means timeouts, a failover "
+            f"last 5 minutes (threshold {pct(t.redis_error_ratio_warning)}).",
+            threshold=f"error share > {pct(t.redis_error_ratio_warning)} for 5m (with ≥ {num(t.min_request_rate)} cmd/s)",
+            why=f"Redis commands should essentially never fail; {pct(t.redis_error_ratio_warning)} sustained means timeouts, a failover "
             "or memory refusals (OOM with noeviction) rather than a blip.",
             checks=("Which error types: `sum by (error_type) (rate(mystocks_redis_command_errors_total[5m]))`.",
              "ReadOnlyError means a failover left the app on a replica; TimeoutError means load or network.",

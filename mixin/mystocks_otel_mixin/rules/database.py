@@ -1,8 +1,17 @@
-"""Database: pool usage, slow statements, statement errors and the timeout-risk tail."""
+"""Database: pool usage, slow statements, statement errors and the timeout-risk tail.
+
+Following one metric, ``mystocks.db.slow_queries`` (``mystocks_otel/catalog.py``):
+
+- its thresholds: ``MixinConfig.thresholds.db_slow_query_ratio_warning`` and
+  ``min_request_rate`` (``mixin/mystocks_otel_mixin/config.py``; ``mystocks-otel render --set``);
+- its recording rules and the ``DatabaseSlowQueries`` alert: below, in this file;
+- its promtool scenarios: ``alerts/tests/database.yml``;
+- its runbook: ``docs/runbooks.md#databaseslowqueries`` (generated from this file's ``checks``);
+- its panel: "Slow Queries" in ``dashboards/main.py``.
+"""
 
 from __future__ import annotations
 
-from mystocks_otel_mixin import config as c
 from mystocks_otel_mixin.config import MixinConfig
 from mystocks_otel_mixin.lib.promql import PromQL, dur, num, pct, ratio
 from mystocks_otel_mixin.lib.rulekit import Alert, Group, Record
@@ -48,29 +57,33 @@ def records(cfg: MixinConfig) -> Group:
 
 
 def alerts(cfg: MixinConfig) -> tuple[Alert, ...]:
-    q = PromQL(cfg.app_job)
+    q, t = PromQL(cfg.app_job), cfg.thresholds
+    floor = f"≥ {num(t.min_request_rate)} q/s"
+    timeout = t.db_statement_timeout_seconds
     _POOL = "job_instance_pool:mystocks_db_connections:usage_ratio"
     return (
         Alert(
-            name="DatabaseHighConnectionUsage", expr=f"{_POOL} > {num(c.DB_POOL_USAGE_WARNING)}", for_="10m",
+            name="DatabaseHighConnectionUsage", expr=f"{_POOL} > {num(t.db_pool_usage_warning)}", for_="10m",
             severity="warning", category="database", priority="P2", team="performance",
             link_labels=("job", "instance"),
-            summary="Database pool {{ $labels.pool }} on {{ $labels.instance }} is over " + pct(c.DB_POOL_USAGE_WARNING) + " used.",
+            summary="Database pool {{ $labels.pool }} on {{ $labels.instance }} is over " + pct(t.db_pool_usage_warning) + " used.",
             description="{{ $value | humanizePercentage }} of the connections pool {{ $labels.pool }} may open are "
-            f"checked out (threshold {pct(c.DB_POOL_USAGE_WARNING)}).",
-            threshold="active/max > 80% for 10m",
-            why="Above 80% a burst (the market open) checks out the rest and requests queue for up to "
+            f"checked out (threshold {pct(t.db_pool_usage_warning)}).",
+            threshold=f"active/max > {pct(t.db_pool_usage_warning)} for 10m",
+            why=f"Above {pct(t.db_pool_usage_warning)} a burst (the market open) checks out the rest and requests queue for up to "
             "pool_timeout (30 s in SQLAlchemy). 10 minutes ignores the short bursts every day has.",
             checks=_POOL_CHECKS,
         ),
         Alert(
-            name="DatabaseConnectionPoolExhausted", expr=f"{_POOL} >= {num(c.DB_POOL_USAGE_EXHAUSTED)}", for_="2m",
+            name="DatabaseConnectionPoolExhausted", expr=f"{_POOL} >= {num(t.db_pool_usage_exhausted)}", for_="2m",
             severity="critical", category="database", priority="P0", team="platform",
             link_labels=("job", "instance"),
             summary="Database pool {{ $labels.pool }} on {{ $labels.instance }} is exhausted.",
-            description="Every connection pool {{ $labels.pool }} may open is checked out; new requests wait for "
-            "pool_timeout and then fail.",
-            threshold="active/max ≥ 100% for 2m",
+            description=("Every connection pool {{ $labels.pool }} may open is checked out" if t.db_pool_usage_exhausted >= 1
+                         else "{{ $value | humanizePercentage }} of the connections pool {{ $labels.pool }} may open are "
+                         f"checked out (threshold {pct(t.db_pool_usage_exhausted)})")
+            + "; new requests wait for pool_timeout and then fail.",
+            threshold=f"active/max ≥ {pct(t.db_pool_usage_exhausted)} for 2m",
             why="A full pool for 2 minutes means requests are already waiting out pool_timeout and failing "
             "with 500s: an outage in progress, so it pages. Per instance: a pool belongs to one "
             "process, and summing two instances would read 15/15 and 0/15 as a healthy 50%.",
@@ -78,14 +91,15 @@ def alerts(cfg: MixinConfig) -> tuple[Alert, ...]:
         ),
         Alert(
             name="DatabaseSlowQueries",
-            expr=f"{q.sel('job:mystocks_db_slow_queries:ratio_rate5m')} > {num(c.DB_SLOW_QUERY_RATIO_WARNING)}\n"
-            f"and on (job) job:mystocks_db_queries:rate5m > {num(c.MIN_REQUEST_RATE)}",
+            expr=f"{q.sel('job:mystocks_db_slow_queries:ratio_rate5m')} > {num(t.db_slow_query_ratio_warning)}\n"
+            f"and on (job) job:mystocks_db_queries:rate5m > {num(t.min_request_rate)}",
             for_="10m", severity="warning", category="database", priority="P2", team="performance",
-            summary="More than 5% of SQL statements are slow.",
+            summary=f"More than {pct(t.db_slow_query_ratio_warning)} of SQL statements are slow.",
             description="{{ $value | humanizePercentage }} of statements in {{ $labels.job }} were slower than "
-            f"MYSTOCKS_OTEL_SLOW_QUERY_SECONDS over the last 5 minutes (threshold {pct(c.DB_SLOW_QUERY_RATIO_WARNING)}).",
-            threshold="slow share > 5% for 10m (with ≥ 0.1 q/s)",
-            why="A few slow statements (reports, end-of-day jobs) are normal; 5% of all statements for 10 "
+            f"MYSTOCKS_OTEL_SLOW_QUERY_SECONDS over the last 5 minutes (threshold {pct(t.db_slow_query_ratio_warning)}).",
+            threshold=f"slow share > {pct(t.db_slow_query_ratio_warning)} for 10m (with {floor})",
+            why="A few slow statements (reports, end-of-day jobs) are normal; "
+            f"{pct(t.db_slow_query_ratio_warning)} of all statements for 10 "
             "minutes is a missing index, a lock or a bloated table. The query-rate floor keeps a lone "
             "night-time batch query from alerting.",
             checks=("Which tables: `job_table:mystocks_db_slow_queries:rate5m` (panel Slow Queries).",
@@ -94,15 +108,15 @@ def alerts(cfg: MixinConfig) -> tuple[Alert, ...]:
         ),
         Alert(
             name="DatabaseQueryTimeoutRisk",
-            expr=f"{q.sel('job:mystocks_db_query_duration_seconds:p99_5m')} > {num(c.DB_STATEMENT_TIMEOUT_SECONDS / 2)}\n"
-            f"and on (job) job:mystocks_db_queries:rate5m > {num(c.MIN_REQUEST_RATE)}",
+            expr=f"{q.sel('job:mystocks_db_query_duration_seconds:p99_5m')} > {num(t.db_statement_timeout_seconds / 2)}\n"
+            f"and on (job) job:mystocks_db_queries:rate5m > {num(t.min_request_rate)}",
             for_="5m", severity="warning", category="database", priority="P1", team="performance",
             summary="SQL p99 latency is at half the statement timeout.",
-            description="p99 query latency of {{ $labels.job }} is {{ $value | humanizeDuration }} (threshold 5s, "
-            "statement timeout 10s).",
-            threshold="query p99 > 5 s for 5m (with ≥ 0.1 q/s)",
-            why="At half the 10 s statement timeout the slowest 1% is one slowdown away from timing out "
-            "(and timeouts become 5xx). 5 s is a bucket bound, so the estimate is exact there. "
+            description="p99 query latency of {{ $labels.job }} is {{ $value | humanizeDuration }} "
+            f"(threshold {dur(timeout / 2)}, statement timeout {dur(timeout)}).",
+            threshold=f"query p99 > {num(timeout / 2)} s for 5m (with {floor})",
+            why=f"At half the {num(timeout)} s statement timeout the slowest 1% is one slowdown away from timing out "
+            f"(and timeouts become 5xx). {num(timeout / 2)} s is a bucket bound, so the estimate is exact there. "
             "The query-rate floor keeps one slow night-time report from alerting.",
             checks=("Long-running statements: `SELECT pid, now() - query_start, query FROM pg_stat_activity ORDER BY 2 DESC`.",
              "Lock waits (`pg_locks` with `granted = false`) and autovacuum on big tables.",
@@ -110,15 +124,15 @@ def alerts(cfg: MixinConfig) -> tuple[Alert, ...]:
         ),
         Alert(
             name="DatabaseQueryErrors",
-            expr=f"{q.sel('job:mystocks_db_query_errors:ratio_rate5m')} > {num(c.API_ERROR_RATIO_WARNING)}\n"
-            f"and on (job) job:mystocks_db_queries:rate5m > {num(c.MIN_REQUEST_RATE)}",
+            expr=f"{q.sel('job:mystocks_db_query_errors:ratio_rate5m')} > {num(t.db_error_ratio_warning)}\n"
+            f"and on (job) job:mystocks_db_queries:rate5m > {num(t.min_request_rate)}",
             for_="5m", severity="warning", category="database", priority="P1", team="platform",
-            summary="More than 1% of SQL statements fail.",
+            summary=f"More than {pct(t.db_error_ratio_warning)} of SQL statements fail.",
             description="{{ $value | humanizePercentage }} of statements in {{ $labels.job }} raised over the last "
-            f"5 minutes (threshold {pct(c.API_ERROR_RATIO_WARNING)}).",
-            threshold="error share > 1% for 5m (with ≥ 0.1 q/s)",
+            f"5 minutes (threshold {pct(t.db_error_ratio_warning)}).",
+            threshold=f"error share > {pct(t.db_error_ratio_warning)} for 5m (with {floor})",
             why="Same bar as the API's 5xx ratio: a failed statement nearly always becomes a failed request. "
-            "IntegrityErrors from user input stay well below 1%.",
+            f"IntegrityErrors from user input stay well below {pct(t.db_error_ratio_warning)}.",
             checks=("Which error types: `sum by (error_type) (rate(mystocks_db_query_errors_total[5m]))`.",
              "OperationalError/InterfaceError mean connectivity: check PostgreSQLDown and the network.",
              "ProgrammingError after a deploy means a migration was not applied."),

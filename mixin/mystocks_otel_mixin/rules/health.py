@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from mystocks_otel_mixin import config as c
 from mystocks_otel_mixin.config import MixinConfig
-from mystocks_otel_mixin.lib.promql import PromQL, num, ratio
+from mystocks_otel_mixin.lib.promql import PromQL, num, pct
 from mystocks_otel_mixin.lib.rulekit import Alert, Group, Record
 
 _AVAIL = "mystocks_health_dependency_availability"
@@ -46,7 +45,8 @@ def records(cfg: MixinConfig) -> None:
 
 
 def alerts(cfg: MixinConfig) -> tuple[Alert, ...]:
-    q = PromQL(cfg.app_job)
+    q, t = PromQL(cfg.app_job), cfg.thresholds
+    critical = t.dependency_availability_critical
     _OTHER = q.sel(_AVAIL, 'dependency!~"postgresql|redis"')
     return (
         Alert(
@@ -75,12 +75,12 @@ def alerts(cfg: MixinConfig) -> tuple[Alert, ...]:
         ),
         Alert(
             name="DependencyCritical", service=_service_template("dependency"),
-            expr=f'avg by (job, dependency) (avg_over_time({_OTHER}[10m])) < 0.5',
+            expr=f'avg by (job, dependency) (avg_over_time({_OTHER}[10m])) < {num(critical)}',
             for_="2m", severity="critical", category="health", priority="P0", team="platform",
             summary="Dependency {{ $labels.dependency }} has been down most of the last 10 minutes.",
             description="{{ $labels.dependency }} answered only {{ $value | humanizePercentage }} of probes from "
-            "{{ $labels.job }} over the last 10 minutes (threshold 50%).",
-            threshold="availability < 50% over 10m, for 2m",
+            f"{{{{ $labels.job }}}} over the last 10 minutes (threshold {pct(critical)}).",
+            threshold=f"availability < {pct(critical)} over 10m, for 2m",
             why="Down for more than half of 10 minutes, or flapping, has outlasted any restart or failover: "
             "a person must act. Catches flapping that the == 0 alerts miss.",
             checks=_DEP_CHECKS,

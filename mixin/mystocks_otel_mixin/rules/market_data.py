@@ -4,45 +4,39 @@ from __future__ import annotations
 
 from datetime import date
 
-from mystocks_otel_mixin import config as c
-from mystocks_otel_mixin.config import MixinConfig
+from mystocks_otel_mixin.config import MixinConfig, Sessions
 from mystocks_otel_mixin.lib.promql import PromQL, dur, num, pct, ratio
 from mystocks_otel_mixin.lib.rulekit import Alert, Group, Record
 
 OPEN = "and on () mystocks:trading_session:open"
-REALTIME = "|".join(c.REALTIME_DATASETS)
 _SILENCE = "amtool silence add gate=trading_session"
 
 
-def session_expr(holidays: tuple[str, ...] = ()) -> str:
-    """1 on trading days inside a session (c.TRADING_SESSIONS_UTC_MINUTES), absent otherwise
-    and on the given holidays."""
-    days = f"day_of_week() >= {min(c.TRADING_DAYS)} and day_of_week() <= {max(c.TRADING_DAYS)}"
+def session_expr(sessions: Sessions) -> str:
+    """1 on trading days inside a session (``sessions.utc_minutes``), absent otherwise and on
+    ``sessions.holidays``."""
+    days = f"day_of_week() >= {min(sessions.days)} and day_of_week() <= {max(sessions.days)}"
     now = "hour() * 60 + minute()"
     windows = "\n    or\n".join(f"({now} >= {start} and {now} < {end})"
-                                for start, end in c.TRADING_SESSIONS_UTC_MINUTES)
+                                for start, end in sessions.utc_minutes)
     expr = f"vector(1)\n  and on () ({days})\n  and on () (\n    {windows}\n  )"
-    if holidays:
+    if sessions.holidays:
         closed = "\n    or\n".join(
             f"(year() == {d.year} and month() == {d.month} and day_of_month() == {d.day})"
-            for d in sorted(date.fromisoformat(h) for h in holidays))
+            for d in sorted(date.fromisoformat(h) for h in sessions.holidays))
         expr += f"\n  unless on () (\n    {closed}\n  )"
     return expr
-
-
-def _sessions_text() -> str:
-    return " and ".join(f"{a // 60:02d}:{a % 60:02d}-{b // 60:02d}:{b % 60:02d}"
-                        for a, b in c.TRADING_SESSIONS_UTC_MINUTES) + " UTC"
 
 
 def records(cfg: MixinConfig) -> Group:
     q = PromQL(cfg.app_job)
     freshness = cfg.slo("market-data-freshness")
-    fresh_sel = q.sel("mystocks_data_quality_freshness_seconds", f'dataset=~"{REALTIME}"')
+    realtime = "|".join(cfg.sessions.realtime_datasets)
+    fresh_sel = q.sel("mystocks_data_quality_freshness_seconds", f'dataset=~"{realtime}"')
     return Group("mystocks-market-data.rules", (
-        Record(record="mystocks:trading_session:open", expr=session_expr(cfg.holidays),
+        Record(record="mystocks:trading_session:open", expr=session_expr(cfg.sessions),
                why="1 while the A-share market is open (Mon-Fri 09:30-11:30 and 13:00-15:00 CST = "
-               f"{_sessions_text()}, from config.TRADING_SESSIONS_UTC_MINUTES), absent otherwise: "
+               f"{cfg.sessions.text()}, from cfg.sessions.utc_minutes), absent otherwise: "
                "at night, at the weekend and over the lunch break no data flows and nobody trades, "
                "which is not an incident. Market-data, business and freshness rules (the SLO "
                "included) are gated on it. Exchange holidays rendered in (`mystocks-otel render "
@@ -83,19 +77,21 @@ def records(cfg: MixinConfig) -> Group:
 
 
 def alerts(cfg: MixinConfig) -> tuple[Alert, ...]:
-    q = PromQL(cfg.app_job)
+    q, t = PromQL(cfg.app_job), cfg.thresholds
+    stale = t.stale_data_seconds
     return (
         Alert(
             name="MarketDataSlowProcessing",
             expr=f"{q.sel('job_source:mystocks_market_data_processing_duration_seconds:p95_5m')}"
-            f" > {num(c.MARKET_DATA_P95_WARNING_SECONDS)}\n"
-            f"and on (job, source) job_source:mystocks_market_data_batches:rate5m > {num(c.MIN_REQUEST_RATE)}",
+            f" > {num(t.market_data_p95_warning_seconds)}\n"
+            f"and on (job, source) job_source:mystocks_market_data_batches:rate5m > {num(t.min_request_rate)}",
             for_="10m", severity="warning", category="market_data", priority="P1", team="data",
             summary="Market data from {{ $labels.source }} is processed slowly.",
             description="p95 processing time of {{ $labels.source }} data is {{ $value | humanizeDuration }} "
-            f"(threshold {dur(c.MARKET_DATA_P95_WARNING_SECONDS)}).",
-            threshold=f"processing p95 > 1 s for 10m (with ≥ {num(c.MIN_REQUEST_RATE)} batches/s)",
-            why="A-share snapshots arrive every 3 s; a batch that takes over 1 s uses a third of the "
+            f"(threshold {dur(t.market_data_p95_warning_seconds)}).",
+            threshold=f"processing p95 > {num(t.market_data_p95_warning_seconds)} s for 10m (with ≥ {num(t.min_request_rate)} batches/s)",
+            why="A-share snapshots arrive every 3 s; a batch that takes over "
+            f"{num(t.market_data_p95_warning_seconds)} s uses {num(t.market_data_p95_warning_seconds)} s of that "
             "interval, and the bursts at the open then queue up and quotes go stale. 10 minutes "
             "ignores one slow provider response. The batch-rate floor keeps one slow batch of a "
             "quiet source (a p95 over two samples is its maximum) from alerting.",
@@ -123,18 +119,20 @@ def alerts(cfg: MixinConfig) -> tuple[Alert, ...]:
         Alert(
             name="MarketDataNotUpdated",
             expr=f"time() - max by (job, source) ({q.sel('mystocks_market_data_last_update_timestamp_seconds')})"
-            f" > {num(c.STALE_DATA_SECONDS)}\n{OPEN}",
+            f" > {num(stale)}\n{OPEN}",
             for_="0s", severity="critical", category="market_data", priority="P0", team="data",
             session_gated=True, link_labels=("job", "source"),
             summary="Market data from {{ $labels.source }} stopped updating.",
             description="No point from {{ $labels.source }} has been processed for "
-            "{{ $value | humanizeDuration }} while the market is open (threshold 2m).",
-            threshold=f"time() - last update > {num(c.STALE_DATA_SECONDS)} s, market open",
+            "{{ $value | humanizeDuration }} while the market is open "
+            f"(threshold {dur(stale)}).",
+            threshold=f"time() - last update > {num(stale)} s, market open",
             why="The producer can die while the process stays up: its freshness gauge then freezes "
             "at its last value (0, 'fresh') or vanishes, and the ratio alerts see no traffic. "
             "The last-update timestamp is set only when points are processed, so time() minus it "
-            "grows whatever the producer does. 120 s is 40 missed 3-second snapshots. No `for`: "
-            "the age only grows while the producer is stalled, so it cannot flap, and the 120 s "
+            f"grows whatever the producer does. {num(stale)} s is {num(stale / 3)} missed 3-second snapshots. "
+            "No `for`: the age only grows while the producer is stalled, so it cannot flap, and the "
+            f"{num(stale)} s "
             "threshold is already the wait (a `for` would only add to the P0's time to detect). "
             "The session gate keeps the lunch break, nights and weekends quiet.",
             checks=("The producer task: alive? Its last log lines and `py-spy dump` of the process.",
@@ -160,14 +158,14 @@ def alerts(cfg: MixinConfig) -> tuple[Alert, ...]:
         ),
         Alert(
             name="MarketDataFeedErrors",
-            expr=f"{q.sel('job_source:mystocks_market_data_feed_errors:rate5m')} * 60 > 5",
+            expr=f"{q.sel('job_source:mystocks_market_data_feed_errors:rate5m')} * 60 > {num(t.market_data_feed_errors_per_minute)}",
             for_="10m", severity="warning", category="market_data", priority="P2", team="data",
             summary="Market data source {{ $labels.source }} keeps failing.",
             description="{{ $labels.source }} produced {{ $value | humanize }} feed errors per minute over the "
-            "last 5 minutes (threshold 5/min).",
-            threshold="> 5 feed errors/min for 10m",
+            f"last 5 minutes (threshold {num(t.market_data_feed_errors_per_minute)}/min).",
+            threshold=f"> {num(t.market_data_feed_errors_per_minute)} feed errors/min for 10m",
             why="Free providers (akshare, efinance) time out or rate-limit a few times a minute and the "
-            "client retries; more than 5 a minute for 10 minutes means the source is degraded and "
+            f"client retries; more than {num(t.market_data_feed_errors_per_minute)} a minute for 10 minutes means the source is degraded and "
             "the fallback source should take over.",
             checks=("Which reason: `sum by (reason) (rate(mystocks_market_data_feed_errors_total[5m]))`.",
              "`rate_limited`: lower the polling rate or switch the source; `parse`: the provider changed its format.",

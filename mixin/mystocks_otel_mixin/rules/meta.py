@@ -4,10 +4,9 @@ too broken to send any of these, the heartbeat receiver notices the Watchdog's s
 
 from __future__ import annotations
 
-from mystocks_otel_mixin import config as c
 from mystocks_otel_mixin.config import MixinConfig
-from mystocks_otel_mixin.lib.promql import PromQL, check_name, num, ratio
-from mystocks_otel_mixin.lib.rulekit import Alert, Group, Record
+from mystocks_otel_mixin.lib.promql import PromQL
+from mystocks_otel_mixin.lib.rulekit import Alert
 
 
 def records(cfg: MixinConfig) -> None:
@@ -23,12 +22,6 @@ REQUEST_EVIDENCE = (
 )
 
 
-def _names(*names: str) -> str:
-    """A ``__name__`` alternation, each name checked (the Collector's counters gained
-    ``_total`` in newer releases: match both spellings)."""
-    return "|".join(check_name(n) for n in names)
-
-
 def _http_absent(q: PromQL) -> str:
     evidence = "\n  or\n".join(f"sum by (job, instance) (increase({q.sel(n)}[15m])) > 0"
                                 for n in REQUEST_EVIDENCE)
@@ -39,8 +32,10 @@ def _http_absent(q: PromQL) -> str:
 def _monitoring(cfg: MixinConfig) -> tuple[Alert, ...]:
     prom, am, col = (PromQL(cfg.prometheus_job), PromQL(cfg.alertmanager_job), PromQL(cfg.collector_job))
     jobs = (cfg.prometheus_job, cfg.alertmanager_job, cfg.collector_job)
-    failed = _names("otelcol_exporter_send_failed_metric_points", "otelcol_exporter_send_failed_metric_points_total")
-    refused = _names("otelcol_receiver_refused_metric_points", "otelcol_receiver_refused_metric_points_total")
+    # The Collector's counters gained ``_total`` in newer releases: match both spellings.
+    failed = col.any_of("otelcol_exporter_send_failed_metric_points", "otelcol_exporter_send_failed_metric_points_total")
+    refused = col.any_of("otelcol_receiver_refused_metric_points", "otelcol_receiver_refused_metric_points_total")
+    monitoring = PromQL(matchers=f'job=~"{"|".join(jobs)}"')
     stack_checks = ("Prometheus `/targets`: the scrape error of the job.",
                     "The process or container: running, and its last log lines.",
                     "While Prometheus or Alertmanager is down the Watchdog heartbeat stops too: "
@@ -48,7 +43,7 @@ def _monitoring(cfg: MixinConfig) -> tuple[Alert, ...]:
     return (
         Alert(
             name="AlertmanagerNotificationsFailing",
-            expr=f"sum by (job, instance, integration) (rate({am.sel('alertmanager_notifications_failed_total')}[15m])) * 60 > 0",
+            expr=f"sum by (job, instance, integration) ({am.rate('alertmanager_notifications_failed_total', '15m')}) * 60 > 0",
             for_="5m", severity="critical", category="meta", priority="P1", team="platform",
             link_labels=(),
             summary="Alertmanager fails to send {{ $labels.integration }} notifications.",
@@ -82,7 +77,7 @@ def _monitoring(cfg: MixinConfig) -> tuple[Alert, ...]:
         ),
         Alert(
             name="PrometheusNotificationsDropped",
-            expr=f"sum by (job, instance) (rate({prom.sel('prometheus_notifications_dropped_total')}[5m])) * 60 > 0",
+            expr=f"sum by (job, instance) ({prom.rate('prometheus_notifications_dropped_total')}) * 60 > 0",
             for_="5m", severity="critical", category="meta", priority="P1", team="platform",
             link_labels=(),
             summary="Prometheus drops alert notifications.",
@@ -99,7 +94,7 @@ def _monitoring(cfg: MixinConfig) -> tuple[Alert, ...]:
         ),
         Alert(
             name="PrometheusAlertmanagerUnreachable",
-            expr=f"sum by (job, instance, alertmanager) (rate({prom.sel('prometheus_notifications_errors_total')}[5m])) > 0\n"
+            expr=f"sum by (job, instance, alertmanager) ({prom.rate('prometheus_notifications_errors_total')}) > 0\n"
             f"or\nmax by (job, instance) ({prom.sel('prometheus_notifications_alertmanagers_discovered')}) < 1",
             for_="5m", severity="critical", category="meta", priority="P1", team="platform",
             link_labels=(),
@@ -114,7 +109,7 @@ def _monitoring(cfg: MixinConfig) -> tuple[Alert, ...]:
         ),
         Alert(
             name="OtelCollectorExportFailures",
-            expr=f'sum by (job, instance, exporter) (rate({{__name__=~"{failed}", job="{cfg.collector_job}"}}[5m])) > 0',
+            expr=f'sum by (job, instance, exporter) (rate({failed}[5m])) > 0',
             for_="10m", severity="warning", category="meta", priority="P1", team="platform",
             link_labels=(),
             summary="The Collector fails to export metrics through {{ $labels.exporter }}.",
@@ -130,7 +125,7 @@ def _monitoring(cfg: MixinConfig) -> tuple[Alert, ...]:
         ),
         Alert(
             name="OtelCollectorRefusedPoints",
-            expr=f'sum by (job, instance, receiver) (rate({{__name__=~"{refused}", job="{cfg.collector_job}"}}[5m])) > 0',
+            expr=f'sum by (job, instance, receiver) (rate({refused}[5m])) > 0',
             for_="10m", severity="warning", category="meta", priority="P2", team="platform",
             link_labels=(),
             summary="The Collector refuses metric points on {{ $labels.receiver }}.",
@@ -144,7 +139,7 @@ def _monitoring(cfg: MixinConfig) -> tuple[Alert, ...]:
         ),
         Alert(
             name="MonitoringTargetDown",
-            expr=f'up{{job=~"{"|".join(jobs)}"}} == 0',
+            expr=f"{monitoring.sel('up')} == 0",
             for_="5m", severity="warning", category="meta", priority="P1", team="platform",
             link_labels=(),
             summary="Prometheus cannot scrape {{ $labels.job }} at {{ $labels.instance }}.",
@@ -157,7 +152,7 @@ def _monitoring(cfg: MixinConfig) -> tuple[Alert, ...]:
         ),
         Alert(
             name="MonitoringTargetAbsent",
-            expr="\nor\n".join(f'absent(up{{job="{job}"}})' for job in jobs),
+            expr="\nor\n".join(f"absent({PromQL(job).sel('up')})" for job in jobs),
             for_="10m", severity="warning", category="meta", priority="P2", team="platform",
             link_labels=(),
             summary="Prometheus has no target for {{ $labels.job }}.",
@@ -175,7 +170,7 @@ def _monitoring(cfg: MixinConfig) -> tuple[Alert, ...]:
 
 def alerts(cfg: MixinConfig) -> tuple[Alert, ...]:
     q = PromQL(cfg.app_job)
-    _OVERFLOW = q.sel("mystocks_telemetry_sanitized_attributes_total", 'reason="overflow"')
+    _OVERFLOW = q.rate("mystocks_telemetry_sanitized_attributes_total", "10m", 'reason="overflow"')
     return _monitoring(cfg) + (
         Alert(
             name="Watchdog", expr="vector(1)", for_="0m", severity="info", category="meta", priority="P3", team="platform",
@@ -224,7 +219,7 @@ def alerts(cfg: MixinConfig) -> tuple[Alert, ...]:
         ),
         Alert(
             name="TelemetryMeasurementsDropped",
-            expr=f"sum by (job, metric, reason) (rate({q.sel('mystocks_telemetry_dropped_measurements_total')}[15m])) * 60 > 0",
+            expr=f"sum by (job, metric, reason) ({q.rate('mystocks_telemetry_dropped_measurements_total', '15m')}) * 60 > 0",
             for_="15m", severity="info", category="meta", priority="P3", team="platform",
             summary="Measurements of {{ $labels.metric }} are being dropped.",
             description="{{ $labels.metric }} drops {{ $value | humanize }} measurements/min ({{ $labels.reason }}).",
@@ -237,7 +232,7 @@ def alerts(cfg: MixinConfig) -> tuple[Alert, ...]:
         ),
         Alert(
             name="TelemetryExportFailing",
-            expr=f"sum by (job, instance, exporter) (rate({q.sel('mystocks_telemetry_export_failures_total')}[10m])) * 60 > 0",
+            expr=f"sum by (job, instance, exporter) ({q.rate('mystocks_telemetry_export_failures_total', '10m')}) * 60 > 0",
             for_="10m", severity="warning", category="meta", priority="P2", team="platform",
             link_labels=("job", "instance"),
             summary="{{ $labels.instance }} cannot push metrics through {{ $labels.exporter }}.",
@@ -253,7 +248,7 @@ def alerts(cfg: MixinConfig) -> tuple[Alert, ...]:
         ),
         Alert(
             name="TelemetryCardinalityOverflow",
-            expr=f'sum by (job, metric) (rate({_OVERFLOW}[10m])) * 60\n> 0',
+            expr=f'sum by (job, metric) ({_OVERFLOW}) * 60\n> 0',
             for_="10m", severity="warning", category="meta", priority="P2", team="platform",
             summary="{{ $labels.metric }} exceeds its cardinality limit.",
             description="{{ $labels.metric }} records into its overflow series ({{ $value | humanize }} "

@@ -58,7 +58,7 @@ def _records(cfg: MixinConfig) -> tuple[Record, ...]:
                               why=f"The error budget of {slo.name} (1 - objective).", labels=labels))
         if _request_based(slo):
             records.extend(_events_records(q, slo))
-        for window in config.SLO_WINDOWS:
+        for window in cfg.slo_windows:
             records.append(Record(record=config.slo_error_ratio_record(window), expr=sli_error_expr(q, slo, window),
                                   why=f"{slo.name}: {slo.description} Error ratio over {window}.",
                                   labels=labels))
@@ -89,17 +89,19 @@ def _events_records(q: PromQL, slo: config.SLO) -> tuple[Record, ...]:
     )
 
 
-def _burn_alert(q: PromQL, slo: config.SLO, severity: str) -> Alert:
-    pairs = [(long, short, factor) for sev, long, short, factor in config.BURN_RATE_ALERTS if sev == severity]
-    sel = f'{{slo="{slo.name}"}}'
+def _burn_alert(cfg: MixinConfig, slo: config.SLO, severity: str) -> Alert:
+    q, t = PromQL(cfg.app_job), cfg.thresholds
+    pairs = [(long, short, factor) for sev, long, short, factor in cfg.burn_rates if sev == severity]
+    recorded = PromQL()  # the SLO records carry their own job and slo labels
+    matcher = f'slo="{slo.name}"'
     clauses = []
     for long, short, factor in pairs:
         limit = num(factor * slo.error_budget)
-        floor = (f"\nand on (job)\n  {q.sum_rate(f'{HTTP}_count', 'job', short)} > {num(config.MIN_REQUEST_RATE)}"
+        floor = (f"\nand on (job)\n  {q.sum_rate(f'{HTTP}_count', 'job', short)} > {num(t.min_request_rate)}"
                  if _request_based(slo) else "")
         clauses.append(
-            f"(\n  {config.slo_error_ratio_record(long)}{sel} > {limit}\nand\n"
-            f"  {config.slo_error_ratio_record(short)}{sel} > {limit}{floor}\n)"
+            f"(\n  {recorded.sel(config.slo_error_ratio_record(long), matcher)} > {limit}\nand\n"
+            f"  {recorded.sel(config.slo_error_ratio_record(short), matcher)} > {limit}{floor}\n)"
         )
     windows = " or ".join(f"{f:g}x over {lw} and {sw}" for lw, sw, f in pairs)
     page = severity == "critical"
@@ -126,7 +128,7 @@ def _burn_alert(q: PromQL, slo: config.SLO, severity: str) -> Alert:
             f"budget is gone in {budget_days}. The long window proves the burn is significant, the "
             f"short one that it is still happening, so the alert resolves soon after the fix. "
             f"`for: {'2m' if page else '15m'}` only drops a single-evaluation blip. "
-            + (f"Each short window needs at least {num(config.MIN_REQUEST_RATE)} req/s: at one request "
+            + (f"Each short window needs at least {num(t.min_request_rate)} req/s: at one request "
                "a minute a single 503 is a 1.6% hourly error ratio, over the page threshold, and "
                "that is noise, not a burn."
                if _request_based(slo) else
@@ -144,5 +146,4 @@ def records(cfg: MixinConfig) -> Group:
 
 
 def alerts(cfg: MixinConfig) -> tuple[Alert, ...]:
-    q = PromQL(cfg.app_job)
-    return tuple(_burn_alert(q, slo, sev) for slo in cfg.slos for sev in ("critical", "warning"))
+    return tuple(_burn_alert(cfg, slo, sev) for slo in cfg.slos for sev in ("critical", "warning"))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from mystocks_otel_mixin import config as c
 from mystocks_otel_mixin.config import MixinConfig
 from mystocks_otel_mixin.lib.promql import PromQL, num, ratio
 from mystocks_otel_mixin.lib.rulekit import Alert, Group, Record
@@ -31,7 +30,8 @@ def _resource(name, expr, limit, for_, sev, prio, what, why, checks, unit="%"):
                  description=f"{what} on {{{{ $labels.instance }}}}"
                  + (" ({{ $labels.mountpoint }})" if "Disk" in what else "")
                  + f" is {{{{ $value | humanize }}}}% (threshold {num(limit)}%).",
-                 threshold=f"> {num(limit)}% for {for_}", why=why, checks=checks)
+                 threshold=f"> {num(limit)}% for {for_}", why=why.replace("{limit}", f"{num(limit)}%"),
+                 checks=checks)
 
 
 def records(cfg: MixinConfig) -> Group:
@@ -53,39 +53,39 @@ def records(cfg: MixinConfig) -> Group:
 
 
 def alerts(cfg: MixinConfig) -> tuple[Alert, ...]:
-    q = PromQL(cfg.app_job)
+    q, t = PromQL(cfg.app_job), cfg.thresholds
     _CPU, _MEM = (q.sel(f"job_instance:mystocks_system_{m}_utilization_percent:host") for m in ("cpu", "memory"))
     _DISK = q.sel("job_instance_mountpoint:mystocks_system_disk_utilization_percent:max")
     _UPTIME = q.sel("mystocks_system_uptime_seconds", 'scope="process"')
     return (
-        _resource("HighCpuUsage", _CPU, c.CPU_PERCENT_WARNING, "10m", "warning", "P2", "Host CPU use",
-                  "At 80% a 2-core host has no headroom for the bursts at the market open and latency "
+        _resource("HighCpuUsage", _CPU, t.cpu_percent_warning, "10m", "warning", "P2", "Host CPU use",
+                  "At {limit} a 2-core host has no headroom for the bursts at the market open and latency "
                   "starts to climb. 10 minutes ignores start-up and batch jobs.", _CPU_CHECKS),
-        _resource("CriticalCpuUsage", _CPU, c.CPU_PERCENT_CRITICAL, "5m", "critical", "P1", "Host CPU use",
-                  "At 95% requests queue behind each other: latency is about to break its SLO.",
+        _resource("CriticalCpuUsage", _CPU, t.cpu_percent_critical, "5m", "critical", "P1", "Host CPU use",
+                  "At {limit} requests queue behind each other: latency is about to break its SLO.",
                   _CPU_CHECKS),
-        _resource("HighMemoryUsage", _MEM, c.MEMORY_PERCENT_WARNING, "10m", "warning", "P2", "Host memory use",
-                  "85% leaves the page cache too little room (PostgreSQL and Redis read from it) and "
+        _resource("HighMemoryUsage", _MEM, t.memory_percent_warning, "10m", "warning", "P2", "Host memory use",
+                  "{limit} leaves the page cache too little room (PostgreSQL and Redis read from it) and "
                   "is the first sign of a leak. 10 minutes ignores a large report.", _MEM_CHECKS),
-        _resource("CriticalMemoryUsage", _MEM, c.MEMORY_PERCENT_CRITICAL, "5m", "critical", "P1",
+        _resource("CriticalMemoryUsage", _MEM, t.memory_percent_critical, "5m", "critical", "P1",
                   "Host memory use",
-                  "At 95% the kernel's OOM killer is near and it picks the largest process: the API or "
+                  "At {limit} the kernel's OOM killer is near and it picks the largest process: the API or "
                   "PostgreSQL.", _MEM_CHECKS),
-        _resource("LowDiskSpace", _DISK, c.DISK_PERCENT_WARNING, "15m", "warning", "P2", "Disk use",
-                  "85% used leaves days, not hours, to clean up at normal growth (logs, WAL, market "
+        _resource("LowDiskSpace", _DISK, t.disk_percent_warning, "15m", "warning", "P2", "Disk use",
+                  "{limit} used leaves days, not hours, to clean up at normal growth (logs, WAL, market "
                   "data history). 15 minutes ignores temporary files.", _DISK_CHECKS),
-        _resource("CriticalDiskSpace", _DISK, c.DISK_PERCENT_CRITICAL, "5m", "critical", "P1", "Disk use",
-                  "At 95% a burst of WAL or logs fills the disk within the hour, and PostgreSQL stops "
+        _resource("CriticalDiskSpace", _DISK, t.disk_percent_critical, "5m", "critical", "P1", "Disk use",
+                  "At {limit} a burst of WAL or logs fills the disk within the hour, and PostgreSQL stops "
                   "accepting writes on a full disk.", _DISK_CHECKS),
         Alert(
             name="ApiFrequentRestarts",
-            expr=f'sum by (job, instance) (resets({_UPTIME}[30m])) >= 3',
+            expr=f'sum by (job, instance) (resets({_UPTIME}[30m])) >= {t.restarts_in_30m}',
             for_="1m", severity="warning", category="system", priority="P2", team="platform",
             summary="The API on {{ $labels.instance }} keeps restarting.",
             description="The API process on {{ $labels.instance }} restarted {{ $value | humanize }} times in 30 "
-            "minutes (threshold 3).",
-            threshold="≥ 3 restarts in 30m",
-            why="One restart is a deploy; three in half an hour is a crash loop (OOM kill, failing start-up "
+            f"minutes (threshold {t.restarts_in_30m}).",
+            threshold=f"≥ {t.restarts_in_30m} restarts in 30m",
+            why=f"One restart is a deploy; {t.restarts_in_30m} in half an hour is a crash loop (OOM kill, failing start-up "
             "check) that target-down alerts miss because each restart is quick.",
             checks=("The process logs just before each restart (`journalctl`/container logs): traceback or OOM kill?",
              "`dmesg | grep -i oom` and CriticalMemoryUsage.",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from mystocks_otel_mixin import config as c
 from mystocks_otel_mixin.config import MixinConfig
 from mystocks_otel_mixin.lib.promql import PromQL, dur, num, pct, ratio
 from mystocks_otel_mixin.lib.rulekit import Alert, Group, Record
@@ -37,46 +36,50 @@ def records(cfg: MixinConfig) -> Group:
 
 
 def alerts(cfg: MixinConfig) -> tuple[Alert, ...]:
-    q = PromQL(cfg.app_job)
-    _CAP = num(c.WEBSOCKET_CONNECTION_CAPACITY)
+    q, t = PromQL(cfg.app_job), cfg.thresholds
+    _CAP = num(t.websocket_connection_capacity)
+    warn, crit = (t.websocket_capacity_warning * t.websocket_connection_capacity,
+                  t.websocket_capacity_critical * t.websocket_connection_capacity)
     _WS = q.sel("job_instance:mystocks_websocket_active_connections:sum")
     return (
         Alert(
             name="WebSocketHighConnectionCount",
-            expr=f"{_WS} > {num(0.8 * c.WEBSOCKET_CONNECTION_CAPACITY)}", for_="5m",
+            expr=f"{_WS} > {num(warn)}", for_="5m",
             severity="warning", category="websocket", priority="P2", team="performance",
-            summary="{{ $labels.instance }} holds over 80% of its WebSocket capacity.",
+            summary="{{ $labels.instance }} holds over " + pct(t.websocket_capacity_warning) + " of its WebSocket capacity.",
             description="{{ $labels.instance }} has {{ $value | humanize }} open WebSocket connections (capacity "
-            f"{_CAP} per process, threshold {num(0.8 * c.WEBSOCKET_CONNECTION_CAPACITY)}).",
-            threshold=f"open connections > 80% of capacity ({num(0.8 * c.WEBSOCKET_CONNECTION_CAPACITY)}/process) for 5m",
-            why="Every quote broadcast is fanned out to each connection in one event loop; past about 1000 "
+            f"{_CAP} per process, threshold {num(warn)}).",
+            threshold=f"open connections > {pct(t.websocket_capacity_warning)} of capacity ({num(warn)}/process) for 5m",
+            why="Every quote broadcast is fanned out to each connection in one event loop; past about "
+            f"{_CAP} "
             "per process the broadcast delay grows with every client (measure your capacity and set "
-            "WEBSOCKET_CONNECTION_CAPACITY). 80% leaves time to scale out.",
+            f"thresholds.websocket_connection_capacity). {pct(t.websocket_capacity_warning)} leaves time to scale out.",
             checks=_WS_CHECKS,
         ),
         Alert(
             name="WebSocketCriticalConnectionCount",
-            expr=f"{_WS} > {num(0.95 * c.WEBSOCKET_CONNECTION_CAPACITY)}", for_="2m",
+            expr=f"{_WS} > {num(crit)}", for_="2m",
             severity="critical", category="websocket", priority="P1", team="performance",
             summary="{{ $labels.instance }} is at its WebSocket capacity.",
             description="{{ $labels.instance }} has {{ $value | humanize }} open WebSocket connections (capacity "
-            f"{_CAP} per process, threshold {num(0.95 * c.WEBSOCKET_CONNECTION_CAPACITY)}).",
-            threshold=f"open connections > 95% of capacity ({num(0.95 * c.WEBSOCKET_CONNECTION_CAPACITY)}/process) for 2m",
-            why="At 95% the next burst (the market open) pushes the process past the point where quotes "
+            f"{_CAP} per process, threshold {num(crit)}).",
+            threshold=f"open connections > {pct(t.websocket_capacity_critical)} of capacity ({num(crit)}/process) for 2m",
+            why=f"At {pct(t.websocket_capacity_critical)} the next burst (the market open) pushes the process past the point where quotes "
             "arrive late and connections are dropped.",
             checks=_WS_CHECKS,
         ),
         Alert(
             name="WebSocketConnectionErrors",
-            expr=f"{q.sel('job:mystocks_websocket_connection_errors:ratio_rate5m')} > {num(c.WEBSOCKET_ERROR_RATIO_WARNING)}\n"
-            f"and on (job) job:mystocks_websocket_connections_opened:rate5m > 0.01",
+            expr=f"{q.sel('job:mystocks_websocket_connection_errors:ratio_rate5m')} > {num(t.websocket_error_ratio_warning)}\n"
+            f"and on (job) job:mystocks_websocket_connections_opened:rate5m > {num(t.min_rare_event_rate)}",
             for_="10m", severity="warning", category="websocket", priority="P2", team="platform",
-            summary=f"More than {pct(c.WEBSOCKET_ERROR_RATIO_WARNING)} of WebSocket connections end in error.",
+            summary=f"More than {pct(t.websocket_error_ratio_warning)} of WebSocket connections end in error.",
             description="{{ $value | humanizePercentage }} WebSocket connection errors per connection opened in "
-            "{{ $labels.job }} over the last 5 minutes (threshold " + pct(c.WEBSOCKET_ERROR_RATIO_WARNING) + ").",
-            threshold=f"errors / connections opened > {pct(c.WEBSOCKET_ERROR_RATIO_WARNING)} for 10m (with ≥ 0.01 opened/s)",
+            "{{ $labels.job }} over the last 5 minutes (threshold " + pct(t.websocket_error_ratio_warning) + ").",
+            threshold=f"errors / connections opened > {pct(t.websocket_error_ratio_warning)} for 10m (with ≥ {num(t.min_rare_event_rate)} opened/s)",
             why="Browsers reconnect by themselves, and laptops sleeping or phones changing networks close "
-            "a few connections abnormally; 5% for 10 minutes is a server-side fault. The floor (3 "
+            f"a few connections abnormally; {pct(t.websocket_error_ratio_warning)} for 10 minutes is a server-side "
+            f"fault. The floor ({num(t.min_rare_event_rate * 300)} "
             "connections in 5 minutes) ignores one error at night.",
             checks=("Which reason: `sum by (reason) (rate(mystocks_websocket_connection_errors_total[5m]))`.",
              "`exception`: the API logs; `rejected`: authentication or origin checks; `abnormal_close`: proxies' idle timeouts.",

@@ -1,8 +1,8 @@
 """``POST /alerts/webhook``: Alertmanager notifications become the alert-lifecycle metrics.
 
 Validation, auth and the tracker's bookkeeping run in-process. The metric effects are read
-from ``/metrics`` after ``setup_telemetry`` in a fresh interpreter (the MeterProvider is
-process-wide). The last test feeds the endpoint from the real Alertmanager.
+from ``/metrics`` of ``webhook_app.py`` under ``mystocks_otel.testing.capture_metrics`` (which
+resets the process-wide MeterProvider before and after). The last test feeds the endpoint from the real Alertmanager.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -23,6 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from mystocks_otel.alert_webhook import AlertTracker, alert_webhook_router, parse_payload
 
 ROOT = Path(__file__).resolve().parents[3]
+HERE = Path(__file__).resolve().parent  # webhook_app.py, the app under test
 TOKEN = "token-0123456789abcdef"
 
 
@@ -139,31 +139,19 @@ def test_concurrent_payloads_keep_consistent_state():
 
 # -- the metrics, through setup_telemetry and /metrics ----------------------------------
 
-SCENARIO = """
-import json, sys, warnings
-warnings.filterwarnings("ignore")
-from fastapi import FastAPI
-from fastapi.testclient import TestClient
-from mystocks_otel import setup_telemetry
-from mystocks_otel.alert_webhook import alert_webhook_router
-
-app = FastAPI()
-setup_telemetry(app)
-app.include_router(alert_webhook_router())
-client = TestClient(app)
-for body in json.loads(sys.stdin.read()):
-    assert client.post("/alerts/webhook", json=body).status_code == 200
-print(json.dumps(client.get("/metrics").text))
-"""
-
-
 def metrics_after(*bodies: dict) -> dict[tuple[str, tuple], float]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "MYSTOCKS_OTEL_"))}
-    env["PYTHONPATH"] = str(ROOT)
-    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(SCENARIO)], input=json.dumps(bodies),
-                          capture_output=True, text=True, timeout=60, env=env)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    text = json.loads(proc.stdout.strip().splitlines()[-1])
+    """Post ``bodies`` to a fresh app's webhook and read the lifecycle series off its /metrics.
+
+    In-process: the testing module's capture resets the process-wide telemetry before and after."""
+    from mystocks_otel.testing import capture_metrics
+
+    from webhook_app import create_app
+
+    with capture_metrics():
+        client = TestClient(create_app())
+        for body in bodies:
+            assert client.post("/alerts/webhook", json=body).status_code == 200
+        text = client.get("/metrics").text
     return {(s.name, tuple(sorted((k, v) for k, v in s.labels.items() if not k.startswith("otel_")))): s.value
             for family in text_string_to_metric_families(text) for s in family.samples
             if s.name.startswith("mystocks_alert_")}
@@ -189,18 +177,6 @@ def test_lifecycle_metrics_on_the_metrics_page():
 
 # -- live: the real Alertmanager posts to the app's endpoint ------------------------------
 
-APP = """
-import os
-from fastapi import FastAPI
-from mystocks_otel import setup_telemetry
-from mystocks_otel.alert_webhook import alert_webhook_router
-
-app = FastAPI()
-setup_telemetry(app)
-app.include_router(alert_webhook_router(token=os.environ["ALERT_WEBHOOK_TOKEN"]))
-"""
-
-
 def _get(url: str, timeout: float = 2.0) -> str:
     import urllib.request
 
@@ -215,10 +191,9 @@ def test_live_alertmanager_feeds_the_lifecycle_metrics(tmp_path, alertmanager_bi
     from mystocks_otel_mixin.alertmanager import render_alertmanager_config, write_secret_files
 
     app_port, am_port, dead = free_port(), free_port(), free_port()
-    (tmp_path / "app.py").write_text(APP)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "MYSTOCKS_OTEL_"))}
-    env.update(PYTHONPATH=f"{ROOT}{os.pathsep}{tmp_path}", ALERT_WEBHOOK_TOKEN=TOKEN)
-    procs = [subprocess.Popen([sys.executable, "-m", "uvicorn", "app:app", "--host", "127.0.0.1",
+    env.update(PYTHONPATH=f"{ROOT}{os.pathsep}{HERE}", ALERT_WEBHOOK_TOKEN=TOKEN)
+    procs = [subprocess.Popen([sys.executable, "-m", "uvicorn", "webhook_app:app", "--host", "127.0.0.1",
                                "--port", str(app_port), "--log-level", "warning"],
                               cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
     try:
