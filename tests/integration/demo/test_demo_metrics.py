@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import time
 
 import httpx
 import pytest
@@ -18,7 +17,7 @@ from websockets.exceptions import InvalidStatus
 
 from mystocks_otel.catalog import BY_PROMETHEUS_NAME, METRICS
 from demo_support import uvicorn_demo
-from support import free_port
+from support import free_port, wait_until
 
 # Distinctive ids: if one ever shows up on /metrics, a label is unbounded.
 USER = "metricsuser7f3a"
@@ -92,17 +91,29 @@ def _exercise_faults(http: httpx.Client) -> None:
     assert http.get("/api/quotes").status_code == 200  # over MYSTOCKS_OTEL_SLOW_QUERY_SECONDS
     faults(slow_queries=False, cache_flush=True)
     faults(market_data_stall=True)
-    time.sleep(0.4)  # stalled ticks count feed errors
+    _until_sample(http, "mystocks_market_data_feed_errors_total", reason="stalled")  # stalled ticks
     faults(market_data_stall=False, dependency_down="redis")
-    time.sleep(0.2)  # a tick after the stall: the "gap" anomaly
+    _until_sample(http, "mystocks_data_quality_anomalies_total", kind="gap")  # a tick after the stall
     assert http.get("/api/quotes/AAPL").status_code == 503
     faults(dependency_down="database")
     assert http.get("/api/quotes").status_code == 503
-    time.sleep(0.4)  # one health probe sees it down
+    assert http.get("/health").json()["components"]["database"] is False  # a probe sees it down
     faults(dependency_down=None)
+    assert http.get("/health").json()["components"]["database"] is True  # and back
     actions = faults(db_error=True, cache_error=True, bad_measurements=True)["actions"]
     assert actions["db_error"].startswith("OperationalError")
     assert actions["cache_error"].startswith("ResponseError")
+
+
+def _sample(text: str, name: str, **labels: str) -> float:
+    return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples
+               if s.name == name and labels.items() <= s.labels.items())
+
+
+def _until_sample(http: httpx.Client, name: str, **labels: str) -> None:
+    """Poll /metrics until ``name{labels}`` has a positive sample."""
+    wait_until(lambda: _sample(http.get("/metrics").text, name, **labels) > 0, 10,
+               f"{name}{labels} on /metrics", interval=0.05)
 
 
 def _exercise_alert_webhook(http: httpx.Client) -> None:
@@ -140,13 +151,25 @@ def test_every_catalog_metric_is_on_metrics_and_nothing_else(tmp_path, throwaway
             _exercise_faults(http)
             if HAS_ALERT_WEBHOOK:
                 _exercise_alert_webhook(http)
-            time.sleep(1.2)  # two core probe intervals: system, pool and health gauges
-            response = http.get("/metrics")
+            # The core probes (system, pool and health gauges) run every 0.5 s: poll until
+            # every catalog metric has a sample; the asserts below name any still missing.
+            expected = [spec for spec in METRICS if HAS_ALERT_WEBHOOK or spec.domain != "alert"]
+            scraped = {}
+
+            def complete() -> bool:
+                scraped["response"] = response = http.get("/metrics")
+                names = {s.name for f in text_string_to_metric_families(response.text) for s in f.samples}
+                return all(set(spec.prometheus_series) & names for spec in expected)
+
+            try:
+                wait_until(complete, 10, "every catalog metric on /metrics", interval=0.2)
+            except AssertionError:
+                pass
+            response = scraped["response"]
     assert response.status_code == 200
     families = list(text_string_to_metric_families(response.text))
     samples = {s.name for f in families for s in f.samples}
 
-    expected = [spec for spec in METRICS if HAS_ALERT_WEBHOOK or spec.domain != "alert"]
     missing = [spec.prometheus_name for spec in expected if not set(spec.prometheus_series) & samples]
     assert not missing, f"catalog metrics with no sample on /metrics: {missing}"
 
