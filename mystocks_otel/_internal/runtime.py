@@ -55,7 +55,11 @@ def instrument(name: str, settings: Settings) -> bool:
         return True
     if not settings.instrumentation_enabled(name) or not supported(found):
         return False
-    found.instrument(settings=settings, skip_dep_check=True)
+    try:
+        found.instrument(settings=settings, skip_dep_check=True)
+    except ImportError as exc:  # installed, but not importable here: the app runs without it
+        _log.debug("mystocks-otel: %s not instrumented: %s", name, exc)
+        return False
     return True
 
 
