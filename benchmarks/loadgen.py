@@ -88,7 +88,7 @@ async def _client(port: int, keep_going, latencies: list, pace: float = 0.0) -> 
             finished = time.perf_counter()
             latencies.append((started, finished))
             if pace:
-                await asyncio.sleep(max(0.0, pace - (finished - started)))
+                await asyncio.sleep(max(0.0, pace - (finished - started)))  # pacing: the load's rate
     finally:
         writer.close()
 
@@ -143,10 +143,10 @@ def scrape_alone(port: int, count: int) -> dict:
 def scrape_windows(port: int, scrapes: int, gap_seconds: float) -> list:
     """``[(start, end, bytes)]`` of ``scrapes`` scrapes, ``gap_seconds`` apart (CLOCK_MONOTONIC)."""
     windows = []
-    time.sleep(gap_seconds)
+    time.sleep(gap_seconds)  # pacing, the behaviour measured: scrapes gap_seconds apart
     for _ in range(scrapes):
         windows.append(_scrape_timed(port))
-        time.sleep(gap_seconds)
+        time.sleep(gap_seconds)  # pacing (as above)
     return windows
 
 

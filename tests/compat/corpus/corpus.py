@@ -39,7 +39,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from harness import base_env, run_process, samples, uvicorn_argv  # noqa: E402
-from support import free_port  # noqa: E402
+from support import free_port, wait_until  # noqa: E402
 
 APPS_DIR = Path(__file__).resolve().parent / "apps"
 MODES = ("bare", "oneline", "distro")
@@ -329,19 +329,24 @@ def settled_metrics(client: httpx.Client, module: ModuleType, result: Run) -> st
         expected = expected_routes(module, result.transcript)
     except AssertionError:
         expected = []
-    deadline = time.monotonic() + 8.0
-    text, previous, stable_since = None, None, time.monotonic()
-    while time.monotonic() < deadline:
+    seen = {"text": None, "status": 200, "previous": None, "since": time.monotonic()}
+
+    def settled() -> bool:
         response = client.get(result.prefix)
+        seen["status"] = response.status_code
         if response.status_code != 200:
-            return None
-        text = response.text
+            return True
+        seen["text"] = text = response.text
         observed = observed_counts(text, module, result.prefix)
         if resolve(expected, observed) == observed:
-            return text
-        if observed != previous:
-            previous, stable_since = observed, time.monotonic()
-        elif time.monotonic() - stable_since > 2.0:
-            return text  # settled on other counts: the test reports the difference
-        time.sleep(0.1)
-    return text
+            return True
+        if observed != seen["previous"]:
+            seen["previous"], seen["since"] = observed, time.monotonic()
+            return False
+        return time.monotonic() - seen["since"] > 2.0  # settled on other counts: the test reports them
+
+    try:
+        wait_until(settled, 8.0, "our exposition to settle", interval=0.1)
+    except AssertionError:
+        pass  # the counts at the deadline: the test reports the difference
+    return seen["text"] if seen["status"] == 200 else None
