@@ -10,10 +10,16 @@ import os
 import socket
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
+from mystocks_otel_dev.stack.runner import project_root
+
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+#: The checkout whose files the tests read, found as the stack finds it: MYSTOCKS_OTEL_ROOT,
+#: else the nearest folder at or above tests/ that holds alerts/, prometheus/ and collector/.
+ROOT = project_root(Path(__file__).resolve().parent)
 
 
 def require(condition: bool, reason: str) -> None:

@@ -14,7 +14,7 @@ import yaml
 
 from mystocks_otel_dev.stack import configs
 
-ROOT = Path(__file__).resolve().parents[2]
+from support import ROOT  # noqa: E402 - the checkout, found explicitly
 
 
 def _strip_timing_rule(rule: dict) -> dict:

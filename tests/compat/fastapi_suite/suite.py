@@ -20,8 +20,10 @@ import tomllib
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[3]
+from mystocks_otel_dev.stack.runner import project_root
+
 HERE = Path(__file__).resolve().parent
+ROOT = project_root(HERE)  # the checkout, found as the stack finds it (also when run as a script)
 CACHE = Path(os.environ.get("MYSTOCKS_OTEL_CACHE", Path.home() / ".cache" / "mystocks-otel")) / "fastapi-suite"
 
 # FastAPI's "tests" dependency group, less what only checks types, reports coverage or

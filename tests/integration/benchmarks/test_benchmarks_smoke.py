@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[3]
+from support import ROOT  # noqa: E402 - the checkout, found explicitly
 NUMBER = re.compile(r"-?\d+(\.\d+)?( ?[a-z/]+)? \[-?\d+(\.\d+)?, -?\d+(\.\d+)?\]", re.I)
 
 #: Every row the table must have (render, memory and scrape ids carry the quick run's sizes).

@@ -10,7 +10,7 @@ from pathlib import Path
 from mystocks_otel_dev.stack import processes
 from mystocks_otel_dev.stack.processes import Processes
 
-ROOT = Path(__file__).resolve().parents[3]
+from support import ROOT  # noqa: E402 - the checkout, found explicitly
 
 
 @contextmanager

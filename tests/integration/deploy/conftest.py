@@ -16,7 +16,7 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[3]
+from support import ROOT  # noqa: E402 - the checkout, found explicitly
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 BUILD_TIMEOUT = 1800  # first build: ~200 MB download + ~1 min of go build on 2 cores
 
