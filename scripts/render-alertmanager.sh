@@ -20,7 +20,8 @@ render=mixin/mystocks_otel_mixin/alertmanager.py
 "$python" "$render" render \
     --template alerts/alertmanager/alertmanager.yml.tmpl \
     --output alerts/alertmanager/rendered/alertmanager.yml
-"$python" "$render" secrets --dir alerts/alertmanager/secrets "$@"
+"$python" "$render" secrets --dir alerts/alertmanager/secrets \
+    --template alerts/alertmanager/alertmanager.yml.tmpl "$@"
 
 # Validate what was written, when amtool is at hand (it is in the Alertmanager image).
 if command -v amtool >/dev/null 2>&1; then

@@ -9,6 +9,11 @@ user, the e-mail addresses or the webhook URLs. So this module:
 * :func:`write_secret_files` writes every secret to its own file (mode 0600) in the
   directory the rendered config points at.
 
+The template itself is generated from ``MixinConfig`` by ``mystocks_otel_mixin.routing``
+(``mystocks-otel render``): its teams' ``${EMAIL_TEAM_<TEAM>}`` addresses and its Slack
+channels' ``slack-<channel>.url`` secrets are read from the template, so a team or channel
+added to the config needs no change here.
+
 Both fail with one line that names the variable and the expected form, because the
 alternative is an Alertmanager that starts and then drops notifications at 3 a.m.
 Stdlib only, and no relative imports: ``scripts/render-alertmanager.sh`` runs this file
@@ -40,6 +45,12 @@ _UNSAFE = re.compile(r"['\"{}\s\\]|[\x00-\x1f\x7f]")
 _HOST_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _HOSTNAME = re.compile(rf"{_HOST_LABEL}(?:\.{_HOST_LABEL})*")
 _EMAIL = re.compile(rf"[A-Za-z0-9.!#$%&*+/=?^_`|~-]+@{_HOST_LABEL}(?:\.{_HOST_LABEL})*")
+
+
+#: A team lead's address: one placeholder per team of the generated routing tree.
+_TEAM_EMAIL = re.compile(r"EMAIL_TEAM_[A-Z0-9_]+")
+#: A Slack channel's secret file, as the template names it.
+_SLACK_FILE = re.compile(r"/slack-([a-z0-9][a-z0-9-]*)\.url'")
 
 
 class AlertmanagerConfigError(ValueError):
@@ -151,11 +162,16 @@ class Secret:
     generate_if_missing: bool = False
 
 
+def _slack_secret(channel: str) -> Secret:
+    return Secret(f"SLACK_WEBHOOK_URL_{channel.upper().replace('-', '_')}", f"slack-{channel}.url", _url,
+                  "a Slack incoming-webhook URL (https://hooks.slack.com/services/...)",
+                  f"Slack #mystocks-{channel}", fallback_env="SLACK_WEBHOOK_URL")
+
+
+#: The secrets of the committed template (its four Slack channels); :func:`secrets_for` reads
+#: them from any other.
 SECRETS: tuple[Secret, ...] = (
-    *(Secret(f"SLACK_WEBHOOK_URL_{channel.upper().replace('-', '_')}", f"slack-{channel}.url", _url,
-             "a Slack incoming-webhook URL (https://hooks.slack.com/services/...)",
-             f"Slack #mystocks-{channel}", fallback_env="SLACK_WEBHOOK_URL")
-      for channel in ("critical", "warnings", "performance", "data-alerts")),
+    *(_slack_secret(channel) for channel in ("critical", "warnings", "performance", "data-alerts")),
     Secret("PAGERDUTY_ON_CALL_KEY", "pagerduty-on-call.key", _pagerduty_key,
            "a PagerDuty Events API v2 integration key (32 letters/digits)", "PagerDuty on-call (critical)"),
     Secret("PAGERDUTY_SERVICE_KEY", "pagerduty-service.key", _pagerduty_key,
@@ -168,10 +184,28 @@ SECRETS: tuple[Secret, ...] = (
 )
 
 
-def resolve_settings(environ: Mapping[str, str]) -> dict[str, str]:
+def settings_for(template: str) -> tuple[Setting, ...]:
+    """The settings a template uses: the fixed ones it names, and one e-mail address per
+    ``${EMAIL_TEAM_<TEAM>}`` placeholder."""
+    used = set(PLACEHOLDER.findall(template))
+    fixed = {s.name for s in SETTINGS}
+    teams = tuple(Setting(name, _email, f"one e-mail address ({name[11:].lower()} team lead)")
+                  for name in sorted(used - fixed) if _TEAM_EMAIL.fullmatch(name))
+    return tuple(s for s in SETTINGS if s.name in used) + teams
+
+
+def secrets_for(template: str) -> tuple[Secret, ...]:
+    """The secrets a template reads: one Slack URL per ``slack-<channel>.url`` it names (in
+    the order it names them), then the PagerDuty keys, the SMTP password and the token."""
+    channels = dict.fromkeys(_SLACK_FILE.findall(template))
+    return (*(_slack_secret(channel) for channel in channels),
+            *(s for s in SECRETS if not s.env.startswith("SLACK_")))
+
+
+def resolve_settings(environ: Mapping[str, str], settings: tuple[Setting, ...] = SETTINGS) -> dict[str, str]:
     """Every setting's validated value; raises with every problem on one line."""
     values, problems = {}, []
-    for setting in SETTINGS:
+    for setting in settings:
         raw = environ.get(setting.name, "")
         if raw == "":
             if setting.default is None:
@@ -190,16 +224,17 @@ def resolve_settings(environ: Mapping[str, str]) -> dict[str, str]:
 
 def render_text(template: str, environ: Mapping[str, str]) -> str:
     """The template with every placeholder replaced; unknown placeholders are an error."""
-    known = {s.name for s in SETTINGS}
+    settings = settings_for(template)
+    known = {s.name for s in settings}
     unknown = sorted(set(PLACEHOLDER.findall(template)) - known)
     if unknown:
         raise AlertmanagerConfigError(
             f"template uses unknown placeholder(s) {', '.join(unknown)}: "
-            f"expected one of {', '.join(sorted(known))}")
-    values = resolve_settings(environ)
+            f"expected one of {', '.join(sorted({s.name for s in SETTINGS}))} or EMAIL_TEAM_<TEAM>")
+    values = resolve_settings(environ, settings)
     text = PLACEHOLDER.sub(lambda m: values[m.group(1)], template)
     # Belt and braces: a secret pasted into a non-secret variable must not reach the file.
-    for secret in SECRETS:
+    for secret in secrets_for(template):
         for name in (secret.env, secret.fallback_env):
             value = environ.get(name or "", "")
             if len(value) >= 8 and value in text:
@@ -217,15 +252,18 @@ def render_alertmanager_config(template_path: str | os.PathLike, output_path: st
 
 
 def write_secret_files(secrets_dir: str | os.PathLike, environ: Mapping[str, str], *,
-                       allow_missing: bool = False) -> list[str]:
+                       allow_missing: bool = False, template: str | None = None) -> list[str]:
     """Write each secret to ``secrets_dir/<file>`` with mode 0600; return warnings.
+
+    ``template``: the config template's text, whose Slack channels decide the Slack secrets
+    (default: the channels of the committed template, :data:`SECRETS`).
 
     Missing secrets are an error unless ``allow_missing`` (local development): then that
     receiver's notifications fail at send time, which Alertmanager logs and counts in
     ``alertmanager_notifications_failed_total``. Values are never echoed.
     """
     warnings, problems, chosen = [], [], {}
-    for secret in SECRETS:
+    for secret in (SECRETS if template is None else secrets_for(template)):
         name = secret.env
         value = environ.get(name, "")
         if value == "" and secret.fallback_env and environ.get(secret.fallback_env, ""):
@@ -282,13 +320,17 @@ def main(argv: list[str] | None = None) -> int:
     secrets.add_argument("--dir", default=str(DEFAULT_SECRETS_DIR))
     secrets.add_argument("--allow-missing", action="store_true",
                          help="skip unset secrets (their receivers then fail to deliver)")
+    secrets.add_argument("--template", default=str(DEFAULT_TEMPLATE),
+                         help="the config template whose Slack channels need a secret")
     args = parser.parse_args(argv)
     try:
         if args.command == "render":
             render_alertmanager_config(args.template, args.output, os.environ)
             print(f"wrote {args.output}")
         else:
-            for warning in write_secret_files(args.dir, os.environ, allow_missing=args.allow_missing):
+            template = Path(args.template).read_text(encoding="utf-8")
+            for warning in write_secret_files(args.dir, os.environ, allow_missing=args.allow_missing,
+                                              template=template):
                 print(f"warning: {warning}", file=sys.stderr)
             print(f"wrote secrets to {args.dir}")
     except (AlertmanagerConfigError, OSError) as exc:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from mystocks_otel_mixin import dashboards, rules
+from mystocks_otel_mixin import dashboards, routing, rules
 from mystocks_otel_mixin.config import DEFAULT, MixinConfig
 from mystocks_otel_mixin.docs import alerting, metrics
 
@@ -22,6 +22,7 @@ GENERATORS: tuple[Generator, ...] = (
     rules.generate,
     alerting.generate,
     dashboards.generate,
+    routing.generate,
 )
 
 
