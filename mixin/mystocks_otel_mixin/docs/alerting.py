@@ -44,6 +44,9 @@ def runbooks(alerts: tuple[Alert, ...], cfg: MixinConfig) -> str:
             out.append(f"```promql\n{dedent(alert.expr)}\n```\n\n")
             out.append("First three things to check:\n\n")
             out.extend(f"{i}. {check}\n" for i, check in enumerate(alert.checks, 1))
+            out.append(f"\nDefined in `mixin/mystocks_otel_mixin/rules/{category}.py` (thresholds: "
+                       f"`MixinConfig.thresholds`, `mystocks-otel render --show-config`); tested in "
+                       f"`alerts/tests/{category}.yml`.\n")
             out.append(f"\nDashboard: {cfg.grafana_url}/d/{alert.dashboard}"
                        + (f" (opened on the alert's {', '.join(alert.link_labels)})" if alert.link_labels else "")
                        + "\n\n")

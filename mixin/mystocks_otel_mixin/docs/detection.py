@@ -10,9 +10,13 @@ module renders that committed file (measurements are data: rendering them is det
 from __future__ import annotations
 
 import json
+from importlib import resources
+from importlib.abc import Traversable
 from pathlib import Path
 
-DATA = Path(__file__).with_name("detection-times.json")  # package data, written by the live suite
+#: Package data (mixin/pyproject.toml's package-data), written by the live suite; read through
+#: importlib.resources, so an installed wheel renders the same section as a checkout.
+DATA: Traversable = resources.files(__package__).joinpath("detection-times.json")
 PRODUCTION = "15 s scrape, 15 s evaluation, the rule's own `for` and its route's group_wait"
 
 
@@ -22,10 +26,10 @@ def _row(d: dict) -> str:
             f"{d['production_for']} | {', '.join(d['receivers'])} | {d['duplicates']} |")
 
 
-def section(path: Path = DATA) -> str:
-    if not path.exists():
+def section(path: Path | Traversable = DATA) -> str:
+    if not path.is_file():
         return ""
-    rows = json.loads(path.read_text())
+    rows = json.loads(path.read_text(encoding="utf-8"))
     p0 = [d for d in rows if d["priority"] == "P0" and not d["category"].startswith("ha")]
     mttd = sum(d["production"] for d in p0) / len(p0) if p0 else float("nan")
     worst = sorted(p0, key=lambda d: -d["production"])[:3]

@@ -50,3 +50,14 @@ def test_a_pipe_in_a_description_stays_in_its_cell():
 def test_cell_escapes_pipes_and_newlines():
     assert metrics.cell("a|b\n c") == "a\\|b c"
     assert len(_cells("| " + metrics.cell("x|y|z") + " |")) == 1
+
+
+def test_the_detection_section_reads_the_package_data(tmp_path):
+    """docs/ALERTING.md's measured table comes from package data (importlib.resources), so an
+    installed mixin renders it as a checkout does; no file, no section."""
+    from mystocks_otel_mixin.docs import detection
+
+    assert detection.DATA.is_file(), "mystocks_otel_mixin/docs/detection-times.json is package data"
+    text = detection.section()
+    assert text.startswith("## Detection time, measured") and "P0 mean time to detect" in text
+    assert detection.section(tmp_path / "missing.json") == ""
