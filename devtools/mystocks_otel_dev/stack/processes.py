@@ -462,7 +462,7 @@ def postgres_server(port: int | None = None, *, name: str = "postgresql", databa
                 url=f"postgresql://postgres@127.0.0.1:{port}/{database}", port=port,
                 ready_argv=[str(bindir / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(port),
                             "-U", "postgres", "-d", "postgres"],
-                user=user, data_dir=str(home), creates=str(data),
+                user=user, data_dir=str(home), creates=str(data), cwd=str(home),
                 prepare=[[str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres",
                           "--no-sync", "-E", "UTF8", "--locale=C"]],
                 then=[] if database == "postgres" else [[str(bindir / "createdb"), "-h", "127.0.0.1",
