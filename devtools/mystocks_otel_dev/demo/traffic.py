@@ -120,7 +120,7 @@ async def _ws_client(url: str, rng: random.Random, deadline: float, stats: Count
                         pass
         except (OSError, websockets.WebSocketException, asyncio.TimeoutError) as exc:
             stats[f"error:{type(exc).__name__}"] += 1
-            await asyncio.sleep(0.2)
+            await asyncio.sleep(0.2)  # back off before reconnecting: a down server must not be hammered
 
 
 def _ws_url(base_url: str) -> str:

@@ -377,7 +377,7 @@ class Processes:
             if time.monotonic() - began > timeout:
                 reason = f"not ready within {timeout:g} s"
                 break
-            time.sleep(0.05)
+            time.sleep(0.05)  # the poll interval of the readiness wait
         proc.state = "failed"
         self.failed = True
         proc.stop()
