@@ -13,7 +13,7 @@ Public API:
 - :func:`metrics_router`: ``/metrics``, ``/metrics/health``, ``/metrics/list`` alone.
 - :func:`alert_webhook_router`: ``POST /alerts/webhook`` for Alertmanager (alert-lifecycle
   metrics); mount it with ``app.include_router(alert_webhook_router(token=...))``.
-- The recorders (never raise; see ``mystocks_otel.recorders`` for signatures):
+- The recorders (never raise; see their docstrings, e.g. ``help(mystocks_otel.record_order)``):
   ``record_api_request``, ``record_websocket_event``, ``record_cache_event``,
   ``record_db_query``, ``record_market_data``, ``record_market_data_error``,
   ``record_order``, ``record_session``, ``record_login``, ``record_portfolio_update``,
@@ -22,6 +22,11 @@ Public API:
 - The updaters: ``update_system_metrics``, ``update_database_metrics``,
   ``update_cache_metrics``, ``update_health_metrics``.
 - :data:`METRICS`: the metric catalog (``mystocks_otel.catalog``).
+
+Public modules: ``catalog``, ``config``, ``testing`` (the ``mystocks_metrics`` fixture),
+``distro`` (``opentelemetry-instrument``), ``endpoints``, ``alert_webhook``, ``cli`` and
+``integrations`` (the contrib-style instrumentors: entry points ``fastapi``, ``sqlalchemy``,
+``redis``). Everything else is in ``mystocks_otel._internal``: do not import it.
 
 Importing this package has no side effects and never fails for want of FastAPI,
 SQLAlchemy or Redis: those are the host app's.

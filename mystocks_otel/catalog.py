@@ -78,7 +78,7 @@ class MetricSpec:
     semconv: bool = False
     buckets: tuple[float, ...] | None = None
     #: How /metrics merges this metric's series over the workers of a multiprocess server
-    #: (see mystocks_otel.multiprocess): counters and histograms add up every worker that
+    #: (see mystocks_otel._internal.multiprocess): counters and histograms add up every worker that
     #: ever ran (MAX for totals copied from elsewhere, e.g. Redis INFO); gauges and
     #: up-down counters take the live workers only, by one of MERGE_RULES.
     multiprocess: str | None = None

@@ -20,7 +20,7 @@ Content negotiation: a scraper whose ``Accept`` prefers ``application/openmetric
 and ``# EOF``; anything else gets the classic text format 0.0.4 (no exemplars).
 
 In multiprocess mode the series come from every worker's file, merged
-(:mod:`mystocks_otel.multiprocess`), in the same shapes.
+(:mod:`mystocks_otel._internal.multiprocess`), in the same shapes.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from typing import Iterable
 from . import state
 from ..catalog import OVERFLOW_ATTRIBUTE, Kind, MetricSpec
 from .instruments import OVERFLOW_KEY, Instruments
-from .state import INSTRUMENTS
+from .state import INSTRUMENTS, LABEL_TEXTS
 
 TEXT = "text/plain; version=0.0.4; charset=utf-8"
 OPENMETRICS = "application/openmetrics-text; version=1.0.0; charset=utf-8"
@@ -138,18 +138,13 @@ def label_text(names: tuple[str, ...], key: tuple) -> str:
     return ",".join(f'{name}="{_escape_value(_label_value(value))}"' for name, value in pairs)
 
 
-#: metric name -> series key -> label text, computed once per series (series are bounded
-#: by the cardinality limit, and never forgotten by the recorders either)
-_LABEL_TEXTS: dict[str, dict[tuple, str]] = {}
-
-
 def _names(spec: MetricSpec) -> tuple[str, ...]:
     # multiprocess mode appends the worker to the keys of per-worker gauges
     return tuple(lbl.prometheus_name for lbl in spec.labels) + ("worker",)
 
 
 def _texts(spec: MetricSpec, items) -> list[str]:
-    cache, names = _LABEL_TEXTS.setdefault(spec.name, {}), _names(spec)
+    cache, names = LABEL_TEXTS.setdefault(spec.name, {}), _names(spec)
     texts = []
     for key, _ in items:
         text = cache.get(key)

@@ -3,8 +3,9 @@
 Nothing else in the package keeps a module-level singleton or says ``global``. What lives here:
 
 - the recorders (:data:`INSTRUMENTS`), the health registry (:data:`HEALTH`), the system sampler
-  (:data:`SYSTEM`) and the exporters' statuses (:data:`EXPORT_STATUSES`): made at import, since
-  an app may record and report health before set-up;
+  (:data:`SYSTEM`), the exporters' statuses (:data:`EXPORT_STATUSES`) and the exposition's label
+  cache (:data:`LABEL_TEXTS`): made at import, since an app may record and report health before
+  set-up;
 - the slots filled at set-up and emptied at shutdown: the provider, the runtime, the standalone
   metrics server, the settings the distro validated at interpreter start, and the settings of
   the first ``setup_telemetry`` (a later set-up with other settings is told so);
@@ -43,6 +44,9 @@ HEALTH = HealthRegistry(INSTRUMENTS)
 SYSTEM = SystemSampler(INSTRUMENTS)
 #: What each push exporter did last (``/metrics/health``).
 EXPORT_STATUSES = ExportStatuses()
+#: /metrics label texts: metric name -> series key -> text, computed once per series (series
+#: are bounded by the cardinality limit, and never forgotten by the recorders either).
+LABEL_TEXTS: dict[str, dict[tuple, str]] = {}
 
 FORK_WAIT_SECONDS = 2.0  # longest a fork waits for a running probe (a hung ping must not hang it)
 

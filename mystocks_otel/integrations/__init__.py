@@ -4,13 +4,12 @@ Each is an ``opentelemetry_instrumentor`` entry point of the ``mystocks-otel`` d
 named as the upstream instrumentation it stands in for, so that
 ``OTEL_PYTHON_DISABLED_INSTRUMENTATIONS`` works as users of the upstream distro expect:
 
-=====================  ==================  ===============================================
-entry point (disable)  alias (also works)  class
-=====================  ==================  ===============================================
-``fastapi``            ``mystocks_fastapi``  :class:`~.fastapi.MyStocksFastAPIInstrumentor`
-``sqlalchemy``         ``mystocks_sqlalchemy`` :class:`~.sqlalchemy.MyStocksSQLAlchemyInstrumentor`
-``redis``              ``mystocks_redis``  :class:`~.redis.MyStocksRedisInstrumentor`
-=====================  ==================  ===============================================
+- entry point ``fastapi`` (alias ``mystocks_fastapi``): :class:`.fastapi.MyStocksFastAPIInstrumentor`,
+  the HTTP and WebSocket metrics of the ASGI layer (disabled, ``/metrics`` is still served);
+- entry point ``sqlalchemy`` (alias ``mystocks_sqlalchemy``):
+  :class:`.sqlalchemy.MyStocksSQLAlchemyInstrumentor`, query, slow-query, error and pool metrics;
+- entry point ``redis`` (alias ``mystocks_redis``): :class:`.redis.MyStocksRedisInstrumentor`,
+  command metrics and the cache gauges from ``INFO``.
 
 ``opentelemetry-instrument`` skips an entry point whose name is listed; the distro and
 ``setup_telemetry`` also honour the aliases (``*`` disables all). Importing this package
