@@ -117,7 +117,9 @@ run_step() {
     shift 4
     local t0=$SECONDS rc=0 hb
     (
-        while sleep "$interval"; do
+        # sleep's stdio is not ours: once this loop is killed, an orphaned sleep must not
+        # hold a caller's stdout/stderr pipe open for up to $interval s.
+        while sleep "$interval" </dev/null >/dev/null 2>&1; do
             kill -0 $$ 2>/dev/null || exit 0   # build.sh was killed
             msg="still $what, $((SECONDS - t0)) s"
             [[ -n $progress ]] && msg+=" ($($progress))"
@@ -235,5 +237,5 @@ ln -sfn "$(basename "$binary")" "$cache/otelcol"
     | while read -r old; do rm -f "$old" "$old.info"; done)
 rm -rf "$cache/sid-apt" "$cache/debs" "$cache/tree"
 
-log "built in $((SECONDS - started)) s: $version ($(du -sh "$work" 2>/dev/null | cut -f1) of Go state in $work)"
+log "built in $((SECONDS - started)) s: $version"
 echo "$binary"
