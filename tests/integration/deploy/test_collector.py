@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gzip
 import os
+import re
+import shutil
 import subprocess
 import sys
 import threading
@@ -14,6 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import SimpleNamespace
 
 import pytest
+import yaml
 from support import free_port, port_open, stop_process, wait_until
 
 import live_stack
@@ -50,7 +53,7 @@ def test_pipelines_reference_only_defined_components(collector, which):
 
 
 def test_base_config_uses_core_components_only(collector):
-    # The core build has these; the contrib extras belong in the overlay.
+    # The base runs on any Collector distribution; the contrib extras belong in the overlay.
     core = {"otlp", "batch", "memory_limiter", "debug", "otlp_grpc", "otlp_http", "zpages",
             "forward"}
     for section in ("receivers", "processors", "exporters", "extensions", "connectors"):
@@ -108,6 +111,91 @@ def test_ports_agree_with_compose_and_prometheus(collector, compose, prometheus_
     assert app_env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://otel-collector:4318"
 
 
+# -- the build's manifest and lock (collector/builder-config.yaml, collector/dist/) ------
+
+CORE = "go.opentelemetry.io/collector/"
+CONTRIB = "github.com/open-telemetry/opentelemetry-collector-contrib/"
+#: What collector/build.sh must compile in: every component the configs use, and tail
+#: sampling (for traces) even though no config uses it yet.
+CONTRIB_COMPONENTS = {"processors": {"tail_sampling", "resource"},
+                      "exporters": {"prometheus"}, "extensions": {"health_check"}}
+
+
+def _manifest(root) -> tuple[dict, str]:
+    """builder-config.yaml, and the builder version from its '# ocb:' line."""
+    text = (root / "collector" / "builder-config.yaml").read_text()
+    ocb = re.search(r"^# ocb: go\.opentelemetry\.io/collector/cmd/builder (v\S+)$", text, re.M)
+    assert ocb, "builder-config.yaml names no builder version"
+    return yaml.safe_load(text), ocb.group(1)
+
+
+def _pins(manifest: dict) -> dict[str, str]:
+    """{module path: version} of every gomod in the manifest."""
+    entries = [m for section in ("providers", "receivers", "processors", "exporters",
+                                 "extensions", "connectors") for m in manifest.get(section, [])]
+    assert entries
+    pins = {}
+    for entry in entries:
+        path, version = entry["gomod"].split(" ")
+        pins[path] = version
+    return pins
+
+
+def _lock_requires(root) -> dict[str, str]:
+    text = (root / "collector" / "dist" / "go.mod").read_text()
+    return dict(re.findall(r"^\t(\S+) (v\S+)(?: // indirect)?$", text, re.M))
+
+
+def test_manifest_pins_one_matched_release(root):
+    manifest, ocb = _manifest(root)
+    pins = _pins(manifest)
+    semver = re.compile(r"^v\d+\.\d+\.\d+$")
+    assert all(semver.match(v) for v in pins.values()), pins  # exact versions only
+    beta = {v for p, v in pins.items() if p.startswith(CORE) and v.startswith("v0.")}
+    stable = {v for p, v in pins.items() if p.startswith(CORE) and not v.startswith("v0.")}
+    contrib = {v for p, v in pins.items() if p.startswith(CONTRIB)}
+    assert beta == {ocb}, "core components move with the builder"
+    assert len(stable) == 1 and len(contrib) == 1, (stable, contrib)
+    # contrib vX.Y.* is built against core vX.Y.0
+    assert contrib.pop().split(".")[:2] == ocb.split(".")[:2]
+    assert manifest["dist"]["version"].startswith(ocb[1:])
+    assert {p.rsplit("/", 1)[1] for p in pins if p.startswith(CONTRIB)} == {
+        "tailsamplingprocessor", "resourceprocessor", "prometheusexporter",
+        "healthcheckextension"}
+
+
+def test_lock_matches_the_manifest(root):
+    """collector/dist/go.{mod,sum} is the builder's go mod tidy of this very manifest."""
+    manifest, ocb = _manifest(root)
+    requires = _lock_requires(root)
+    expected = {**_pins(manifest), "go.opentelemetry.io/collector/otelcol": ocb}
+    assert {p: requires.get(p) for p in expected} == expected
+    go_sum = (root / "collector" / "dist" / "go.sum").read_text()
+    hashed = set(re.findall(r"^(\S+ v\S+?)(?:/go\.mod)? h1:\S+=$", go_sum, re.M))
+    missing = {f"{p} {v}" for p, v in requires.items()} - hashed
+    assert not missing, f"go.sum lacks hashes for {sorted(missing)[:5]}"
+
+
+def test_a_pin_change_means_another_binary(root, tmp_path):
+    """The cached binary is named by a hash of manifest + lock: a bump never reuses it."""
+    def path_for(directory):
+        proc = subprocess.run([str(directory / "build.sh"), "--path"], capture_output=True,
+                              text=True, timeout=30)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout.strip()
+
+    copy = tmp_path / "collector"
+    shutil.copytree(root / "collector", copy)
+    assert path_for(copy) == path_for(root / "collector")  # content, not location
+    seen = {path_for(copy)}
+    for name, old, new in [("builder-config.yaml", "resourceprocessor v0.", "resourceprocessor v9."),
+                           ("dist/go.sum", " h1:", " h1:X")]:
+        target = copy / name
+        target.write_text(target.read_text().replace(old, new, 1))
+        seen.add(path_for(copy))
+    assert len(seen) == 3, seen
+
+
 # -- the real collector -----------------------------------------------------------------
 
 
@@ -126,10 +214,62 @@ def test_build_is_cached(otelcol, root):
     assert proc.stdout.strip() == otelcol
     assert os.stat(otelcol).st_mtime_ns == before
     assert time.monotonic() - started < 5, "a cached build must not touch the network"
+    assert Path(otelcol).name.startswith("otelcol-")  # keyed by the pins
+
+
+def test_a_stale_lock_fails_the_build(otelcol, root, tmp_path):
+    """A pin bumped in the manifest without --update-lock is an error, not a silent build."""
+    copy = tmp_path / "collector"
+    shutil.copytree(root / "collector", copy)
+    manifest = copy / "builder-config.yaml"
+    manifest.write_text(manifest.read_text().replace("resourceprocessor v0.", "resourceprocessor v9.", 1))
+    proc = subprocess.run([str(copy / "build.sh")], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1, proc.stderr
+    assert "resourceprocessor v9." in proc.stderr and "--update-lock" in proc.stderr, proc.stderr
 
 
 def test_real_collector_validates_the_base_config(otelcol, root):
     proc = _validate(otelcol, root / "collector" / "otelcol.yaml")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_real_collector_validates_the_contrib_overlay(otelcol, root):
+    """Base + overlay, as docker-compose runs them: validated by the binary, not by shape."""
+    proc = _validate(otelcol, root / "collector" / "otelcol.yaml",
+                     root / "collector" / "overlay-contrib.yaml")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_components_include_contrib_and_everything_the_configs_use(otelcol, root, collector):
+    proc = subprocess.run([otelcol, "components"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    listed = yaml.safe_load(proc.stdout)
+    names = {section: {c["name"] for c in listed.get(section) or []}
+             for section in ("receivers", "processors", "exporters", "extensions", "connectors")}
+    for section, wanted in CONTRIB_COMPONENTS.items():
+        assert wanted <= names[section], (section, names[section])
+    for section in names:
+        used = {c.split("/")[0] for c in collector.merged.get(section, {})}
+        assert used <= names[section], (section, used - names[section])
+    # Built from the committed pins: every component's module is a manifest gomod.
+    manifest, ocb = _manifest(root)
+    pinned = {f"{p} {v}" for p, v in _pins(manifest).items()}
+    modules = {c["module"] for section in names for c in listed.get(section) or []}
+    assert modules <= pinned, modules - pinned
+    assert listed["buildinfo"]["version"] == manifest["dist"]["version"]
+
+
+def test_real_collector_validates_a_tail_sampling_pipeline(otelcol, root, tmp_path):
+    traces = tmp_path / "tail-sampling.yaml"
+    traces.write_text(yaml.safe_dump({
+        "processors": {"tail_sampling": {"decision_wait": "10s", "policies": [
+            {"name": "errors", "type": "status_code", "status_code": {"status_codes": ["ERROR"]}},
+            {"name": "slow", "type": "latency", "latency": {"threshold_ms": 500}}]}},
+        "service": {"pipelines": {"traces": {
+            "receivers": ["otlp"], "processors": ["memory_limiter", "tail_sampling", "batch"],
+            "exporters": ["debug"]}}},
+    }))
+    proc = _validate(otelcol, root / "collector" / "otelcol.yaml", traces)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
@@ -146,6 +286,17 @@ def test_real_collector_rejects_a_broken_config(otelcol, root, tmp_path, broken,
     proc = _validate(otelcol, root / "collector" / "otelcol.yaml", overlay)
     assert proc.returncode != 0
     assert expected in proc.stdout + proc.stderr
+
+
+def test_real_collector_rejects_a_broken_contrib_setting(otelcol, root, tmp_path):
+    """A contrib component's own checks run too (no structural test could see this)."""
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("processors:\n  resource:\n    attributes:\n"
+                      "      - key: service.namespace\n        action: explode\n")
+    proc = _validate(otelcol, root / "collector" / "otelcol.yaml",
+                     root / "collector" / "overlay-contrib.yaml", broken)
+    assert proc.returncode != 0
+    assert 'unsupported action "explode"' in proc.stdout + proc.stderr
 
 
 class _Backend(BaseHTTPRequestHandler):
@@ -167,12 +318,21 @@ class _Backend(BaseHTTPRequestHandler):
         pass
 
 
-def _points(body: bytes) -> dict[str, tuple[str, float]]:
+def _request(body: bytes):
     from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
         ExportMetricsServiceRequest,
     )
 
-    request = ExportMetricsServiceRequest.FromString(body)
+    return ExportMetricsServiceRequest.FromString(body)
+
+
+def _resources(body: bytes) -> list[dict[str, str]]:
+    return [{a.key: a.value.string_value for a in rm.resource.attributes}
+            for rm in _request(body).resource_metrics]
+
+
+def _points(body: bytes) -> dict[str, tuple[str, float]]:
+    request = _request(body)
     out = {}
     for rm in request.resource_metrics:
         service = next(a.value.string_value for a in rm.resource.attributes
@@ -197,11 +357,13 @@ def otlp_sink():
 
 @pytest.fixture
 def start_collector(otelcol, root, tmp_path):
-    """Starts the built collector on free loopback ports with the given backend URLs."""
+    """Starts the built collector on free loopback ports with the given backend URLs;
+    with overlay=True, collector/overlay-contrib.yaml on top, as docker-compose runs it."""
     procs = []
 
-    def start(prometheus_url: str, victoriametrics_url: str) -> dict[str, int]:
-        ports = {name: free_port() for name in ("grpc", "http", "zpages", "telemetry")}
+    def start(prometheus_url: str, victoriametrics_url: str, overlay: bool = False) -> dict[str, int]:
+        ports = {name: free_port() for name in ("grpc", "http", "zpages", "telemetry",
+                                                "health", "prometheus")}
         env = {
             **os.environ,
             "OTELCOL_OTLP_GRPC_ENDPOINT": f"127.0.0.1:{ports['grpc']}",
@@ -212,10 +374,13 @@ def start_collector(otelcol, root, tmp_path):
             "OTELCOL_PROMETHEUS_OTLP_ENDPOINT": f"{prometheus_url}/api/v1/otlp",
             "OTELCOL_VICTORIAMETRICS_OTLP_ENDPOINT": f"{victoriametrics_url}/opentelemetry",
             "OTELCOL_BATCH_TIMEOUT": "200ms",
+            "OTELCOL_HEALTH_ENDPOINT": f"127.0.0.1:{ports['health']}",
+            "OTELCOL_PROMETHEUS_EXPORTER_ENDPOINT": f"127.0.0.1:{ports['prometheus']}",
         }
+        configs = ["otelcol.yaml", "overlay-contrib.yaml"] if overlay else ["otelcol.yaml"]
         log = tmp_path / "otelcol.log"
         with open(log, "w") as out:
-            proc = subprocess.Popen([otelcol, f"--config={root / 'collector' / 'otelcol.yaml'}"],
+            proc = subprocess.Popen([otelcol, *(f"--config={root / 'collector' / c}" for c in configs)],
                                     env=env, stdout=out, stderr=subprocess.STDOUT)
         procs.append(proc)
         wait_until(lambda: proc.poll() is not None or port_open("127.0.0.1", ports["http"], 0.2), 20, "the OTLP port")
@@ -298,3 +463,37 @@ def test_victoriametrics_stores_what_the_collector_fans_out(start_collector, otl
     assert {s["metric"]["route"]: s["values"][-1] for s in series} == {"/quotes": 3, "/orders": 4}
     # Resource attributes become labels here (no job/instance as in Prometheus).
     assert {s["metric"]["service_name"] for s in series} == {"mystocks-e2e"}
+
+
+@pytest.mark.live
+def test_contrib_overlay_runs_health_check_resource_and_prometheus_exporter(start_collector,
+                                                                            otlp_sink):
+    """base + overlay-contrib.yaml on the built binary: what docker-compose's contrib image runs."""
+    ports = start_collector(otlp_sink.url, otlp_sink.url, overlay=True)
+    # health_check: what compose's collector-health sidecar probes.
+    health = wait_until(lambda: urllib.request.urlopen(
+        f"http://127.0.0.1:{ports['health']}/", timeout=5), 15, "health_check")
+    assert health.status == 200
+    _send_probe(ports["http"])
+
+    # resource: the pushed copy carries service.namespace=collector (job "collector/...").
+    received = otlp_sink.received
+    wait_until(lambda: any(p == "/api/v1/otlp/v1/metrics" for p, _ in received), 15,
+               "the Prometheus OTLP leg to receive data")
+    assert {p for p, _ in received} == {"/api/v1/otlp/v1/metrics"}  # no VictoriaMetrics leg
+    resources = [r for _, body in received for r in _resources(body)]
+    assert {(r.get("service.name"), r.get("service.namespace")) for r in resources} == {
+        ("mystocks-e2e", "collector")}
+
+    # prometheus exporter: the same points, pull-style.
+    url = f"http://127.0.0.1:{ports['prometheus']}/metrics"
+
+    def probe_lines():
+        text = urllib.request.urlopen(url, timeout=5).read().decode()
+        return [line for line in text.splitlines() if line.startswith("mystocks_e2e_probe")]
+
+    lines = wait_until(probe_lines, 15, "the probe on the prometheus exporter")
+    values = {re.search(r'route="([^"]+)"', line).group(1): float(line.rsplit(" ", 1)[1])
+              for line in lines}
+    assert values == {"/quotes": 3.0, "/orders": 4.0}, lines
+    assert all('job="collector/mystocks-e2e"' in line for line in lines), lines
