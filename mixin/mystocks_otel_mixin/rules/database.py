@@ -13,8 +13,15 @@ Following one metric, ``mystocks.db.slow_queries`` (``mystocks_otel/catalog.py``
 from __future__ import annotations
 
 from mystocks_otel_mixin.config import MixinConfig
-from mystocks_otel_mixin.lib.promql import PromQL, dur, num, pct, ratio
+from mystocks_otel_mixin.lib.promql import PromQL, dur, histogram, metric, num, pct, ratio
 from mystocks_otel_mixin.lib.rulekit import Alert, Group, Record
+
+#: The catalog metrics this module reads, by their OTel names (``mystocks_otel/catalog.py``).
+ACTIVE, MAX = metric("mystocks.db.connections_active"), metric("mystocks.db.connections_max")
+QUERIES = metric("mystocks.db.query_duration", "_count")
+DURATION = histogram("mystocks.db.query_duration")
+SLOW = metric("mystocks.db.slow_queries")
+ERRORS = metric("mystocks.db.query_errors")
 
 _POOL_CHECKS = (
     "Which pool: the `pool` label; then `pg_stat_activity` for long-running or idle-in-transaction sessions.",
@@ -27,31 +34,29 @@ def records(cfg: MixinConfig) -> Group:
     q = PromQL(cfg.app_job)
     return Group("mystocks-database.rules", (
         Record(record="job_pool:mystocks_db_connections:usage_ratio",
-               expr=f"{q.agg('sum', 'job, pool', 'mystocks_db_connections_active')}\n/\n"
-               f"({q.agg('sum', 'job, pool', 'mystocks_db_connections_max')} > 0)",
+               expr=f"{q.agg('sum', 'job, pool', ACTIVE)}\n/\n({q.agg('sum', 'job, pool', MAX)} > 0)",
                why="Checked-out share of each pool's maximum over all instances (panel and capacity "
                "trend). Not what the alerts read: one exhausted instance hides behind an idle one."),
         Record(record="job_instance_pool:mystocks_db_connections:usage_ratio",
-               expr=f"{q.agg('sum', 'job, instance, pool', 'mystocks_db_connections_active')}\n/\n"
-               f"({q.agg('sum', 'job, instance, pool', 'mystocks_db_connections_max')} > 0)",
+               expr=f"{q.agg('sum', 'job, instance, pool', ACTIVE)}\n/\n({q.agg('sum', 'job, instance, pool', MAX)} > 0)",
                why="Checked-out share of each instance's pool: a pool belongs to one process, so a "
                "full pool on api-1 makes api-1's requests wait whatever api-2's pool holds."),
         Record(record="job:mystocks_db_queries:rate5m",
-               expr=q.sum_rate("mystocks_db_query_duration_seconds_count", "job"),
+               expr=q.sum_rate(QUERIES, "job"),
                why="Statement rate: the denominator of the slow-query and error ratios."),
         Record(record="job:mystocks_db_slow_queries:rate5m",
-               expr=q.sum_rate("mystocks_db_slow_queries_total", "job"), why="Slow statements per second."),
+               expr=q.sum_rate(SLOW, "job"), why="Slow statements per second."),
         Record(record="job_table:mystocks_db_slow_queries:rate5m",
-               expr=q.sum_rate("mystocks_db_slow_queries_total", "job, operation, table"),
+               expr=q.sum_rate(SLOW, "job, operation, table"),
                why="Slow statements by operation and table (panel Slow Queries)."),
         Record(record="job:mystocks_db_slow_queries:ratio_rate5m",
                expr=ratio("job:mystocks_db_slow_queries:rate5m", "job:mystocks_db_queries:rate5m"),
                why="Share of statements slower than MYSTOCKS_OTEL_SLOW_QUERY_SECONDS."),
         Record(record="job:mystocks_db_query_errors:ratio_rate5m",
-               expr=ratio(q.sum_rate("mystocks_db_query_errors_total", "job"), "job:mystocks_db_queries:rate5m"),
+               expr=ratio(q.sum_rate(ERRORS, "job"), "job:mystocks_db_queries:rate5m"),
                why="Share of statements that raised."),
         Record(record="job:mystocks_db_query_duration_seconds:p99_5m",
-               expr=q.quantile(0.99, "mystocks_db_query_duration_seconds", "job"),
+               expr=q.quantile(0.99, DURATION, "job"),
                why="Query latency p99: the tail that meets the statement timeout first."),
     ))
 
