@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from mystocks_otel_mixin.config import MixinConfig
-from mystocks_otel_mixin.lib.promql import PromQL, dur, num, pct, ratio
+from mystocks_otel_mixin.lib.promql import PromQL, num, pct, ratio
 from mystocks_otel_mixin.lib.rulekit import Alert, Group, Record
 
 

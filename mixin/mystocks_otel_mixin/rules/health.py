@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from mystocks_otel_mixin.config import MixinConfig
 from mystocks_otel_mixin.lib.promql import PromQL, num, pct
-from mystocks_otel_mixin.lib.rulekit import Alert, Group, Record
+from mystocks_otel_mixin.lib.rulekit import Alert
 
 _AVAIL = "mystocks_health_dependency_availability"
 #: The service a dependency or component is (the `service` label PostgreSQLDown and RedisDown

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date
 
 from mystocks_otel_mixin.config import MixinConfig, Sessions
-from mystocks_otel_mixin.lib.promql import PromQL, dur, num, pct, ratio
+from mystocks_otel_mixin.lib.promql import PromQL, dur, num
 from mystocks_otel_mixin.lib.rulekit import Alert, Group, Record
 
 OPEN = "and on () mystocks:trading_session:open"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from mystocks_otel_mixin.config import MixinConfig
-from mystocks_otel_mixin.lib.promql import PromQL, num, ratio
+from mystocks_otel_mixin.lib.promql import PromQL, num
 from mystocks_otel_mixin.lib.rulekit import Alert, Group, Record
 
 _CPU_CHECKS = (
