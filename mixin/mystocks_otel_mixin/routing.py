@@ -233,7 +233,7 @@ def _inhibitions(cfg: MixinConfig, alert_names: frozenset[str]) -> str:
     rules = [Inhibition(_name(a), _name(b), equal) for a, b, equal in PAIRS] + list(INHIBITIONS)
     for rule in rules:
         for matcher in (rule.source, rule.target):
-            _check_matcher(matcher, cfg, alert_names)
+            check_matcher(matcher, cfg, alert_names)
         if rule.comment:
             out.append("\n" + "".join(f"  # {line}\n" for line in rule.comment.splitlines()))
         equal = ", ".join(rule.equal)
@@ -246,7 +246,7 @@ def _inhibitions(cfg: MixinConfig, alert_names: frozenset[str]) -> str:
     return "".join(out)
 
 
-def _check_matcher(matcher: str, cfg: MixinConfig, alert_names: frozenset[str]) -> None:
+def check_matcher(matcher: str, cfg: MixinConfig, alert_names: frozenset[str]) -> None:
     label, _, pattern = matcher.partition("=")
     label = label.rstrip("!")
     values = set(pattern.strip('~"').split("|"))

@@ -74,6 +74,6 @@ def test_timers_and_severities_come_from_the_config(tmp_path, amtool):
 
 def test_an_inhibition_must_name_real_alerts_and_categories():
     with pytest.raises(ValueError, match="no alert rule named Nope"):
-        routing._check_matcher('alertname=~"ApiJobDown|Nope"', DEFAULT, frozenset({"ApiJobDown"}))
+        routing.check_matcher('alertname=~"ApiJobDown|Nope"', DEFAULT, frozenset({"ApiJobDown"}))
     with pytest.raises(ValueError, match="categories nowhere are not in labels.categories"):
-        routing._check_matcher('category=~"api|nowhere"', DEFAULT, frozenset())
+        routing.check_matcher('category=~"api|nowhere"', DEFAULT, frozenset())
