@@ -13,8 +13,10 @@ from __future__ import annotations
 
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 
-#: What this instrumentor supports (checked by the distro and by ``setup_telemetry``).
-SUPPORTED = ("fastapi >= 0.100",)
+#: What this instrumentor supports (checked by the distro and by ``setup_telemetry``): the ASGI
+#: layer needs Starlette's routing, so plain Starlette apps qualify too (FastAPI >= 0.100 brings
+#: Starlette >= 0.27).
+SUPPORTED = ("starlette >= 0.27",)
 
 
 class MyStocksFastAPIInstrumentor(BaseInstrumentor):

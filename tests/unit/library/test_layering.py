@@ -154,6 +154,20 @@ def test_the_layering_holds():
     assert not violations, "layering violations:\n" + "\n".join(map(str, violations))
 
 
+def test_only_the_process_state_keeps_globals_and_the_fork_hook():
+    """One module owns the process's singletons: no other says ``global`` or registers a fork
+    hook (``os.register_at_fork``)."""
+    found = []
+    for module, path in modules_of({LIBRARY: PACKAGES[LIBRARY]}).items():
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Global):
+                found.append((module, "global"))
+            elif isinstance(node, ast.Attribute) and node.attr == "register_at_fork":
+                found.append((module, "register_at_fork"))
+    assert {module for module, _ in found} == {INTERNAL + ".state"}, found
+    assert [what for _, what in found].count("register_at_fork") == 1
+
+
 # -- the checker, on a synthetic tree ---------------------------------------------------------------
 
 def _tree(tmp_path: Path, files: dict[str, str]) -> dict[str, Path]:
