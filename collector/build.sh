@@ -209,9 +209,10 @@ fi
 
 # -- modules: only those the build needs, each checked against go.sum ------------------------
 step "downloading the modules the build needs (checked against collector/dist/go.sum)"
+# The package list goes to its own file, so the log holds only go's messages and errors.
 (cd "$src" && run_step "downloading modules" "$work/download.log" zips 1200 \
-    "${go_env[@]}" go list -mod=readonly -deps -f '{{.ImportPath}}' .)
-packages=$(grep -vc '^go: ' "$work/download.log" || true)
+    "${go_env[@]}" bash -c 'go list -mod=readonly -deps -f "{{.ImportPath}}" . >"$1"' _ "$work/packages.txt")
+packages=$(wc -l <"$work/packages.txt")
 log "$packages packages in the build"
 
 # -- compile ---------------------------------------------------------------------------------
