@@ -12,7 +12,7 @@ worker merges all the files of the run (:meth:`Store.merged`).
 - gunicorn: the arbiter exports ``SERVER_SOFTWARE=gunicorn/...``; a worker (gunicorn's
   ``workers/`` code is loading the app) has the arbiter for parent. With ``--preload`` the
   app is set up in the arbiter itself (``Arbiter.setup`` on the stack), which then uses its
-  own pid, and each forked worker moves to a file of its own (``os.register_at_fork``).
+  own pid, and each forked worker moves to a file of its own (the fork hook in ``state``).
 
 **One directory per run**, ``<base>/mystocks-otel-<master pid>-<master start time>``, with
 ``<base>`` ``/dev/shm`` (RAM) when writable, else the temporary directory. A new run has a
