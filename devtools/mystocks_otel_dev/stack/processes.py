@@ -130,7 +130,8 @@ class Spec:
     ports: list[int] = field(default_factory=list)  # other ports it binds
     ready_url: str | None = None  # readiness: this URL answers 2xx
     ready_argv: list[str] | None = None  # readiness: this command exits 0 (pg_isready)
-    env: dict[str, str] = field(default_factory=dict)  # on top of os.environ
+    env: dict[str, str] = field(default_factory=dict)  # on top of os.environ (inherit_env) or alone
+    inherit_env: bool = True  # False: the child sees only ``env`` (a test's clean environment)
     cwd: str | None = None
     user: str | None = None  # run as this user (when root); PostgreSQL refuses root
     prepare: list[list[str]] = field(default_factory=list)  # run once, in order, before the start
@@ -327,7 +328,7 @@ class Processes:
         log = self.workdir / "logs" / f"{proc.name}.log"
         proc.log = str(log)
         user_args = _as_user(proc.user)
-        env = {**os.environ, **_user_env(proc.user), **proc.env}
+        env = {**(os.environ if proc.inherit_env else {}), **_user_env(proc.user), **proc.env}
         fresh = bool(proc.prepare) and not (proc.creates and Path(proc.creates).exists())
         if fresh:
             self._run(proc, proc.prepare, env, user_args)

@@ -123,3 +123,14 @@ def test_postgres_runs_in_a_private_directory_that_cleanup_removes(tmp_path):
         engine.dispose()
     assert not home.exists()
     assert os.geteuid() != 0 or pg.user == "postgres"
+
+
+def test_a_child_sees_only_its_env_when_it_does_not_inherit(tmp_path, monkeypatch):
+    monkeypatch.setenv("MYSTOCKS_HARNESS_PROBE", "inherited")
+    with Processes(tmp_path) as procs:
+        for name, inherit in (("inherits", True), ("clean", False)):
+            proc = procs.start(Spec(name, ["/bin/sh", "-c", 'echo "probe=$MYSTOCKS_HARNESS_PROBE own=$OWN"'],
+                                    env={"OWN": "yes"}, inherit_env=inherit), wait=False)
+            processes.wait_until(lambda p=proc: not p.alive(), 10, f"{name} to finish")
+    logs = {name: (tmp_path / "logs" / f"{name}.log").read_text().strip() for name in ("inherits", "clean")}
+    assert logs == {"inherits": "probe=inherited own=yes", "clean": "probe= own=yes"}
