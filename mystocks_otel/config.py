@@ -7,6 +7,7 @@ running uninstrumented.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from dataclasses import dataclass, field, fields, replace
@@ -19,6 +20,15 @@ MAX_CARDINALITY = 10_000
 DEFAULT_EXCLUDED_URLS = r"^/metrics(/|$),^/health,^/healthz,^/readyz,^/livez"
 #: Our instrumentors' aliases in OTEL_PYTHON_DISABLED_INSTRUMENTATIONS -> their entry-point names
 #: (mystocks_otel.integrations).
+#: Bounds of every numeric setting: variable -> (Settings field, lowest, highest).
+NUMERIC_BOUNDS: dict[str, tuple[str, float, float]] = {
+    "OTEL_METRIC_EXPORT_INTERVAL": ("export_interval_ms", 100, 86_400_000),
+    "OTEL_EXPORTER_PROMETHEUS_PORT": ("prometheus_port", 1, 65_535),
+    "MYSTOCKS_OTEL_CARDINALITY_LIMIT": ("cardinality_limit", 1, MAX_CARDINALITY),
+    "MYSTOCKS_OTEL_SLOW_QUERY_SECONDS": ("slow_query_seconds", 0.001, 3600.0),
+    "MYSTOCKS_OTEL_PROBE_INTERVAL": ("probe_interval_seconds", 0.1, 86_400.0),
+}
+_EXAMPLES = {"MYSTOCKS_OTEL_PROBE_INTERVAL": 15, "MYSTOCKS_OTEL_SLOW_QUERY_SECONDS": 0.5}
 INSTRUMENTATION_ALIASES = {"mystocks_fastapi": "fastapi", "mystocks_sqlalchemy": "sqlalchemy",
                            "mystocks_redis": "redis"}
 
@@ -71,7 +81,24 @@ class Settings:
         unknown = sorted(set(overrides) - known)
         if unknown:
             raise ConfigError("setup_telemetry option", unknown[0], f"one of {', '.join(sorted(known))}")
+        for variable, (field_name, low, high) in NUMERIC_BOUNDS.items():
+            if field_name in overrides and overrides[field_name] is not None:
+                # Below the environment's lowest is the programmer's choice (tests poll every
+                # millisecond); zero, negative, nan and infinite values never are.
+                _check_bounds(f"setup_telemetry option {field_name}", overrides[field_name],
+                              low if isinstance(low, int) else 0.0, high)
         return replace(self, **overrides)
+
+
+def _check_bounds(name: str, value: object, low: float, high: float) -> None:
+    ok = (isinstance(value, (int, float)) and not isinstance(value, bool)
+          and math.isfinite(value) and low <= value <= high and (low > 0 or value > 0))
+    if not ok:
+        raise ConfigError(name, value, f"a number from {_num(low)} to {_num(high)}")
+
+
+def _num(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
 
 # -- parsers: each returns the value or raises ConfigError naming the variable -------------
@@ -92,23 +119,28 @@ def _exporters(name: str, raw: str) -> tuple[str, ...]:
 
 
 def _int(name: str, raw: str, low: int, high: int) -> int:
-    try:
-        value = int(raw.strip())
-    except ValueError:
-        value = None
+    text = raw.strip()
+    value = int(text) if re.fullmatch(r"[+-]?[0-9]{1,12}", text) else None
     if value is None or not low <= value <= high:
         raise ConfigError(name, raw, f"an integer from {low} to {high}")
     return value
 
 
-def _seconds(name: str, raw: str) -> float:
+def _seconds(name: str, raw: str, low: float, high: float) -> float:
+    """A finite number of seconds from ``low`` to ``high`` (nan, inf, 1e308 and 1e-9 are refused:
+    a poller at 1e-9 s spins a core, and at 1e308 s its thread dies of OverflowError)."""
     try:
         value = float(raw.strip())
     except ValueError:
         value = float("nan")
-    if not value > 0 or value == float("inf"):
-        raise ConfigError(name, raw, "a positive number of seconds, e.g. 0.5")
+    if not (math.isfinite(value) and low <= value <= high):
+        raise ConfigError(name, raw, f"a number of seconds from {_num(low)} to {_num(high)}, "
+                                     f"e.g. {_EXAMPLES.get(name, 0.5)}")
     return value
+
+
+def _bounds(variable: str) -> tuple[float, float]:
+    return NUMERIC_BOUNDS[variable][1:]
 
 
 def _bool(name: str, raw: str) -> bool:
@@ -160,19 +192,19 @@ _VARIABLES: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "OTEL_SERVICE_NAME": ("service_name", _text),
     "OTEL_METRICS_EXPORTER": ("metrics_exporters", _exporters),
     "OTEL_TRACES_EXPORTER": ("traces_exporter", lambda n, r: _choice(n, r, TRACE_EXPORTERS)),
-    "OTEL_METRIC_EXPORT_INTERVAL": ("export_interval_ms", lambda n, r: _int(n, r, 100, 86_400_000)),
+    "OTEL_METRIC_EXPORT_INTERVAL": ("export_interval_ms", lambda n, r: _int(n, r, *_bounds(n))),
     "OTEL_EXPORTER_PROMETHEUS_HOST": ("prometheus_host", _text),
-    "OTEL_EXPORTER_PROMETHEUS_PORT": ("prometheus_port", lambda n, r: _int(n, r, 1, 65_535)),
+    "OTEL_EXPORTER_PROMETHEUS_PORT": ("prometheus_port", lambda n, r: _int(n, r, *_bounds(n))),
     "OTEL_EXPORTER_OTLP_PROTOCOL": ("otlp_protocol", lambda n, r: _choice(n, r, OTLP_PROTOCOLS)),
     "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL": ("otlp_protocol", lambda n, r: _choice(n, r, OTLP_PROTOCOLS)),
     "OTEL_SDK_DISABLED": ("sdk_disabled", _bool),
     "OTEL_PYTHON_FASTAPI_EXCLUDED_URLS": ("excluded_urls", _regexes),
     "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": ("disabled_instrumentations", _instrumentations),
     "MYSTOCKS_OTEL_CARDINALITY_LIMIT": (
-        "cardinality_limit", lambda n, r: _int(n, r, 1, MAX_CARDINALITY)),
-    "MYSTOCKS_OTEL_SLOW_QUERY_SECONDS": ("slow_query_seconds", _seconds),
+        "cardinality_limit", lambda n, r: _int(n, r, *_bounds(n))),
+    "MYSTOCKS_OTEL_SLOW_QUERY_SECONDS": ("slow_query_seconds", lambda n, r: _seconds(n, r, *_bounds(n))),
     "MYSTOCKS_OTEL_DB_TABLES": ("db_tables", _tables),
-    "MYSTOCKS_OTEL_PROBE_INTERVAL": ("probe_interval_seconds", _seconds),
+    "MYSTOCKS_OTEL_PROBE_INTERVAL": ("probe_interval_seconds", lambda n, r: _seconds(n, r, *_bounds(n))),
     "MYSTOCKS_OTEL_SYSTEM_METRICS": ("system_metrics", _bool),
     "MYSTOCKS_OTEL_METRICS_TOKEN": ("metrics_token", _text),
     "MYSTOCKS_OTEL_METRICS_PATH": ("metrics_path", _path),

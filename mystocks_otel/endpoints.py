@@ -37,8 +37,9 @@ def health_report() -> dict:
     health = rt.health.last if rt is not None else {"components": {}, "dependencies": {}}
     unhealthy = [name for name, up in health["components"].items() if not up]
     failing = state.EXPORT_STATUSES.failing(current.readers)
+    poller = rt.poller_state() if rt is not None else "stopped"
     return {
-        "status": "degraded" if unhealthy or failing else "ok",
+        "status": "degraded" if unhealthy or failing or poller == "dead" else "ok",
         "service": current.settings.service_name,
         "readers": sorted(current.readers),
         "reader_states": state.EXPORT_STATUSES.reader_states(current.readers, current.last_collection),
@@ -47,6 +48,7 @@ def health_report() -> dict:
         "components": health["components"],
         "dependencies": health["dependencies"],
         "tracing": bool(rt and rt.tracing),
+        "poller": {"state": poller},  # dead: the probe thread died, the gauges are frozen
     }
 
 

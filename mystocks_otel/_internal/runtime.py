@@ -123,11 +123,25 @@ class Poller:
     def resume(self) -> None:
         self._busy.release()
 
+    @property
+    def alive(self) -> bool:
+        """False when the thread died (or never started): ``/metrics/health`` is then degraded."""
+        return self._thread.is_alive()
+
+    @property
+    def stopped(self) -> bool:
+        return self._stop.is_set()
+
     def _run(self) -> None:
-        while not self._stop.is_set():
-            with self._busy:
-                self.run_once()
-            self._stop.wait(self.interval)
+        try:
+            while not self._stop.is_set():
+                with self._busy:
+                    self.run_once()
+                self._stop.wait(self.interval)
+        except BaseException:  # noqa: BLE001 - said once; health turns degraded (Runtime.poller_state)
+            _log.error("mystocks-otel: the probe poller thread died; system, pool and health "
+                       "gauges stop updating", exc_info=True)
+            raise
 
 
 # -- the runtime -------------------------------------------------------------------------------
@@ -181,6 +195,13 @@ class Runtime:
             components["cache"] = dependencies["redis"]
         window = APP_WINS_FOR_PROBES * self.settings.probe_interval_seconds
         return self.health.probed(components, dependencies, app_wins_for=window)
+
+    def poller_state(self) -> str:
+        """``running``, ``stopped`` or ``dead`` (the thread ended without being stopped)."""
+        poller = self.poller
+        if poller is None or poller.stopped:
+            return "stopped"
+        return "running" if poller.alive else "dead"
 
     def restart_poller(self) -> None:
         """A new poller thread with the same tasks (after ``fork()``, the old one is gone)."""

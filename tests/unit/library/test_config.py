@@ -9,8 +9,8 @@ from mystocks_otel.config import ConfigError
 BAD = [
     ("OTEL_METRICS_EXPORTER", "bogus", "prometheus, otlp, prometheus,otlp or none"),
     ("OTEL_METRICS_EXPORTER", "none,otlp", "prometheus, otlp"),
-    ("MYSTOCKS_OTEL_SLOW_QUERY_SECONDS", "abc", "positive number of seconds"),
-    ("MYSTOCKS_OTEL_SLOW_QUERY_SECONDS", "-1", "positive number of seconds"),
+    ("MYSTOCKS_OTEL_SLOW_QUERY_SECONDS", "abc", "number of seconds from 0.001 to 3600"),
+    ("MYSTOCKS_OTEL_SLOW_QUERY_SECONDS", "-1", "number of seconds from 0.001 to 3600"),
     ("MYSTOCKS_OTEL_CARDINALITY_LIMIT", "20000", "integer from 1 to 10000"),
     ("OTEL_METRIC_EXPORT_INTERVAL", "soon", "integer"),
     ("OTEL_EXPORTER_PROMETHEUS_PORT", "70000", "integer from 1 to 65535"),
