@@ -68,6 +68,7 @@ under other servers (hypercorn, granian), each worker answers for itself.
 worker's files summed into one view at a scrape).
 """
 
+from .detection import UnsafeDirectoryError
 from .store import Store
 
-__all__ = ["Store"]
+__all__ = ["Store", "UnsafeDirectoryError"]

@@ -1,9 +1,11 @@
 """The file format: one memory-mapped file per worker (see the package docstring).
 
-``<slot>-<pid>.db``: an 8-byte header (bytes used), then entries
+``<slot>-<pid>-<128-bit random id>.db``: an 8-byte header (bytes used), then entries
 ``[u32 key length][u32 value count][key: JSON [metric, label values]][padding][doubles]``.
 :class:`ProcessFile` writes this process's file (it is the recorders' ``sink``);
-:class:`FileReader` reads any worker's file.
+:class:`FileReader` reads any worker's file; :func:`encode` writes the dead workers' totals
+(``dead.totals``) in the same layout. Every file is opened relative to the run directory's
+fd, never following a link, and made with ``O_EXCL``, mode 0600.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import fcntl
 import json
 import mmap
 import os
+import secrets
+import stat
 import struct
 import threading
 import time
@@ -23,6 +27,15 @@ INITIAL_SIZE = 1 << 20  # sparse: pages cost memory only once written
 HEADER = struct.Struct("<Q")
 ENTRY = struct.Struct("<II")
 EXEMPLAR_WIDTH = 5  # trace id high, trace id low, span id, value, time
+EXEMPLAR = struct.Struct("<QQQdd")
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+CREATE_FLAGS = os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | _CLOEXEC
+READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | _CLOEXEC
+
+
+def file_name(slot: int) -> str:
+    """A worker file's name: its identity is the random id, not the PID (PIDs are reused)."""
+    return f"{slot}-{os.getpid()}-{secrets.token_hex(16)}.db"
 
 
 def entry_width(recorder: Recorder) -> int:
@@ -38,10 +51,11 @@ def entry_width(recorder: Recorder) -> int:
 class ProcessFile:
     """This process's file: append entries, write values in place. The recorders' sink."""
 
-    def __init__(self, path: str):
-        self.path = path
+    def __init__(self, dir_fd: int, name: str, directory: str = ""):
+        self.path = os.path.join(directory, name)
+        self.name = name
         # Made under another name, locked, then renamed: a reader never sees it unlocked.
-        self._fd = os.open(path + ".new", os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+        self._fd = os.open(name + ".new", os.O_RDWR | CREATE_FLAGS, 0o600, dir_fd=dir_fd)
         fcntl.flock(self._fd, fcntl.LOCK_EX)  # held until the process ends: "alive"
         self._size = INITIAL_SIZE
         os.ftruncate(self._fd, self._size)
@@ -49,7 +63,7 @@ class ProcessFile:
         self._map()
         self._used = HEADER.size
         self._write_header()
-        os.rename(path + ".new", path)
+        os.rename(name + ".new", name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
         self._lock = threading.Lock()
 
     def _map(self) -> None:
@@ -142,11 +156,16 @@ class ProcessFile:
 class FileReader:
     """One worker's file, read by any worker: entries parsed once, values read at each scrape."""
 
-    def __init__(self, path: str):
-        self.path = path
-        name = os.path.basename(path)
+    def __init__(self, dir_fd: int, name: str, directory: str = ""):
+        self.path = os.path.join(directory, name)
+        self.name = name
         self.slot = name.split("-", 1)[0]
-        self._fd = os.open(path, os.O_RDONLY)
+        self._fd = os.open(name, READ_FLAGS, dir_fd=dir_fd)
+        info = os.fstat(self._fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_uid != os.getuid():
+            os.close(self._fd)
+            raise OSError(f"{self.path}: not a regular file of ours")
+        self.identity = (info.st_dev, info.st_ino)  # held open: the inode is not reused
         self._map = None
         self._size = 0
         self._parsed = HEADER.size
@@ -197,3 +216,25 @@ def exemplar_at(reader: FileReader, at: int):
     return (trace_id, reader.ints[at + 2], reader.view[at + 3], when)
 
 
+def encode(entries) -> bytes:
+    """A file in the workers' layout from ``[(metric, key, doubles, exemplars)]``, where
+    ``exemplars`` is None or a list of ``(trace id, span id, value, time)`` or None per
+    bucket. Metric names not in the catalog (the list of folded files) are entries too."""
+    parts = [b""]
+    used = HEADER.size
+    for metric, key, doubles, exemplars in entries:
+        encoded = json.dumps([metric, list(key)], separators=(",", ":")).encode()
+        padded = (len(encoded) + 7) & ~7
+        width = len(doubles) + (EXEMPLAR_WIDTH * len(exemplars) if exemplars is not None else 0)
+        parts.append(ENTRY.pack(len(encoded), width) + encoded + b"\0" * (padded - len(encoded)))
+        parts.append(struct.pack(f"<{len(doubles)}d", *doubles))
+        for kept in exemplars or ():
+            if kept is None:
+                parts.append(b"\0" * (8 * EXEMPLAR_WIDTH))
+            else:
+                trace_id, span_id, value, when = kept
+                parts.append(EXEMPLAR.pack(trace_id >> 64, trace_id & 0xFFFFFFFFFFFFFFFF,
+                                           span_id, value, when))
+        used += ENTRY.size + padded + 8 * width
+    parts[0] = HEADER.pack(used)
+    return b"".join(parts)

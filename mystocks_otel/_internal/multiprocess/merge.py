@@ -1,62 +1,110 @@
-"""The merge: every worker's file of the run, summed into one view at a scrape.
+"""The merge: every worker's file of the run, summed into one view at a scrape; dead workers'
+files compacted into one.
 
 Counters and histograms add up the files of every worker, dead ones included (``max`` for
 totals copied from elsewhere); gauges and up-down counters read only live workers, by their
-:attr:`MetricSpec.multiprocess` rule. A dead worker's file is read once more, folded into
-in-memory totals and closed: a scrape costs the same however many workers were replaced.
+:attr:`MetricSpec.multiprocess` rule.
+
+**Compaction.** After a scrape that met a dead worker's file, the scraping worker folds every
+dead worker's file into ``dead.totals`` (counters and histograms, bucket by bucket, the latest
+exemplar of each bucket; dead workers' gauges are dropped), under an exclusive ``flock`` of
+``compact.lock``: it writes ``dead.totals.tmp``, renames it over ``dead.totals`` (atomic),
+then unlinks the folded files. ``dead.totals`` names the files folded into it last, so a
+compaction that died between the rename and the unlinks is never counted twice (the next one
+unlinks them). A scrape holds a shared ``flock`` of ``compact.lock`` while it reads, so it
+sees the totals and the worker files of one state: before a compaction or after it, never
+both. A compaction never waits: when the lock is busy, the next scrape does it. Disk use and
+a new worker's first scrape are then bounded by the series, not by how many workers died.
 """
 
 from __future__ import annotations
 
+import fcntl
+import logging
 import os
 import threading
+import time
 
 from ...catalog import LATEST, MAX, MIN, PER_WORKER, Kind
-from ..instruments import Instruments
-from .fileformat import EXEMPLAR_WIDTH, FileReader, exemplar_at
+from ..instruments import EXEMPLAR_METRICS, Instruments
+from .fileformat import CREATE_FLAGS, EXEMPLAR_WIDTH, FileReader, encode, exemplar_at
+
+_log = logging.getLogger(__name__)
+
+LOCK = "compact.lock"
+TOTALS = "dead.totals"
+TOTALS_TMP = "dead.totals.tmp"
+ABANDONED_AFTER = 60.0  # seconds
+FOLDED = "\0folded"  # the entry of dead.totals naming the files folded in last
 
 
 class RunMerge:
-    """Reads every file in ``directory`` and merges them into the recorders' shapes."""
+    """Reads every file in the run directory and merges them into the recorders' shapes."""
 
-    def __init__(self, directory: str, instruments: Instruments):
+    def __init__(self, directory: str, instruments: Instruments, dir_fd: int,
+                 compact: bool = True):
         self.directory = directory
+        self.dir_fd = dir_fd
+        self.compact = compact
         self.specs = {recorder.spec.name: recorder for recorder in instruments}
-        self.readers: dict[str, FileReader | None] = {}  # None: a dead worker's file, folded
-        self.dead: dict[str, dict] = {}  # dead workers' counters and histograms, merged
+        self.readers: dict[str, FileReader] = {}  # worker files not compacted yet
+        self.dead: dict[str, dict] = {}  # dead.totals, as loaded
         self.dead_exemplars: dict[str, dict] = {}
+        self.folded: frozenset = frozenset()  # files dead.totals holds, maybe not unlinked yet
+        self._totals: FileReader | None = None  # held open: its inode identifies the version
         self.lock = threading.Lock()
+        self._lock_fd = os.open(LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
+                                0o600, dir_fd=dir_fd)
+        self._failure_logged = False
 
     def close(self) -> None:
-        """Let go of every reader (a forked child starts its own merge)."""
+        """Let go of every file (a forked child starts its own merge; the parent's locks and
+        files stay the parent's: closing a descriptor never unlocks another one's flock)."""
         for reader in self.readers.values():
-            if reader is not None:
-                reader.close()
+            reader.close()
         self.readers = {}
+        if self._totals is not None:
+            self._totals.close()
+            self._totals = None
+        os.close(self._lock_fd)
 
-    def live_readers(self) -> list[FileReader]:
-        """Readers of the live workers' files. A file found dead is read one last time,
-        folded into the dead workers' totals and closed: its values never change again,
-        so a scrape costs the same however many workers have been replaced."""
-        for name in os.listdir(self.directory):
-            if name.endswith(".db") and name not in self.readers:
+    # -- reading --------------------------------------------------------------------------
+    def _load_totals(self) -> None:
+        """(Re)load dead.totals when a compaction replaced it."""
+        try:
+            info = os.stat(TOTALS, dir_fd=self.dir_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return
+        if self._totals is not None and self._totals.identity == (info.st_dev, info.st_ino):
+            return
+        reader = FileReader(self.dir_fd, TOTALS, self.directory)
+        reader.refresh()
+        dead, exemplars = {}, {}
+        self.merge_file(dead, exemplars, reader, alive=False)
+        if self._totals is not None:
+            self._totals.close()
+        self._totals, self.dead, self.dead_exemplars = reader, dead, exemplars
+        self.folded = frozenset(_folded_names(reader))
+
+    def _scan(self) -> tuple[list[FileReader], list[FileReader]]:
+        """(live, dead) readers of the worker files not in dead.totals."""
+        names = set(os.listdir(self.dir_fd))
+        for name in [n for n in self.readers if n not in names or n in self.folded]:
+            self.readers.pop(name).close()  # compacted
+        for name in names:
+            if name.endswith(".db") and name not in self.readers and name not in self.folded:
                 try:
-                    self.readers[name] = FileReader(os.path.join(self.directory, name))
+                    self.readers[name] = FileReader(self.dir_fd, name, self.directory)
                 except OSError:
                     continue
-        live = []
-        for name, reader in self.readers.items():
-            if reader is None:
-                continue
-            if reader.alive():
-                reader.refresh()
-                live.append(reader)
-                continue
-            reader.refresh()  # everything it wrote before it died
-            self.merge_file(self.dead, self.dead_exemplars, reader, alive=False)
-            reader.close()
-            self.readers[name] = None  # folded: never opened again
-        return live
+        live, dead = [], []
+        for reader in self.readers.values():
+            (live if reader.alive() else dead).append(reader)
+            reader.refresh()  # a dead one: everything it wrote before it died
+        return live, dead
+
+    def live_readers(self) -> list[FileReader]:
+        return self._scan()[0]
 
     def merge_file(self, acc: dict, exemplars: dict, reader: FileReader, alive: bool) -> None:
         for metric, entries in reader.entries.items():
@@ -76,16 +124,27 @@ class RunMerge:
     def merged(self) -> dict[str, tuple[list, dict | None]]:
         """``{metric: (items, exemplars)}`` over every file, in the shapes the recorders give."""
         with self.lock:
-            live = self.live_readers()
-            acc = {metric: {key: value[:] if isinstance(value, list) else value
-                            for key, value in series.items()}
-                   for metric, series in self.dead.items()}
-            exemplars = {metric: {key: kept[:] for key, kept in found.items()}
-                         for metric, found in self.dead_exemplars.items()}
-            for reader in live:
-                self.merge_file(acc, exemplars, reader, alive=True)
+            fcntl.flock(self._lock_fd, fcntl.LOCK_SH)  # no compaction while we read
+            try:
+                self._load_totals()
+                live, dead = self._scan()
+                acc = {metric: {key: value[:] if isinstance(value, list) else value
+                                for key, value in series.items()}
+                       for metric, series in self.dead.items()}
+                exemplars = {metric: {key: kept[:] for key, kept in found.items()}
+                             for metric, found in self.dead_exemplars.items()}
+                for reader in dead:
+                    self.merge_file(acc, exemplars, reader, alive=False)
+                for reader in live:
+                    self.merge_file(acc, exemplars, reader, alive=True)
+            finally:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            if dead and self.compact:
+                self.compact_dead()
         merged = {}
         for metric, series in acc.items():
+            if not series:
+                continue
             recorder = self.specs[metric]
             if recorder.spec.kind in (Kind.GAUGE, Kind.UPDOWN):
                 items = [(key, value[0]) for key, value in series.items()]
@@ -94,6 +153,114 @@ class RunMerge:
             merged[metric] = (items, exemplars.get(metric))
         return merged
 
+    # -- compaction -----------------------------------------------------------------------
+    def compact_dead(self, wait: bool = False) -> int:
+        """Fold every dead worker's file into dead.totals; returns how many were folded
+        (0 when none, or when another process holds the lock and ``wait`` is false)."""
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            return 0  # another worker compacts or scrapes: the next scrape does it
+        try:
+            return self._compact()
+        except OSError as exc:  # e.g. a full /dev/shm: totals stay exact, uncompacted
+            if not self._failure_logged:
+                self._failure_logged = True
+                _log.warning("mystocks-otel: could not compact dead workers' files in %s: %s",
+                             self.directory, exc)
+            return 0
+        finally:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+
+    def _compact(self) -> int:
+        dir_fd = self.dir_fd
+        acc: dict = {}
+        exemplars: dict = {}
+        previous: set = set()
+        try:
+            current = FileReader(dir_fd, TOTALS, self.directory)
+        except FileNotFoundError:
+            pass
+        else:
+            current.refresh()
+            self.merge_file(acc, exemplars, current, alive=False)
+            previous = set(_folded_names(current))
+            current.close()
+        names = os.listdir(dir_fd)
+        folded = []
+        for name in names:
+            if name in previous:  # in dead.totals already: a compaction died before unlinking
+                _unlink(name, dir_fd)
+            elif name.endswith(".db"):
+                try:
+                    reader = FileReader(dir_fd, name, self.directory)
+                except OSError:
+                    continue
+                try:
+                    if reader.alive():
+                        continue
+                    reader.refresh()
+                    self.merge_file(acc, exemplars, reader, alive=False)
+                    folded.append(name)
+                finally:
+                    reader.close()
+            elif name.endswith(".db.new"):
+                _unlink_if_abandoned(name, dir_fd)  # a worker that died starting
+        if not folded:
+            return 0
+        data = encode(self._entries(acc, exemplars, folded))
+        _unlink(TOTALS_TMP, dir_fd)
+        fd = os.open(TOTALS_TMP, os.O_WRONLY | CREATE_FLAGS, 0o600, dir_fd=dir_fd)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
+        os.rename(TOTALS_TMP, TOTALS, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+        for name in folded:
+            _unlink(name, dir_fd)
+        return len(folded)
+
+    def _entries(self, acc: dict, exemplars: dict, folded: list):
+        yield FOLDED, tuple(folded), [], None
+        for metric, series in acc.items():
+            recorder = self.specs[metric]
+            kind = recorder.spec.kind
+            if kind is Kind.COUNTER:
+                for key, value in series.items():
+                    yield metric, key, [value], None
+            elif kind is Kind.HISTOGRAM:
+                kept = exemplars.get(metric, {})
+                with_exemplars = metric in EXEMPLAR_METRICS
+                for key, values in series.items():
+                    found = kept.get(key) or [None] * recorder.width
+                    yield metric, key, values, (found if with_exemplars else None)
+
+
+def _folded_names(reader: FileReader) -> list[str]:
+    return [name for key, _, _ in reader.entries.get(FOLDED, ()) for name in key]
+
+
+def _unlink(name: str, dir_fd: int) -> None:
+    try:
+        os.unlink(name, dir_fd=dir_fd)
+    except FileNotFoundError:
+        pass
+
+
+def _unlink_if_abandoned(name: str, dir_fd: int) -> None:
+    """A new worker's file before its rename: unlocked for an instant after its creation, so
+    only one left for a minute (its worker died starting; it holds no counts yet) goes."""
+    try:
+        reader = FileReader(dir_fd, name)
+    except OSError:
+        return
+    try:
+        if time.time() - os.fstat(reader._fd).st_mtime > ABANDONED_AFTER and not reader.alive():
+            _unlink(name, dir_fd)
+    finally:
+        reader.close()
 
 
 def _merge_histograms(series: dict, exemplars: dict, n: int, reader: FileReader, entries) -> None:

@@ -12,29 +12,50 @@ import logging
 import os
 
 from ..instruments import Instruments
-from .detection import base_directory, detect, remove_stale_runs, run_directory
-from .fileformat import ProcessFile
+from .detection import (UnsafeDirectoryError, base_directory, detect, open_run_directory,
+                        verify_directory)
+from .fileformat import ProcessFile, file_name
 from .merge import RunMerge
 
 _log = logging.getLogger(__name__)
 
+_DIRECTORY_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
 
 class Store:
-    """The run's directory: this process's slot and file, and the merge of every file."""
+    """The run's directory: this process's slot and file, and the merge of every file.
 
-    def __init__(self, directory: str, instruments: Instruments, master: int, server: str):
+    Every file is opened relative to :attr:`dir_fd`, the run directory opened once without
+    following links and checked (ours, 0700): a path swapped later cannot redirect it.
+    """
+
+    def __init__(self, directory: str, instruments: Instruments, master: int, server: str,
+                 dir_fd: int | None = None):
+        if dir_fd is None:
+            dir_fd = os.open(directory, _DIRECTORY_FLAGS)
+            try:
+                verify_directory(dir_fd, directory)
+            except BaseException:
+                os.close(dir_fd)
+                raise
         self.directory = directory
+        self.dir_fd = dir_fd
         self.instruments = instruments
         self.master = master
         self.server = server
-        self.merge = RunMerge(directory, instruments)
+        self.merge = RunMerge(directory, instruments, dir_fd)
         self._slot_fd = None
         self.file: ProcessFile | None = None
         self._open_own_file()
 
     @classmethod
-    def start(cls, instruments: Instruments) -> "Store | None":
+    def start(cls, instruments: Instruments, base: str | None = None) -> "Store | None":
         """The store of this worker, or None when this process is no server's worker.
+
+        ``base`` (default: ``/dev/shm``, else the temporary directory) holds this user's
+        private directory, ``mystocks-otel.<uid>`` (0700), which holds one directory per run.
+        Raises :class:`UnsafeDirectoryError` (one line) when that cannot be had safely: the
+        server must not start with values another user could forge.
 
         ``fork()`` is handled by the process state's one fork hook, which calls
         :meth:`after_fork_in_child` on the provider's store.
@@ -43,13 +64,8 @@ class Store:
         if found is None:
             return None
         master, server = found
-        base = base_directory()
-        remove_stale_runs(base)
-        directory = run_directory(base, master)
-        os.makedirs(directory, mode=0o700, exist_ok=True)
-        if os.stat(directory).st_uid != os.getuid():  # made by another user: not ours to trust
-            raise PermissionError(f"{directory} belongs to another user")
-        return cls(directory, instruments, master, server)
+        directory, dir_fd = open_run_directory(base or base_directory(), master)
+        return cls(directory, instruments, master, server, dir_fd=dir_fd)
 
     def describe(self) -> str:
         return (f"multiprocess mode: workers of {self.server} master {self.master} share /metrics "
@@ -59,11 +75,23 @@ class Store:
         """``{metric: (items, exemplars)}`` over every file of the run (:class:`RunMerge`)."""
         return self.merge.merged()
 
+    def close(self) -> None:
+        """Let go of the files (tests; a process's store otherwise lives as long as it)."""
+        self.merge.close()
+        if self.file is not None:
+            self.file.close_inherited()
+            self.file = None
+        if self._slot_fd is not None:
+            os.close(self._slot_fd)
+            self._slot_fd = None
+        os.close(self.dir_fd)
+
     # -- this process ---------------------------------------------------------------------
     def _claim_slot(self) -> int:
         slot = 0
         while True:
-            fd = os.open(os.path.join(self.directory, f"slot-{slot}.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+            fd = os.open(f"slot-{slot}.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
+                         0o600, dir_fd=self.dir_fd)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -75,7 +103,7 @@ class Store:
 
     def _open_own_file(self) -> None:
         self.slot = self._claim_slot()
-        self.file = ProcessFile(os.path.join(self.directory, f"{self.slot}-{os.getpid()}.db"))
+        self.file = ProcessFile(self.dir_fd, file_name(self.slot), self.directory)
         for recorder in self.instruments:
             recorder.sink_offsets = {}
         self.file.write_all(self.instruments)
@@ -91,7 +119,13 @@ class Store:
         if self._slot_fd is not None:
             os.close(self._slot_fd)
         self.merge.close()
-        self.merge = RunMerge(self.directory, self.instruments)
+        # its own descriptor of the run directory (the inherited one shares a read offset)
+        inherited, self.dir_fd = self.dir_fd, os.open(".", _DIRECTORY_FLAGS, dir_fd=self.dir_fd)
+        os.close(inherited)
+        self.merge = RunMerge(self.directory, self.instruments, self.dir_fd)
         self.master = os.getppid()
         self._open_own_file()
         logging.getLogger("gunicorn.error").info("mystocks-otel metrics: %s", self.describe())
+
+
+__all__ = ["Store", "UnsafeDirectoryError"]

@@ -2,7 +2,8 @@
 
 After N requests every one of nine scrapes (each reaching whichever worker the kernel picks)
 says N; after SIGKILL of a worker that served requests, and M more requests, every scrape says
-N + M: the dead worker's counts are kept, and the replacement adds its own.
+N + M: the dead worker's counts are kept (compacted into the run's ``dead.totals``), and the
+replacement adds its own.
 """
 
 from __future__ import annotations
@@ -35,12 +36,22 @@ def app_dir(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def worker_files(master: int) -> list[str]:
-    """The data files of the run whose server master is ``master`` (none before set-up)."""
-    found = glob.glob(f"/dev/shm/mystocks-otel-{master}-*") or glob.glob(
-        f"/tmp/mystocks-otel-{master}-*")
+def run_directory(master: int) -> str | None:
+    """The run directory of the server whose master is ``master`` (None before set-up)."""
+    base = f"mystocks-otel.{os.getuid()}/{master}-*"
+    found = glob.glob(f"/dev/shm/{base}") or glob.glob(f"/tmp/{base}")
     assert len(found) <= 1, found
-    return sorted(glob.glob(os.path.join(found[0], "*.db"))) if found else []
+    return found[0] if found else None
+
+
+def worker_files(master: int) -> list[str]:
+    """The data files of the live (or not yet compacted) workers of the run."""
+    found = run_directory(master)
+    return sorted(glob.glob(os.path.join(found, "*.db"))) if found else []
+
+
+def file_pids(master: int) -> set[int]:
+    return {int(os.path.basename(path).split("-")[1]) for path in worker_files(master)}
 
 
 def request(port: int, n: int, block: float = 0.0) -> int:
@@ -123,12 +134,15 @@ def test_every_scrape_sums_all_workers_and_survives_sigkill(app_dir, server):
         assert merged == {"mystocks_trading_orders_total": n}
 
         victim = max(served, key=served.get)
+        before = file_pids(master)
         os.kill(victim, signal.SIGKILL)
-        wait_until(lambda: len(worker_files(master)) == 4 + extra, what="a replacement worker",
+        wait_until(lambda: file_pids(master) - before, what="a replacement worker",
                    proc=proc.proc, timeout=30)
         wait_until(lambda: request(port, 0) != victim, what="requests served again")
         m = 1 + send_until_spread(port, at_least=40)[0]  # the probe above counted once
         assert nine_scrapes(port, n + m) == [(n + m, n + m)] * 9, f"{server}: dead worker {victim} lost counts"
-        # the dead worker's file is still there and still counted
-        assert any(path.endswith(f"-{victim}.db") for path in worker_files(master))
+        # the dead worker's file was compacted into dead.totals (and still counts, above)
+        assert victim not in file_pids(master)
+        assert os.path.exists(os.path.join(run_directory(master), "dead.totals"))
+        assert len(worker_files(master)) == 3 + extra
         print(f"{server}: N={n} over {len(served)} workers, M={m}")

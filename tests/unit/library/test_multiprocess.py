@@ -101,9 +101,11 @@ def test_merge_rules_over_live_and_dead_workers(run):
     assert got["mystocks.health.component_status"] == {("database",): 1}
     assert got["mystocks.db.connections_active"] == {("postgresql/app", str(slot_a)): 4}
     assert sum(next(iter(got["mystocks.db.query_duration"].values()))[:len(bounds) + 1]) == 3
-    # the dead file was folded once into the dead workers' totals and closed; scrapes agree
-    assert [name for name, r in reader.merge.readers.items() if r is None] == [f"{slot_b}-{b.pid}.db"]
+    # the dead file was compacted into the dead workers' totals and removed; scrapes agree
     assert merged_values(reader)[0] == got
+    (folded,) = reader.merge.folded
+    assert folded.startswith(f"{slot_b}-{b.pid}-") and folded.endswith(".db")
+    assert folded not in os.listdir(directory) and "dead.totals" in os.listdir(directory)
 
     # a replacement takes the dead worker's slot: the worker label stays bounded
     c, release_c, slot_c = start(**values(1, 0, 1, 2, 50, 12, [], 0xC))
@@ -143,9 +145,9 @@ def test_stale_runs_are_removed_and_live_ones_kept(tmp_path):
     dead = FORK.Process(target=os._exit, args=(0,))
     dead.start()
     dead.join()
-    stale = tmp_path / f"{detection.PREFIX}{dead.pid}-12345"
-    live = tmp_path / f"{detection.PREFIX}{os.getpid()}-{detection.start_time(os.getpid())}"
-    reused = tmp_path / f"{detection.PREFIX}{os.getpid()}-1"  # same pid, another start time
+    stale = tmp_path / f"{dead.pid}-12345"
+    live = tmp_path / f"{os.getpid()}-{detection.start_time(os.getpid())}"
+    reused = tmp_path / f"{os.getpid()}-1"  # same pid, another start time
     for directory in (stale, live, reused):
         directory.mkdir()
         (directory / "0-1.db").write_bytes(b"x")
