@@ -183,7 +183,22 @@ class FileReader:
         self.dead = True
         return False
 
+    def detach(self) -> None:
+        """A dead worker's file never changes again: keep a copy of what it holds and let go
+        of the descriptor and the mapping (a backlog of dead files holds no descriptors)."""
+        if self._fd is None:
+            return
+        if self._map is not None:
+            data = bytes(self._map[:self._parsed])
+            self.view = memoryview(data).cast("d")
+            self.ints = memoryview(data).cast("Q")
+            self._map.close()
+            self._map = data
+        self.close()
+
     def refresh(self):
+        if self._fd is None:
+            return  # detached
         size = os.fstat(self._fd).st_size
         if size < HEADER.size:
             return
@@ -205,7 +220,9 @@ class FileReader:
         self._parsed = position
 
     def close(self) -> None:
-        os.close(self._fd)
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 def exemplar_at(reader: FileReader, at: int):

@@ -11,7 +11,8 @@ exemplar of each bucket; dead workers' gauges are dropped), under an exclusive `
 ``compact.lock``: it writes ``dead.totals.tmp``, renames it over ``dead.totals`` (atomic),
 then unlinks the folded files. ``dead.totals`` names the files folded into it last, so a
 compaction that died between the rename and the unlinks is never counted twice (the next one
-unlinks them). A scrape holds a shared ``flock`` of ``compact.lock`` while it reads, so it
+unlinks them). One compaction folds at most :data:`BATCH` files (a backlog goes over
+several scrapes), so the list, and the time scrapes wait for the lock, stay bounded. A scrape holds a shared ``flock`` of ``compact.lock`` while it reads, so it
 sees the totals and the worker files of one state: before a compaction or after it, never
 both. A compaction never waits: when the lock is busy, the next scrape does it. Disk use and
 a new worker's first scrape are then bounded by the series, not by how many workers died.
@@ -35,6 +36,9 @@ LOCK = "compact.lock"
 TOTALS = "dead.totals"
 TOTALS_TMP = "dead.totals.tmp"
 ABANDONED_AFTER = 60.0  # seconds
+#: Most dead files one compaction folds: it holds the lock (scrapes wait) about 0.1 ms per
+#: file, and dead.totals names the files it folded last. A backlog goes batch by batch.
+BATCH = 256
 FOLDED = "\0folded"  # the entry of dead.totals naming the files folded in last
 
 
@@ -99,8 +103,13 @@ class RunMerge:
                     continue
         live, dead = [], []
         for reader in self.readers.values():
-            (live if reader.alive() else dead).append(reader)
-            reader.refresh()  # a dead one: everything it wrote before it died
+            if reader.alive():
+                reader.refresh()
+                live.append(reader)
+            else:  # until compacted: everything it wrote before it died, copied
+                reader.refresh()
+                reader.detach()
+                dead.append(reader)
         return live, dead
 
     def live_readers(self) -> list[FileReader]:
@@ -154,25 +163,31 @@ class RunMerge:
         return merged
 
     # -- compaction -----------------------------------------------------------------------
-    def compact_dead(self, wait: bool = False) -> int:
-        """Fold every dead worker's file into dead.totals; returns how many were folded
-        (0 when none, or when another process holds the lock and ``wait`` is false)."""
-        try:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-        except BlockingIOError:
-            return 0  # another worker compacts or scrapes: the next scrape does it
-        try:
-            return self._compact()
-        except OSError as exc:  # e.g. a full /dev/shm: totals stay exact, uncompacted
-            if not self._failure_logged:
-                self._failure_logged = True
-                _log.warning("mystocks-otel: could not compact dead workers' files in %s: %s",
-                             self.directory, exc)
-            return 0
-        finally:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+    def compact_dead(self, wait: bool = False, everything: bool = False) -> int:
+        """Fold up to :data:`BATCH` dead workers' files (``everything``: batch after batch,
+        until none is left) into dead.totals; returns how many were folded (0 when none, or
+        when another process holds the lock and ``wait`` is false)."""
+        total = 0
+        while True:
+            try:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            except BlockingIOError:
+                return total  # another worker compacts or scrapes: the next scrape does it
+            try:
+                folded = self._compact(BATCH)
+            except OSError as exc:  # e.g. a full /dev/shm: totals stay exact, uncompacted
+                if not self._failure_logged:
+                    self._failure_logged = True
+                    _log.warning("mystocks-otel: could not compact dead workers' files in %s: %s",
+                                 self.directory, exc)
+                return total
+            finally:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)  # scrapes may run between batches
+            total += folded
+            if not everything or folded < BATCH:
+                return total
 
-    def _compact(self) -> int:
+    def _compact(self, limit: int) -> int:
         dir_fd = self.dir_fd
         acc: dict = {}
         exemplars: dict = {}
@@ -191,7 +206,7 @@ class RunMerge:
         for name in names:
             if name in previous:  # in dead.totals already: a compaction died before unlinking
                 _unlink(name, dir_fd)
-            elif name.endswith(".db"):
+            elif name.endswith(".db") and len(folded) < limit:
                 try:
                     reader = FileReader(dir_fd, name, self.directory)
                 except OSError:
