@@ -4,6 +4,7 @@ through ``/proc/sys/kernel/ns_last_pid``."""
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 import shutil
@@ -16,7 +17,7 @@ from support import wait_until
 
 from mystocks_otel import catalog
 from mystocks_otel._internal.instruments import Instruments
-from mystocks_otel._internal.multiprocess import Store, detection
+from mystocks_otel._internal.multiprocess import Store, detection, fileformat, merge
 
 FORK = multiprocessing.get_context("fork")
 ORDERS = "mystocks.trading.orders"
@@ -259,3 +260,46 @@ def test_concurrent_scrapes_and_compactions_never_double_count_or_lose(tmp_path)
         assert all(a <= b for a, b in zip(seen, seen[1:])), "a scrape went backwards"
         assert max(seen) == total, "a scrape double-counted"
     assert orders_of(Store(directory, Instruments(catalog.METRICS), os.getpid(), "test")) == total
+
+
+def test_a_compaction_that_dies_before_unlinking_never_counts_twice(tmp_path, monkeypatch):
+    directory = str(tmp_path)
+    reader = Store(directory, Instruments(catalog.METRICS), os.getpid(), "test")
+    for orders in (1, 2):
+        run_dead_worker(directory, orders)
+    monkeypatch.setattr(merge, "_unlink", lambda name, dir_fd: None)  # dies after the rename
+    assert orders_of(reader) == 3
+    assert len([n for n in os.listdir(directory) if n.endswith(".db")]) == 3  # not unlinked
+    for store in (reader, Store(directory, Instruments(catalog.METRICS), os.getpid(), "test")):
+        assert orders_of(store) == 3  # dead.totals names them: not read again
+    monkeypatch.undo()
+    run_dead_worker(directory, 4)
+    assert orders_of(reader) == 7  # the next compaction unlinks them, and folds the new one
+    assert orders_of(reader) == 7
+    assert len([n for n in os.listdir(directory) if n.endswith(".db")]) == 2
+
+
+def test_a_backlog_is_compacted_batch_by_batch_and_stays_exact(tmp_path):
+    """Files of dead workers made in this process (a closed descriptor is a dead worker's
+    released lock), more than one compaction batch."""
+    directory = str(tmp_path)
+    reader = Store(directory, Instruments(catalog.METRICS), os.getpid(), "test")
+    inst = Instruments(catalog.METRICS)
+    inst[ORDERS].add(1, "buy", "market", "filled")
+    dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    count = 2 * merge.BATCH + 10
+    for index in range(count):
+        for recorder in inst:
+            recorder.sink_offsets = {}
+        worker = fileformat.ProcessFile(dir_fd, fileformat.file_name(index % 8 + 1))
+        worker.write_all(inst)
+        worker.close_inherited()
+        del worker  # its mappings hold a duplicate of the locked descriptor
+    gc.collect()
+    os.close(dir_fd)
+    for _ in range(3):
+        assert orders_of(reader) == count
+        assert len(reader.merge.folded) <= merge.BATCH
+    assert [n for n in os.listdir(directory) if n.endswith(".db")] == [
+        os.path.basename(reader.file.path)]
+    assert orders_of(Store(directory, Instruments(catalog.METRICS), os.getpid(), "test")) == count
