@@ -146,3 +146,60 @@ def test_every_scrape_sums_all_workers_and_survives_sigkill(app_dir, server):
         assert os.path.exists(os.path.join(run_directory(master), "dead.totals"))
         assert len(worker_files(master)) == 3 + extra
         print(f"{server}: N={n} over {len(served)} workers, M={m}")
+
+
+def file_names(master: int) -> set[tuple[str, int]]:
+    """(name, inode) of each worker file: a file replaced under the same name is new too."""
+    found = set()
+    for path in worker_files(master):
+        try:
+            found.add((os.path.basename(path), os.stat(path).st_ino))
+        except FileNotFoundError:  # compacted meanwhile
+            pass
+    return found
+
+
+def fork_with_pid(master: int, proc, pid: int, victim: int) -> int:
+    """SIGKILL ``victim`` with the kernel's next PID set to ``pid``, so that the arbiter's
+    replacement worker takes it; retried (killing the replacement) when another fork on the
+    machine took it first. Returns how many attempts it took."""
+    for attempt in range(1, 41):
+        before = file_names(master)
+        with open("/proc/sys/kernel/ns_last_pid", "w") as f:
+            f.write(str(pid - 1))
+        os.kill(victim, signal.SIGKILL)
+        ((new, _),) = wait_until(lambda: file_names(master) - before or None,
+                            what="a replacement worker", proc=proc.proc, timeout=30)
+        victim = int(new.split("-")[1])
+        if victim == pid:
+            return attempt
+    pytest.fail(f"no replacement worker got PID {pid} in 40 attempts")
+
+
+@pytest.mark.skipif(os.geteuid() != 0,
+                    reason="forcing a PID needs root (/proc/sys/kernel/ns_last_pid)")
+def test_a_replacement_worker_with_the_dead_workers_pid_keeps_totals_exact(app_dir):
+    """gunicorn, three workers: a worker is SIGKILLed and its replacement gets the same PID
+    (forced through ns_last_pid). The dead worker's counts and the replacement's both count."""
+    port = free_port()
+    env = base_env(app_dir, MYSTOCKS_OTEL_SYSTEM_METRICS="false", PYTHONWARNINGS="ignore",
+                   WORKERS_APP_ZERO_CODE="0")
+    with run_process(argv("gunicorn", port), app_dir, env) as proc:
+        proc.wait_port(port, timeout=30)
+        master = proc.proc.pid
+        wait_until(lambda: len(worker_files(master)) == 3, what="three workers' files",
+                   proc=proc.proc)
+        n, served = send_until_spread(port, at_least=30)
+        assert nine_scrapes(port, n) == [(n, n)] * 9
+        victim = max(served, key=served.get)
+        attempts = fork_with_pid(master, proc, victim, victim)
+        # the replacement, with the dead worker's PID, serves requests too
+        m, again = 0, {}
+        while again.get(victim, 0) < 3:
+            sent, spread = send_until_spread(port, at_least=12, workers=1)
+            m += sent
+            for pid, count in spread.items():
+                again[pid] = again.get(pid, 0) + count
+            assert m < 2000, f"the replacement {victim} served nothing: {again}"
+        assert nine_scrapes(port, n + m) == [(n + m, n + m)] * 9, "PID reuse lost counts"
+        print(f"PID {victim} reused after {attempts} attempt(s); N={n}, M={m}, {again}")
