@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import sys
 import tempfile
@@ -135,8 +134,8 @@ def run(sizes, rounds: int, base: str) -> dict:
     for index in range(rounds):
         order = sizes[index % len(sizes):] + sizes[:index % len(sizes)]
         for size in order:
-            print(f"[{time.strftime('%H:%M:%S')}] round {index + 1}/{rounds}: {size:,} dead workers",
-                  file=sys.stderr, flush=True)
+            print(f"[{time.strftime('%H:%M:%S')}] round {index + 1}/{rounds}: "
+                  f"{size:,} dead workers", file=sys.stderr, flush=True)
             results[str(size)].append(measure(base, size, inst))
     return results
 
@@ -170,9 +169,6 @@ def main(argv=None) -> int:
     sizes = (tuple(int(s) for s in args.sizes.split(",")) if args.sizes
              else QUICK_SIZES if args.quick else FULL_SIZES)
     rounds = args.rounds or (2 if args.quick else 3)
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < max(sizes) + 100 <= hard or (hard == resource.RLIM_INFINITY and soft < max(sizes) + 100):
-        resource.setrlimit(resource.RLIMIT_NOFILE, (max(sizes) + 100, hard))  # "before" opens all
     started = time.perf_counter()
     results = run(sizes, rounds, args.base)
     if args.json:

@@ -14,12 +14,26 @@ worker merges all the files of the run (:meth:`Store.merged`).
   app is set up in the arbiter itself (``Arbiter.setup`` on the stack), which then uses its
   own pid, and each forked worker moves to a file of its own (the fork hook in ``state``).
 
-**One directory per run**, ``<base>/mystocks-otel-<master pid>-<master start time>``, with
-``<base>`` ``/dev/shm`` (RAM) when writable, else the temporary directory. A new run has a
+**One directory per run**, ``<base>/mystocks-otel.<uid>/<master pid>-<master start time>``,
+with ``<base>`` ``/dev/shm`` (RAM) when writable, else the temporary directory. A new run has a
 new master, hence a new directory: files of a previous run never leak into its totals.
 Directories whose master is gone are removed when a run starts.
 
-**Files.** ``<slot>-<pid>.db``: an 8-byte header (bytes used), then entries
+**Against other local users.** ``<base>`` is shared (``/dev/shm`` is world-writable) and the
+names are predictable, so nothing there is trusted by name: ``mystocks-otel.<uid>`` is made
+with ``mkdir(0o700)`` (never ``exist_ok`` through a link), opened with
+``O_DIRECTORY | O_NOFOLLOW`` and checked with ``fstat`` (ours, mode 0700, a directory); the
+run directory inside is made and checked the same way, relative to that descriptor. Every
+file is then opened relative to the run directory's descriptor, without following links;
+the files we make are made with ``O_CREAT | O_EXCL | O_NOFOLLOW``, mode 0600. A path swapped
+after the check cannot redirect anything. When the base is a link, another user's, not a
+directory or not 0700, :class:`UnsafeDirectoryError` (one line naming the path and why) stops
+set-up: a server must not start with values another user could forge, nor fall back silently
+to single-process mode (each scrape would then answer for one worker).
+
+**Files.** ``<slot>-<pid>-<128-bit random id>.db``: its identity is the random id, never the
+PID alone (PIDs are reused: a replacement with a dead worker's PID makes a new file). An
+8-byte header (bytes used), then entries
 ``[u32 key length][u32 value count][key: JSON [metric, label values]][padding][doubles]``.
 Entries are only appended; values are written in place through a ``memoryview`` of the
 ``mmap`` (about 0.1 us): a worker killed by SIGKILL has already written every value it
@@ -30,6 +44,13 @@ for exemplar histograms, five numbers per bucket (trace id high/low, span id, va
 **Liveness.** Each worker holds an exclusive ``flock`` on its file for its lifetime; the
 kernel drops it when the process dies, however it dies. A reader that can take a shared
 lock on a file knows its writer is dead.
+
+**Dead workers' files are compacted** (:mod:`.merge`): the first scrape after a worker died
+folds its file into ``dead.totals`` (counters and histograms bucket by bucket, the latest
+exemplar of each bucket) under an exclusive ``flock`` of ``compact.lock``, written to a
+temporary name, renamed, then the folded files unlinked. Scrapes read under a shared lock of
+the same file, so they never count a file twice nor miss one. Disk use and a new worker's
+first scrape stay bounded however many workers died.
 
 **Merging** (:attr:`MetricSpec.multiprocess`): counters and histograms add up the files of
 every worker of the run, dead ones included, so totals never go backwards when a worker is
@@ -56,16 +77,16 @@ record-time write that survives SIGKILL. Its parts did not fit:
   bucket in the files too;
 - it renders through prometheus_client's own families, not our exposition.
 
-**Limits.** Files of dead workers stay on disk until the run ends (each is read once, when
-found dead, and folded into one in-memory total: scrape cost does not grow with replaced
-workers). Values are written without a lock between processes, so a scrape may see a
+**Limits.** Values are written without a lock between processes, so a scrape may see a
 histogram bucket a moment before its sum. Detection reads ``/proc`` (Linux); elsewhere, and
-under other servers (hypercorn, granian), each worker answers for itself.
+under other servers (hypercorn, granian), each worker answers for itself. Another local user
+who plants ``<base>/mystocks-otel.<uid>`` before the first run can stop multiprocess set-up
+(one line names the path; remove it), never forge a value.
 
 **Modules.** :mod:`.detection` (which server, which mode, the run directory),
 :mod:`.fileformat` (the mmap layout: this process's writer and any worker's reader),
 :mod:`.store` (this worker's slot and file, across ``fork()``) and :mod:`.merge` (every
-worker's files summed into one view at a scrape).
+worker's files summed into one view at a scrape; dead workers' files compacted).
 """
 
 from .detection import UnsafeDirectoryError

@@ -12,10 +12,11 @@ exemplar of each bucket; dead workers' gauges are dropped), under an exclusive `
 then unlinks the folded files. ``dead.totals`` names the files folded into it last, so a
 compaction that died between the rename and the unlinks is never counted twice (the next one
 unlinks them). One compaction folds at most :data:`BATCH` files (a backlog goes over
-several scrapes), so the list, and the time scrapes wait for the lock, stay bounded. A scrape holds a shared ``flock`` of ``compact.lock`` while it reads, so it
-sees the totals and the worker files of one state: before a compaction or after it, never
-both. A compaction never waits: when the lock is busy, the next scrape does it. Disk use and
-a new worker's first scrape are then bounded by the series, not by how many workers died.
+several scrapes), so the list, and the time scrapes wait for the lock, stay bounded. A
+scrape holds a shared ``flock`` of ``compact.lock`` while it reads, so it sees the totals
+and the worker files of one state: before a compaction or after it, never both. A
+compaction never waits: when the lock is busy, the next scrape does it. Disk use and a new
+worker's first scrape are then bounded by the series, not by how many workers died.
 """
 
 from __future__ import annotations
