@@ -89,7 +89,7 @@ who plants ``<base>/mystocks-otel.<uid>`` before the first run can stop multipro
 worker's files summed into one view at a scrape; dead workers' files compacted).
 """
 
+from .store import Store  # first: fcntl, POSIX only (ImportError elsewhere)
 from .detection import UnsafeDirectoryError
-from .store import Store
 
 __all__ = ["Store", "UnsafeDirectoryError"]

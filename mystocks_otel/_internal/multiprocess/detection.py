@@ -67,7 +67,8 @@ class UnsafeDirectoryError(RuntimeError):
     why. Raised from set-up; the server must not start with values it cannot trust."""
 
 
-_DIRECTORY_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+_DIRECTORY_FLAGS = (os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0)
+                    | getattr(os, "O_CLOEXEC", 0))  # (the store itself needs POSIX: fcntl)
 
 
 def base_directory() -> str:
