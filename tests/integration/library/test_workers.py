@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import signal
+import tempfile
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -203,3 +204,56 @@ def test_a_replacement_worker_with_the_dead_workers_pid_keeps_totals_exact(app_d
             assert m < 2000, f"the replacement {victim} served nothing: {again}"
         assert nine_scrapes(port, n + m) == [(n + m, n + m)] * 9, "PID reuse lost counts"
         print(f"PID {victim} reused after {attempts} attempt(s); N={n}, M={m}, {again}")
+
+
+def process_state(pid: int) -> str:
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        return f.read().rsplit(b")", 1)[1].split()[0].decode()
+
+
+@pytest.mark.skipif(os.geteuid() != 0,
+                    reason="planting as another user needs root (runuser -u nobody)")
+@pytest.mark.parametrize("plant", ["symlink", "directory"])
+def test_a_run_directory_planted_by_another_user_never_reaches_metrics(app_dir, plant):
+    """uvicorn --workers 2: before the workers start, user nobody plants a symbolic link (to
+    a root-owned sticky directory holding a forged dead worker's file: 5,000 orders) or a
+    directory of its own at the run directory's predictable path (``mystocks-otel-<master
+    pid>-<start time>`` under /dev/shm). Every scrape still says exactly N."""
+    from mystocks_otel._internal.multiprocess.detection import start_time
+    from test_multiprocess_hardening import as_nobody, forged_dead_worker_file
+
+    port = free_port()
+    env = base_env(app_dir, MYSTOCKS_OTEL_SYSTEM_METRICS="false", PYTHONWARNINGS="ignore",
+                   WORKERS_APP_ZERO_CODE="0")
+    sticky = tempfile.mkdtemp(prefix="mystocks-test-sticky-", dir="/dev/shm")
+    os.chmod(sticky, 0o1777)
+    forged = forged_dead_worker_file()
+    # the master stops itself before it becomes uvicorn (exec keeps its PID and start
+    # time): the other user knows the path and plants there first
+    argv_ = ["sh", "-c", 'kill -STOP $$; exec "$@"', "sh",
+             *uvicorn_argv("workers_app:app", port, "--workers", "2", instrument=False)]
+    predictable = None
+    try:
+        with run_process(argv_, app_dir, env) as proc:
+            master = proc.proc.pid
+            wait_until(lambda: process_state(master) == "T", what="the master stopped")
+            predictable = f"/dev/shm/mystocks-otel-{master}-{start_time(master)}"
+            if plant == "symlink":
+                as_nobody(f"cat > {sticky}/0-1.db && ln -s {sticky} {predictable}", forged)
+            else:
+                as_nobody(f"mkdir -m 777 {predictable} && cat > {predictable}/0-1.db", forged)
+            os.kill(master, signal.SIGCONT)
+            proc.wait_port(port, timeout=30)
+            wait_until(lambda: proc.output().count("mystocks-otel metrics:") >= 2 or None,
+                       what="two start-up lines", proc=proc.proc)
+            assert proc.output().count("multiprocess mode: workers of") == 2, proc.output()
+            n, _ = send_until_spread(port, at_least=30)
+            assert nine_scrapes(port, n) == [(n, n)] * 9
+            if plant == "symlink":
+                assert os.listdir(sticky) == ["0-1.db"]  # nothing of ours went there
+    finally:
+        if predictable and os.path.islink(predictable):
+            os.unlink(predictable)
+        elif predictable:
+            shutil.rmtree(predictable, ignore_errors=True)
+        shutil.rmtree(sticky, ignore_errors=True)
