@@ -73,8 +73,13 @@ def flush_on_shutdown(app) -> None:
 
     @asynccontextmanager
     async def lifespan(app_):
+        # uvicorn binds the app's port right after start-up: the standalone port waits for it
+        # (so that the app's port wins a clash; see standalone.MetricsPort).
+        standalone.lifespan_starting()
         async with original(app_) as state:
+            standalone.lifespan_ready()
             yield state
+        standalone.lifespan_ended()  # a worker's standalone port hands over to the others
         # On a daemon thread with a bounded wait: a hung Collector must not hold shutdown.
         flusher = threading.Thread(target=_flush_quietly, name="mystocks-otel-flush", daemon=True)
         flusher.start()
@@ -116,15 +121,23 @@ def span_excluded_urls(settings: config.Settings) -> str:
 
 
 def serve_metrics_port(settings: config.Settings) -> None:
-    """OTEL_EXPORTER_PROMETHEUS_PORT: the endpoints on their own port (once per process)."""
+    """OTEL_EXPORTER_PROMETHEUS_PORT: the endpoints on their own port (once per process).
+
+    Bound once the app's server listens, never over the app's own port (one line says so). With
+    several workers (multiprocess mode), every worker binds it with SO_REUSEPORT and answers with
+    the merged view, so the port outlives any one worker.
+    """
     if not settings.prometheus_port or "prometheus" not in settings.metrics_exporters:
         return
+    current = state.provider()
+    workers = getattr(current, "multiprocess", None) is not None
     try:
         standalone.serve(settings.prometheus_host, settings.prometheus_port,
-                         settings.metrics_path or endpoints.DEFAULT_PATH, settings.metrics_token)
-    except OSError as exc:  # e.g. a second worker: the first one serves the port
-        _log.warning("mystocks-otel: cannot bind the metrics port %s:%s: %s",
-                     settings.prometheus_host, settings.prometheus_port, exc)
+                         settings.metrics_path or endpoints.DEFAULT_PATH, settings.metrics_token,
+                         reuse_port=workers)
+    except OSError as exc:  # the host name does not resolve, for one
+        _log.warning("mystocks-otel: OTEL_EXPORTER_PROMETHEUS_PORT=%s: cannot serve on %s: %s",
+                     settings.prometheus_port, settings.prometheus_host, exc)
 
 
 def setup_telemetry(app, *, engines=(), tracer_provider=None, settings: config.Settings | None = None,

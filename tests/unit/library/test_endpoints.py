@@ -151,6 +151,8 @@ def metrics_port():
         port = free_port()
         handle = setup_telemetry(app, metrics_token=TOKEN, prometheus_port=port)
         assert handle.enabled
+        # no app server listens in this process: the port is bound after a short grace
+        assert state.metrics_server().bound.wait(10) and state.metrics_server().outcome == "serving"
         try:
             yield port
         finally:
