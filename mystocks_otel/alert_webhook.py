@@ -10,10 +10,18 @@ firing alerts by fingerprint and turns notifications into lifecycle events:
   firing-to-resolved time in ``mystocks_alert_resolution_duration_seconds``;
 * after every payload, ``mystocks_alert_active`` per severity = tracked firing alerts.
 
-The state is bounded (oldest evicted past ``max_tracked``) and forgets alerts not re-notified
+The state is bounded: past ``max_tracked``, the least important alerts go first (other and info,
+then warning, critical last; the least recently notified first within a severity), so a flood of
+minor alerts never pushes a firing critical out. It forgets alerts not re-notified
 for ``stale_after_seconds`` (a lost "resolved" must not leave an alert active forever:
 Alertmanager re-sends firing alerts every repeat_interval, at most 4h on the webhook routes).
 It is per process: under several workers, run the webhook in one of them.
+
+**Locked and bounded.** :func:`alert_webhook_router` refuses to build without a token unless
+told ``allow_unauthenticated=True``. The body is capped at :data:`MAX_BODY_BYTES` (413, checked
+from ``Content-Length`` and again while streaming, only after the token matched), and decoding,
+validation and bookkeeping run on a worker thread, so the event loop is never blocked by a large
+payload.
 
 FastAPI is the host app's dependency, so it is imported inside :func:`alert_webhook_router`.
 """
@@ -41,7 +49,9 @@ SEVERITIES = ("critical", "warning", "info")
 OTHER = "other"
 DEFAULT_MAX_TRACKED = 10_000
 DEFAULT_STALE_AFTER_SECONDS = 8 * 3600.0  # > 2 x the longest webhook repeat_interval (4h)
-MAX_BODY_BYTES = 10 * 1024 * 1024  # ~10,000 alerts; Alertmanager's max_alerts is 0 (all)
+MAX_BODY_BYTES = 1024 * 1024  # ~3,000 alerts in one notification; set max_alerts on the receiver
+#: Eviction order past max_tracked: the first severities go first.
+EVICTION_ORDER = (OTHER, "info", "warning", "critical")
 
 _RFC3339 = re.compile(r"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d+))?(Z|[+-]\d{2}:\d{2})", re.I)
 
@@ -169,12 +179,21 @@ class AlertTracker:
 
     def _forget(self, now: float) -> int:
         dropped = 0
-        while self._firing:
+        while self._firing:  # stale first, whatever their severity (least recently seen first)
             oldest = next(iter(self._firing.values()))
-            if len(self._firing) <= self.max_tracked and now - oldest.last_seen <= self.stale_after_seconds:
+            if now - oldest.last_seen <= self.stale_after_seconds:
                 break
             self._firing.popitem(last=False)
             dropped += 1
+        excess = len(self._firing) - self.max_tracked
+        for severity in EVICTION_ORDER:  # then over the limit, least important first
+            if excess <= 0:
+                break
+            victims = [fp for fp, tracked in self._firing.items() if tracked.alert.severity == severity]
+            for fingerprint in victims[:excess]:
+                del self._firing[fingerprint]
+            dropped += min(excess, len(victims))
+            excess -= len(victims)
         return dropped
 
 
@@ -186,14 +205,22 @@ def _duration(started: Alert, ended: Alert) -> float | None:
     return seconds if seconds >= 0 else None
 
 
-def alert_webhook_router(token: str | None = None, *, tracker: AlertTracker | None = None):
+def alert_webhook_router(token: str | None = None, *, allow_unauthenticated: bool = False,
+                         tracker: AlertTracker | None = None, max_body_bytes: int = MAX_BODY_BYTES):
     """A router with ``POST /alerts/webhook`` (not in the OpenAPI schema).
 
-    ``token``: when set, requests need ``Authorization: Bearer <token>`` (Alertmanager sends
-    it from ``credentials_file``, see alerts/alertmanager/README.md).
+    ``token``: requests need ``Authorization: Bearer <token>`` (Alertmanager sends it from
+    ``credentials_file``, see alerts/alertmanager/README.md). Without one, the router is not
+    built (ValueError) unless ``allow_unauthenticated=True`` says the webhook may be open to
+    anyone who can reach the app. Bodies over ``max_body_bytes`` get a 413.
     """
+    if not token and not allow_unauthenticated:
+        raise ValueError("alert_webhook_router: no token, so anyone who reaches the app could post "
+                         "alerts; pass token=... (Alertmanager's credentials_file) or "
+                         "allow_unauthenticated=True")
     from fastapi import APIRouter, Request
     from fastapi.responses import JSONResponse
+    from starlette.concurrency import run_in_threadpool
 
     router = APIRouter(include_in_schema=False)
     state = tracker if tracker is not None else AlertTracker()
@@ -201,16 +228,8 @@ def alert_webhook_router(token: str | None = None, *, tracker: AlertTracker | No
     def error(status: int, message: str, **headers: str) -> JSONResponse:
         return JSONResponse({"error": message}, status_code=status, headers=headers or None)
 
-    @router.post("/alerts/webhook")
-    async def alerts_webhook(request: Request):
-        if not bearer_matches(authorization(request.scope), token):
-            return error(401, "missing or wrong bearer token",
-                         **{"WWW-Authenticate": challenge("alerts")})
-        body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > MAX_BODY_BYTES:
-                return error(413, f"body larger than {MAX_BODY_BYTES} bytes")
+    def handle(body: bytes):
+        """Decode, validate and apply (on a worker thread: never on the event loop)."""
         try:
             payload = json.loads(body)
         except (ValueError, RecursionError):  # ValueError includes UnicodeDecodeError
@@ -220,6 +239,23 @@ def alert_webhook_router(token: str | None = None, *, tracker: AlertTracker | No
         except WebhookPayloadError as exc:
             return error(422, str(exc))
         return {"status": "ok", **state.apply(alerts)}
+
+    too_large = f"body larger than {max_body_bytes} bytes"
+
+    @router.post("/alerts/webhook")
+    async def alerts_webhook(request: Request):
+        if not bearer_matches(authorization(request.scope), token):
+            return error(401, "missing or wrong bearer token",
+                         **{"WWW-Authenticate": challenge("alerts")})
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > max_body_bytes:
+            return error(413, too_large)
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > max_body_bytes:
+                return error(413, too_large)
+        return await run_in_threadpool(handle, bytes(body))
 
     router.alert_tracker = state  # for the host app's introspection and tests
     return router
