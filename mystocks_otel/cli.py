@@ -27,7 +27,7 @@ def _list(args) -> int:
 
 
 def _check_config(args) -> int:
-    from .config import ConfigError, describe
+    from .config import ConfigError, advisories, advisory_line, describe
 
     try:
         rows = describe()
@@ -35,7 +35,11 @@ def _check_config(args) -> int:
         print(f"mystocks-otel: configuration error: {error}", file=sys.stderr)
         return 2
     print(table([("variable", "value", "source"), *rows]))
-    print("configuration OK")
+    warnings = advisories()
+    for variable, problem in warnings:  # read by the SDK, which drops or ignores them
+        print("warning: " + advisory_line(variable, problem).removeprefix("mystocks-otel: "))
+    print(f"configuration OK ({len(warnings)} warning{'s' if len(warnings) != 1 else ''})"
+          if warnings else "configuration OK")
     return 0
 
 

@@ -259,3 +259,123 @@ def _shown(field_name: str, value: object) -> str:
     if isinstance(value, tuple):
         return ",".join(value) or "none"
     return str(value)
+
+
+# -- advisories: settings the OpenTelemetry SDK reads itself ----------------------------------
+# The SDK drops a malformed value of these with a warning, or silently (the specification asks
+# implementations to ignore an invalid value and keep going), so they never stop start-up:
+# ``check-config`` lists each, and the first set-up warns once per variable.
+
+_SIGNALS = ("", "METRICS_", "TRACES_", "LOGS_")
+_OTLP_SETTINGS = ("ENDPOINT", "HEADERS", "TIMEOUT", "COMPRESSION", "CERTIFICATE", "CLIENT_KEY",
+                  "CLIENT_CERTIFICATE", "PROTOCOL", "INSECURE")
+KNOWN_OTLP_VARIABLES = frozenset(
+    {f"OTEL_EXPORTER_OTLP_{signal}{name}" for signal in _SIGNALS for name in _OTLP_SETTINGS}
+    | {"OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE",
+       "OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION"})
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_RESOURCE_KEY = re.compile(r"[\x21-\x7e]+")
+
+
+def _advise_otlp(variable: str, raw: str) -> str | None:
+    setting = variable.removeprefix("OTEL_EXPORTER_OTLP_")
+    for signal in _SIGNALS[1:]:
+        setting = setting.removeprefix(signal)
+    value = raw.strip()
+    if variable not in KNOWN_OTLP_VARIABLES:
+        return "not an OTLP exporter variable (a typo?); it is ignored"
+    if setting == "ENDPOINT":
+        from urllib.parse import urlsplit
+
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 - raises on a bad port
+        except ValueError:
+            parts = None
+        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+            return "expected an http:// or https:// URL, e.g. http://collector:4318"
+    elif setting == "HEADERS":
+        parts = [part for part in value.split(",") if part.strip()]
+        bad = [part for part in parts
+               if "=" not in part or not _HEADER_NAME.fullmatch(part.partition("=")[0].strip())]
+        if bad:  # never shown: a header may hold a credential
+            return (f"expected comma-separated name=value pairs (values URL-encoded); the SDK "
+                    f"drops {len(bad)} malformed pair(s)")
+    elif setting == "TIMEOUT":
+        try:
+            number = float(value)
+        except ValueError:
+            number = float("nan")
+        if not (math.isfinite(number) and number > 0):
+            return "expected a positive number (the SDK uses its default, 10 s)"
+    elif setting == "COMPRESSION":
+        if value.lower() not in ("gzip", "deflate", "none"):
+            return "expected gzip, deflate or none"
+    elif setting in ("CERTIFICATE", "CLIENT_KEY", "CLIENT_CERTIFICATE"):
+        if not os.path.isfile(value):
+            return "expected the path of a readable file; none is there"
+    elif setting == "INSECURE":
+        if value.lower() not in ("true", "false"):
+            return "expected true or false"
+    elif setting == "METRICS_TEMPORALITY_PREFERENCE":
+        if value.lower() not in ("cumulative", "delta", "lowmemory"):
+            return "expected cumulative, delta or lowmemory"
+    return None
+
+
+def _advise_resource(raw: str) -> str | None:
+    bad = []
+    for part in raw.split(","):
+        if not part.strip():
+            continue
+        key, sep, _value = part.partition("=")
+        if not sep or not _RESOURCE_KEY.fullmatch(key.strip()):
+            bad.append(part.strip())
+    if bad:
+        return (f"expected comma-separated key=value pairs; the SDK drops {len(bad)} malformed "
+                f"one(s), e.g. {bad[0][:40]!r}")
+    return None
+
+
+def _advise_host(raw: str) -> str | None:
+    import socket
+
+    try:
+        socket.getaddrinfo(raw.strip(), None, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (OSError, UnicodeError) as error:
+        return f"does not resolve ({error}); the standalone metrics port cannot be served"
+    return None
+
+
+def advisories(environ: Mapping[str, str] | None = None) -> list[tuple[str, str]]:
+    """``(variable, what is wrong)`` for each setting the SDK reads itself and would drop or
+    ignore: ``OTEL_EXPORTER_OTLP_*``, ``OTEL_RESOURCE_ATTRIBUTES``, and an unresolvable
+    ``OTEL_EXPORTER_PROMETHEUS_HOST``. Never raises."""
+    env = os.environ if environ is None else environ
+    found: list[tuple[str, str]] = []
+    for variable in sorted(env):
+        raw = env.get(variable) or ""
+        if not raw.strip():
+            continue
+        try:
+            if variable.startswith("OTEL_EXPORTER_OTLP_"):
+                problem = _advise_otlp(variable, raw)
+            elif variable == "OTEL_RESOURCE_ATTRIBUTES":
+                problem = _advise_resource(raw)
+            elif variable == "OTEL_EXPORTER_PROMETHEUS_HOST" and env.get("OTEL_EXPORTER_PROMETHEUS_PORT"):
+                problem = _advise_host(raw)
+            else:
+                problem = None
+        except Exception as error:  # noqa: BLE001 - an advisory never stops anything
+            problem = f"could not be checked: {error}"
+        if problem:
+            found.append((variable, problem))
+    return found
+
+
+def advisory_line(variable: str, problem: str, environ: Mapping[str, str] | None = None) -> str:
+    """One line naming the variable (its value too, unless it may hold a secret)."""
+    env = os.environ if environ is None else environ
+    secret = "HEADERS" in variable or "KEY" in variable
+    shown = "(hidden)" if secret else repr((env.get(variable) or "")[:80])
+    return f"mystocks-otel: {variable}={shown}: {problem}"

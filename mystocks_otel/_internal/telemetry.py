@@ -162,6 +162,8 @@ def setup_telemetry(app, *, engines=(), tracer_provider=None, settings: config.S
         handle = Telemetry(app, None, settings)
     else:
         current = runtime.current()
+        if current is None:
+            warn_about_sdk_settings()
         if tracer_provider is None and current is None:
             tracer_provider = build_tracer_provider(settings)
         rt = runtime.start(settings, engines, tracer_provider)
@@ -171,6 +173,15 @@ def setup_telemetry(app, *, engines=(), tracer_provider=None, settings: config.S
         handle = Telemetry(app, rt, rt.settings)
     app.state.mystocks_telemetry = handle
     return handle
+
+
+def warn_about_sdk_settings() -> list[str]:
+    """One warning line per OTEL_* variable the SDK reads itself and would drop or ignore
+    (``mystocks-otel check-config`` lists the same); returns the lines."""
+    lines = [config.advisory_line(variable, problem) for variable, problem in config.advisories()]
+    for line in lines:
+        _log.warning(line)
+    return lines
 
 
 def warn_if_different(settings: config.Settings, tracer_provider=None) -> list[str]:
