@@ -45,6 +45,7 @@ import errno
 import http.client
 import io
 import logging
+import os
 import socket
 import threading
 import time
@@ -89,10 +90,12 @@ class _Connection:
 class MetricsServer:
     """The listening socket and the loop thread that serves it (:meth:`shutdown` stops both)."""
 
-    def __init__(self, host: str, port: int, prefix: str, token: str | None, *, reuse_port: bool = False):
+    def __init__(self, host: str, port: int, prefix: str, token: str | None, *,
+                 reuse_port: bool = False, listener: socket.socket | None = None):
         self.prefix = prefix
         self.token = token
-        self.socket = _listen(host, port, reuse_port)
+        self.socket = listener if listener is not None else _listen(host, port, reuse_port)
+        self.socket.setblocking(False)
         self.server_address = self.socket.getsockname()
         self._loop = asyncio.new_event_loop()
         self._render = ThreadPoolExecutor(RENDER_THREADS, thread_name_prefix="mystocks-otel-render")
@@ -110,8 +113,11 @@ class MetricsServer:
         try:
             self._loop.run_forever()
         finally:
-            for task in asyncio.all_tasks(self._loop):
+            tasks = asyncio.all_tasks(self._loop)
+            for task in tasks:
                 task.cancel()
+            if tasks:  # let them close their connections before the loop goes
+                self._loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
             self._loop.close()
 
     async def _accept_forever(self) -> None:
@@ -316,9 +322,11 @@ class MetricsPort:
     :class:`MetricsServer` once bound (None before, or when the port could not be had).
     """
 
-    def __init__(self, host: str, port: int, prefix: str, token: str | None, *, reuse_port: bool):
+    def __init__(self, host: str, port: int, prefix: str, token: str | None, *, reuse_port: bool = False,
+                 run: tuple[int, str] | None = None):
         self.host, self.port, self.prefix, self.token = host, port, prefix, token
         self.reuse_port = reuse_port
+        self.run = run  # (master pid, master start time): workers share one socket (port_keeper)
         self.server: MetricsServer | None = None
         self.outcome: str | None = None  # "serving", or why not
         self.bound = threading.Event()  # set once decided, bound or not
@@ -375,8 +383,14 @@ class MetricsPort:
                     _log.warning(self.outcome)
                     return
                 try:
+                    listener = None
+                    if self.run is not None and self.run[0] != os.getpid():
+                        from . import port_keeper
+
+                        listener = port_keeper.shared_listener(
+                            *self.run, self.port, lambda: _listen(self.host, self.port, False))
                     self.server = MetricsServer(self.host, self.port, self.prefix, self.token,
-                                                reuse_port=self.reuse_port)
+                                                reuse_port=self.reuse_port, listener=listener)
                 except OSError as error:
                     in_use = error.errno == errno.EADDRINUSE
                     self.outcome = (f"mystocks-otel: {VARIABLE}={self.port}: cannot bind "
@@ -388,7 +402,7 @@ class MetricsPort:
                 self.outcome = "serving"
                 _log.info("mystocks-otel: serving %s on %s:%s%s", self.prefix, self.host,
                           self.server.server_address[1],
-                          " (SO_REUSEPORT: every worker serves it)" if self.reuse_port else "")
+                          " (one socket for every worker of the run)" if self.run else "")
             finally:
                 self.bound.set()
 
@@ -397,7 +411,7 @@ class MetricsPort:
         at once and finish the answers under way (a connection left in a closed socket's
         queue is reset by the kernel, so the earlier the better)."""
         server = self.server
-        if server is not None and self.reuse_port:
+        if server is not None and (self.reuse_port or self.run is not None):
             server.stop_accepting(drain_seconds)
 
     def shutdown(self) -> None:
@@ -413,12 +427,13 @@ class MetricsPort:
 
 
 def serve(host: str, port: int, prefix: str = endpoints.DEFAULT_PATH, token: str | None = None, *,
-          reuse_port: bool = False, wait_for_app: bool = True) -> MetricsPort:
+          reuse_port: bool = False, run: tuple[int, str] | None = None,
+          wait_for_app: bool = True) -> MetricsPort:
     """The process's standalone port (once per process): bound now when the app's server already
     listens (workers), else once it does (``wait_for_app``; :class:`MetricsPort`)."""
 
     def start() -> MetricsPort:
-        handle = MetricsPort(host, port, prefix, token, reuse_port=reuse_port)
+        handle = MetricsPort(host, port, prefix, token, reuse_port=reuse_port, run=run)
         if wait_for_app:
             return handle.start()
         handle.bind()

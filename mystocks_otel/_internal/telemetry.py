@@ -124,17 +124,22 @@ def serve_metrics_port(settings: config.Settings) -> None:
     """OTEL_EXPORTER_PROMETHEUS_PORT: the endpoints on their own port (once per process).
 
     Bound once the app's server listens, never over the app's own port (one line says so). With
-    several workers (multiprocess mode), every worker binds it with SO_REUSEPORT and answers with
-    the merged view, so the port outlives any one worker.
+    several workers (multiprocess mode), every worker accepts from one listening socket that a
+    keeper process holds for the run (:mod:`.port_keeper`), with the merged view, so the port
+    outlives any one worker.
     """
     if not settings.prometheus_port or "prometheus" not in settings.metrics_exporters:
         return
-    current = state.provider()
-    workers = getattr(current, "multiprocess", None) is not None
+    store = getattr(state.provider(), "multiprocess", None)
+    run = None
+    if store is not None:
+        from .multiprocess.detection import start_time
+
+        run = (store.master, start_time(store.master))
     try:
         standalone.serve(settings.prometheus_host, settings.prometheus_port,
                          settings.metrics_path or endpoints.DEFAULT_PATH, settings.metrics_token,
-                         reuse_port=workers)
+                         run=run)
     except OSError as exc:  # the host name does not resolve, for one
         _log.warning("mystocks-otel: OTEL_EXPORTER_PROMETHEUS_PORT=%s: cannot serve on %s: %s",
                      settings.prometheus_port, settings.prometheus_host, exc)

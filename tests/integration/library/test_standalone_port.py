@@ -166,9 +166,6 @@ def test_500_parallel_scrapes_all_answer(tmp_path):
 
 # -- row 5: gunicorn -w 3 --max-requests 40 ------------------------------------------------------
 
-@pytest.mark.xfail(reason="SO_REUSEPORT in every worker still leaves the port unserved while every "
-                   "worker is booting at once (measured 58-98% depending on machine load); a "
-                   "port keeper that outlives workers is not built yet", strict=False)
 def test_the_port_stays_reachable_through_gunicorn_worker_recycling(tmp_path):
     shutil.copy(WORKERS_APP, tmp_path / "workers_app.py")
     port, metrics = free_port(), free_port()
