@@ -134,7 +134,7 @@ def _seconds(name: str, raw: str, low: float, high: float) -> float:
     except ValueError:
         value = float("nan")
     if not (math.isfinite(value) and low <= value <= high):
-        raise ConfigError(name, raw, f"a number of seconds from {_num(low)} to {_num(high)}, "
+        raise ConfigError(name, raw, f"a positive number of seconds from {_num(low)} to {_num(high)}, "
                                      f"e.g. {_EXAMPLES.get(name, 0.5)}")
     return value
 

@@ -24,12 +24,12 @@ endpoints is a heavy dependency. Here an idle connection costs a descriptor and 
 - every answer says ``Connection: close`` and the connection is closed after it, so a body sent
   with a GET is never read as a second request.
 
-**Several workers.** Under uvicorn ``--workers`` or gunicorn, every worker binds the port with
-``SO_REUSEPORT`` and serves the merged multiprocess view, so the port answers while any worker
-lives, through recycling. Linux lets a socket join a ``SO_REUSEPORT`` group only when it belongs
-to the same effective user as the group's first socket: another local user cannot join it. In a
-single process, ``SO_REUSEPORT`` is not set (a second process of ours on the same port fails to
-bind and says so, instead of silently sharing the port).
+**Several workers.** Under uvicorn ``--workers`` or gunicorn (multiprocess mode), the workers of
+a run share one listening socket, as they share the app's: the first worker to bind it starts a
+keeper process that holds it for the rest of the run and hands it to every later worker
+(:mod:`.port_keeper`). Every live worker accepts from it and answers with the merged view; while
+every worker is being replaced, scrapes wait in its queue instead of being refused. The socket is
+bound without ``SO_REUSEPORT``: no other process, of this user or another, can share the port.
 
 **The app's port wins.** The port is bound once the app's server listens (uvicorn binds after
 the lifespan's start-up, so the binder waits for that), and never on a port this process already
