@@ -54,7 +54,8 @@ def redis_url(session_servers) -> str:
 
 @pytest.fixture(scope="session")
 def postgres_url(session_servers) -> str:
-    """DATABASE_URL, else the session's throwaway PostgreSQL cluster (user postgres, trust auth,
+    """DATABASE_URL, else the session's throwaway PostgreSQL cluster (user postgres with a generated
+    password in the URL: scram-sha-256, as the stack's,
     database test, as on the shared one). Tests may create their own databases in it."""
     if url := os.environ.get("DATABASE_URL"):
         import sqlalchemy

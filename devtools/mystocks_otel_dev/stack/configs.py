@@ -27,6 +27,9 @@ LOCAL_DIFFERENCES: tuple[tuple[str, str, str], ...] = (
      "Prometheus 3.x takes the Collector's copy"),
     ("Collector", "every listen address", "127.0.0.1 and free ports instead of 0.0.0.0 defaults"),
     ("Alertmanager", "two peers gossiping on loopback", "compose runs the same pair"),
+    ("Alertmanager", "basic auth on its HTTP API (--web.config.file); Prometheus sends it",
+     "on a shared machine another local user must not silence alerts: the stack's owner holds "
+     "the password in a 0600 file (README, Security)"),
     ("Alertmanager", "every receiver's URL, the SMTP smarthost and the secrets",
      "the notification sink (one path per receiver) instead of Slack, PagerDuty and SMTP"),
 )
@@ -34,13 +37,18 @@ LOCAL_DIFFERENCES: tuple[tuple[str, str, str], ...] = (
 
 def prometheus_config(base: dict, *, replica: str, targets: dict[str, list[str]],
                       rule_files: list[str], alertmanagers: list[str],
-                      remote_write_url: str | None) -> dict:
-    """compose's Prometheus config with the stack's targets, paths and replica label."""
+                      remote_write_url: str | None, alertmanager_auth: dict | None = None) -> dict:
+    """compose's Prometheus config with the stack's targets, paths and replica label.
+
+    ``alertmanager_auth`` (``{"username": ..., "password_file": ...}``) is the basic auth that
+    Prometheus sends to Alertmanager, for its alerts and for scraping it."""
     config = copy.deepcopy(base)
     config.setdefault("global", {}).setdefault("external_labels", {})["replica"] = replica
     config["rule_files"] = rule_files
     alerting = config.setdefault("alerting", {})
     alerting["alertmanagers"] = [{"static_configs": [{"targets": alertmanagers}]}]
+    if alertmanager_auth:
+        alerting["alertmanagers"][0]["basic_auth"] = dict(alertmanager_auth)
     # Both replicas send the same alerts: without their replica label, Alertmanager sees one
     # alert and deduplicates (compose's file must say the same; tests/integration/stack checks it).
     relabel = {"action": "labeldrop", "regex": "replica"}
@@ -53,6 +61,10 @@ def prometheus_config(base: dict, *, replica: str, targets: dict[str, list[str]]
     for name in sorted(missing):
         config.setdefault("scrape_configs", []).append(
             {"job_name": name, "static_configs": [{"targets": targets[name]}]})
+    if alertmanager_auth:
+        for job in config.get("scrape_configs", []):
+            if job["job_name"] == "alertmanager":
+                job["basic_auth"] = dict(alertmanager_auth)
     if remote_write_url is not None:
         writes = config.get("remote_write") or [{}]
         config["remote_write"] = [{**write, "url": remote_write_url} for write in writes]

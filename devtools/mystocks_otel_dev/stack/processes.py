@@ -14,7 +14,8 @@ Redis, PostgreSQL, the Collector, VictoriaMetrics or the notification sink go th
   a TCP port accepting connections. A child that exits while starting fails at once, with
   the tail of its log.
 - Stopping is identity-checked: a pid is signalled only while ``/proc/<pid>/stat`` still
-  shows the start time recorded at spawn, so a recycled pid is never hit. The group gets
+  shows the start time recorded at spawn and ``/proc/<pid>/exe`` the same program, so a
+  recycled pid is never hit (``stack status`` shows it down, ``stack down`` leaves it alone). The group gets
   the spec's stop signal (SIGTERM; PostgreSQL's fast shutdown is SIGINT), then SIGKILL.
 - ``save()`` writes what runs to ``<workdir>/state.json`` and ``Processes.attach(workdir)``
   reads it back, so ``stack status`` and ``stack down`` work across CLI invocations;
@@ -65,9 +66,18 @@ def port_open(port: int, host: str = "127.0.0.1", timeout: float = 0.3) -> bool:
         return False
 
 
-def http_ok(url: str, timeout: float = 2.0) -> bool:
+def basic_auth_header(auth_file: str | Path) -> dict[str, str]:
+    """``{"Authorization": "Basic ..."}`` from a ``user:password`` file (the stack's 0600 one)."""
+    import base64
+
+    token = base64.b64encode(Path(auth_file).read_text().strip().encode()).decode()
+    return {"Authorization": f"Basic {token}"}
+
+
+def http_ok(url: str, timeout: float = 2.0, auth_file: str | Path | None = None) -> bool:
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
+        request = urllib.request.Request(url, headers=basic_auth_header(auth_file) if auth_file else {})
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             return 200 <= response.status < 300
     except (OSError, ValueError):
         return False
@@ -104,6 +114,53 @@ def start_time(pid: int) -> int | None:
     return int(fields[19])
 
 
+def write_private(path: Path, text: str, user: str | None = None) -> Path:
+    """Write ``text`` to a new file of mode 0600 (never readable by another user, not even for
+    an instant), owned by ``user`` when root; replaces an existing file."""
+    path = Path(path)
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+    if user and os.geteuid() == 0:
+        shutil.chown(path, user, user)
+    return path
+
+
+def bcrypt_hash(password: str, cost: int = 10) -> str:
+    """A ``$2b$`` bcrypt hash (what Prometheus' and Alertmanager's ``--web.config.file`` take),
+    through the system's libcrypt (libxcrypt): no Python package needed."""
+    import ctypes
+    import ctypes.util
+
+    lib = ctypes.CDLL(ctypes.util.find_library("crypt") or "libcrypt.so.1")
+    lib.crypt_gensalt.restype = ctypes.c_char_p
+    lib.crypt_gensalt.argtypes = [ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p, ctypes.c_int]
+    lib.crypt.restype = ctypes.c_char_p
+    lib.crypt.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
+    salt = lib.crypt_gensalt(b"$2b$", cost, None, 0)
+    hashed = lib.crypt(password.encode(), salt) if salt else None
+    if not hashed or not hashed.startswith(b"$2b$"):
+        raise ProcessError("libcrypt cannot make bcrypt hashes (needs libxcrypt, Debian's libcrypt1)")
+    return hashed.decode()
+
+
+def web_config(path: Path, user: str, password: str) -> Path:
+    """An exporter-toolkit ``--web.config.file`` (Prometheus, Alertmanager): basic auth for
+    ``user``, mode 0600."""
+    return write_private(path, f"basic_auth_users:\n  {user}: '{bcrypt_hash(password)}'\n")
+
+
+def executable(pid: int) -> str | None:
+    """The program the process runs (/proc/<pid>/exe; " (deleted)" after an upgrade dropped),
+    or None when there is no such process or it is not ours to look at. Not its command line:
+    redis-server and PostgreSQL's children rewrite theirs."""
+    try:
+        return os.readlink(f"/proc/{pid}/exe").removesuffix(" (deleted)")
+    except OSError:
+        return None
+
+
 def which(name: str) -> str | None:
     """A binary on PATH, or in /usr/bin, /usr/sbin (root's PATH may lack them)."""
     return shutil.which(name) or next(
@@ -130,6 +187,7 @@ class Spec:
     ports: list[int] = field(default_factory=list)  # other ports it binds
     ready_url: str | None = None  # readiness: this URL answers 2xx
     ready_argv: list[str] | None = None  # readiness: this command exits 0 (pg_isready)
+    auth_file: str = ""  # a 0600 ``user:password`` file: readiness (and the stack's checks) use basic auth
     env: dict[str, str] = field(default_factory=dict)  # on top of os.environ (inherit_env) or alone
     inherit_env: bool = True  # False: the child sees only ``env`` (a test's clean environment)
     cwd: str | None = None
@@ -149,18 +207,21 @@ class Process(Spec):
 
     pid: int | None = None
     started: int | None = None  # /proc start time of pid at spawn
+    exe: str = ""  # /proc/<pid>/exe at spawn ("" in older state files: not compared)
     log: str = ""
     state: str = "new"  # new, starting, up, failed, stopped
 
     def alive(self) -> bool:
-        """Still the process we started (same pid and start time) and not a zombie."""
-        return bool(self.pid) and self.started is not None and start_time(self.pid) == self.started
+        """Still the process we started (same pid, start time and program), not a zombie."""
+        if not self.pid or self.started is None or start_time(self.pid) != self.started:
+            return False
+        return not self.exe or executable(self.pid) == self.exe
 
     def ready(self) -> bool:
         if not self.alive():
             return False
         if self.ready_url:
-            return http_ok(self.ready_url)
+            return http_ok(self.ready_url, auth_file=self.auth_file or None)
         if self.ready_argv:
             return subprocess.run(self.ready_argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                   timeout=10).returncode == 0
@@ -289,8 +350,12 @@ class Processes:
         return procs
 
     def save(self) -> None:
+        """The state (commands, environments: a database password) in a 0600 file."""
         state = {"failed": self.failed, "components": [asdict(c) for c in self.children]}
-        (self.workdir / STATE_FILE).write_text(json.dumps(state, indent=2))
+        path = self.workdir / STATE_FILE
+        tmp = self.workdir / (STATE_FILE + ".new")
+        write_private(tmp, json.dumps(state, indent=2))
+        os.replace(tmp, path)
 
     def _changed(self) -> None:
         if self.state_file:
@@ -338,6 +403,7 @@ class Processes:
                                      **user_args)
         proc.pid, proc.state = child.pid, "starting"
         proc.started = start_time(child.pid)
+        proc.exe = executable(child.pid) or ""  # Popen returns after the exec: the new program
         _CHILDREN[child.pid] = child
         self._changed()
         if wait:
@@ -437,13 +503,20 @@ def private_dir(prefix: str, user: str | None = None) -> Path:
 
 
 def postgres_server(port: int | None = None, *, name: str = "postgresql", database: str = "postgres",
-                    bindir: Path | None = None) -> Spec:
-    """A throwaway PostgreSQL cluster: initdb (trust, no fsync) then the postmaster itself.
+                    bindir: Path | None = None, password: str | None = None) -> Spec:
+    """A throwaway PostgreSQL cluster: initdb (no fsync) then the postmaster itself.
+
+    Superuser ``postgres`` with a generated password (``password`` to choose it): every
+    connection, TCP on 127.0.0.1 or the unix socket, is ``scram-sha-256``, so another local
+    user cannot log in (and run ``COPY ... FROM PROGRAM`` as the server's OS user). The URL
+    carries the password; the password file initdb read stays in the cluster's directory, 0600.
 
     As root it runs as the ``postgres`` user, in a private 0700 directory of its own outside
     the workdir (pytest's tmp dirs are 0700 root's), which is also its unix socket directory.
     ``cleanup()`` removes it.
     """
+    import secrets
+
     bindir = bindir or postgres_bindir()
     if bindir is None:
         raise ProcessError("PostgreSQL binaries not found under /usr/lib/postgresql (apt-get install postgresql)")
@@ -455,17 +528,20 @@ def postgres_server(port: int | None = None, *, name: str = "postgresql", databa
             raise ProcessError("running as root needs the postgres user (apt-get install postgresql)") from None
         user = "postgres"
     port = port or free_port()
+    password = password or secrets.token_hex(16)
     home = private_dir("mystocks-pg-", user)
     data = home / "data"
+    pwfile = write_private(home / "password", password + "\n", user)
     return Spec(name, [str(bindir / "postgres"), "-D", str(data), "-c", "listen_addresses=127.0.0.1",
                        "-p", str(port), "-k", str(home), "-c", "fsync=off", "-c", "full_page_writes=off",
                        "-c", "synchronous_commit=off"],
-                url=f"postgresql://postgres@127.0.0.1:{port}/{database}", port=port,
+                url=f"postgresql://postgres:{password}@127.0.0.1:{port}/{database}", port=port,
                 ready_argv=[str(bindir / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(port),
                             "-U", "postgres", "-d", "postgres"],
                 user=user, data_dir=str(home), creates=str(data), cwd=str(home),
-                prepare=[[str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres",
-                          "--no-sync", "-E", "UTF8", "--locale=C"]],
+                env={"PGPASSFILE": "/dev/null", "PGPASSWORD": password},  # createdb's; never in argv
+                prepare=[[str(bindir / "initdb"), "-D", str(data), "-A", "scram-sha-256",
+                          f"--pwfile={pwfile}", "-U", "postgres", "--no-sync", "-E", "UTF8", "--locale=C"]],
                 then=[] if database == "postgres" else [[str(bindir / "createdb"), "-h", "127.0.0.1",
                                                           "-p", str(port), "-U", "postgres", database]],
                 stop_signal=signal.SIGINT, start_timeout=120)
@@ -485,8 +561,12 @@ def prometheus(config_file: Path, data_dir: Path, port: int | None = None, *flag
 
 def alertmanager(config_file: Path, data_dir: Path, port: int | None = None, *flags: str,
                  name: str = "alertmanager", cluster_port: int | None = None,
-                 peers: list[int] = (), binary: str | None = None) -> Spec:
-    """Alertmanager alone (no gossip), or a cluster peer when ``cluster_port`` is given."""
+                 peers: list[int] = (), binary: str | None = None, web_config_file: Path | None = None,
+                 auth_file: Path | None = None) -> Spec:
+    """Alertmanager alone (no gossip), or a cluster peer when ``cluster_port`` is given.
+
+    ``web_config_file`` (see :func:`web_config`) puts every endpoint, the silences API too,
+    behind basic auth; ``auth_file`` is the matching ``user:password`` file readiness uses."""
     port = port or free_port()
     binary = binary or which("prometheus-alertmanager") or which("alertmanager")
     if binary is None:
@@ -498,11 +578,12 @@ def alertmanager(config_file: Path, data_dir: Path, port: int | None = None, *fl
                    *(f"--cluster.peer=127.0.0.1:{p}" for p in peers)]
     else:
         cluster = ["--cluster.listen-address="]
+    web = [f"--web.config.file={web_config_file}"] if web_config_file else []
     return Spec(name, [binary, f"--config.file={config_file}", f"--storage.path={data_dir}",
                        f"--web.listen-address=127.0.0.1:{port}", f"--web.external-url={url}",
-                       *cluster, *flags],
+                       *web, *cluster, *flags],
                 url=url, port=port, ports=[cluster_port] if cluster_port else [],
-                ready_url=f"{url}/-/ready", start_timeout=30)
+                ready_url=f"{url}/-/ready", auth_file=str(auth_file or ""), start_timeout=30)
 
 
 def otel_collector(binary: str, config_files: list[Path], env: dict[str, str], port: int,
@@ -512,13 +593,26 @@ def otel_collector(binary: str, config_files: list[Path], env: dict[str, str], p
                 url=f"http://127.0.0.1:{port}", port=port, ports=list(ports), env=env, start_timeout=30)
 
 
+#: VictoriaMetrics' destructive and admin endpoints, each locked by an ``authKey`` when
+#: :func:`victoriametrics` gets ``auth_key_file`` (delete_series, snapshots, merges, caches,
+#: reloads, profiles, its flags and config). Writes, queries and force_flush stay open.
+VICTORIAMETRICS_AUTH_KEYS = ("deleteAuthKey", "snapshotAuthKey", "forceMergeAuthKey", "search.resetCacheAuthKey",
+                             "reloadAuthKey", "pprofAuthKey", "flagsAuthKey", "configAuthKey")
+
+
 def victoriametrics(binary: str, data_dir: Path, port: int | None = None, *flags: str,
-                    name: str = "victoriametrics") -> Spec:
-    """VictoriaMetrics; ``-search.latencyOffset=0s`` so queries see new samples at once."""
+                    name: str = "victoriametrics", auth_key_file: Path | None = None) -> Spec:
+    """VictoriaMetrics; ``-search.latencyOffset=0s`` so queries see new samples at once.
+
+    ``auth_key_file`` (a 0600 file) is the ``authKey`` of every endpoint in
+    :data:`VICTORIAMETRICS_AUTH_KEYS`; VictoriaMetrics reads it (``file://``), so the key is
+    never on the command line, which every local user can read in /proc."""
     port = port or free_port()
     url = f"http://127.0.0.1:{port}"
+    keys = [f"-{flag}=file://{Path(auth_key_file).resolve()}" for flag in VICTORIAMETRICS_AUTH_KEYS] \
+        if auth_key_file else []
     return Spec(name, [binary, f"-httpListenAddr=127.0.0.1:{port}", f"-storageDataPath={data_dir}",
-                       "-search.latencyOffset=0s", *flags],
+                       "-search.latencyOffset=0s", *keys, *flags],
                 url=url, port=port, ready_url=f"{url}/health", start_timeout=30, stop_timeout=15)
 
 

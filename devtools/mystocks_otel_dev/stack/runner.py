@@ -48,6 +48,17 @@ def project_root(start: Path | None = None) -> Path:
 
 DEFAULT_DIR = Path(".stack")
 DEMO_WORKERS = 2
+#: The flags of both Prometheus replicas. No ``--web.enable-lifecycle`` and no
+#: ``--web.enable-admin-api``: on a shared machine any local user could reload, stop or
+#: delete through them. The stack's owner reloads a config with SIGHUP.
+PROMETHEUS_FLAGS = ("--storage.tsdb.retention.time=15d", "--enable-feature=exemplar-storage")
+#: The one user of the stack's locked doors (Alertmanager's basic auth), and its files in
+#: ``<dir>/secrets`` (a 0700 folder in the 0700 stack folder, each file 0600).
+OWNER = "stack"
+OWNER_PASSWORD_FILE = "owner-password"  # the password alone: Prometheus' password_file, VM's authKey
+OWNER_CREDENTIALS_FILE = "owner-credentials"  # user:password (curl -u "$(cat ...)"), the harness' checks
+ALERTMANAGER_WEB_CONFIG = "alertmanager-web.yml"  # bcrypt hash of the password
+POSTGRES_URL_FILE = "postgres-url"  # the demo's DATABASE_URL, password included
 START_TIMEOUT = 60.0
 #: Debian packages the stack needs, by the binary that proves each is there.
 PACKAGES = {"prometheus": "prometheus", "prometheus-alertmanager": "prometheus-alertmanager",
@@ -64,9 +75,29 @@ Component = Process
 
 # -- small helpers ---------------------------------------------------------------------------
 
-def http_json(url: str, timeout: float = 3.0):
-    with urllib.request.urlopen(url, timeout=timeout) as response:
+def http_json(url: str, timeout: float = 3.0, auth_file: str | None = None):
+    request = urllib.request.Request(url, headers=processes.basic_auth_header(auth_file) if auth_file else {})
+    with urllib.request.urlopen(request, timeout=timeout) as response:
         return json.loads(response.read())
+
+
+def owner_credentials(workdir: Path) -> tuple[str, str]:
+    """The stack owner's user and password (read from the 0600 file)."""
+    user, _, password = (workdir / "secrets" / OWNER_CREDENTIALS_FILE).read_text().strip().partition(":")
+    return user, password
+
+
+def write_owner_secrets(secrets_dir: Path) -> dict[str, Path]:
+    """A new owner password, in the files Prometheus, Alertmanager, VictoriaMetrics and the
+    owner read; the folder 0700, every file 0600."""
+    secrets_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(secrets_dir, 0o700)
+    password = secrets.token_urlsafe(24)
+    return {
+        "password": processes.write_private(secrets_dir / OWNER_PASSWORD_FILE, password),
+        "credentials": processes.write_private(secrets_dir / OWNER_CREDENTIALS_FILE, f"{OWNER}:{password}\n"),
+        "web_config": processes.web_config(secrets_dir / ALERTMANAGER_WEB_CONFIG, OWNER, password),
+    }
 
 
 def say(message: str) -> None:
@@ -142,9 +173,12 @@ def plan(workdir: Path, test_overlay: bool = False) -> list[Spec]:
         "postgres", "redis", "sink", "smtp", "vm", "otlp_http", "otlp_grpc", "zpages",
         "otelcol_metrics", "demo", "am_a", "am_b", "am_a_cluster", "am_b_cluster",
         "prom_a", "prom_b")}
+    workdir.mkdir(parents=True, exist_ok=True)
+    os.chmod(workdir, 0o700)  # configs, state.json (the database password), logs: the owner's only
     for sub in ("redis", "vm", "am-a", "am-b", "prom-a", "prom-b", "secrets", "logs"):
         (workdir / sub).mkdir(parents=True, exist_ok=True)
 
+    owner = write_owner_secrets(workdir / "secrets")
     sink_url = f"http://127.0.0.1:{p['sink']}"
     demo_url = f"http://127.0.0.1:{p['demo']}"
     vm_url = f"http://127.0.0.1:{p['vm']}"
@@ -172,7 +206,8 @@ def plan(workdir: Path, test_overlay: bool = False) -> list[Spec]:
         configs.write_prometheus(
             workdir / f"prometheus-{replica}.yml", repo / "prometheus" / "prometheus.yml",
             replica=replica, targets=targets, rule_files=[str(p) for p in rule_files],
-            alertmanagers=targets["alertmanager"], remote_write_url=f"{vm_url}/api/v1/write")
+            alertmanagers=targets["alertmanager"], remote_write_url=f"{vm_url}/api/v1/write",
+            alertmanager_auth={"username": OWNER, "password_file": str(owner["password"])})
     if test_overlay:
         overlay_rules = _write_overlay(workdir, rule_files)
         for replica in ("a", "b"):
@@ -182,8 +217,14 @@ def plan(workdir: Path, test_overlay: bool = False) -> list[Spec]:
             path.write_text(yaml.safe_dump(config, sort_keys=False))
     (workdir / "otelcol-local.yaml").write_text(json.dumps(configs.COLLECTOR_OVERLAY))
 
+    # PostgreSQL: a generated password (scram-sha-256); the demo gets it in its environment,
+    # which only the owner can read (/proc/<pid>/environ is 0400), never on a command line.
+    # PostgreSQL refuses to run as root, so as root it runs as postgres, which may not reach
+    # into the stack's folder (pytest's are 0700): the builder gives it a directory of its own.
+    postgres = processes.postgres_server(p["postgres"])
+    processes.write_private(workdir / "secrets" / POSTGRES_URL_FILE, postgres.url + "\n")
     demo_env = {
-        "DATABASE_URL": f"postgresql://postgres@127.0.0.1:{p['postgres']}/postgres",
+        "DATABASE_URL": postgres.url,
         "REDIS_URL": f"redis://127.0.0.1:{p['redis']}/0",
         "OTEL_SERVICE_NAME": "mystocks-api",
         "OTEL_METRICS_EXPORTER": "prometheus,otlp",
@@ -194,10 +235,7 @@ def plan(workdir: Path, test_overlay: bool = False) -> list[Spec]:
     if test_overlay:  # the app's own periods, not the rules': probes and pushes every second
         demo_env.update(MYSTOCKS_OTEL_PROBE_INTERVAL="1", MYSTOCKS_DEMO_HEALTH_SECONDS="1",
                         OTEL_METRIC_EXPORT_INTERVAL="1000")
-    # PostgreSQL refuses to run as root, so as root it runs as postgres, which may not reach
-    # into the stack's folder (pytest's are 0700): the builder gives it a directory of its own.
-    postgres = processes.postgres_server(p["postgres"])
-    postgres.url = f"postgresql://127.0.0.1:{p['postgres']}"
+    postgres.url = f"postgresql://127.0.0.1:{p['postgres']}"  # displayed: no password
     demo = processes.uvicorn("mystocks_otel_dev.demo.app:create_app", p["demo"], "--factory",
                              "--workers", str(DEMO_WORKERS), env=demo_env, name="demo")
     demo.url = demo_url + "/docs"
@@ -207,7 +245,7 @@ def plan(workdir: Path, test_overlay: bool = False) -> list[Spec]:
                                       telemetry=p["otelcol_metrics"], victoriametrics_url=vm_url),
         p["otlp_http"], [p["otlp_grpc"], p["zpages"], p["otelcol_metrics"]])
     victoria = processes.victoriametrics(vm, workdir / "vm", p["vm"], "-retentionPeriod=1y",
-                                         "-opentelemetry.usePrometheusNaming")
+                                         "-opentelemetry.usePrometheusNaming", auth_key_file=owner["password"])
     victoria.url = vm_url + "/vmui/"
     return [
         postgres,
@@ -218,12 +256,11 @@ def plan(workdir: Path, test_overlay: bool = False) -> list[Spec]:
         demo,
         *(processes.alertmanager(workdir / "alertmanager.yml", workdir / f"am-{peer}", p[f"am_{peer}"],
                                  name=f"alertmanager-{peer}", cluster_port=p[f"am_{peer}_cluster"],
-                                 peers=[p[f"am_{other}_cluster"]])
+                                 peers=[p[f"am_{other}_cluster"]], web_config_file=owner["web_config"],
+                                 auth_file=owner["credentials"])
           for peer, other in (("a", "b"), ("b", "a"))),
         *(processes.prometheus(workdir / f"prometheus-{replica}.yml", workdir / f"prom-{replica}",
-                               p[f"prom_{replica}"], "--storage.tsdb.retention.time=15d",
-                               "--web.enable-lifecycle", "--enable-feature=exemplar-storage",
-                               name=f"prometheus-{replica}")
+                               p[f"prom_{replica}"], *PROMETHEUS_FLAGS, name=f"prometheus-{replica}")
           for replica in ("a", "b")),
     ]
 
@@ -253,7 +290,8 @@ def cluster_peers(components: list[Process]) -> dict[str, int]:
     for c in components:
         if c.name.startswith("alertmanager-"):
             try:
-                out[c.name] = len(http_json(f"{c.url}/api/v2/status")["cluster"]["peers"])
+                out[c.name] = len(http_json(f"{c.url}/api/v2/status", auth_file=c.auth_file or None)
+                                  ["cluster"]["peers"])
             except (OSError, KeyError, ValueError):
                 out[c.name] = 0
     return out
@@ -263,9 +301,7 @@ def up(workdir: Path = DEFAULT_DIR, test_overlay: bool = False) -> int:
     workdir = workdir.resolve()
     existing, _ = load(workdir)
     if any(c.alive() for c in existing):
-        say(f"the stack in {workdir} is already running:")
-        say(table(existing))
-        return 0
+        return restart_dead(workdir)
     if workdir.exists():
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True)
@@ -311,6 +347,31 @@ def up(workdir: Path = DEFAULT_DIR, test_overlay: bool = False) -> int:
             return 1
         procs.detach()
     return 0
+
+
+def restart_dead(workdir: Path) -> int:
+    """``up`` on a stack that runs: every part that is no longer the process it started (it
+    exited, or its pid now belongs to another process) is started again, in order, on its
+    ports; 0 when every part is then up, 1 (with the part's log) when one would not start."""
+    procs = Processes.attach(workdir)
+    dead = [c for c in procs if not c.alive()]
+    if not dead:
+        say(f"the stack in {workdir} is already running:")
+        say(table(procs.children))
+        return 0
+    say(f"the stack in {workdir} runs, but {len(dead)} part(s) died: {', '.join(c.name for c in dead)}; "
+        "restarting them")
+    code = 0
+    for proc in dead:
+        try:
+            took = procs.wait_ready(procs.start(proc, wait=False), START_TIMEOUT)
+            say(f"        {proc.name:<16} up again in {took:.1f} s  {proc.url}")
+        except (ProcessError, OSError) as error:
+            say(f"        {proc.name:<16} FAILED: {error}")
+            code = 1
+    procs.save()
+    say(table(procs.children))
+    return code
 
 
 def status(workdir: Path = DEFAULT_DIR) -> int:

@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import json
 import smtplib
+import stat
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
 from support import wait_until
 
-from mystocks_otel_dev.stack import processes
+from mystocks_otel_dev.stack import processes, runner
 from mystocks_otel_dev.stack import sink as sink_module
 from mystocks_otel_dev.stack.processes import Processes
 from mystocks_otel_dev.stack.configs import LOCAL_DIFFERENCES, prometheus_config
@@ -75,10 +77,23 @@ def test_stack_up_status_down(tmp_path, alertmanager_binary, prometheus_binary):
             assert len(am) == 2
         assert replicas == {"a", "b"}
 
-        # Two Alertmanager peers in one cluster.
+        # Two Alertmanager peers in one cluster, behind the owner's basic auth (Prometheus sends
+        # it: both replicas scrape them up, above).
         for name in ("alertmanager-a", "alertmanager-b"):
-            status = get_json(f"{parts[name]['url']}/api/v2/status")
+            with pytest.raises(urllib.error.HTTPError, match="401"):
+                get_json(f"{parts[name]['url']}/api/v2/status")
+            status = runner.http_json(f"{parts[name]['url']}/api/v2/status", auth_file=parts[name]["auth_file"])
             assert status["cluster"]["status"] == "ready" and len(status["cluster"]["peers"]) == 2
+
+        # The stack's folder and its secrets are the owner's alone; the demo reaches PostgreSQL
+        # with the generated password.
+        assert stat.S_IMODE(workdir.stat().st_mode) == 0o700
+        assert stat.S_IMODE((workdir / "state.json").stat().st_mode) == 0o600
+        for path in (workdir / "secrets").iterdir():
+            assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+        demo = parts["demo"]["url"].removesuffix("/docs")
+        assert wait_until(lambda: get_json(f"{demo}/health")["components"]["database"] is True, 30,
+                          "the demo's database probe")
 
         status = run_cli("stack", "status", "--dir", str(workdir), timeout=60)
         assert status.returncode == 0, status.stdout
