@@ -161,6 +161,33 @@ def executable(pid: int) -> str | None:
         return None
 
 
+def cluster_tls(folder: Path, days: int = 365) -> Path:
+    """Mutual TLS for Alertmanager's gossip (``--cluster.tls-config``), in ``folder``: one new
+    self-signed certificate for 127.0.0.1 that every peer presents and is the only one it
+    trusts, so no process without the 0600 key joins the cluster (and gossips silences in).
+    Returns the config file (0600). Needs ``openssl``."""
+    openssl = which("openssl")
+    if openssl is None:
+        raise ProcessError("openssl not installed (apt-get install openssl)")
+    cert, key = folder / "gossip.crt", folder / "gossip.key"
+    key.unlink(missing_ok=True)
+    done = subprocess.run([openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                           "-nodes", "-keyout", str(key), "-out", str(cert), "-days", str(days),
+                           "-subj", "/CN=mystocks-otel stack gossip", "-addext", "subjectAltName=IP:127.0.0.1",
+                           "-addext", "extendedKeyUsage=serverAuth,clientAuth"],
+                          capture_output=True, text=True, timeout=60, preexec_fn=lambda: os.umask(0o077))
+    if done.returncode != 0:
+        raise ProcessError(f"openssl req exited {done.returncode}: {done.stderr.strip()[-300:]}")
+    os.chmod(key, 0o600)
+    os.chmod(cert, 0o600)
+    return write_private(folder / "alertmanager-cluster-tls.yml", (
+        "tls_server_config:\n"
+        f"  cert_file: {cert}\n  key_file: {key}\n"
+        f"  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: {cert}\n"
+        "tls_client_config:\n"
+        f"  cert_file: {cert}\n  key_file: {key}\n  ca_file: {cert}\n"))
+
+
 def which(name: str) -> str | None:
     """A binary on PATH, or in /usr/bin, /usr/sbin (root's PATH may lack them)."""
     return shutil.which(name) or next(
@@ -562,11 +589,13 @@ def prometheus(config_file: Path, data_dir: Path, port: int | None = None, *flag
 def alertmanager(config_file: Path, data_dir: Path, port: int | None = None, *flags: str,
                  name: str = "alertmanager", cluster_port: int | None = None,
                  peers: list[int] = (), binary: str | None = None, web_config_file: Path | None = None,
-                 auth_file: Path | None = None) -> Spec:
+                 auth_file: Path | None = None, cluster_tls_file: Path | None = None) -> Spec:
     """Alertmanager alone (no gossip), or a cluster peer when ``cluster_port`` is given.
 
     ``web_config_file`` (see :func:`web_config`) puts every endpoint, the silences API too,
-    behind basic auth; ``auth_file`` is the matching ``user:password`` file readiness uses."""
+    behind basic auth; ``auth_file`` is the matching ``user:password`` file readiness uses.
+    ``cluster_tls_file`` (see :func:`cluster_tls`) makes the gossip mutual TLS: without it,
+    anyone who reaches the cluster port can join as a peer and gossip silences in."""
     port = port or free_port()
     binary = binary or which("prometheus-alertmanager") or which("alertmanager")
     if binary is None:
@@ -575,7 +604,8 @@ def alertmanager(config_file: Path, data_dir: Path, port: int | None = None, *fl
     if cluster_port:
         cluster = [f"--cluster.listen-address=127.0.0.1:{cluster_port}",
                    f"--cluster.advertise-address=127.0.0.1:{cluster_port}",
-                   *(f"--cluster.peer=127.0.0.1:{p}" for p in peers)]
+                   *(f"--cluster.peer=127.0.0.1:{p}" for p in peers),
+                   *([f"--cluster.tls-config={cluster_tls_file}"] if cluster_tls_file else [])]
     else:
         cluster = ["--cluster.listen-address="]
     web = [f"--web.config.file={web_config_file}"] if web_config_file else []

@@ -58,6 +58,7 @@ OWNER = "stack"
 OWNER_PASSWORD_FILE = "owner-password"  # the password alone: Prometheus' password_file, VM's authKey
 OWNER_CREDENTIALS_FILE = "owner-credentials"  # user:password (curl -u "$(cat ...)"), the harness' checks
 ALERTMANAGER_WEB_CONFIG = "alertmanager-web.yml"  # bcrypt hash of the password
+# and gossip.key, gossip.crt, alertmanager-cluster-tls.yml: the peers' mutual TLS
 POSTGRES_URL_FILE = "postgres-url"  # the demo's DATABASE_URL, password included
 START_TIMEOUT = 60.0
 #: Debian packages the stack needs, by the binary that proves each is there.
@@ -97,6 +98,7 @@ def write_owner_secrets(secrets_dir: Path) -> dict[str, Path]:
         "password": processes.write_private(secrets_dir / OWNER_PASSWORD_FILE, password),
         "credentials": processes.write_private(secrets_dir / OWNER_CREDENTIALS_FILE, f"{OWNER}:{password}\n"),
         "web_config": processes.web_config(secrets_dir / ALERTMANAGER_WEB_CONFIG, OWNER, password),
+        "cluster_tls": processes.cluster_tls(secrets_dir),
     }
 
 
@@ -257,7 +259,7 @@ def plan(workdir: Path, test_overlay: bool = False) -> list[Spec]:
         *(processes.alertmanager(workdir / "alertmanager.yml", workdir / f"am-{peer}", p[f"am_{peer}"],
                                  name=f"alertmanager-{peer}", cluster_port=p[f"am_{peer}_cluster"],
                                  peers=[p[f"am_{other}_cluster"]], web_config_file=owner["web_config"],
-                                 auth_file=owner["credentials"])
+                                 auth_file=owner["credentials"], cluster_tls_file=owner["cluster_tls"])
           for peer, other in (("a", "b"), ("b", "a"))),
         *(processes.prometheus(workdir / f"prometheus-{replica}.yml", workdir / f"prom-{replica}",
                                p[f"prom_{replica}"], *PROMETHEUS_FLAGS, name=f"prometheus-{replica}")

@@ -15,7 +15,9 @@ import shutil
 import stat
 import subprocess
 import time
+import tempfile
 import urllib.parse
+from pathlib import Path
 
 import pytest
 from support import require
@@ -154,3 +156,54 @@ def test_victoriametrics_delete_needs_the_owner_key(tmp_path):
         assert curl("POST", f"{delete}&authKey={password}", other=False) == 204
         assert count() == 0
         assert password not in " ".join(vm.argv)
+
+
+def test_another_user_cannot_gossip_a_silence_into_the_alertmanager_cluster(tmp_path, alertmanager_binary):
+    """The HTTP API's password alone is not enough: a peer that joins the gossip port shares
+    its silences. The stack's peers speak mutual TLS with a key only the owner can read."""
+    files, _, _ = owner_secrets(tmp_path)
+    config = tmp_path / "alertmanager.yml"
+    config.write_text("route: {receiver: none}\nreceivers: [{name: none}]\n")
+    ports = {peer: processes.free_port() for peer in ("a", "b")}
+    intruder_dir = Path(tempfile.mkdtemp(prefix="intruder-"))
+    shutil.chown(intruder_dir, OTHER)
+    intruder = None
+    with Processes(tmp_path) as procs:
+        peers = [procs.start(processes.alertmanager(
+            config, tmp_path / f"am-{peer}", name=f"am-{peer}", binary=alertmanager_binary,
+            cluster_port=ports[peer], peers=[ports[other]], web_config_file=files["web_config"],
+            auth_file=files["credentials"], cluster_tls_file=files["cluster_tls"]))
+            for peer, other in (("a", "b"), ("b", "a"))]
+
+        def seen() -> list[int]:
+            return [len(runner.http_json(f"{p.url}/api/v2/status", auth_file=p.auth_file)["cluster"]["peers"])
+                    for p in peers]
+
+        processes.wait_until(lambda: seen() == [2, 2], 30, "the two peers to see each other", 0.2)
+        try:
+            (intruder_dir / "am.yml").write_text(config.read_text())
+            http, gossip = processes.free_port(), processes.free_port()
+            intruder = subprocess.Popen(
+                [processes.which("runuser"), "-u", OTHER, "--", alertmanager_binary,
+                 f"--config.file={intruder_dir / 'am.yml'}", f"--storage.path={intruder_dir / 'data'}",
+                 f"--web.listen-address=127.0.0.1:{http}", f"--cluster.listen-address=127.0.0.1:{gossip}",
+                 f"--cluster.advertise-address=127.0.0.1:{gossip}", f"--cluster.peer=127.0.0.1:{ports['a']}",
+                 "--cluster.gossip-interval=50ms", "--cluster.pushpull-interval=1s"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd="/")
+            processes.wait_until(lambda: processes.http_ok(f"http://127.0.0.1:{http}/-/ready"), 30,
+                                 "the intruder's own Alertmanager")
+            silence = json.dumps({"matchers": [{"name": "alertname", "value": ".+", "isRegex": True}],
+                                  "startsAt": "2020-01-01T00:00:00Z", "endsAt": "2099-01-01T00:00:00Z",
+                                  "createdBy": "intruder", "comment": "silence every alert"})
+            assert curl("POST", f"http://127.0.0.1:{http}/api/v2/silences", "-H", "Content-Type: application/json",
+                        "-d", silence, other=True) == 200
+            time.sleep(5)  # gossip is every 200 ms, push-pull every 1 s on the intruder's side
+            for peer in peers:
+                silences = runner.http_json(f"{peer.url}/api/v2/silences", auth_file=peer.auth_file)
+                assert not [s for s in silences if s["createdBy"] == "intruder"], f"{peer.name} took it"
+            assert seen() == [2, 2], "the intruder joined the cluster"
+        finally:
+            if intruder is not None:
+                intruder.terminate()
+                intruder.wait(10)
+            shutil.rmtree(intruder_dir, ignore_errors=True)
