@@ -193,10 +193,14 @@ def test_live_alertmanager_feeds_the_lifecycle_metrics(tmp_path, alertmanager_bi
     app_port, am_port, dead = free_port(), free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "MYSTOCKS_OTEL_"))}
     env.update(PYTHONPATH=f"{ROOT}{os.pathsep}{HERE}", ALERT_WEBHOOK_TOKEN=TOKEN)
-    procs = [subprocess.Popen([sys.executable, "-m", "uvicorn", "webhook_app:app", "--host", "127.0.0.1",
-                               "--port", str(app_port), "--log-level", "warning"],
-                              cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
-    try:
+    from dataclasses import replace
+
+    from mystocks_otel_dev.stack import processes
+
+    with processes.Processes(tmp_path) as procs:  # the one harness: stopped even when the test fails
+        procs.start(replace(processes.uvicorn("webhook_app:app", app_port, "--log-level", "warning", env=env,
+                                              name="app", ready_path="/metrics", cwd=str(tmp_path)),
+                            inherit_env=False))
         # Only the app listens; every other receiver points at a closed port (and fails, logged).
         nowhere = f"http://127.0.0.1:{dead}"
         render_alertmanager_config(ROOT / "alerts/alertmanager/alertmanager.yml.tmpl", tmp_path / "am.yml", {
@@ -207,12 +211,8 @@ def test_live_alertmanager_feeds_the_lifecycle_metrics(tmp_path, alertmanager_bi
             "ALERTMANAGER_SECRETS_DIR": str(tmp_path / "secrets"),
             "ALERTMANAGER_TEMPLATES_DIR": str(ROOT / "alerts/alertmanager/templates")})
         write_secret_files(tmp_path / "secrets", {"ALERT_WEBHOOK_TOKEN": TOKEN}, allow_missing=True)
-        procs.append(subprocess.Popen(
-            [alertmanager_binary, f"--config.file={tmp_path / 'am.yml'}", f"--storage.path={tmp_path / 'data'}",
-             f"--web.listen-address=127.0.0.1:{am_port}", "--cluster.listen-address="],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        wait_until(lambda: _get(f"http://127.0.0.1:{app_port}/metrics"), 20, "the app", proc=procs[0])
-        wait_until(lambda: _get(f"http://127.0.0.1:{am_port}/-/ready"), 15, "alertmanager", proc=procs[1])
+        procs.start(processes.alertmanager(tmp_path / "am.yml", tmp_path / "data", am_port,
+                                           binary=alertmanager_binary))
 
         alert = {"labels": {"alertname": "APICriticalErrorRate", "severity": "critical", "category": "api",
                             "team": "platform", "service": "mystocks-api"},
@@ -231,6 +231,3 @@ def test_live_alertmanager_feeds_the_lifecycle_metrics(tmp_path, alertmanager_bi
 
         # critical: group_wait 0s, and the bearer token from credentials_file is accepted.
         wait_until(fired, 5, "mystocks_alert_fired_total / mystocks_alert_active on the app's /metrics")
-    finally:
-        for proc in reversed(procs):
-            stop_process(proc)
