@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import time
 import urllib.parse
 import urllib.request
@@ -17,7 +16,10 @@ import pytest
 
 from harness import base_env, get, run_process, uvicorn_argv
 from otlp_servers import RecordingCollector
-from support import free_port, stop_process, wait_until
+from support import free_port, wait_until
+
+from mystocks_otel_dev.stack import processes
+from mystocks_otel_dev.stack.processes import Processes
 
 pytestmark = pytest.mark.live
 
@@ -56,15 +58,13 @@ def test_prometheus_stores_our_exemplars_and_they_match_exported_spans(tmp_path,
                 "global: {scrape_interval: 1s}\n"
                 "scrape_configs:\n"
                 f"  - job_name: app\n    static_configs: [{{targets: ['127.0.0.1:{app_port}']}}]\n")
-            prom = subprocess.Popen(
-                [prometheus_binary, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'data'}",
-                 f"--web.listen-address=127.0.0.1:{prom_port}", "--enable-feature=exemplar-storage"],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            try:
+            with Processes(tmp_path / "servers") as procs:  # the one harness: stopped even on failure
+                procs.start(processes.prometheus(config, tmp_path / "data", prom_port,
+                                                 "--enable-feature=exemplar-storage", binary=prometheus_binary))
                 for n in range(20):
                     assert get(app_port, f"/ping/{n}")[0] == 200
                 exemplars = wait_until(lambda: stored_exemplars(prom_port), timeout=40,
-                                       what="exemplars stored by Prometheus", proc=prom)
+                                       what="exemplars stored by Prometheus")
                 health = prometheus_api(prom_port, "/api/v1/targets")["data"]["activeTargets"][0]
                 assert health["health"] == "up", health  # the OpenMetrics page parsed cleanly
                 ids = {(e["labels"]["trace_id"], e["labels"]["span_id"]) for e in exemplars}
@@ -73,5 +73,3 @@ def test_prometheus_stores_our_exemplars_and_they_match_exported_spans(tmp_path,
                 pushed = wait_until(lambda: collector.exemplars("http.server.request.duration"),
                                     what="exemplars pushed over OTLP")
                 assert set(pushed) <= collector.span_ids()
-            finally:
-                stop_process(prom)
