@@ -18,7 +18,7 @@ import yaml
 
 from support import ROOT  # noqa: E402 - the checkout, found explicitly
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-BUILD_TIMEOUT = 1800  # first build: ~200 MB download + ~1 min of go build on 2 cores
+BUILD_TIMEOUT = 1800  # first build: ~250 Go modules + 4-7 min of go build on 2 cores
 
 _ENV_DEFAULT = re.compile(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*):-([^}]*)\}")
 
@@ -89,11 +89,15 @@ def prometheus_config() -> dict:
 
 @pytest.fixture(scope="session")
 def otelcol() -> str:
-    """The real core Collector, built by collector/build.sh (cached outside the clone).
+    """The real Collector, built by collector/build.sh with the OpenTelemetry Collector
+    Builder from the pinned Go modules (collector/builder-config.yaml, locked by
+    collector/dist/go.{mod,sum}),
+    cached outside the clone and keyed by the pins.
 
-    When the sources cannot be had (exit 2: network, a package gone from sid) the
-    tests that need it skip loudly, in CI too: the build depends on Debian sid, not on
-    us. Any other failure (dist/ does not compile) is ours and fails.
+    When the Go toolchain or the module proxy is unavailable (build.sh exit 2: no Go, a Go
+    older than go.mod's, network down, a pinned version the proxy no longer serves) the tests
+    that need it skip loudly, in CI too: that is the machine, not us. Any other failure (a
+    stale lock, dist/ does not compile) is ours and fails.
     """
     try:
         proc = subprocess.run([str(ROOT / "collector" / "build.sh")], capture_output=True,
@@ -102,7 +106,8 @@ def otelcol() -> str:
         pytest.fail(f"collector/build.sh did not finish in {BUILD_TIMEOUT} s", pytrace=False)
     tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
     if proc.returncode == 2:
-        reason = f"COLLECTOR NOT BUILT (sources unavailable), real-collector tests skipped:\n{tail}"
+        reason = ("COLLECTOR NOT BUILT (Go toolchain or module proxy unavailable), real-collector tests "
+                  f"skipped:\n{tail}")
         warnings.warn(reason, pytest.PytestWarning, stacklevel=1)
         pytest.skip(reason)
     if proc.returncode != 0:

@@ -17,7 +17,10 @@ from types import SimpleNamespace
 
 import pytest
 import yaml
-from support import free_port, port_open, stop_process, wait_until
+from support import free_port, wait_until
+
+from mystocks_otel_dev.stack import processes
+from mystocks_otel_dev.stack.processes import Processes
 
 import live_stack
 
@@ -358,38 +361,34 @@ def otlp_sink():
 @pytest.fixture
 def start_collector(otelcol, root, tmp_path):
     """Starts the built collector on free loopback ports with the given backend URLs;
-    with overlay=True, collector/overlay-contrib.yaml on top, as docker-compose runs it."""
-    procs = []
+    with overlay=True, collector/overlay-contrib.yaml on top, as docker-compose runs it.
+    Through the process harness: ready when its OTLP/HTTP port listens, stopped at the end
+    (even when the test failed), its log in ``tmp_path/servers/logs``."""
+    with Processes(tmp_path / "servers") as procs:
 
-    def start(prometheus_url: str, victoriametrics_url: str, overlay: bool = False) -> dict[str, int]:
-        ports = {name: free_port() for name in ("grpc", "http", "zpages", "telemetry",
-                                                "health", "prometheus")}
-        env = {
-            **os.environ,
-            "OTELCOL_OTLP_GRPC_ENDPOINT": f"127.0.0.1:{ports['grpc']}",
-            "OTELCOL_OTLP_HTTP_ENDPOINT": f"127.0.0.1:{ports['http']}",
-            "OTELCOL_ZPAGES_ENDPOINT": f"127.0.0.1:{ports['zpages']}",
-            "OTELCOL_TELEMETRY_HOST": "127.0.0.1",
-            "OTELCOL_TELEMETRY_PORT": str(ports["telemetry"]),
-            "OTELCOL_PROMETHEUS_OTLP_ENDPOINT": f"{prometheus_url}/api/v1/otlp",
-            "OTELCOL_VICTORIAMETRICS_OTLP_ENDPOINT": f"{victoriametrics_url}/opentelemetry",
-            "OTELCOL_BATCH_TIMEOUT": "200ms",
-            "OTELCOL_HEALTH_ENDPOINT": f"127.0.0.1:{ports['health']}",
-            "OTELCOL_PROMETHEUS_EXPORTER_ENDPOINT": f"127.0.0.1:{ports['prometheus']}",
-        }
-        configs = ["otelcol.yaml", "overlay-contrib.yaml"] if overlay else ["otelcol.yaml"]
-        log = tmp_path / "otelcol.log"
-        with open(log, "w") as out:
-            proc = subprocess.Popen([otelcol, *(f"--config={root / 'collector' / c}" for c in configs)],
-                                    env=env, stdout=out, stderr=subprocess.STDOUT)
-        procs.append(proc)
-        wait_until(lambda: proc.poll() is not None or port_open("127.0.0.1", ports["http"], 0.2), 20, "the OTLP port")
-        assert proc.poll() is None, log.read_text()
-        return ports
+        def start(prometheus_url: str, victoriametrics_url: str, overlay: bool = False) -> dict[str, int]:
+            ports = {name: free_port() for name in ("grpc", "http", "zpages", "telemetry",
+                                                    "health", "prometheus")}
+            env = {
+                "OTELCOL_OTLP_GRPC_ENDPOINT": f"127.0.0.1:{ports['grpc']}",
+                "OTELCOL_OTLP_HTTP_ENDPOINT": f"127.0.0.1:{ports['http']}",
+                "OTELCOL_ZPAGES_ENDPOINT": f"127.0.0.1:{ports['zpages']}",
+                "OTELCOL_TELEMETRY_HOST": "127.0.0.1",
+                "OTELCOL_TELEMETRY_PORT": str(ports["telemetry"]),
+                "OTELCOL_PROMETHEUS_OTLP_ENDPOINT": f"{prometheus_url}/api/v1/otlp",
+                "OTELCOL_VICTORIAMETRICS_OTLP_ENDPOINT": f"{victoriametrics_url}/opentelemetry",
+                "OTELCOL_BATCH_TIMEOUT": "200ms",
+                "OTELCOL_HEALTH_ENDPOINT": f"127.0.0.1:{ports['health']}",
+                "OTELCOL_PROMETHEUS_EXPORTER_ENDPOINT": f"127.0.0.1:{ports['prometheus']}",
+            }
+            configs = ["otelcol.yaml", "overlay-contrib.yaml"] if overlay else ["otelcol.yaml"]
+            procs.start(processes.otel_collector(
+                otelcol, [root / "collector" / c for c in configs], env, ports["http"],
+                [p for name, p in ports.items() if name != "http"],
+                name=f"otel-collector-{len(procs.children) + 1}"))
+            return ports
 
-    yield start
-    for proc in procs:
-        stop_process(proc, 15)
+        yield start
 
 
 @pytest.fixture
