@@ -508,16 +508,25 @@ class Processes:
 
 # -- spec builders: every server the project starts ------------------------------------------
 
-def redis_server(data_dir: Path, port: int | None = None, binary: str | None = None) -> Spec:
-    """A throwaway redis-server: no persistence, loopback only (starts in ~20 ms)."""
+def redis_server(data_dir: Path, port: int | None = None, binary: str | None = None,
+                 password: str | None = None) -> Spec:
+    """A throwaway redis-server: no persistence, loopback only (starts in ~20 ms).
+
+    With ``password`` every client must AUTH first (``requirepass``, from a 0600 config file
+    in ``data_dir``: never on the command line, which every local user can read); the URL
+    carries it."""
     port = port or free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
     binary = binary or which("redis-server")
     if binary is None:
         raise ProcessError("redis-server not installed (apt-get install redis-server)")
-    return Spec("redis", [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+    config = []
+    if password:
+        config = [str(write_private(data_dir / "redis.conf", f"requirepass {password}\n"))]
+    return Spec("redis", [binary, *config, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
                           "--appendonly", "no", "--dir", str(data_dir)],
-                url=f"redis://127.0.0.1:{port}/0", port=port, start_timeout=20)
+                url=f"redis://{f':{password}@' if password else ''}127.0.0.1:{port}/0", port=port,
+                start_timeout=20)
 
 
 def private_dir(prefix: str, user: str | None = None) -> Path:

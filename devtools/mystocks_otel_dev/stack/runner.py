@@ -60,6 +60,7 @@ OWNER_CREDENTIALS_FILE = "owner-credentials"  # user:password (curl -u "$(cat ..
 ALERTMANAGER_WEB_CONFIG = "alertmanager-web.yml"  # bcrypt hash of the password
 # and gossip.key, gossip.crt, alertmanager-cluster-tls.yml: the peers' mutual TLS
 POSTGRES_URL_FILE = "postgres-url"  # the demo's DATABASE_URL, password included
+REDIS_URL_FILE = "redis-url"  # the demo's REDIS_URL, password included
 START_TIMEOUT = 60.0
 #: Debian packages the stack needs, by the binary that proves each is there.
 PACKAGES = {"prometheus": "prometheus", "prometheus-alertmanager": "prometheus-alertmanager",
@@ -225,9 +226,12 @@ def plan(workdir: Path, test_overlay: bool = False) -> list[Spec]:
     # into the stack's folder (pytest's are 0700): the builder gives it a directory of its own.
     postgres = processes.postgres_server(p["postgres"])
     processes.write_private(workdir / "secrets" / POSTGRES_URL_FILE, postgres.url + "\n")
+    # Redis: the same, a generated password (requirepass) in the demo's REDIS_URL.
+    redis = processes.redis_server(workdir / "redis", p["redis"], password=secrets.token_hex(16))
+    processes.write_private(workdir / "secrets" / REDIS_URL_FILE, redis.url + "\n")
     demo_env = {
         "DATABASE_URL": postgres.url,
-        "REDIS_URL": f"redis://127.0.0.1:{p['redis']}/0",
+        "REDIS_URL": redis.url,
         "OTEL_SERVICE_NAME": "mystocks-api",
         "OTEL_METRICS_EXPORTER": "prometheus,otlp",
         "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{p['otlp_http']}",
@@ -238,6 +242,7 @@ def plan(workdir: Path, test_overlay: bool = False) -> list[Spec]:
         demo_env.update(MYSTOCKS_OTEL_PROBE_INTERVAL="1", MYSTOCKS_DEMO_HEALTH_SECONDS="1",
                         OTEL_METRIC_EXPORT_INTERVAL="1000")
     postgres.url = f"postgresql://127.0.0.1:{p['postgres']}"  # displayed: no password
+    redis.url = f"redis://127.0.0.1:{p['redis']}/0"  # displayed: no password
     demo = processes.uvicorn("mystocks_otel_dev.demo.app:create_app", p["demo"], "--factory",
                              "--workers", str(DEMO_WORKERS), env=demo_env, name="demo")
     demo.url = demo_url + "/docs"
@@ -251,7 +256,7 @@ def plan(workdir: Path, test_overlay: bool = False) -> list[Spec]:
     victoria.url = vm_url + "/vmui/"
     return [
         postgres,
-        processes.redis_server(workdir / "redis", p["redis"]),
+        redis,
         processes.sink(workdir / "notifications.jsonl", p["sink"], p["smtp"]),
         victoria,
         collector,

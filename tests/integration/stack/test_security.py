@@ -207,3 +207,21 @@ def test_another_user_cannot_gossip_a_silence_into_the_alertmanager_cluster(tmp_
                 intruder.terminate()
                 intruder.wait(10)
             shutil.rmtree(intruder_dir, ignore_errors=True)
+
+
+def test_redis_needs_the_password(tmp_path):
+    require(processes.which("redis-server") is not None and processes.which("redis-cli") is not None,
+            "redis-server/redis-cli not installed")
+    password = "owner-" + os.urandom(8).hex()
+    with Processes(tmp_path) as procs:
+        redis = procs.start(processes.redis_server(tmp_path / "redis", password=password))
+        cli = ["redis-cli", "-h", "127.0.0.1", "-p", str(redis.port)]
+        for command in (["SET", "k", "forged"], ["FLUSHALL"], ["SHUTDOWN", "NOSAVE"], ["CONFIG", "GET", "dir"]):
+            done = as_other(*cli, *command)
+            assert "NOAUTH" in done.stdout + done.stderr, (command, done.stdout, done.stderr)
+        assert redis.alive()
+        done = subprocess.run([*cli, "--no-auth-warning", "-a", password, "PING"], capture_output=True,
+                              text=True, timeout=10)
+        assert done.stdout.strip() == "PONG"
+        assert password not in " ".join(redis.argv) and password in redis.url
+        assert stat.S_IMODE((tmp_path / "redis" / "redis.conf").stat().st_mode) == 0o600

@@ -86,14 +86,14 @@ def test_stack_up_status_down(tmp_path, alertmanager_binary, prometheus_binary):
             assert status["cluster"]["status"] == "ready" and len(status["cluster"]["peers"]) == 2
 
         # The stack's folder and its secrets are the owner's alone; the demo reaches PostgreSQL
-        # with the generated password.
+        # and Redis with the generated passwords.
         assert stat.S_IMODE(workdir.stat().st_mode) == 0o700
         assert stat.S_IMODE((workdir / "state.json").stat().st_mode) == 0o600
         for path in (workdir / "secrets").iterdir():
             assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
         demo = parts["demo"]["url"].removesuffix("/docs")
-        assert wait_until(lambda: get_json(f"{demo}/health")["components"]["database"] is True, 30,
-                          "the demo's database probe")
+        assert wait_until(lambda: (lambda c: c["database"] is True and c["cache"] is True)(
+            get_json(f"{demo}/health")["components"]), 30, "the demo's database and cache probes")
 
         status = run_cli("stack", "status", "--dir", str(workdir), timeout=60)
         assert status.returncode == 0, status.stdout
