@@ -23,7 +23,8 @@ if [[ "${1:-}" == "--detach" ]]; then
     exit 0
 fi
 trap '$cli stack down' EXIT
-echo "Driving traffic at $demo_url every minute; break it at $demo_url/admin/faults. Ctrl-C stops everything."
+echo "Driving traffic at $demo_url every minute; break it at $demo_url/admin/faults"
+echo "  (curl -H \"Authorization: Bearer \$(cat .stack/secrets/demo-admin-token)\" ...). Ctrl-C stops everything."
 while $cli stack status >/dev/null; do
     $cli traffic --base-url "$demo_url" --duration 20 >/dev/null || true
     sleep 40

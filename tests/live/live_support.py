@@ -27,10 +27,11 @@ def get_json(url: str, timeout: float = 5.0):
         return json.loads(response.read())
 
 
-def send(url: str, body: object = None, method: str = "POST", timeout: float = 5.0) -> int:
+def send(url: str, body: object = None, method: str = "POST", timeout: float = 5.0,
+         token: str | None = None) -> int:
     data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})}
+    request = urllib.request.Request(url, data=data, method=method, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             response.read()
@@ -93,13 +94,18 @@ class LiveStack:
     def demo(self) -> str:
         return self.url("demo")
 
+    @property
+    def admin_token(self) -> str:
+        """The demo's /admin/faults token, from the stack's 0600 file."""
+        return (self.workdir / "secrets" / runner.DEMO_ADMIN_TOKEN_FILE).read_text().strip()
+
     def faults(self, **switches) -> dict:
-        status = send(f"{self.demo}/admin/faults", switches)
+        status = send(f"{self.demo}/admin/faults", switches, token=self.admin_token)
         assert status == 200, f"POST /admin/faults {switches}: {status}"
         return switches
 
     def reset_faults(self) -> None:
-        assert send(f"{self.demo}/admin/faults", method="DELETE") == 200
+        assert send(f"{self.demo}/admin/faults", method="DELETE", token=self.admin_token) == 200
 
     # -- Prometheus -----------------------------------------------------------------------
     def query(self, expr: str, replica: str = "a") -> list:

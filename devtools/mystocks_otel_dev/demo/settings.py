@@ -32,6 +32,8 @@ class DemoSettings:
     redis_socket_timeout: float = 2.0
     # Bearer token Alertmanager must send to /alerts/webhook; None accepts any caller (a demo).
     alert_webhook_token: str | None = None
+    # Bearer token /admin/faults requires; None leaves the switches open (tests, a lone demo).
+    admin_token: str | None = None
     # A JSON file shared by every worker for the fault switches (None: this process's memory).
     faults_file: str | None = None
 
@@ -60,4 +62,5 @@ def load(environ: Mapping[str, str] | None = None) -> DemoSettings:
         memory_cache_size=int(_positive(env, "MYSTOCKS_DEMO_MEMORY_CACHE_SIZE", 10_000)),
         alert_webhook_token=env.get("MYSTOCKS_DEMO_ALERT_WEBHOOK_TOKEN") or None,
         faults_file=env.get("MYSTOCKS_DEMO_FAULTS_FILE") or None,
+        admin_token=env.get("MYSTOCKS_DEMO_ADMIN_TOKEN") or None,
     )

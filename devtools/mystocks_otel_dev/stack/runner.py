@@ -61,6 +61,7 @@ ALERTMANAGER_WEB_CONFIG = "alertmanager-web.yml"  # bcrypt hash of the password
 # and gossip.key, gossip.crt, alertmanager-cluster-tls.yml: the peers' mutual TLS
 POSTGRES_URL_FILE = "postgres-url"  # the demo's DATABASE_URL, password included
 REDIS_URL_FILE = "redis-url"  # the demo's REDIS_URL, password included
+DEMO_ADMIN_TOKEN_FILE = "demo-admin-token"  # the demo's /admin/faults bearer token
 START_TIMEOUT = 60.0
 #: Debian packages the stack needs, by the binary that proves each is there.
 PACKAGES = {"prometheus": "prometheus", "prometheus-alertmanager": "prometheus-alertmanager",
@@ -228,6 +229,9 @@ def plan(workdir: Path, test_overlay: bool = False) -> list[Spec]:
     processes.write_private(workdir / "secrets" / POSTGRES_URL_FILE, postgres.url + "\n")
     # Redis: the same, a generated password (requirepass) in the demo's REDIS_URL.
     redis = processes.redis_server(workdir / "redis", p["redis"], password=secrets.token_hex(16))
+    # The demo's fault switches: a bearer token only the owner can read.
+    admin_token = secrets.token_urlsafe(24)
+    processes.write_private(workdir / "secrets" / DEMO_ADMIN_TOKEN_FILE, admin_token + "\n")
     processes.write_private(workdir / "secrets" / REDIS_URL_FILE, redis.url + "\n")
     demo_env = {
         "DATABASE_URL": postgres.url,
@@ -237,6 +241,7 @@ def plan(workdir: Path, test_overlay: bool = False) -> list[Spec]:
         "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{p['otlp_http']}",
         "MYSTOCKS_DEMO_ALERT_WEBHOOK_TOKEN": token,
         "MYSTOCKS_DEMO_FAULTS_FILE": str(workdir / "faults.json"),
+        "MYSTOCKS_DEMO_ADMIN_TOKEN": admin_token,
     }
     if test_overlay:  # the app's own periods, not the rules': probes and pushes every second
         demo_env.update(MYSTOCKS_OTEL_PROBE_INTERVAL="1", MYSTOCKS_DEMO_HEALTH_SECONDS="1",

@@ -94,6 +94,16 @@ def test_stack_up_status_down(tmp_path, alertmanager_binary, prometheus_binary):
         demo = parts["demo"]["url"].removesuffix("/docs")
         assert wait_until(lambda: (lambda c: c["database"] is True and c["cache"] is True)(
             get_json(f"{demo}/health")["components"]), 30, "the demo's database and cache probes")
+        # Its fault switches need the owner's token.
+        token = (workdir / "secrets" / runner.DEMO_ADMIN_TOKEN_FILE).read_text().strip()
+        for method in ("GET", "POST", "DELETE"):
+            request = urllib.request.Request(f"{demo}/admin/faults", method=method, data=b"{}" if method == "POST"
+                                             else None, headers={"Content-Type": "application/json"})
+            with pytest.raises(urllib.error.HTTPError, match="401"):
+                urllib.request.urlopen(request, timeout=5)
+            request.add_header("Authorization", f"Bearer {token}")
+            with urllib.request.urlopen(request, timeout=5) as response:
+                assert response.status == 200
 
         status = run_cli("stack", "status", "--dir", str(workdir), timeout=60)
         assert status.returncode == 0, status.stdout

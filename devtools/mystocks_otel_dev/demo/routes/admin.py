@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 import mystocks_otel as otel
 
@@ -13,6 +15,19 @@ from ..faults import DependencyDown, FaultValidationError
 from .common import Demo
 
 router = APIRouter(tags=["operations"])
+_bearer = HTTPBearer(auto_error=False, description="MYSTOCKS_DEMO_ADMIN_TOKEN (the stack's secrets/demo-admin-token)")
+
+
+def admin_only(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> None:
+    """The fault switches need ``Authorization: Bearer <MYSTOCKS_DEMO_ADMIN_TOKEN>`` when the
+    token is set (the stack sets it: on a shared machine another local user must not break the
+    demo or fake an incident); without it they are open, as in a test client."""
+    token = request.app.state.demo.settings.admin_token
+    if token is None:
+        return
+    if credentials is None or not hmac.compare_digest(credentials.credentials.encode(), token.encode()):
+        raise HTTPException(status_code=401, detail="the fault switches need the admin bearer token",
+                            headers={"WWW-Authenticate": "Bearer"})
 
 
 @router.get("/health")
@@ -21,12 +36,12 @@ async def health(demo: Demo) -> dict:
     return await demo.health.check()
 
 
-@router.get("/admin/faults")
+@router.get("/admin/faults", dependencies=[Depends(admin_only)])
 def get_faults(demo: Demo) -> dict:
     return {"faults": demo.faults.state.as_dict()}
 
 
-@router.delete("/admin/faults")
+@router.delete("/admin/faults", dependencies=[Depends(admin_only)])
 def reset_faults(demo: Demo) -> dict:
     return {"faults": demo.faults.reset().as_dict()}
 
@@ -50,7 +65,7 @@ async def _run_action(demo, action: str) -> object:
     return await asyncio.to_thread(demo.database.provoke_error)  # db_error
 
 
-@router.post("/admin/faults")
+@router.post("/admin/faults", dependencies=[Depends(admin_only)])
 async def set_faults(request: Request, demo: Demo) -> dict:
     """Set any of the switches (unlisted ones keep their value) and run one-shot actions.
 
