@@ -8,6 +8,13 @@ part; ``down`` stops them all, and keeps the logs when something failed.
 
 Starting, readiness, the state file and stopping are the process harness's
 (:mod:`.processes`); this module plans the stack: its ports, its configs, its start order.
+
+A single-user dev stack on loopback, safe on a shared machine: the stack's folder is 0700
+and its secrets 0600; PostgreSQL and Redis take generated passwords (the demo gets them in
+its environment); Prometheus has no lifecycle or admin API; Alertmanager's HTTP API needs the
+owner's basic auth and its peers gossip over mutual TLS; VictoriaMetrics' delete, snapshot and
+admin endpoints need the owner's authKey; the demo's fault switches need a bearer token.
+``up`` on a stack that runs restarts the parts that died.
 """
 
 from __future__ import annotations

@@ -90,9 +90,8 @@ def prometheus_config() -> dict:
 @pytest.fixture(scope="session")
 def otelcol() -> str:
     """The real Collector, built by collector/build.sh with the OpenTelemetry Collector
-    Builder from the pinned Go modules (collector/builder-config.yaml, locked by
-    collector/dist/go.{mod,sum}),
-    cached outside the clone and keyed by the pins.
+    Builder from pinned Go modules (collector/builder-config.yaml, locked by
+    collector/dist/go.{mod,sum}), cached outside the clone and keyed by the pins.
 
     When the Go toolchain or the module proxy is unavailable (build.sh exit 2: no Go, a Go
     older than go.mod's, network down, a pinned version the proxy no longer serves) the tests
