@@ -134,3 +134,21 @@ def test_a_child_sees_only_its_env_when_it_does_not_inherit(tmp_path, monkeypatc
             processes.wait_until(lambda p=proc: not p.alive(), 10, f"{name} to finish")
     logs = {name: (tmp_path / "logs" / f"{name}.log").read_text().strip() for name in ("inherits", "clean")}
     assert logs == {"inherits": "probe=inherited own=yes", "clean": "probe= own=yes"}
+
+
+def test_identity_is_start_time_and_program(tmp_path):
+    """A pid whose start time matches but which runs another program (exec after a reuse in
+    the same clock tick) is not ours either."""
+    stranger = subprocess.Popen(["sleep", "30"], start_new_session=True)
+    try:
+        same = Process("p", ["sleep"], pid=stranger.pid, started=start_time(stranger.pid),
+                       exe=processes.executable(stranger.pid))
+        assert same.alive()
+        other = Process("p", ["redis-server"], pid=stranger.pid, started=start_time(stranger.pid),
+                        exe="/usr/bin/redis-server")
+        assert not other.alive()
+        other.stop()
+        assert stranger.poll() is None, "the stranger was signalled"
+    finally:
+        stranger.kill()
+        stranger.wait(5)
