@@ -17,7 +17,9 @@ Redis, PostgreSQL, the Collector, VictoriaMetrics or the notification sink go th
   shows the start time recorded at spawn and ``/proc/<pid>/exe`` the same program, so a
   recycled pid is never hit (``stack status`` shows it down, ``stack down`` leaves it alone). The group gets
   the spec's stop signal (SIGTERM; PostgreSQL's fast shutdown is SIGINT), then SIGKILL.
-- ``save()`` writes what runs to ``<workdir>/state.json`` and ``Processes.attach(workdir)``
+- Secrets never go on a command line (``/proc/<pid>/cmdline`` is world-readable): the
+  builders take them from 0600 files (:func:`write_private`) or the child's environment.
+- ``save()`` writes what runs to ``<workdir>/state.json`` (0600) and ``Processes.attach(workdir)``
   reads it back, so ``stack status`` and ``stack down`` work across CLI invocations;
   ``detach()`` leaves the children running when the ``with`` block ends (``stack up``).
 
