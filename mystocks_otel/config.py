@@ -63,6 +63,9 @@ class Settings:
     sdk_disabled: bool = False
     #: OTEL_PYTHON_DISABLED_INSTRUMENTATIONS, aliases resolved (``*``: all of them)
     disabled_instrumentations: frozenset[str] = frozenset()
+    #: where the multiprocess store makes its private per-user base (None: /dev/shm, else
+    #: the temp directory)
+    multiprocess_dir: str | None = None
 
     @property
     def tracing_enabled(self) -> bool:
@@ -181,6 +184,12 @@ def _instrumentations(name: str, raw: str) -> frozenset[str]:
     return frozenset(INSTRUMENTATION_ALIASES.get(n, n) for n in names if n)
 
 
+def _directory(name: str, raw: str) -> str:
+    if not os.path.isabs(raw) or not os.path.isdir(raw):
+        raise ConfigError(name, raw, "an absolute path to an existing directory, e.g. /dev/shm")
+    return raw
+
+
 def _text(name: str, raw: str) -> str:
     if not raw.strip():
         raise ConfigError(name, raw, "a non-empty string")
@@ -208,6 +217,7 @@ _VARIABLES: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "MYSTOCKS_OTEL_SYSTEM_METRICS": ("system_metrics", _bool),
     "MYSTOCKS_OTEL_METRICS_TOKEN": ("metrics_token", _text),
     "MYSTOCKS_OTEL_METRICS_PATH": ("metrics_path", _path),
+    "MYSTOCKS_OTEL_MULTIPROCESS_DIR": ("multiprocess_dir", _directory),
 }
 
 #: Documented in the README's table; a test keeps the two in step.
@@ -232,6 +242,7 @@ _UNSET_MEANS = {
     "service_name": "(unset: OpenTelemetry's default, unknown_service:<executable>)",
     "prometheus_port": "(unset: no standalone port)",
     "metrics_path": "(unset: /metrics)",
+    "multiprocess_dir": "(unset: /dev/shm, else the temp directory)",
 }
 
 

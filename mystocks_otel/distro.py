@@ -37,6 +37,7 @@ from opentelemetry.sdk._configuration import _BaseConfigurator
 
 from . import config, integrations
 from ._internal import runtime, state
+from ._internal.multiprocess.detection import UnsafeDirectoryError
 
 _log = logging.getLogger(__name__)
 
@@ -132,12 +133,28 @@ def _patch(fastapi_module, settings: config.Settings) -> None:
     fastapi_module.FastAPI.__init__ = __init__
 
 
+#: gunicorn's exit code for a worker that failed to boot: the arbiter stops instead of
+#: forking it again, and uvicorn reports a start-up failure with the same code.
+BOOT_ERROR = 3
+
+
+def refuse_to_start(error: Exception) -> None:
+    """Stop the server with one line: multiprocess set-up found a directory it cannot trust,
+    so serving (or forging) merged values from it is worse than not starting."""
+    sys.stderr.write(f"mystocks-otel: refusing to start: {error}\n")
+    sys.stderr.flush()
+    os._exit(BOOT_ERROR)
+
+
 def _instrument(app, settings: config.Settings) -> None:
-    """``setup_telemetry`` for an app the distro saw created; never raises, never exits."""
+    """``setup_telemetry`` for an app the distro saw created; never raises. It exits only
+    when the multiprocess store has no safe directory (:func:`refuse_to_start`)."""
     try:
         from ._internal.telemetry import setup_telemetry
 
         setup_telemetry(app, settings=settings)
+    except UnsafeDirectoryError as error:
+        refuse_to_start(error)
     except Exception:  # noqa: BLE001 - never stop the host app for telemetry
         if state.first_failure():
             _log.exception("mystocks-otel could not instrument %r; it runs uninstrumented "

@@ -119,7 +119,7 @@ def _build(settings: Settings) -> ProviderState:
     # The standalone port (OTEL_EXPORTER_PROMETHEUS_PORT) is started by setup_telemetry
     # (mystocks_otel._internal.standalone): it serves the endpoints, which read the state.
     if "prometheus" in readers:
-        built.multiprocess = _multiprocess_store()
+        built.multiprocess = _multiprocess_store(settings.multiprocess_dir)
     mode = (built.multiprocess.describe() if built.multiprocess is not None
             else "single-process mode")
     _announce(f"mystocks-otel metrics: readers={','.join(readers) or 'none'}; {mode}")
@@ -137,12 +137,13 @@ def _announce(message: str) -> None:
     _log.info(message)
 
 
-def _multiprocess_store():
-    """The shared store when this process is a worker of a multiprocess server, else None."""
+def _multiprocess_store(base: str | None):
+    """The shared store when this process is a worker of a multiprocess server, else None.
+    An unsafe directory (UnsafeDirectoryError) is not caught: the server must not start."""
     try:
         from .multiprocess import Store  # fcntl: POSIX only
 
-        return Store.start(INSTRUMENTS)
+        return Store.start(INSTRUMENTS, base=base)
     except (ImportError, OSError) as exc:  # no usable directory: each worker answers for itself
         _log.warning("mystocks-otel: multiprocess mode unavailable (%s): single-process mode", exc)
         return None

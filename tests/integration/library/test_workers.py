@@ -257,3 +257,37 @@ def test_a_run_directory_planted_by_another_user_never_reaches_metrics(app_dir, 
         elif predictable:
             shutil.rmtree(predictable, ignore_errors=True)
         shutil.rmtree(sticky, ignore_errors=True)
+
+
+@pytest.mark.skipif(os.geteuid() != 0,
+                    reason="planting as another user needs root (runuser -u nobody)")
+def test_a_planted_private_base_stops_the_server_with_one_line(app_dir):
+    """gunicorn with two UvicornWorkers under opentelemetry-instrument: user nobody planted
+    ``mystocks-otel.<uid>`` in the base (MYSTOCKS_OTEL_MULTIPROCESS_DIR) first. The workers
+    must not serve values from a directory another user controls: each says why in one line
+    and exits with gunicorn's boot-error code, so the arbiter stops instead of serving."""
+    from mystocks_otel._internal.multiprocess.detection import private_base
+    from test_multiprocess_hardening import as_nobody
+
+    base = tempfile.mkdtemp(prefix="mystocks-test-base-", dir="/dev/shm")
+    os.chmod(base, 0o1777)
+    planted = private_base(base)
+    as_nobody(f"mkdir -m 777 {planted}")
+    port = free_port()
+    env = base_env(app_dir, MYSTOCKS_OTEL_SYSTEM_METRICS="false", PYTHONWARNINGS="ignore",
+                   WORKERS_APP_ZERO_CODE="1", MYSTOCKS_OTEL_MULTIPROCESS_DIR=base)
+    argv_ = [str(VENV_BIN / "opentelemetry-instrument"), GUNICORN, "workers_app:app", "-w", "2",
+             "-k", "uvicorn.workers.UvicornWorker", "-b", f"127.0.0.1:{port}",
+             "--graceful-timeout", "3"]
+    try:
+        with run_process(argv_, app_dir, env) as proc:
+            code = proc.proc.wait(60)
+            output = proc.output()
+            refusals = [line for line in output.splitlines()
+                        if line.startswith("mystocks-otel: refusing to start:")]
+            assert code != 0, output
+            assert refusals and all(planted in line for line in refusals), output
+            assert "Traceback" not in output, output
+            assert os.listdir(planted) == []  # nothing of ours went there
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
