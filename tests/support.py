@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from mystocks_otel_dev.stack import processes
 from mystocks_otel_dev.stack.runner import project_root
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -47,25 +48,27 @@ def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
 
 def wait_until(predicate, timeout: float = 20.0, what: str = "condition", interval: float = 0.1,
                proc: subprocess.Popen | None = None):
-    """Poll ``predicate`` until it returns something truthy, and return that.
+    """Poll ``predicate`` until it returns something truthy, and return that: the process
+    harness's wait, as a test failure.
 
     An ``OSError`` from the predicate counts as "not yet" (a server still starting).
     Fails after ``timeout`` seconds, or at once when ``proc`` has exited.
     """
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
+    def check():
         try:
-            last = predicate()
-        except OSError as error:
-            last = error
-        else:
-            if last:
-                return last
-        if proc is not None and proc.poll() is not None:
+            result = predicate()
+        except OSError:
+            result = None
+            if proc is None:
+                raise
+        if not result and proc is not None and proc.poll() is not None:
             raise AssertionError(f"{what}: process exited with {proc.returncode}")
-        time.sleep(interval)
-    raise AssertionError(f"{what} not reached within {timeout}s (last: {last!r})")
+        return result
+
+    try:
+        return processes.wait_until(check, timeout, what, interval)
+    except TimeoutError as error:
+        raise AssertionError(str(error)) from None
 
 
 def wait_for_port(host: str, port: int, timeout: float = 15.0) -> None:

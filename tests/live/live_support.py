@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import subprocess
 import threading
-import time
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field

@@ -8,7 +8,6 @@ committed files, so a new rule or route is checked the day it is added.
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 
 import yaml
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 import functools
 import importlib.util
 import re
-import sys
 import time
 import traceback
 import warnings

@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import copy
 import re
-import sys
 import time
 import urllib.request
-from pathlib import Path
 
 import pytest
 from support import wait_until

@@ -1,6 +1,5 @@
 """SQLAlchemy and Redis hooks against real servers (fresh interpreter per scenario)."""
 
-import os
 import subprocess
 import sys
 from pathlib import Path

@@ -17,7 +17,7 @@ import pytest
 
 from mystocks_otel._internal import standalone
 from mystocks_otel.testing import capture_metrics
-from support import free_port, wait_until
+from support import free_port
 
 
 @pytest.fixture

@@ -9,10 +9,8 @@ The reverse: every P0/P1 metric is watched by at least one panel or alert.
 
 from __future__ import annotations
 
-import sys
 import warnings
 from collections import defaultdict
-from pathlib import Path
 
 import pytest
 
