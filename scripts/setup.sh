@@ -52,6 +52,8 @@ fi
 
 python=${PYTHON:-python3}
 if [[ ! -x .venv/bin/python ]]; then
+    # the first install downloads the Python packages (about a minute; later runs only check)
+    echo "setup: creating .venv and installing the Python packages (first time: about a minute)"
     "$python" -m venv .venv
 fi
 # Debian 12's pip cannot backtrack through the OpenTelemetry beta pins; a current one can.
