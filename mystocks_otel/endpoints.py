@@ -40,7 +40,9 @@ def health_report() -> dict:
     poller = rt.poller_state() if rt is not None else "stopped"
     return {
         "status": "degraded" if unhealthy or failing or poller == "dead" else "ok",
-        "service": current.settings.service_name,
+        # the resource's name, as target_info shows it: the app's choice, else OTEL_SERVICE_NAME
+        # or OTEL_RESOURCE_ATTRIBUTES, else the SDK's unknown_service:<executable>
+        "service": current.resource.attributes.get("service.name"),
         "readers": sorted(current.readers),
         "reader_states": state.EXPORT_STATUSES.reader_states(current.readers, current.last_collection),
         "uptime_seconds": round(time.time() - current.started_at, 3),

@@ -286,3 +286,28 @@ def test_the_middleware_defaults_are_safe():
     assert layer.settings.metrics_token is None and layer.prefix is None
     layer.resolve(None)
     assert layer.prefix == "/metrics"
+
+
+@pytest.mark.parametrize("env, chosen, expected", [
+    ({}, None, None),  # the SDK's unknown_service:<executable>, read from the resource below
+    ({"OTEL_SERVICE_NAME": "checkout"}, None, "checkout"),
+    ({"OTEL_RESOURCE_ATTRIBUTES": "service.name=billing,team=x"}, None, "billing"),
+    ({"OTEL_SERVICE_NAME": "checkout"}, "mystocks-api", "mystocks-api"),
+])
+def test_health_names_the_service_target_info_names(monkeypatch, env, chosen, expected):
+    monkeypatch.delenv("OTEL_SERVICE_NAME", raising=False)
+    monkeypatch.delenv("OTEL_RESOURCE_ATTRIBUTES", raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with capture_metrics(**({"service_name": chosen} if chosen else {})):
+        app = FastAPI()
+        setup_telemetry(app)
+        client = TestClient(app)
+        service = client.get("/metrics/health").json()["service"]
+        target_info = next(line for line in client.get("/metrics").text.splitlines()
+                           if line.startswith("target_info{"))
+        resource_name = state.provider().resource.attributes["service.name"]
+    assert service == (expected or resource_name)
+    if expected is None:
+        assert service.startswith("unknown_service:")
+    assert f'service_name="{service}"' in target_info
