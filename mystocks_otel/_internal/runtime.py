@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Callable
+from contextlib import contextmanager
+from typing import Callable, Iterator
 
 from opentelemetry.instrumentation.dependencies import get_dependency_conflicts
 
@@ -83,6 +84,21 @@ def instrumented(name: str):
 
 
 # -- the poller --------------------------------------------------------------------------------
+@contextmanager
+def probing() -> Iterator[None]:
+    """Run the block as a probe: our SQLAlchemy and Redis hooks record nothing inside it, and
+    upstream instrumentations (the Redis spans) are suppressed. The probes' own results go to
+    the health metrics only."""
+    from opentelemetry.instrumentation.utils import suppress_instrumentation
+
+    token = state.PROBING.set(True)
+    try:
+        with suppress_instrumentation():
+            yield
+    finally:
+        state.PROBING.reset(token)
+
+
 class Poller:
     """Runs the update tasks every ``interval`` seconds on a daemon thread.
 
@@ -109,7 +125,8 @@ class Poller:
     def run_once(self) -> None:
         for task in self.tasks:
             try:
-                task()
+                with probing():  # a probe's SELECT 1, PING or INFO is not the app's traffic
+                    task()
             except Exception:  # noqa: BLE001 - one failing probe must not stop the others
                 _log.warning("mystocks-otel: %s failed", getattr(task, "__name__", task),
                              exc_info=True)

@@ -21,6 +21,7 @@ The contrib-style instrumentors (:mod:`mystocks_otel.integrations`) are singleto
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import os
 import threading
@@ -47,6 +48,10 @@ EXPORT_STATUSES = ExportStatuses()
 #: /metrics label texts: metric name -> series key -> text, computed once per series (series
 #: are bounded by the cardinality limit, and never forgotten by the recorders either).
 LABEL_TEXTS: dict[str, dict[tuple, str]] = {}
+
+#: True while the poller runs its probes (``SELECT 1``, ``PING``, ``INFO``): the SQLAlchemy and
+#: Redis hooks then record nothing (no metric, no span), so probes never count as the app's traffic.
+PROBING: "contextvars.ContextVar[bool]" = contextvars.ContextVar("mystocks_otel_probing", default=False)
 
 FORK_WAIT_SECONDS = 2.0  # longest a fork waits for a running probe (a hung ping must not hang it)
 

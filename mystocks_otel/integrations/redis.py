@@ -19,7 +19,7 @@ from time import perf_counter
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 
 from ..catalog import get
-from .._internal.state import counter, gauge, histogram
+from .._internal.state import PROBING, counter, gauge, histogram
 
 #: What this instrumentor supports (checked by the distro and by ``setup_telemetry``).
 SUPPORTED = ("redis >= 5, < 9",)
@@ -139,6 +139,8 @@ class ClientHooks:
             pass
 
     def _sync(self, wrapped, instance, args, kwargs):
+        if PROBING.get():  # the health probe's PING and the cache gauges' INFO are not counted
+            return wrapped(*args, **kwargs)
         started, error = perf_counter(), None
         try:
             return wrapped(*args, **kwargs)
@@ -149,6 +151,8 @@ class ClientHooks:
             self._done(instance, args, started, error)
 
     async def _async(self, wrapped, instance, args, kwargs):
+        if PROBING.get():
+            return await wrapped(*args, **kwargs)
         started, error = perf_counter(), None
         try:
             return await wrapped(*args, **kwargs)

@@ -24,7 +24,7 @@ from time import perf_counter
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 
 from ..catalog import get
-from .._internal.state import counter, gauge, histogram
+from .._internal.state import PROBING, counter, gauge, histogram
 
 #: What this instrumentor supports (checked by the distro and by ``setup_telemetry``).
 SUPPORTED = ("sqlalchemy >= 2.0, < 2.2",)
@@ -171,7 +171,7 @@ class EngineHooks:
         self.engines.add(connection.engine)
 
     def _before(self, conn, cursor, statement, parameters, context, executemany) -> None:
-        if context is not None:
+        if context is not None and not PROBING.get():  # a health probe's SELECT 1 is not counted
             context._mystocks_started = perf_counter()
             if self._tracer is not None:
                 context._mystocks_span = self._start_span(conn.engine, statement)
@@ -191,6 +191,8 @@ class EngineHooks:
         _end_span(context, None)
 
     def _failed(self, context) -> None:
+        if PROBING.get():  # a failed probe shows in the health gauges only
+            return
         exc = context.original_exception or context.sqlalchemy_exception
         try:
             operation = self.classify(context.statement or "")[0]
