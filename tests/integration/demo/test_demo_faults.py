@@ -192,3 +192,23 @@ def test_error_actions_provoke_real_errors(client):
     assert result["cache_error"].startswith("ResponseError")
     assert _set(client, bad_measurements=True)["actions"]["bad_measurements"]["sent"] == 3, "recorders never raise"
     assert client.get("/api/quotes").status_code == 200, "the app carries on"
+
+
+def test_the_fault_body_is_described_in_the_schema_and_the_docstring():
+    from dataclasses import fields
+
+    from fastapi import FastAPI
+
+    from mystocks_otel_dev.demo import faults
+    from mystocks_otel_dev.demo.routes import admin
+
+    app = FastAPI()
+    app.include_router(admin.router)
+    post = app.openapi()["paths"]["/admin/faults"]["post"]
+    schema = post["requestBody"]["content"]["application/json"]["schema"]
+    every_field = {f.name for f in fields(faults.FaultState)} | set(faults.ACTIONS)
+    assert set(schema["properties"]) == every_field
+    assert all(f"``{name}``" in post["description"] for name in every_field), post["description"]
+    # the documented example is a body the switches accept
+    state, actions = faults.Faults().update(schema["example"])
+    assert state.latency_ms == 200 and state.dependency_down == "redis" and actions == ["cache_flush"]

@@ -11,7 +11,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 import mystocks_otel as otel
 
-from ..faults import DependencyDown, FaultValidationError
+from ..faults import (ACTIONS, DEPENDENCIES, MAX_LATENCY_MS, MAX_SLOW_QUERY_SECONDS,
+                      DependencyDown, FaultValidationError)
 from .common import Demo
 
 router = APIRouter(tags=["operations"])
@@ -65,12 +66,53 @@ async def _run_action(demo, action: str) -> object:
     return await asyncio.to_thread(demo.database.provoke_error)  # db_error
 
 
-@router.post("/admin/faults", dependencies=[Depends(admin_only)])
+#: The POST body's schema, shown in /docs (the handler reads the raw body: a bad one is a
+#: one-line 422 from faults.py's own validation, never FastAPI's error list).
+FAULTS_BODY = {
+    "type": "object", "additionalProperties": False,
+    "properties": {
+        "latency_ms": {"type": "integer", "minimum": 0, "maximum": MAX_LATENCY_MS,
+                       "description": "added to every API request"},
+        "error_rate": {"type": "number", "minimum": 0, "maximum": 1,
+                       "description": "share of API requests answered 500"},
+        "slow_queries": {"type": "boolean", "description": "every DB query sleeps slow_query_seconds"},
+        "slow_query_seconds": {"type": "number", "exclusiveMinimum": 0,
+                               "maximum": MAX_SLOW_QUERY_SECONDS},
+        "market_data_stall": {"type": "boolean", "description": "the quote simulator stops"},
+        "dependency_down": {"enum": [*DEPENDENCIES, None],
+                            "description": "that dependency answers as unreachable (503)"},
+        "cache_errors": {"type": "boolean",
+                         "description": "every cache read also sends a failing Redis command"},
+        **{action: {"type": "boolean", "description": "one-shot action, run when true"}
+           for action in ACTIONS},
+    },
+    "example": {"latency_ms": 200, "error_rate": 0.1, "dependency_down": "redis", "cache_flush": True},
+}
+
+
+@router.post("/admin/faults", dependencies=[Depends(admin_only)],
+             openapi_extra={"requestBody": {"required": True, "content": {
+                 "application/json": {"schema": FAULTS_BODY}}}})
 async def set_faults(request: Request, demo: Demo) -> dict:
     """Set any of the switches (unlisted ones keep their value) and run one-shot actions.
 
-    Body example: ``{"latency_ms": 200, "error_rate": 0.1, "dependency_down": "redis",
-    "cache_flush": true}``. The whole body is validated before anything changes.
+    The body is a JSON object with any of these fields; the whole body is validated before
+    anything changes (a bad one is a 422 naming the field), and the answer is the new state:
+
+    - ``latency_ms``: 0-30000, added to every API request;
+    - ``error_rate``: 0-1, the share of API requests answered 500;
+    - ``slow_queries``: true/false, every DB query sleeps ``slow_query_seconds`` (above 0, at
+      most 30; default 0.5);
+    - ``market_data_stall``: true/false, the quote simulator stops (market-data alerts);
+    - ``dependency_down``: ``"redis"``, ``"database"`` or null, that dependency answers as
+      unreachable (503);
+    - ``cache_errors``: true/false, every cache read also sends a failing Redis command;
+    - one-shot actions, run when true: ``cache_flush``, ``db_error``, ``cache_error``,
+      ``bad_measurements`` (three invalid recordings, dropped and counted).
+
+    Example: ``{"latency_ms": 200, "error_rate": 0.1, "dependency_down": "redis",
+    "cache_flush": true}``. ``DELETE /admin/faults`` resets every switch, ``GET`` shows them.
+    With the admin token set (the stack sets it) each needs ``Authorization: Bearer <token>``.
     """
     try:
         payload = json.loads(await request.body() or b"null")
