@@ -20,6 +20,15 @@ Under pytest the same thing is the ``mystocks_metrics`` fixture (registered thro
         ...
         assert mystocks_metrics.value("mystocks.trading.orders", {"side": "buy"}) == 1
 
+An app set up at import counts too: with ``from app import app`` at the top of the test file
+(the app module calls ``setup_telemetry(app)`` and makes its engine and Redis client at import,
+before any fixture runs), the capture resumes that set-up's FastAPI, SQLAlchemy and Redis
+hooks, with its settings, on the capture's provider; every test starts from zero. The app is
+found among the test module's globals (the fixture) or the caller's (``capture_metrics()``),
+and one level into the modules they imported (``import app``). A ``setup_telemetry`` made
+inside the capture replaces that resumed set-up with its own settings, as the first set-up of
+a fresh interpreter would; the earlier app goes on being measured.
+
 The provider is built when the capture starts, so its settings (exporters, cardinality limit,
 metrics token) come from the capture: pass them as ``capture_metrics(cardinality_limit=10)``
 or set the environment before the fixture runs. Everything else (``slow_query_seconds``,
@@ -114,6 +123,48 @@ class MetricsCapture:
         return list(self.span_exporter.get_finished_spans())
 
 
+class _SetUp:
+    """A ``setup_telemetry`` made outside the capture, by an app the test module imported at
+    its top (``from app import app``: the app module set itself up at import, before any
+    fixture ran, and a capture's reset stopped it). The capture resumes it on its own provider.
+    """
+
+    def __init__(self, settings, tracer_provider):
+        self.settings = settings
+        self.tracer_provider = tracer_provider
+
+    @classmethod
+    def of(cls, namespace: Mapping | None) -> "_SetUp | None":
+        """The set-up of the first set-up app in ``namespace`` (a test module's globals), looking
+        one level into the modules it imported (``import app``, ``from myproject import main``)."""
+        import sys
+        import types
+
+        if not namespace or "starlette.applications" not in sys.modules:
+            return None
+        from starlette.applications import Starlette
+
+        values = list(namespace.values())
+        values += [value for module in values if isinstance(module, types.ModuleType)
+                   and not module.__name__.startswith(("mystocks_otel", "fastapi", "starlette"))
+                   for value in list(vars(module).values())]
+        for value in values:
+            if isinstance(value, Starlette):
+                handle = getattr(value.state, "mystocks_telemetry", None)
+                if handle is not None and handle.runtime is not None:
+                    return cls(handle.settings, handle.runtime.tracer_provider)
+        return None
+
+    def resume(self) -> None:
+        """Start the runtime again with the set-up's settings, on the capture's provider: the
+        FastAPI, SQLAlchemy and Redis hooks (they meet the app's engines and clients again at
+        their first use) and the poller. Marked adopted: the first ``setup_telemetry`` made in
+        the capture replaces it with its own settings (``runtime.Runtime.adopted``)."""
+        from ._internal import runtime
+
+        runtime.start(self.settings, (), self.tracer_provider).adopted = True
+
+
 def reset() -> None:
     """Stop mystocks-otel and forget everything it recorded, as a fresh interpreter would.
 
@@ -136,11 +187,16 @@ def reset() -> None:
 
 
 @contextmanager
-def capture_metrics(**options) -> Iterator[MetricsCapture]:
+def capture_metrics(*, namespace: Mapping | None = None, **options) -> Iterator[MetricsCapture]:
     """Reset mystocks-otel, start it on an in-memory reader, yield a :class:`MetricsCapture`.
 
     ``options`` override the settings read from the environment, by field name of
     :class:`mystocks_otel.config.Settings`, as for ``setup_telemetry``.
+
+    An app set up at import by a module the caller imported at its top (``from app import
+    app``) is measured too: its FastAPI, SQLAlchemy and Redis hooks are resumed inside the
+    capture, with its settings. The app is looked for in ``namespace`` (the fixture passes the
+    test module's globals), by default the caller's globals.
     """
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -151,11 +207,18 @@ def capture_metrics(**options) -> Iterator[MetricsCapture]:
     from ._internal.sdk_bridge import InMemoryReader  # the SDK's in-memory reader, with our histograms
 
     settings = config.load().with_overrides(**{**CAPTURE_DEFAULTS, **options})
+    if namespace is None:  # the caller's module: capture_metrics() -> contextmanager -> here
+        import sys
+
+        namespace = sys._getframe(2).f_globals
+    set_up = _SetUp.of(namespace)  # an app set up at import, before the capture
     reset()
     try:
         state = provider.start(settings)
         reader = InMemoryReader()
         state.provider.add_metric_reader(reader)
+        if set_up is not None:
+            set_up.resume()  # its hooks, recording into the zeroed recorders
         span_exporter = InMemorySpanExporter()
         tracer_provider = TracerProvider(resource=provider.resource(settings))
         tracer_provider.add_span_processor(SimpleSpanProcessor(span_exporter))
@@ -167,7 +230,9 @@ def capture_metrics(**options) -> Iterator[MetricsCapture]:
 if pytest is not None:
 
     @pytest.fixture
-    def mystocks_metrics() -> Iterator[MetricsCapture]:
-        """mystocks-otel reset onto an in-memory reader for one test; see :func:`capture_metrics`."""
-        with capture_metrics() as capture:
+    def mystocks_metrics(request) -> Iterator[MetricsCapture]:
+        """mystocks-otel reset onto an in-memory reader for one test; see :func:`capture_metrics`.
+        An app the test module imported at its top is measured too."""
+        module = getattr(request, "module", None)
+        with capture_metrics(namespace=vars(module) if module is not None else None) as capture:
             yield capture

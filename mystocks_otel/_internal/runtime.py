@@ -163,6 +163,14 @@ class Poller:
 
 # -- the runtime -------------------------------------------------------------------------------
 class Runtime:
+    #: Set by :mod:`mystocks_otel.testing` on the runtime of a set-up made before a capture (an
+    #: app module imported at the top of a test file), which the capture resumes on its own
+    #: provider. Such a runtime is not "current" for a new set-up: the first ``setup_telemetry``
+    #: made inside the capture replaces it (:func:`start`), with its own settings, as the first
+    #: set-up of a fresh interpreter would be. The hooks stay on the library classes, so the
+    #: earlier app goes on being measured.
+    adopted = False
+
     def __init__(self, settings: Settings, tracer_provider=None):
         self.settings = settings
         self.tracer_provider = tracer_provider
@@ -244,15 +252,31 @@ def update_cache_metrics() -> dict:
 
 
 def current() -> Runtime | None:
-    return state.runtime()
+    """The runtime of the set-ups made so far; None before the first (an adopted one does not count)."""
+    found = state.runtime()
+    return None if found is not None and found.adopted else found
 
 
 def start(settings: Settings, engines=(), tracer_provider=None) -> Runtime:
-    """The process's runtime, started on first call; later calls add engines only."""
+    """The process's runtime, started on first call; later calls add engines only.
+    An adopted runtime (see :attr:`Runtime.adopted`) is replaced instead."""
+    found = state.runtime()
+    if found is not None and found.adopted:
+        retire(found)
     runtime, created = state.start_runtime(lambda: Runtime(settings, tracer_provider).start(engines))
     if not created:
         runtime.add_engines(engines)
     return runtime
+
+
+def retire(found: Runtime) -> None:
+    """Stop an adopted runtime and undo its instrumentors, leaving the provider running."""
+    if state.runtime() is found:
+        state.take_runtime()
+    if found.poller is not None:
+        found.poller.stop()
+    uninstrument_all()
+    INSTRUMENTS.enable_exemplars(False)
 
 
 def stop() -> None:
