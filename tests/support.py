@@ -71,6 +71,20 @@ def wait_until(predicate, timeout: float = 20.0, what: str = "condition", interv
         raise AssertionError(str(error)) from None
 
 
+def raw_status(port: int, request: bytes, timeout: float = 30.0) -> int | None:
+    """Send ``request`` byte for byte; the status code of the answer, or None if the server
+    closed the connection without one (for malformed input no HTTP client would send)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(request)
+        data = b""
+        while b"\r\n" not in data:
+            chunk = sock.recv(4096)
+            if not chunk:
+                return None
+            data += chunk
+    return int(data.split(b" ", 2)[1])
+
+
 def wait_for_port(host: str, port: int, timeout: float = 15.0) -> None:
     wait_until(lambda: port_open(host, port, 0.2), timeout, f"{host}:{port} to open", 0.05)
 

@@ -6,6 +6,7 @@ context manager that always kills its process group, and /metrics parsing.
 
 from __future__ import annotations
 
+import http.client
 import os
 import signal
 import subprocess
@@ -92,6 +93,33 @@ def run_process(argv: list[str], cwd: Path, env: dict[str, str]):
 def uvicorn_argv(target: str, port: int, *extra: str, instrument: bool = True) -> list[str]:
     argv = [UVICORN, target, "--host", "127.0.0.1", "--port", str(port), "--no-access-log", *extra]
     return [INSTRUMENT, *argv] if instrument else argv
+
+
+#: A one-route app set up with the one line (written to a file a server process imports).
+PING_APP = '''
+from fastapi import FastAPI
+import mystocks_otel
+
+app = FastAPI()
+mystocks_otel.setup_telemetry(app)
+
+
+@app.get("/ping")
+def ping():
+    return "pong"
+'''
+
+
+def request(port: int, path: str, headers: dict | None = None,
+            timeout: float = 30.0) -> tuple[int, bytes]:
+    """One GET with ``headers``: (status, raw body), whatever the status."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("GET", path, headers=headers or {})
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
 
 
 def get(port: int, path: str, timeout: float = 10.0) -> tuple[int, str]:

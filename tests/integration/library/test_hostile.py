@@ -5,7 +5,6 @@ from __future__ import annotations
 import http.client
 import json
 import shutil
-import socket
 import uuid
 from pathlib import Path
 
@@ -13,8 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from harness import base_env, run_process, scrape, series, uvicorn_argv
-from support import free_port, wait_until
+from harness import PING_APP, base_env, request, run_process, scrape, series, uvicorn_argv
+from support import free_port, raw_status, wait_until
 
 pytestmark = pytest.mark.live
 
@@ -189,42 +188,10 @@ def own_metrics():
     return {"own": True}
 '''
 
-LOCKED_APP = '''
-from fastapi import FastAPI
-import mystocks_otel
-
-app = FastAPI()
-mystocks_otel.setup_telemetry(app)
-
-
-@app.get("/ping")
-def ping():
-    return "pong"
-'''
-
-
-def request(port: int, path: str, headers: dict | None = None) -> tuple[int, bytes]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    try:
-        conn.request("GET", path, headers=headers or {})
-        response = conn.getresponse()
-        return response.status, response.read()
-    finally:
-        conn.close()
-
-
-def raw_status(port: int, authorization: bytes, path: bytes = b"/metrics") -> int | None:
-    """One request written byte for byte; the status line's code, or None if closed first."""
-    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
-        sock.sendall(b"GET " + path + b" HTTP/1.1\r\nHost: x\r\nAuthorization: " + authorization
-                     + b"\r\nConnection: close\r\n\r\n")
-        data = b""
-        while b"\r\n" not in data:
-            chunk = sock.recv(4096)
-            if not chunk:
-                return None
-            data += chunk
-    return int(data.split(b" ", 2)[1])
+def raw_status_of(port: int, authorization: bytes, path: bytes = b"/metrics") -> int | None:
+    """A GET whose Authorization header is written byte for byte."""
+    return raw_status(port, b"GET " + path + b" HTTP/1.1\r\nHost: x\r\nAuthorization: "
+                      + authorization + b"\r\nConnection: close\r\n\r\n")
 
 
 @pytest.fixture(scope="module")
@@ -277,7 +244,7 @@ def test_a_mounted_sub_app_is_counted_once_with_the_full_template(host_app):
 def locked_app(tmp_path_factory):
     """Token set, standalone port set (default host), and an OTLP endpoint that refuses."""
     app_dir = tmp_path_factory.mktemp("locked")
-    (app_dir / "locked_app.py").write_text(LOCKED_APP)
+    (app_dir / "locked_app.py").write_text(PING_APP)
     port, metrics_port, dead = free_port(), free_port(), free_port()
     env = base_env(app_dir, MYSTOCKS_OTEL_METRICS_TOKEN=TOKEN,
                    OTEL_EXPORTER_PROMETHEUS_PORT=str(metrics_port),
@@ -316,7 +283,7 @@ def test_the_standalone_port_binds_localhost_and_demands_the_token(locked_app):
 ))
 def test_fuzzed_authorization_never_gets_a_500_on_either_door(locked_app, value):
     for door in ("app", "metrics"):
-        status = raw_status(locked_app[door], value)
+        status = raw_status_of(locked_app[door], value)
         allowed = (200,) if value in GOOD_HEADERS else (400, 401, 431)
         assert status in allowed, (door, value, status)
 

@@ -7,7 +7,6 @@ and ``--max-requests 40``, and uvicorn/gunicorn told to use the app's own port f
 
 from __future__ import annotations
 
-import http.client
 import json
 import shutil
 import socket
@@ -19,40 +18,16 @@ from pathlib import Path
 import psutil
 import pytest
 
-from harness import VENV_BIN, base_env, run_process, uvicorn_argv
+from harness import PING_APP, VENV_BIN, base_env, request, run_process, uvicorn_argv
 from support import free_port, require, wait_until
 
 pytestmark = pytest.mark.live
 
 GUNICORN = str(VENV_BIN / "gunicorn")
 WORKERS_APP = Path(__file__).parent / "apps" / "workers_app.py"
-PING_APP = '''
-from fastapi import FastAPI
-import mystocks_otel
-
-app = FastAPI()
-mystocks_otel.setup_telemetry(app)
-
-
-@app.get("/ping")
-def ping():
-    return "pong"
-'''
-
-
-def get(port: int, path: str, timeout: float = 5.0) -> tuple[int, bytes]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        conn.request("GET", path)
-        response = conn.getresponse()
-        return response.status, response.read()
-    finally:
-        conn.close()
-
-
 def ok(port: int, path: str, timeout: float = 5.0) -> bool:
     try:
-        return get(port, path, timeout)[0] == 200
+        return request(port, path, timeout=timeout)[0] == 200
     except OSError:
         return False
 
@@ -181,7 +156,7 @@ def test_the_port_stays_reachable_through_gunicorn_worker_recycling(tmp_path):
         def traffic():
             while not stop.is_set():
                 try:
-                    status, body = get(port, f"/work/{sent[0]}", timeout=10)
+                    status, body = request(port, f"/work/{sent[0]}", timeout=10)
                     if status == 200:
                         pids.add(json.loads(body)["pid"])
                         sent[0] += 1
@@ -228,7 +203,7 @@ def test_the_apps_port_wins_and_one_line_names_the_variable(tmp_path, server):
                    PYTHONWARNINGS="ignore")
     with run_process(clash_argv(server, port), tmp_path, env) as proc:
         proc.wait_port(port, timeout=30)
-        status, body = get(port, "/work/1")
+        status, body = request(port, "/work/1", timeout=5.0)
         assert status == 200 and b"pid" in body, (status, body)
         workers = 1 if server == "uvicorn" else 2
         lines = wait_until(lambda: [line for line in proc.output().splitlines()
@@ -239,6 +214,6 @@ def test_the_apps_port_wins_and_one_line_names_the_variable(tmp_path, server):
         assert 1 <= len(lines) <= workers, lines
         assert all(str(port) in line and "app" in line for line in lines), lines
         for _ in range(10):
-            assert get(port, "/work/2")[0] == 200  # still the app's, on every worker
-        assert get(port, "/metrics")[0] == 200  # ours on the app's port, as always
+            assert request(port, "/work/2", timeout=5.0)[0] == 200  # still the app's, on every worker
+        assert request(port, "/metrics", timeout=5.0)[0] == 200  # ours on the app's port, as always
         assert proc.proc.poll() is None, proc.output()[-3000:]

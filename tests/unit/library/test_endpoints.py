@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import socket
 import time
 
 import pytest
@@ -22,7 +21,7 @@ from mystocks_otel import config, endpoints, setup_telemetry, update_health_metr
 from mystocks_otel._internal import auth, export_health, standalone, state
 from mystocks_otel._internal.asgi import MetricsMiddleware
 from mystocks_otel.testing import capture_metrics
-from support import free_port, wait_until
+from support import free_port, raw_status, wait_until
 
 TOKEN = "s3cr\u00e9t-t0ken"  # non-ASCII on purpose: the UTF-8 bytes are what a client sends
 
@@ -160,19 +159,6 @@ def metrics_port():
             standalone.stop()
 
 
-def raw_request(port: int, request: bytes) -> int | None:
-    """Send raw bytes; the status code the server answers, or None if it closed without one."""
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        sock.sendall(request)
-        data = b""
-        while b"\r\n" not in data:
-            chunk = sock.recv(4096)
-            if not chunk:
-                return None
-            data += chunk
-    return int(data.split(b" ", 2)[1])
-
-
 def test_the_standalone_port_binds_localhost_and_demands_the_token(metrics_port):
     server = state.metrics_server()
     assert server is not None and server.server_address[0] in ("127.0.0.1", "::1")
@@ -200,10 +186,10 @@ def test_the_standalone_port_binds_localhost_and_demands_the_token(metrics_port)
 @settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
 @given(value=HEADER_VALUES)
 def test_a_malformed_authorization_header_is_a_401_or_400_on_the_standalone_port(metrics_port, value):
-    status = raw_request(metrics_port, b"GET /metrics HTTP/1.1\r\nHost: x\r\nAuthorization: "
+    status = raw_status(metrics_port, b"GET /metrics HTTP/1.1\r\nHost: x\r\nAuthorization: "
                          + value + b"\r\nConnection: close\r\n\r\n")
     assert status in ((200,) if value in GOOD else (400, 401, 431)), (value, status)
-    assert raw_request(metrics_port, b"GET /metrics/health HTTP/1.1\r\nHost: x\r\n"
+    assert raw_status(metrics_port, b"GET /metrics/health HTTP/1.1\r\nHost: x\r\n"
                        b"Authorization: " + value + b"\r\nConnection: close\r\n\r\n") in (200, 400, 431)
 
 
