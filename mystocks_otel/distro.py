@@ -106,9 +106,13 @@ def fail_startup(error: Exception) -> None:
 
     Only ever called from the configurator, at interpreter start, before the app runs.
     """
-    sys.stderr.write(f"mystocks-otel: configuration error: {error}\n")
+    _exit_with_line(f"configuration error: {error}", 2)
+
+
+def _exit_with_line(message: str, code: int) -> None:
+    sys.stderr.write(f"mystocks-otel: {message}\n")
     sys.stderr.flush()
-    os._exit(2)  # SystemExit would be caught by the launcher's caller in some versions
+    os._exit(code)  # SystemExit would be caught by the launcher's caller in some versions
 
 
 def patch_fastapi(settings: config.Settings) -> None:
@@ -141,9 +145,7 @@ BOOT_ERROR = 3
 def refuse_to_start(error: Exception) -> None:
     """Stop the server with one line: multiprocess set-up found a directory it cannot trust,
     so serving (or forging) merged values from it is worse than not starting."""
-    sys.stderr.write(f"mystocks-otel: refusing to start: {error}\n")
-    sys.stderr.flush()
-    os._exit(BOOT_ERROR)
+    _exit_with_line(f"refusing to start: {error}", BOOT_ERROR)
 
 
 def _instrument(app, settings: config.Settings) -> None:
