@@ -15,6 +15,11 @@ from typing import Callable, Mapping
 
 EXPORTERS = ("prometheus", "otlp", "none")
 TRACE_EXPORTERS = ("none", "otlp", "console")
+LOG_EXPORTERS = ("none", "otlp", "console")
+LOG_FORMATS = ("plain", "json")
+#: The order-placing route kept whole by the tail sampler, as "METHOD route-template" regexes.
+DEFAULT_KEEP_ROUTES = r"^POST /api/orders"
+MAX_BUCKETS = 40
 OTLP_PROTOCOLS = ("http/protobuf",)
 MAX_CARDINALITY = 10_000
 DEFAULT_EXCLUDED_URLS = r"^/metrics(/|$),^/health,^/healthz,^/readyz,^/livez"
@@ -27,8 +32,10 @@ NUMERIC_BOUNDS: dict[str, tuple[str, float, float]] = {
     "MYSTOCKS_OTEL_CARDINALITY_LIMIT": ("cardinality_limit", 1, MAX_CARDINALITY),
     "MYSTOCKS_OTEL_SLOW_QUERY_SECONDS": ("slow_query_seconds", 0.001, 3600.0),
     "MYSTOCKS_OTEL_PROBE_INTERVAL": ("probe_interval_seconds", 0.1, 86_400.0),
+    "MYSTOCKS_OTEL_TRACES_SLOW_SECONDS": ("traces_slow_seconds", 0.001, 3600.0),
 }
-_EXAMPLES = {"MYSTOCKS_OTEL_PROBE_INTERVAL": 15, "MYSTOCKS_OTEL_SLOW_QUERY_SECONDS": 0.5}
+_EXAMPLES = {"MYSTOCKS_OTEL_PROBE_INTERVAL": 15, "MYSTOCKS_OTEL_SLOW_QUERY_SECONDS": 0.5,
+             "MYSTOCKS_OTEL_TRACES_SLOW_SECONDS": 1.0}
 INSTRUMENTATION_ALIASES = {"mystocks_fastapi": "fastapi", "mystocks_sqlalchemy": "sqlalchemy",
                            "mystocks_redis": "redis"}
 
@@ -66,6 +73,29 @@ class Settings:
     #: where the multiprocess store makes its private per-user base (None: /dev/shm, else
     #: the temp directory)
     multiprocess_dir: str | None = None
+    #: serve prometheus_client's default registry (the app's own prometheus_client metrics) on
+    #: the same /metrics
+    prometheus_client_registry: bool = True
+    #: set the global MeterProvider, when no other SDK has, so the app's own OpenTelemetry
+    #: instruments are exported with ours
+    global_meter_provider: bool = True
+    #: HTTP duration buckets in seconds (None: the catalog's)
+    http_buckets: tuple[float, ...] | None = None
+    #: http.server.request.body.size and http.server.response.body.size
+    http_body_size: bool = False
+    #: status codes as 2xx, 4xx, 5xx on the HTTP metrics
+    group_status_codes: bool = False
+    logs_exporter: str = "none"
+    #: OTEL_PYTHON_LOG_CORRELATION: trace_id and span_id on every log record
+    log_correlation: bool = False
+    #: plain: the app's logging untouched; json: one JSON line per record on stdout
+    log_format: str = "plain"
+    #: tail sampling: the share of ordinary traces kept (errors, 5xx, slow and keep-routes always are)
+    traces_keep_ratio: float = 0.1
+    #: a trace whose local root took longer than this is always kept (the latency SLO's threshold)
+    traces_slow_seconds: float = 1.0
+    #: comma-separated regexes on "METHOD route-template"; matching traces are always kept
+    traces_keep_routes: str = DEFAULT_KEEP_ROUTES
 
     @property
     def tracing_enabled(self) -> bool:
@@ -90,6 +120,12 @@ class Settings:
                 # millisecond); zero, negative, nan and infinite values never are.
                 _check_bounds(f"setup_telemetry option {field_name}", overrides[field_name],
                               low if isinstance(low, int) else 0.0, high)
+        if overrides.get("http_buckets") is not None:
+            buckets = overrides["http_buckets"]
+            text = ",".join(str(v) for v in buckets) if isinstance(buckets, (list, tuple)) else "?"
+            overrides["http_buckets"] = _buckets("setup_telemetry option http_buckets", text)
+        if "traces_keep_ratio" in overrides:
+            _ratio("setup_telemetry option traces_keep_ratio", str(overrides["traces_keep_ratio"]))
         return replace(self, **overrides)
 
 
@@ -184,6 +220,30 @@ def _instrumentations(name: str, raw: str) -> frozenset[str]:
     return frozenset(INSTRUMENTATION_ALIASES.get(n, n) for n in names if n)
 
 
+def _buckets(name: str, raw: str) -> tuple[float, ...]:
+    """Strictly increasing, positive, finite seconds, at most MAX_BUCKETS of them."""
+    try:
+        values = tuple(float(part) for part in raw.split(","))
+    except ValueError:
+        values = ()
+    ok = (0 < len(values) <= MAX_BUCKETS and all(math.isfinite(v) and v > 0 for v in values)
+          and all(a < b for a, b in zip(values, values[1:])))
+    if not ok:
+        raise ConfigError(name, raw, f"up to {MAX_BUCKETS} increasing positive numbers of seconds, "
+                                     f"comma-separated, e.g. 0.05,0.1,0.25,0.5,1,2.5")
+    return values
+
+
+def _ratio(name: str, raw: str) -> float:
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        value = float("nan")
+    if not (math.isfinite(value) and 0.0 <= value <= 1.0):
+        raise ConfigError(name, raw, "a ratio from 0 to 1, e.g. 0.1")
+    return value
+
+
 def _directory(name: str, raw: str) -> str:
     if not os.path.isabs(raw) or not os.path.isdir(raw):
         raise ConfigError(name, raw, "an absolute path to an existing directory, e.g. /dev/shm")
@@ -218,6 +278,17 @@ _VARIABLES: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "MYSTOCKS_OTEL_METRICS_TOKEN": ("metrics_token", _text),
     "MYSTOCKS_OTEL_METRICS_PATH": ("metrics_path", _path),
     "MYSTOCKS_OTEL_MULTIPROCESS_DIR": ("multiprocess_dir", _directory),
+    "MYSTOCKS_OTEL_PROMETHEUS_CLIENT": ("prometheus_client_registry", _bool),
+    "MYSTOCKS_OTEL_GLOBAL_METER_PROVIDER": ("global_meter_provider", _bool),
+    "MYSTOCKS_OTEL_HTTP_BUCKETS": ("http_buckets", _buckets),
+    "MYSTOCKS_OTEL_HTTP_BODY_SIZE": ("http_body_size", _bool),
+    "MYSTOCKS_OTEL_HTTP_GROUP_STATUS_CODES": ("group_status_codes", _bool),
+    "OTEL_LOGS_EXPORTER": ("logs_exporter", lambda n, r: _choice(n, r, LOG_EXPORTERS)),
+    "OTEL_PYTHON_LOG_CORRELATION": ("log_correlation", _bool),
+    "MYSTOCKS_OTEL_LOG_FORMAT": ("log_format", lambda n, r: _choice(n, r, LOG_FORMATS)),
+    "MYSTOCKS_OTEL_TRACES_KEEP_RATIO": ("traces_keep_ratio", _ratio),
+    "MYSTOCKS_OTEL_TRACES_SLOW_SECONDS": ("traces_slow_seconds", lambda n, r: _seconds(n, r, *_bounds(n))),
+    "MYSTOCKS_OTEL_TRACES_KEEP_ROUTES": ("traces_keep_routes", _regexes),
 }
 
 #: Documented in the README's table; a test keeps the two in step.
@@ -243,6 +314,7 @@ _UNSET_MEANS = {
     "prometheus_port": "(unset: no standalone port)",
     "metrics_path": "(unset: /metrics)",
     "multiprocess_dir": "(unset: /dev/shm, else the temp directory)",
+    "http_buckets": "(unset: the catalog's)",
 }
 
 
@@ -268,7 +340,7 @@ def _shown(field_name: str, value: object) -> str:
     if isinstance(value, frozenset):
         return ",".join(sorted(value)) or "(none)"
     if isinstance(value, tuple):
-        return ",".join(value) or "none"
+        return ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value) or "none"
     return str(value)
 
 
