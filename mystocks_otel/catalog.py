@@ -44,6 +44,9 @@ DB_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
 REDIS_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 SESSION_BUCKETS = (1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0, 14400.0)
 RESOLUTION_BUCKETS = (60.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 21600.0, 86400.0)
+#: Bytes, powers of 4 from 64 B to 16 MiB: an empty GET, a JSON reply, a page, an upload.
+BODY_SIZE_BUCKETS = (64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0,
+                     4194304.0, 16777216.0)
 
 
 @dataclass(frozen=True)
@@ -174,6 +177,16 @@ METRICS: tuple[MetricSpec, ...] = (
     _m("http.server.request.duration", H, "s", "Duration of HTTP server requests.",
        [HTTP_METHOD, Label("http.route"), Label("http.response.status_code")], "P0", "http",
        semconv=True, buckets=LATENCY_BUCKETS, frequency="per request"),
+    _m("http.server.request.body.size", H, "By",
+       "Size of HTTP request bodies (Content-Length, else the bytes the app read); recorded "
+       "only with MYSTOCKS_OTEL_HTTP_BODY_SIZE=true.",
+       [HTTP_METHOD, Label("http.route"), Label("http.response.status_code")], "P2", "http",
+       semconv=True, buckets=BODY_SIZE_BUCKETS, frequency="per request"),
+    _m("http.server.response.body.size", H, "By",
+       "Size of HTTP response bodies (Content-Length, else the bytes sent); recorded only "
+       "with MYSTOCKS_OTEL_HTTP_BODY_SIZE=true.",
+       [HTTP_METHOD, Label("http.route"), Label("http.response.status_code")], "P2", "http",
+       semconv=True, buckets=BODY_SIZE_BUCKETS, frequency="per request"),
     _m("http.server.active_requests", U, "{request}", "HTTP server requests in flight.",
        [HTTP_METHOD], "P1", "http", semconv=True, frequency="per request", multiprocess=SUM),
     _m("db.client.connection.count", U, "{connection}",

@@ -48,6 +48,19 @@ def compile_excluded(patterns: str) -> re.Pattern | None:
     return re.compile("|".join(f"(?:{p})" for p in parts)) if parts else None
 
 
+def status_label(status: int) -> str:
+    """The status code's class, as MYSTOCKS_OTEL_HTTP_GROUP_STATUS_CODES labels it: ``2xx``."""
+    return f"{status // 100}xx"
+
+
+def content_length(headers) -> int | None:
+    """The ``content-length`` of ASGI headers when it is one valid non-negative integer, else None."""
+    for key, value in headers or ():
+        if key.lower() == b"content-length":
+            return int(value) if value.isdigit() and len(value) <= 18 else None
+    return None
+
+
 def route_path(scope: dict) -> str:
     """The path inside the app: ``path`` without ``root_path`` (as Starlette routes it)."""
     path, root_path = scope["path"], scope.get("root_path", "")
@@ -197,6 +210,8 @@ class MetricsMiddleware:
         self._excluded: re.Pattern | None = None
         self._resolved = False
         self._duration = histogram("http.server.request.duration")
+        self._request_size = histogram("http.server.request.body.size")
+        self._response_size = histogram("http.server.response.body.size")
         self._active = counter("http.server.active_requests")
         self._ws_active = counter("mystocks.websocket.active_connections")
         self._ws_opened = counter("mystocks.websocket.connections_opened")
@@ -233,14 +248,15 @@ class MetricsMiddleware:
         if not self._resolved:
             self.resolve(host)
         recording = self.switch is None or self.switch.recording
+        path = route_path(scope)
+        excluded = self._excluded is not None and self._excluded.search(path) is not None
         if kind == "websocket":
-            if not recording:
+            if not recording or excluded:
                 return await self.app(scope, receive, send)
             return await self._websocket(scope, receive, send, host)
-        path = route_path(scope)
         suffix = endpoints.suffix_of(path, self.prefix)
         app = self.app if suffix is None else self._serve_endpoint(suffix)
-        if not recording or (self._excluded is not None and self._excluded.search(path)):
+        if not recording or excluded:
             return await app(scope, receive, send)
         if native_telemetry.measures_http(host, scope):  # FastAPI's own metrics win: count once
             return await app(scope, receive, send)
@@ -279,6 +295,8 @@ class MetricsMiddleware:
 
     # -- HTTP ------------------------------------------------------------------------------
     async def _http(self, scope, receive, send, app, host, fixed_route):
+        if self.settings.http_body_size:
+            return await self._http_sized(scope, receive, send, app, host, fixed_route)
         method = scope["method"]
         if method not in _KNOWN_METHODS:
             method = "_OTHER"
@@ -300,7 +318,57 @@ class MetricsMiddleware:
             duration = perf_counter() - start
             active.add(-1, method)
             route = fixed_route or self._template(scope, root_path, host)
+            self._duration.record(duration, method, route,
+                                  status_label(status) if self.settings.group_status_codes else status)
+
+    async def _http_sized(self, scope, receive, send, app, host, fixed_route):
+        """:meth:`_http` plus the request and response body sizes: Content-Length when the
+        message carries a valid one, else the bytes that went through (counted message by
+        message, never buffered: a streamed body costs nothing more)."""
+        method = scope["method"]
+        if method not in _KNOWN_METHODS:
+            method = "_OTHER"
+        root_path = scope.get("root_path", "")
+        sizes = {"status": 500, "request": content_length(scope.get("headers")),
+                 "started": False, "response": None, "request_seen": 0, "response_seen": 0}
+        wrapped_receive = receive
+        if sizes["request"] is None:
+            async def wrapped_receive():
+                message = await receive()
+                if message["type"] == "http.request":
+                    sizes["request_seen"] += len(message.get("body") or b"")
+                return message
+
+        def send_sized(message):
+            kind = message["type"]
+            if kind == "http.response.start":
+                sizes["status"] = message["status"]
+                sizes["response"] = content_length(message.get("headers"))
+                sizes["started"] = True
+            elif kind == "http.response.body":
+                sizes["response_seen"] += len(message.get("body") or b"")
+            return send(message)
+
+        active = self._active
+        active.add(1, method)
+        start = perf_counter()
+        try:
+            await app(scope, wrapped_receive, send_sized)
+        finally:
+            duration = perf_counter() - start
+            active.add(-1, method)
+            route = fixed_route or self._template(scope, root_path, host)
+            status = sizes["status"]
+            if self.settings.group_status_codes:
+                status = status_label(status)
             self._duration.record(duration, method, route, status)
+            request = sizes["request"]
+            self._request_size.record(sizes["request_seen"] if request is None else request,
+                                      method, route, status)
+            if sizes["started"]:  # no response sent (the app raised): no size to tell
+                response = sizes["response"]
+                self._response_size.record(sizes["response_seen"] if response is None else response,
+                                           method, route, status)
 
     def _template(self, scope, root_path, host):
         try:

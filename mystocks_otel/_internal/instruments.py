@@ -26,6 +26,7 @@ import sys
 import threading
 import time
 from bisect import bisect_left
+from dataclasses import replace
 from typing import Iterable
 
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
@@ -44,6 +45,7 @@ _OVERFLOW_ATTRIBUTES = {OVERFLOW_ATTRIBUTE: True}
 EXEMPLAR_METRICS = ("http.server.request.duration", "mystocks.db.query_duration",
                     "mystocks.redis.command_duration")
 DROPPED = "mystocks.telemetry.dropped_measurements"
+HTTP_DURATION = "http.server.request.duration"
 SANITIZED = "mystocks.telemetry.sanitized_attributes"
 
 
@@ -259,6 +261,20 @@ class HistogramRecorder(Recorder):
     def _new_series(self) -> list:
         return [0] * self.width + [0.0, _INF, -_INF]
 
+    def set_buckets(self, buckets: Iterable[float] | None) -> None:
+        """Use ``buckets`` (None: the catalog's) from now on. Set-up calls it before any
+        worker file is made; series recorded with other bounds are forgotten (their arrays
+        do not fit). ``spec.buckets`` follows, so every door renders the bounds recorded."""
+        catalog_spec = catalog.BY_NAME.get(self.spec.name, self.spec)
+        bounds = tuple(float(b) for b in (buckets if buckets is not None else catalog_spec.buckets or ()))
+        if bounds == self.bounds:
+            return
+        with self._lock:
+            self.spec = replace(catalog_spec, buckets=bounds)
+            self.bounds, self.width = bounds, len(bounds) + 1
+            self._series.clear()
+            self._exemplars.clear()
+
     def record(self, value: float, *values) -> None:
         try:
             key = self._clean.get(values)  # self._key() inlined: this is the hot path
@@ -358,6 +374,13 @@ class Instruments:
         """In a forked child: see :meth:`Recorder.after_fork`."""
         for recorder in self._recorders.values():
             recorder.after_fork()
+
+    def configure(self, settings) -> None:
+        """Apply the settings the recorders follow (a :class:`~mystocks_otel.config.Settings`):
+        the cardinality limit and the HTTP duration buckets. Called when the provider is
+        built, before the multiprocess store sizes its entries."""
+        self.cardinality_limit = settings.cardinality_limit
+        self.histogram(HTTP_DURATION).set_buckets(settings.http_buckets)
 
     def counter(self, name: str) -> "SumRecorder":
         return self._recorders[name]  # type: ignore[return-value]

@@ -107,7 +107,7 @@ def start(settings: Settings) -> ProviderState:
 
 
 def _build(settings: Settings) -> ProviderState:
-    INSTRUMENTS.cardinality_limit = settings.cardinality_limit
+    INSTRUMENTS.configure(settings)  # cardinality limit, HTTP buckets: before the store sizes its files
     readers = _readers(settings)
     resource_ = resource(settings)
     provider = MeterProvider(

@@ -48,14 +48,24 @@ def _never_raises(metric: str) -> Callable[[F], F]:
 # -- API / WebSocket ---------------------------------------------------------------------
 @_never_raises("http.server.request.duration")
 def record_api_request(method: str, route: str | None, status_code: int,
-                       duration_seconds: float) -> None:
+                       duration_seconds: float, *, request_body_size: int | None = None,
+                       response_body_size: int | None = None) -> None:
     """Manual fallback: one HTTP request, for an app served without the ASGI layer.
 
-    ``route`` is the route template. ``setup_telemetry``'s ASGI layer already records every
-    request it serves: do not call this beside it, or each request is counted twice.
+    ``route`` is the route template. The body sizes (bytes) are recorded when given. The
+    status code is grouped (``2xx``) when the set-up's settings say so. ``setup_telemetry``'s
+    ASGI layer already records every request it serves: do not call this beside it, or each
+    request is counted twice.
     """
-    histogram("http.server.request.duration").record(
-        duration_seconds, method.upper(), route, int(status_code))
+    method, status = method.upper(), int(status_code)
+    rt = runtime.current()
+    if rt is not None and rt.settings.group_status_codes:
+        status = f"{status // 100}xx"
+    histogram("http.server.request.duration").record(duration_seconds, method, route, status)
+    if request_body_size is not None:
+        histogram("http.server.request.body.size").record(request_body_size, method, route, status)
+    if response_body_size is not None:
+        histogram("http.server.response.body.size").record(response_body_size, method, route, status)
 
 
 @_never_raises("mystocks.websocket.messages")

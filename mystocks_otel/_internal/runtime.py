@@ -180,6 +180,8 @@ class Runtime:
 
     def start(self, engines=()) -> "Runtime":
         self.state = provider.start(self.settings)
+        if self.state.multiprocess is None:  # a provider made before (a capture's): our buckets
+            INSTRUMENTS.histogram("http.server.request.duration").set_buckets(self.settings.http_buckets)
         instrument_all(self.settings)
         self.add_engines(engines)
         if self.tracing:
