@@ -138,6 +138,7 @@ def test_every_catalog_metric_is_on_metrics_and_nothing_else(tmp_path, throwaway
         "MYSTOCKS_DEMO_HEALTH_SECONDS": "0.2",
         "MYSTOCKS_OTEL_SLOW_QUERY_SECONDS": "0.1",
         "MYSTOCKS_OTEL_PROBE_INTERVAL": "0.5",
+        "MYSTOCKS_OTEL_HTTP_BODY_SIZE": "true",  # the body-size histograms are off by default
         # OTLP to a port nothing listens on: the export-failure counter gets its samples.
         "OTEL_METRICS_EXPORTER": "prometheus,otlp",
         "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{free_port()}",
