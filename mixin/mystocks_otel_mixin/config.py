@@ -261,8 +261,11 @@ class Routing:
     """
 
     #: (severity, group_wait, group_interval, repeat_interval): one routing branch per severity.
+    #: The page severity's group_wait (20 s: one 15 s evaluation interval, within which every rule
+    #: group is evaluated once, plus 5 s of delivery) holds a symptom long enough for its cause,
+    #: fired in the same evaluation by another group, to arrive and inhibit it.
     timers: tuple[tuple[str, str, str, str], ...] = (
-        ("critical", "0s", "1m", "1h"),
+        ("critical", "20s", "1m", "1h"),
         ("warning", "30s", "5m", "10m"),
         ("info", "30s", "5m", "4h"),
     )
@@ -276,11 +279,18 @@ class Routing:
     service_page_categories: tuple[str, ...] = ("health",)
     #: Team leads get the event and its resolution, not the reminders.
     email_repeat_interval: str = "24h"
+    #: The group_wait of the page severity's alerts that name a cause (``routing.CAUSES``:
+    #: PostgreSQLDown, RedisDown ...): they page at once; their symptoms wait the severity's.
+    cause_group_wait: str = "0s"
+    #: Microsoft Teams channels (Workflows webhooks) beside Slack: (severity, channel) gives a
+    #: receiver ``msteams-<channel>`` in that severity's branch. Empty: no Teams.
+    msteams_channels: tuple[tuple[str, str], ...] = ()
 
     def receivers(self, labels: Labels) -> tuple[str, ...]:
         """Every receiver name, in the order the config lists them."""
         slack = [c for _, c in self.severity_channels] + [c for _, c in self.team_channels]
         return ("webhook", "heartbeat", *(f"slack-{c}" for c in dict.fromkeys(slack)),
+                *(f"msteams-{c}" for c in dict.fromkeys(c for _, c in self.msteams_channels)),
                 "pagerduty-oncall", "pagerduty-service", *(f"email-{t}" for t in labels.teams))
 
 

@@ -21,6 +21,10 @@ and ``# EOF``; anything else gets the classic text format 0.0.4 (no exemplars).
 
 In multiprocess mode the series come from every worker's file, merged
 (:mod:`mystocks_otel._internal.multiprocess`), in the same shapes.
+
+After ours come the app's own OpenTelemetry instruments (:mod:`.app_metrics`: same naming,
+their attributes as labels) and prometheus_client's default registry (:mod:`.client_registry`).
+No family name is served twice: ours first, then the app's instruments, then the registry's.
 """
 
 from __future__ import annotations
@@ -30,10 +34,14 @@ import re
 import time
 from typing import Iterable
 
-from . import state
+import logging
+
+from . import app_metrics, client_registry, state
 from ..catalog import OVERFLOW_ATTRIBUTE, Kind, MetricSpec
 from .instruments import OVERFLOW_KEY, Instruments
-from .state import INSTRUMENTS, LABEL_TEXTS
+from .state import APP_INSTRUMENTS, INSTRUMENTS, LABEL_TEXTS
+
+_log = logging.getLogger(__name__)
 
 TEXT = "text/plain; version=0.0.4; charset=utf-8"
 OPENMETRICS = "application/openmetrics-text; version=1.0.0; charset=utf-8"
@@ -52,9 +60,14 @@ def render(accept: str | None = None) -> tuple[bytes, str] | None:
         return None
     openmetrics = wants_openmetrics(accept)
     started = time.perf_counter()
-    merged = current.multiprocess.merged() if current.multiprocess is not None else None
-    body = render_families(families(INSTRUMENTS, merged), current.resource.attributes,
-                           openmetrics).encode()
+    APP_INSTRUMENTS.observe_all()  # the app's callbacks, into this worker's recorders (and file)
+    app_metrics.check_global(APP_INSTRUMENTS)
+    store = current.multiprocess
+    merged = store.merged() if store is not None else None
+    found = unique([*families(INSTRUMENTS, merged), *app_families(APP_INSTRUMENTS, store, merged)])
+    registry = client_registry.render(current.settings, openmetrics, taken_names(found),
+                                      multiprocess=store is not None)
+    body = render_families(found, current.resource.attributes, openmetrics, registry).encode()
     current.last_collection = {
         "at": time.time(),
         "duration_seconds": round(time.perf_counter() - started, 6),
@@ -104,6 +117,51 @@ def families(instruments: Instruments, merged: dict | None = None) -> Iterable[t
             yield spec, items, exemplars
 
 
+def app_families(app, store, merged: dict | None) -> Iterable[tuple]:
+    """The app's own instruments: this process's recorders, or every worker's (``merged``)."""
+    if merged is None:
+        for recorder in app:
+            items = recorder.snapshot()
+            if items:
+                yield recorder.spec, items, None
+        return
+    for metric, (items, _) in merged.items():
+        spec = store.app_spec(metric)
+        if spec is not None and items:
+            yield spec, items, None
+
+
+_warned: set[str] = set()
+
+
+def unique(found: list[tuple]) -> list[tuple]:
+    """Families in order, a Prometheus name served once (the first wins: ours come first)."""
+    seen: set[str] = set()
+    out = []
+    for item in found:
+        name = item[0].prometheus_name
+        if name in seen:
+            if name not in _warned:
+                _warned.add(name)
+                _log.warning("mystocks-otel: the app's instrument %r maps to %s, which is already "
+                             "served; it is left off /metrics", item[0].name, name)
+            continue
+        seen.add(name)
+        out.append(item)
+    return out
+
+
+def taken_names(found: list[tuple]) -> set[str]:
+    """Every sample and family name the families use (and the base of a counter's)."""
+    names = set()
+    for spec, _, _ in found:
+        name = spec.prometheus_name
+        base = name[:-len("_total")] if name.endswith("_total") else name
+        names.update((name, base, f"{base}_total", f"{base}_created", f"{name}_bucket",
+                      f"{name}_count", f"{name}_sum"))
+    return names
+
+
 # -- formatting -------------------------------------------------------------------------------
 
 def _number(value) -> str:
@@ -143,13 +201,32 @@ def _names(spec: MetricSpec) -> tuple[str, ...]:
     return tuple(lbl.prometheus_name for lbl in spec.labels) + ("worker",)
 
 
+def app_label_text(key: tuple) -> str:
+    """An app series' labels: its flat ``(name, value, ...)`` key, then the worker's slot when
+    multiprocess mode added one (an odd length)."""
+    if key[:1] == OVERFLOW_KEY:
+        return label_text((), key)
+    pairs = [(_sanitize(str(name)), value) for name, value in zip(key[0::2], key[1::2])]
+    if len(key) % 2:
+        pairs.append(("worker", str(key[-1])))
+    return ",".join(f'{name}="{_escape_value(_label_value(value))}"'
+                    for name, value in sorted(pairs, key=lambda pair: pair[0]))
+
+
 def _texts(spec: MetricSpec, items) -> list[str]:
-    cache, names = LABEL_TEXTS.setdefault(spec.name, {}), _names(spec)
+    cache = LABEL_TEXTS.setdefault(spec.name, {})
+    if isinstance(spec, app_metrics.AppSpec):
+        make = app_label_text
+    else:
+        names = _names(spec)
+
+        def make(key):
+            return label_text(names, key)
     texts = []
     for key, _ in items:
         text = cache.get(key)
         if text is None:
-            text = cache[key] = label_text(names, key)
+            text = cache[key] = make(key)
         texts.append(text)
     return texts
 
@@ -178,7 +255,10 @@ def _histogram_lines(out: list, name: str, spec_bounds, items, texts, exemplars,
         out.append(f"{name}_sum{labels} {_number(series[width])}")
 
 
-def render_families(found: Iterable[tuple], resource_attributes, openmetrics: bool = False) -> str:
+def render_families(found: Iterable[tuple], resource_attributes, openmetrics: bool = False,
+                    extra: str = "") -> str:
+    """The page: ``target_info``, the families in ``found``, then ``extra`` (already formatted
+    families, e.g. prometheus_client's), then ``# EOF`` for OpenMetrics."""
     out: list[str] = []
     _target_info(out, resource_attributes, openmetrics)
     for spec, items, exemplars in found:
@@ -194,6 +274,8 @@ def render_families(found: Iterable[tuple], resource_attributes, openmetrics: bo
             continue
         for (_, value), text in zip(items, texts):
             out.append(f"{name}{{{text}}} {_number(value)}" if text else f"{name} {_number(value)}")
+    if extra:
+        out.append(extra.rstrip("\n"))
     if openmetrics:
         out.append("# EOF")
     out.append("")

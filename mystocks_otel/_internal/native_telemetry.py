@@ -6,7 +6,14 @@ when a MeterProvider is configured for it: one passed as
 by another SDK such as logfire, or by FastAPI's ``FASTAPI_OTEL_AUTO_CONFIGURE``). Those are
 the names, units and buckets our ASGI layer records too.
 
-**When FastAPI's native metrics are active for a request, they win**, and our layer records
+**When the provider FastAPI would use is ours** (the API's placeholder forwarding to
+:class:`.app_metrics.AppMeterProvider`, e.g. ``FastAPI(telemetry={"meter_provider":
+metrics.get_meter_provider()})`` after set-up), **ours win**: our meters give FastAPI's
+``http.server.*`` instruments no-ops (they are catalog names), and our layer records the request.
+By default FastAPI sees no configured provider (we forward the placeholder instead of setting
+the global, see :func:`.app_metrics.install_global`), so its native metrics stay off.
+
+**When FastAPI's native metrics go to another provider for a request, they win**, and our layer records
 no HTTP metrics for it: the application chose that provider explicitly, FastAPI's own tests
 expect their metrics there, and nothing is counted twice. Everything else stays ours:
 WebSocket metrics (FastAPI does not meter WebSockets), the endpoints, the libraries, and
@@ -33,11 +40,15 @@ def measures_http(app, scope) -> bool:
         return False
     from opentelemetry import metrics
 
+    from .app_metrics import is_ours
+
     provider = settings.get("meter_provider")
     if provider is None:
         provider = metrics.get_meter_provider()
         if _deferred(provider):
             return False
+    if is_ours(provider):  # FastAPI's http.server.* are no-ops there: ours count the request
+        return False
     return not isinstance(provider, metrics.NoOpMeterProvider)
 
 

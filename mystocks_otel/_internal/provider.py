@@ -20,8 +20,8 @@ from opentelemetry.sdk.resources import SERVICE_INSTANCE_ID, SERVICE_NAME, Resou
 
 from .. import catalog
 from ..config import MAX_CARDINALITY, Settings
-from . import export_health, state
-from .state import INSTRUMENTS
+from . import app_metrics, export_health, state
+from .state import APP_INSTRUMENTS, INSTRUMENTS
 
 _log = logging.getLogger(__name__)
 METER_NAME = "mystocks_otel"
@@ -36,6 +36,8 @@ class ProviderState:
     #: recorders by mystocks_otel._internal.exposition, with no SDK collection on the scrape path
     readers: dict[str, MetricReader | None]
     multiprocess: object | None = None  # a multiprocess.Store when several workers share /metrics
+    #: what set-up did about the app's own instruments: set, ours, other, off (app_metrics)
+    app_meters: str = "off"
     started_at: float = field(default_factory=time.time)
     last_collection: dict = field(default_factory=dict)
 
@@ -97,8 +99,18 @@ def _readers(settings: Settings) -> dict[str, MetricReader | None]:
             export_health.watch(OTLPMetricExporter(), "otlp", state.EXPORT_STATUSES,
                                 state.counter(export_health.EXPORT_FAILURES)),  # for /metrics/health
             export_interval_millis=settings.export_interval_ms,
+            cardinality_limits=_cardinality_limits(settings.cardinality_limit),
         )
     return readers
+
+
+def _cardinality_limits(limit: int) -> dict:
+    """The SDK's cap per stream for instruments no view names (the app's own): one above ours,
+    so our recorders' overflow series is the one that counts (see :func:`views`)."""
+    from opentelemetry.metrics import (ObservableCounter, ObservableGauge,
+                                       ObservableUpDownCounter)
+
+    return {cls: limit + 1 for cls in (ObservableCounter, ObservableUpDownCounter, ObservableGauge)}
 
 
 def start(settings: Settings) -> ProviderState:
@@ -115,7 +127,14 @@ def _build(settings: Settings) -> ProviderState:
         views=views(),
     )
     INSTRUMENTS.bind(provider.get_meter(METER_NAME))
+    for reader in readers.values():
+        if reader is not None:
+            reader.resource = resource_  # for a collection where the SDK itself had nothing
+    # the app's own instruments: exported on a meter of their own scope
+    APP_INSTRUMENTS.bind_all(lambda scope: provider.get_meter(scope[0], scope[1] or None,
+                                                             scope[2] or None))
     built = ProviderState(provider, settings, resource_, readers)
+    built.app_meters = app_metrics.install_global(APP_INSTRUMENTS, provider, settings)
     # The standalone port (OTEL_EXPORTER_PROMETHEUS_PORT) is started by setup_telemetry
     # (mystocks_otel._internal.standalone): it serves the endpoints, which read the state.
     if "prometheus" in readers:
@@ -143,7 +162,7 @@ def _multiprocess_store(base: str | None):
     try:
         from .multiprocess import Store  # fcntl: POSIX only
 
-        return Store.start(INSTRUMENTS, base=base)
+        return Store.start(INSTRUMENTS, base=base, app=APP_INSTRUMENTS)
     except (ImportError, OSError) as exc:  # no usable directory: each worker answers for itself
         _log.warning("mystocks-otel: multiprocess mode unavailable (%s): single-process mode", exc)
         return None

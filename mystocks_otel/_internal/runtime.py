@@ -204,7 +204,9 @@ class Runtime:
 
     def tasks(self) -> list[Callable[[], object]]:
         """What the poller runs: system gauges (if on), pool status, Redis INFO, health probes."""
-        tasks = [update_pool_metrics, update_cache_metrics, self.probe_health]
+        # the app's observable instruments too: other workers' scrapes see them (multiprocess)
+        tasks = [update_pool_metrics, update_cache_metrics, self.probe_health,
+                 observe_app_instruments]
         return [SYSTEM.sample, *tasks] if self.settings.system_metrics else tasks
 
     def probe_health(self) -> dict:
@@ -246,6 +248,11 @@ class Runtime:
 def update_pool_metrics() -> dict:
     found = instrumented("sqlalchemy")
     return found.update_pool_metrics() if found is not None else {}
+
+
+def observe_app_instruments() -> None:
+    """The app's observable instruments' callbacks, into their recorders (app_metrics)."""
+    state.APP_INSTRUMENTS.observe_all()
 
 
 def update_cache_metrics() -> dict:

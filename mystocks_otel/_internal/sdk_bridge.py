@@ -1,4 +1,5 @@
-"""Pre-aggregated histograms joining the SDK's readers (OTLP keeps the SDK's exporter).
+"""Pre-aggregated histograms (ours and the app's) and prometheus_client's registry joining the
+SDK's readers (OTLP keeps the SDK's exporter).
 
 The Python SDK has no ``MetricProducer`` (the specification's bridge for data aggregated
 outside the SDK). Its one seam: every reader's ``collect()`` hands the ``MetricsData`` it
@@ -10,10 +11,15 @@ attributes, bounds, min/max, the reader's temporality (cumulative by default, wi
 recorder's start time; delta against what this reader last received), and the latest
 exemplar of each bucket when tracing is on.
 
-One gap of the seam: a reader whose SDK collection found nothing at all (no counter or
-gauge holds a value yet) does not call ``_receive_metrics`` (``MetricReader.collect`` is
-final), so histograms then wait for the next collection. Our health gauges are set at
-start-up, so in practice every collection has SDK data.
+The app's own histograms (:mod:`.app_metrics`) join the same way, each under its own
+meter's scope, and so do prometheus_client's default registry's families
+(:mod:`.client_registry`, scope ``prometheus_client``).
+
+A gap of the seam, closed here: ``MetricReader.collect`` (final) calls ``_receive_metrics``
+only when the SDK's own collection found something. :class:`JoinHistograms` therefore wraps
+the collection callback the provider registers (``_set_collect_callback``): a collection
+that found nothing yields an empty ``MetricsData`` of the reader's resource, so our data
+still goes out, and nothing is exported when nobody has anything.
 """
 
 from __future__ import annotations
@@ -37,9 +43,12 @@ from opentelemetry.sdk.metrics.export import (
 )
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
+from opentelemetry.sdk.resources import Resource
+
+from . import client_registry, state
 from ..catalog import Kind
 from .instruments import HistogramRecorder, Instruments
-from .state import INSTRUMENTS
+from .state import APP_INSTRUMENTS, INSTRUMENTS
 from .prefork import ForkSafeExport
 
 _log = logging.getLogger(__name__)
@@ -89,28 +98,58 @@ def histogram_metric(recorder: HistogramRecorder, now_ns: int, delta_from: dict 
     return Metric(spec.name, spec.description, spec.unit, Histogram(points, temporality))
 
 
-def join(data: MetricsData, metrics: list[Metric]) -> MetricsData:
-    """``data`` with ``metrics`` added to our scope (made when the SDK had none of ours)."""
+def join(data: MetricsData, metrics: list[Metric] | dict) -> MetricsData:
+    """``data`` with ``metrics`` added: a list goes to our scope; a dict maps a scope
+    ``(name, version, schema URL)`` to its metrics. A scope the SDK had no data for is made."""
+    if isinstance(metrics, list):
+        metrics = {(SCOPE_NAME, "", ""): metrics} if metrics else {}
+    metrics = {scope: found for scope, found in metrics.items() if found}
     if not metrics or not data.resource_metrics:
         return data
     first, *rest = data.resource_metrics
     scopes = list(first.scope_metrics)
-    for i, scope_metrics in enumerate(scopes):
-        if scope_metrics.scope.name == SCOPE_NAME:
-            scopes[i] = ScopeMetrics(scope_metrics.scope, [*scope_metrics.metrics, *metrics],
-                                     scope_metrics.schema_url)
-            break
-    else:
-        scopes.append(ScopeMetrics(InstrumentationScope(SCOPE_NAME), metrics, ""))
+    for (name, version, schema_url), found in metrics.items():
+        for i, scope_metrics in enumerate(scopes):
+            scope = scope_metrics.scope
+            if (scope.name, scope.version or "", scope.schema_url or "") == (name, version, schema_url):
+                scopes[i] = ScopeMetrics(scope, [*scope_metrics.metrics, *found],
+                                         scope_metrics.schema_url)
+                break
+        else:
+            scopes.append(ScopeMetrics(InstrumentationScope(name, version or None, schema_url or None),
+                                       found, schema_url))
     return MetricsData([ResourceMetrics(first.resource, scopes, first.schema_url), *rest])
+
+
+def empty(resource: Resource) -> MetricsData:
+    return MetricsData([ResourceMetrics(resource, [], "")])
 
 
 class JoinHistograms:
     """Mix into any SDK ``MetricReader``: its collections carry our histograms too."""
 
     instruments: Instruments = INSTRUMENTS
+    app = APP_INSTRUMENTS
+    resource: Resource | None = None  # set by the provider: the resource of an empty collection
 
-    def _histograms(self) -> list[Metric]:
+    def _set_collect_callback(self, func) -> None:
+        """Every collection reaches ``_receive_metrics``, even when the SDK found nothing."""
+        if func is None:
+            return super()._set_collect_callback(func)
+
+        def collect(reader, *args, **kwargs):
+            data = func(reader, *args, **kwargs)
+            if data is None:
+                data = empty(self.resource or Resource.get_empty())
+            return data
+
+        super()._set_collect_callback(collect)
+
+    def _histograms(self, recorders=None) -> list[Metric]:
+        return [metric for _, metric in self._histogram_pairs(recorders)]
+
+    def _histogram_pairs(self, recorders=None) -> list[tuple]:
+        """``(recorder, Metric)`` for each histogram recorder with points to send."""
         delta = (self._instrument_class_temporality.get(_Histogram)
                  is AggregationTemporality.DELTA)
         if delta and not hasattr(self, "_sent"):
@@ -118,7 +157,7 @@ class JoinHistograms:
             self._sent_lock = threading.Lock()
         now_ns = time.time_ns()
         found = []
-        for recorder in self.instruments:
+        for recorder in (self.instruments if recorders is None else recorders):
             if recorder.spec.kind is not Kind.HISTOGRAM:
                 continue
             if delta:
@@ -127,15 +166,32 @@ class JoinHistograms:
             else:
                 metric = histogram_metric(recorder, now_ns, None)
             if metric is not None:
-                found.append(metric)
+                found.append((recorder, metric))
+        return found
+
+    def _joined(self) -> dict:
+        """``{scope: [Metric]}``: our histograms, the app's by its meters' scopes, the registry's."""
+        found = {(SCOPE_NAME, "", ""): self._histograms()}
+        for recorder, metric in self._histogram_pairs(list(self.app)):
+            found.setdefault(recorder.spec.scope, []).append(metric)
+        current = state.provider()
+        if current is not None:
+            from .exposition import taken_names
+
+            ours = [(r.spec, None, None) for r in (*self.instruments, *self.app)]
+            found[(client_registry.SCOPE_NAME, "", "")] = client_registry.otlp_metrics(
+                current.settings, taken_names(ours))
         return found
 
     def _receive_metrics(self, metrics_data: MetricsData, timeout_millis: float = 10_000,
                          **kwargs) -> None:
         try:
-            metrics_data = join(metrics_data, self._histograms())
+            metrics_data = join(metrics_data, self._joined())
         except Exception:  # noqa: BLE001 - the SDK's own data must still go out
             _log.warning("mystocks-otel: histograms left out of this export", exc_info=True)
+        if not any(scope.metrics for rm in metrics_data.resource_metrics
+                   for scope in rm.scope_metrics):
+            return  # nobody had anything: nothing to send
         super()._receive_metrics(metrics_data, timeout_millis=timeout_millis, **kwargs)
 
 

@@ -29,6 +29,7 @@ import uuid
 import weakref
 from typing import Callable, TypeVar
 
+from .app_metrics import AppInstruments
 from .export_health import ExportStatuses
 from .health import HealthRegistry
 from .instruments import GaugeRecorder, HistogramRecorder, Instruments, SumRecorder
@@ -39,6 +40,8 @@ T = TypeVar("T")
 
 #: The process-wide recorders (the MeterProvider is process-wide too).
 INSTRUMENTS = Instruments()
+#: The app's own OpenTelemetry instruments (made through the API; see app_metrics).
+APP_INSTRUMENTS = AppInstruments(INSTRUMENTS)
 #: The last health of each component and dependency, as the app and the probes report it.
 HEALTH = HealthRegistry(INSTRUMENTS)
 #: The one system sampler: the poller and ``update_system_metrics`` share it.
@@ -218,6 +221,7 @@ def _after_fork_in_child() -> None:
     _slots["paused"] = None
     EXPORT_STATUSES.after_fork()
     INSTRUMENTS.after_fork()
+    APP_INSTRUMENTS.after_fork()
     store = getattr(_slots["provider"], "multiprocess", None)
     if store is not None:
         store.after_fork_in_child()  # its own file and slot, the parent's left alone

@@ -31,6 +31,9 @@ EXEMPLAR = struct.Struct("<QQQdd")
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 CREATE_FLAGS = os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | _CLOEXEC
 READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | _CLOEXEC
+#: The entry describing one of the app's own instruments (name, kind, unit, description,
+#: buckets, scope: :meth:`..app_metrics.AppSpec.meta`), written once per file before its series.
+META = "\0meta"
 
 
 def file_name(slot: int) -> str:
@@ -93,8 +96,14 @@ class ProcessFile:
         return found
 
     def _append(self, recorder: Recorder, key: tuple) -> int:
-        encoded = json.dumps([recorder.spec.name, list(key)], separators=(",", ":")).encode()
-        width = entry_width(recorder)
+        return self.append_entry(recorder.spec.name, key, entry_width(recorder))
+
+    def describe(self, spec) -> None:
+        """An app instrument's descriptor (:mod:`..app_metrics`), so any worker can render it."""
+        self.append_entry(META, spec.meta(), 0)
+
+    def append_entry(self, metric: str, key, width: int) -> int:
+        encoded = json.dumps([metric, list(key)], separators=(",", ":")).encode()
         padded = (len(encoded) + 7) & ~7
         size = ENTRY.size + padded + 8 * width
         with self._lock:
@@ -141,14 +150,17 @@ class ProcessFile:
     def write_all(self, instruments: Instruments) -> None:
         """Mirror what the recorders hold now (values recorded before set-up, or kept by a fork)."""
         for recorder in instruments:
-            for key, value in recorder.snapshot():  # copies, taken under the recorder's lock
-                if isinstance(recorder, HistogramRecorder):
-                    at = self.offset(recorder, key)
-                    for i in range(recorder.width):
-                        self.view[at + i] = value[i]
-                    self.view[at + recorder.width] = value[-3]
-                else:
-                    self.set(recorder, key, value)
+            self.write_recorder(recorder)
+
+    def write_recorder(self, recorder: Recorder) -> None:
+        for key, value in recorder.snapshot():  # copies, taken under the recorder's lock
+            if isinstance(recorder, HistogramRecorder):
+                at = self.offset(recorder, key)
+                for i in range(recorder.width):
+                    self.view[at + i] = value[i]
+                self.view[at + recorder.width] = value[-3]
+            else:
+                self.set(recorder, key, value)
 
 
 # -- reading any worker's file -------------------------------------------------------------------

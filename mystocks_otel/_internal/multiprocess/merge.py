@@ -26,10 +26,12 @@ import logging
 import os
 import threading
 import time
+from types import SimpleNamespace
 
 from ...catalog import LATEST, MAX, MIN, PER_WORKER, Kind
 from ..instruments import EXEMPLAR_METRICS, Instruments
-from .fileformat import CREATE_FLAGS, EXEMPLAR_WIDTH, FileReader, encode, exemplar_at
+from ..app_metrics import AppSpec
+from .fileformat import CREATE_FLAGS, EXEMPLAR_WIDTH, META, FileReader, encode, exemplar_at
 
 _log = logging.getLogger(__name__)
 
@@ -52,6 +54,9 @@ class RunMerge:
         self.dir_fd = dir_fd
         self.compact = compact
         self.specs = {recorder.spec.name: recorder for recorder in instruments}
+        #: the app's own instruments (name -> a recorder-like with .spec and .width), learnt
+        #: from the descriptor entries of every file read: any worker's, dead ones' too
+        self.app_specs: dict[str, SimpleNamespace] = {}
         self.readers: dict[str, FileReader] = {}  # worker files not compacted yet
         self.dead: dict[str, dict] = {}  # dead.totals, as loaded
         self.dead_exemplars: dict[str, dict] = {}
@@ -116,9 +121,23 @@ class RunMerge:
     def live_readers(self) -> list[FileReader]:
         return self._scan()[0]
 
+    def learn(self, reader: FileReader) -> None:
+        """The app instruments a file describes (:data:`.fileformat.META` entries)."""
+        for meta, _, _ in reader.entries.get(META, ()):
+            name = meta[0] if meta else None
+            if name in self.app_specs or name in self.specs:
+                continue
+            spec = AppSpec.from_meta(meta)
+            if spec is not None:
+                self.app_specs[name] = SimpleNamespace(spec=spec, width=len(spec.buckets or ()) + 1)
+
+    def recorder(self, metric: str):
+        return self.specs.get(metric) or self.app_specs.get(metric)
+
     def merge_file(self, acc: dict, exemplars: dict, reader: FileReader, alive: bool) -> None:
+        self.learn(reader)
         for metric, entries in reader.entries.items():
-            recorder = self.specs.get(metric)
+            recorder = self.recorder(metric)
             if recorder is None:
                 continue
             series = acc.setdefault(metric, {})
@@ -155,7 +174,7 @@ class RunMerge:
         for metric, series in acc.items():
             if not series:
                 continue
-            recorder = self.specs[metric]
+            recorder = self.recorder(metric)
             if recorder.spec.kind in (Kind.GAUGE, Kind.UPDOWN):
                 items = [(key, value[0]) for key, value in series.items()]
             else:
@@ -240,8 +259,11 @@ class RunMerge:
 
     def _entries(self, acc: dict, exemplars: dict, folded: list):
         yield FOLDED, tuple(folded), [], None
+        for metric in acc:
+            if metric in self.app_specs:  # described first: the reader learns it before its series
+                yield META, self.app_specs[metric].spec.meta(), [], None
         for metric, series in acc.items():
-            recorder = self.specs[metric]
+            recorder = self.recorder(metric)
             kind = recorder.spec.kind
             if kind is Kind.COUNTER:
                 for key, value in series.items():

@@ -30,7 +30,7 @@ class Store:
     """
 
     def __init__(self, directory: str, instruments: Instruments, master: int, server: str,
-                 dir_fd: int | None = None):
+                 dir_fd: int | None = None, app=None):
         if dir_fd is None:
             dir_fd = os.open(directory, _DIRECTORY_FLAGS)
             try:
@@ -41,6 +41,7 @@ class Store:
         self.directory = directory
         self.dir_fd = dir_fd
         self.instruments = instruments
+        self.app = app  # the app's own instruments (app_metrics.AppInstruments), or None
         self.master = master
         self.server = server
         self.merge = RunMerge(directory, instruments, dir_fd)
@@ -49,7 +50,7 @@ class Store:
         self._open_own_file()
 
     @classmethod
-    def start(cls, instruments: Instruments, base: str | None = None) -> "Store | None":
+    def start(cls, instruments: Instruments, base: str | None = None, app=None) -> "Store | None":
         """The store of this worker, or None when this process is no server's worker.
 
         ``base`` (default: ``/dev/shm``, else the temporary directory) holds this user's
@@ -65,7 +66,7 @@ class Store:
             return None
         master, server = found
         directory, dir_fd = open_run_directory(base or base_directory(), master)
-        return cls(directory, instruments, master, server, dir_fd=dir_fd)
+        return cls(directory, instruments, master, server, dir_fd=dir_fd, app=app)
 
     def describe(self) -> str:
         return (f"multiprocess mode: workers of {self.server} master {self.master} share /metrics "
@@ -74,6 +75,11 @@ class Store:
     def merged(self) -> dict[str, tuple[list, dict | None]]:
         """``{metric: (items, exemplars)}`` over every file of the run (:class:`RunMerge`)."""
         return self.merge.merged()
+
+    def app_spec(self, metric: str):
+        """The spec of an app instrument some worker described (after :meth:`merged`), or None."""
+        found = self.merge.app_specs.get(metric)
+        return found.spec if found is not None else None
 
     def close(self) -> None:
         """Let go of the files (tests; a process's store otherwise lives as long as it)."""
@@ -109,6 +115,8 @@ class Store:
         self.file.write_all(self.instruments)
         for recorder in self.instruments:
             self.file.attach(recorder)
+        if self.app is not None:
+            self.app.attach(self.file)  # descriptors, values so far, and every later instrument
 
     def after_fork_in_child(self) -> None:
         """A forked worker (gunicorn --preload): counts made before the fork stay in the

@@ -58,7 +58,8 @@ def test_system_metrics_off_leaves_the_sampler_out_of_the_poller():
         names = [getattr(task, "__name__", "") for task in runtime.current().poller.tasks]
         done(names=names)
     """)
-    assert result["names"] == ["update_pool_metrics", "update_cache_metrics", "probe_health"]
+    assert result["names"] == ["update_pool_metrics", "update_cache_metrics", "probe_health",
+                               "observe_app_instruments"]
 
 
 def test_a_forked_child_runs_its_own_poller_and_samples_itself():

@@ -1,0 +1,557 @@
+"""The application's own OpenTelemetry instruments: on ``/metrics``, over OTLP, exact across workers.
+
+With ``MYSTOCKS_OTEL_GLOBAL_METER_PROVIDER`` on (the default) and no other SDK's provider set
+first, set-up makes :class:`AppMeterProvider` the global MeterProvider. Then anything the app or
+a library creates through the API (``metrics.get_meter("myapp").create_counter(...)``), after
+set-up or before it (the API's proxy instruments get real ones when the provider is set), records
+into a recorder like ours (:mod:`.instruments`): pre-aggregated, bounded by
+``MYSTOCKS_OTEL_CARDINALITY_LIMIT`` series per instrument plus one ``otel.metric.overflow=true``
+series (counted in ``mystocks.telemetry.sanitized_attributes``), NaN/infinite/negative counter
+values dropped and counted. So the app's instruments take every path ours take:
+
+- ``/metrics`` (every door): the OTel Prometheus exporter's naming (unit suffix, ``_total``),
+  ``# HELP`` from the description;
+- multiprocess mode: mirrored into this worker's file at record time, with a descriptor entry
+  (name, kind, unit, description, buckets), so any worker renders instruments another one made.
+  Counters, histograms and (synchronous) up-down counters add up over every worker of the run,
+  dead ones included; gauges are one series per live worker (``worker`` label, a reused slot);
+  observable counters add up each worker's last observation (dead ones included); observable
+  up-down counters add up the live workers' last observation;
+- OTLP: the SDK observes the sums and gauges (instruments on a meter of the app's own scope),
+  histograms join the export (:mod:`.sdk_bridge`), with their unit and description.
+
+Observable instruments' callbacks run when this worker answers a scrape, at each OTLP collection,
+and on the poller's interval (so other workers' scrapes see values at most one probe interval old).
+
+An instrument named like one of ours (the catalog), e.g. FastAPI's native
+``http.server.request.duration``, is a no-op: HTTP metrics are measured once, by our layer
+(:mod:`.native_telemetry`). A second instrument with an existing name and another kind is a
+no-op too, with one warning.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+import threading
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+from opentelemetry import metrics as api
+from opentelemetry.metrics import CallbackOptions, NoOpMeter
+
+from .. import catalog
+from ..catalog import PER_WORKER, SUM, Kind, MetricSpec
+from .instruments import (OVERFLOW_KEY, SANITIZED, GaugeRecorder, HistogramRecorder, Instruments,
+                          SumRecorder)
+
+_log = logging.getLogger(__name__)
+
+#: The SDK's default explicit buckets (for an app histogram with no advisory boundaries).
+SDK_DEFAULT_BOUNDS = (0.0, 5.0, 10.0, 25.0, 50.0, 75.0, 100.0, 250.0, 500.0, 750.0, 1000.0,
+                      2500.0, 5000.0, 7500.0, 10000.0)
+_MAX = sys.float_info.max
+#: UCUM units as the OpenTelemetry Prometheus exporter spells them in a family name
+UNIT_SUFFIXES = {
+    "s": "seconds", "ms": "milliseconds", "us": "microseconds", "ns": "nanoseconds",
+    "min": "minutes", "h": "hours", "d": "days", "By": "bytes", "KiBy": "kibibytes",
+    "MiBy": "mebibytes", "GiBy": "gibibytes", "KBy": "kilobytes", "MBy": "megabytes",
+    "GBy": "gigabytes", "m": "meters", "V": "volts", "A": "amperes", "J": "joules", "W": "watts",
+    "g": "grams", "Cel": "celsius", "Hz": "hertz", "%": "percent", "1": "",
+}
+META = "\0meta"  # the file entry describing one app instrument (multiprocess mode)
+_NAME = re.compile(r"[a-zA-Z][-_./a-zA-Z0-9]{0,254}")
+_CATALOG = frozenset(spec.name.lower() for spec in catalog.METRICS)
+
+COUNTER, UPDOWN, HISTOGRAM, GAUGE = "counter", "updowncounter", "histogram", "gauge"
+OBS_COUNTER, OBS_UPDOWN, OBS_GAUGE = "observable_counter", "observable_updowncounter", "observable_gauge"
+#: instrument -> (how its values are stored and merged, merge rule)
+STORAGE = {
+    COUNTER: (Kind.COUNTER, SUM),        # a total; every worker, dead ones included
+    UPDOWN: (Kind.COUNTER, SUM),         # a total that may go down; every worker, dead included
+    HISTOGRAM: (Kind.HISTOGRAM, None),   # bucket by bucket; every worker, dead included
+    GAUGE: (Kind.GAUGE, PER_WORKER),     # one series per live worker
+    OBS_COUNTER: (Kind.COUNTER, SUM),    # each worker's last observation, dead included
+    OBS_UPDOWN: (Kind.GAUGE, SUM),       # the live workers' last observations, added
+    OBS_GAUGE: (Kind.GAUGE, PER_WORKER),
+}
+_PROMETHEUS_TYPES = {COUNTER: "counter", OBS_COUNTER: "counter", HISTOGRAM: "histogram"}
+
+
+@dataclass(frozen=True)
+class AppSpec(MetricSpec):
+    """An app instrument, described as a catalog entry is: ``kind`` is how it is stored."""
+
+    instrument: str = COUNTER
+    scope: tuple = ("", "", "")  # meter name, version, schema URL
+
+    @property
+    def prometheus_type(self) -> str:
+        return _PROMETHEUS_TYPES.get(self.instrument, "gauge")
+
+    @property
+    def prometheus_name(self) -> str:
+        base = re.sub(r"[^a-zA-Z0-9:]+", "_", self.name)
+        suffix = unit_suffix(self.unit)
+        if suffix and not base.endswith("_" + suffix):
+            base = f"{base}_{suffix}"
+        if self.prometheus_type == "counter" and not base.endswith("_total"):
+            base += "_total"
+        return base
+
+    def meta(self) -> tuple:
+        """The descriptor written once per worker file (JSON-able, flat)."""
+        return (self.name, self.instrument, self.unit, self.description,
+                list(self.buckets or ()), list(self.scope))
+
+    @classmethod
+    def make(cls, name: str, instrument: str, unit: str, description: str,
+             buckets: Sequence[float] | None = None, scope: Sequence = ("", "", "")) -> "AppSpec":
+        kind, rule = STORAGE[instrument]
+        return cls(name=name, kind=kind, unit=unit or "", description=description or "",
+                   labels=(), priority="P3", domain="app",
+                   buckets=tuple(float(b) for b in buckets) if buckets else None,
+                   multiprocess=rule, instrument=instrument, scope=tuple(scope))
+
+    @classmethod
+    def from_meta(cls, meta: Sequence) -> "AppSpec | None":
+        try:
+            name, instrument, unit, description, buckets, scope = meta
+            if instrument not in STORAGE or not isinstance(name, str):
+                return None
+            return cls.make(name, instrument, unit, description, buckets or None, scope)
+        except (TypeError, ValueError):
+            return None
+
+
+def unit_suffix(unit: str) -> str:
+    """``s`` -> ``seconds``, ``By/s`` -> ``bytes_per_second``, ``{widget}`` -> ``""``."""
+    unit = re.sub(r"\{.*?\}", "", unit or "")
+    per = ""
+    if "/" in unit:
+        unit, _, per = unit.partition("/")
+        per = UNIT_SUFFIXES.get(per, per)
+        per = {"seconds": "second", "minutes": "minute", "hours": "hour", "days": "day"}.get(per, per)
+    text = UNIT_SUFFIXES.get(unit, unit) + (f"_per_{per}" if per else "")
+    return re.sub(r"[^a-zA-Z0-9]+", "_", text).strip("_")
+
+
+def _value(value):
+    """An attribute value as a key part: primitives as they are, sequences as JSON text."""
+    if isinstance(value, (str, bool, int, float)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return json.dumps(list(value), default=str)
+    return str(value)
+
+
+def flat_key(attributes) -> tuple:
+    """``{"b": 1, "a": "x"}`` -> ``("a", "x", "b", 1)``: hashable, sorted, JSON round-trips."""
+    if not attributes:
+        return ()
+    out = []
+    for key in sorted(attributes):
+        out += (str(key), _value(attributes[key]))
+    return tuple(out)
+
+
+def attributes_of_key(key: tuple) -> dict:
+    return dict(zip(key[0::2], key[1::2]))
+
+
+class _AppKeys:
+    """Mixed into a recorder: attributes are any dict (as a flat key), bounded by the limit."""
+
+    def _admit(self, values: tuple) -> tuple:
+        key = tuple(_value(v) for v in values)
+        with self._lock:
+            if key not in self._attributes:
+                if len(self._attributes) >= self._instruments.cardinality_limit:
+                    self._report(SANITIZED, "overflow")
+                    return OVERFLOW_KEY
+                self._attributes[key] = attributes_of_key(key)
+            if len(self._clean) < 2 * self._instruments.cardinality_limit:
+                self._clean[values] = key
+        return key
+
+
+class AppSum(_AppKeys, SumRecorder):
+    def __init__(self, spec: AppSpec, instruments: Instruments):
+        super().__init__(spec, instruments)
+        if spec.instrument == UPDOWN:
+            self._minimum = -_MAX
+        self.app_callbacks: list = []
+
+    def bind(self, meter) -> None:
+        create = (meter.create_observable_counter if self.spec.instrument in (COUNTER, OBS_COUNTER)
+                  else meter.create_observable_up_down_counter)
+        create(self.spec.name, [self.observe_now], self.spec.unit, self.spec.description)
+
+    def observe_now(self, options=None):
+        """For the SDK: the app's callbacks first (observable instruments), then the values."""
+        if self.app_callbacks:
+            run_callbacks(self)
+        return self.observe(options)
+
+
+class AppGauge(_AppKeys, GaugeRecorder):
+    def __init__(self, spec: AppSpec, instruments: Instruments):
+        super().__init__(spec, instruments)
+        self.app_callbacks: list = []
+
+    def bind(self, meter) -> None:
+        create = (meter.create_observable_up_down_counter if self.spec.instrument == OBS_UPDOWN
+                  else meter.create_observable_gauge)
+        create(self.spec.name, [self.observe_now], self.spec.unit, self.spec.description)
+
+    observe_now = AppSum.observe_now
+
+
+class AppHistogram(_AppKeys, HistogramRecorder):
+    app_callbacks: list = []
+
+    def bind(self, meter) -> None:
+        """Histograms join the OTLP export in :mod:`.sdk_bridge`."""
+
+
+_RECORDERS = {Kind.COUNTER: AppSum, Kind.GAUGE: AppGauge, Kind.HISTOGRAM: AppHistogram}
+
+
+class AppInstruments:
+    """The app's recorders by name: made on demand, mirrored and bound as they come."""
+
+    def __init__(self, instruments: Instruments):
+        self.instruments = instruments  # the catalog's: its limit and its drop counters
+        self._recorders: dict[str, object] = {}
+        self._lock = threading.RLock()
+        self.sink = None  # this worker's multiprocess file, once the store started
+        self.meter_for: Callable | None = None  # scope -> SDK meter, once the provider is built
+        self._warned: set[str] = set()
+
+    def __iter__(self):
+        return iter(list(self._recorders.values()))
+
+    def __len__(self) -> int:
+        return len(self._recorders)
+
+    def get(self, name: str):
+        return self._recorders.get(name.lower())
+
+    def recorder(self, spec: AppSpec):
+        """The recorder for ``spec``: new, the existing one (same kind), or None (a conflict)."""
+        with self._lock:
+            found = self._recorders.get(spec.name.lower())
+            if found is not None:
+                if found.spec.instrument == spec.instrument:
+                    return found
+                self.warn_once(spec.name, f"mystocks-otel: instrument {spec.name!r} exists as a "
+                               f"{found.spec.instrument}; this {spec.instrument} records nothing")
+                return None
+            made = _RECORDERS[spec.kind](spec, self.instruments)
+            self._recorders[spec.name.lower()] = made
+            if self.sink is not None:
+                self.sink.describe(spec)
+                self.sink.attach(made)
+            if self.meter_for is not None:
+                self._bind(made)
+            return made
+
+    def _bind(self, recorder) -> None:
+        try:
+            recorder.bind(self.meter_for(recorder.spec.scope))
+        except Exception:  # noqa: BLE001 - OTLP loses this one instrument, /metrics keeps it
+            _log.warning("mystocks-otel: %s not exported over OTLP", recorder.spec.name, exc_info=True)
+
+    def bind_all(self, meter_for: Callable) -> None:
+        with self._lock:
+            self.meter_for = meter_for
+            for recorder in self:
+                self._bind(recorder)
+
+    def attach(self, sink) -> None:
+        """Mirror every recorder (now and later) into ``sink``, a worker's file."""
+        with self._lock:
+            self.sink = sink
+            for recorder in self:
+                sink.describe(recorder.spec)
+                sink.write_recorder(recorder)
+                sink.attach(recorder)
+
+    def after_fork(self) -> None:
+        with self._lock:
+            self.sink = None
+            for recorder in self:
+                recorder.after_fork()
+
+    def reset(self) -> None:
+        """Forget every instrument (tests; the global provider stays set)."""
+        with self._lock:
+            self._recorders.clear()
+            self.sink = None
+            self.meter_for = None
+
+    def warn_once(self, name: str, message: str, level: int = logging.WARNING) -> None:
+        if name not in self._warned:
+            self._warned.add(name)
+            _log.log(level, message)
+
+    def observe_all(self) -> None:
+        """Run every observable instrument's callbacks into its recorder."""
+        for recorder in self:
+            if recorder.app_callbacks:
+                run_callbacks(recorder)
+
+
+def run_callbacks(recorder) -> None:
+    """An observable instrument's callbacks, their observations stored in its recorder."""
+    options = CallbackOptions()
+    for callback in list(recorder.app_callbacks):
+        try:
+            if hasattr(callback, "send"):  # a generator callback
+                observations = callback.send(options)
+            else:
+                observations = callback(options)
+            for observation in observations or ():
+                key = flat_key(observation.attributes)
+                if isinstance(recorder, AppSum):
+                    recorder.set_total(observation.value, *key)
+                else:
+                    recorder.set(observation.value, *key)
+        except Exception:  # noqa: BLE001 - an app's callback must not break a scrape
+            _log.debug("mystocks-otel: a callback of %s failed", recorder.spec.name, exc_info=True)
+
+
+# -- the API: provider, meters, instruments -----------------------------------------------------
+
+class _Sync:
+    def __init__(self, name, unit, description, recorder):
+        super().__init__(name, unit, description)
+        self._recorder = recorder
+
+
+class AppCounter(_Sync, api.Counter):
+    def add(self, amount, attributes=None, context=None) -> None:
+        try:
+            self._recorder.add(amount, *flat_key(attributes))
+        except Exception:  # noqa: BLE001 - never raise into the app
+            pass
+
+
+class AppUpDownCounter(_Sync, api.UpDownCounter):
+    def add(self, amount, attributes=None, context=None) -> None:
+        try:
+            self._recorder.add(amount, *flat_key(attributes))
+        except Exception:  # noqa: BLE001
+            pass
+
+
+class AppHistogramInstrument(_Sync, api.Histogram):
+    def record(self, amount, attributes=None, context=None) -> None:
+        try:
+            self._recorder.record(amount, *flat_key(attributes))
+        except Exception:  # noqa: BLE001
+            pass
+
+
+class AppGaugeInstrument(_Sync, api._Gauge):
+    def set(self, amount, attributes=None, context=None) -> None:
+        try:
+            self._recorder.set(amount, *flat_key(attributes))
+        except Exception:  # noqa: BLE001
+            pass
+
+
+class _Observable:
+    def __init__(self, name, callbacks, unit, description, recorder):
+        super().__init__(name, callbacks, unit, description)
+        self._recorder = recorder
+        recorder.app_callbacks.extend(callbacks or ())
+
+
+class AppObservableCounter(_Observable, api.ObservableCounter):
+    pass
+
+
+class AppObservableUpDownCounter(_Observable, api.ObservableUpDownCounter):
+    pass
+
+
+class AppObservableGauge(_Observable, api.ObservableGauge):
+    pass
+
+
+class AppMeter(api.Meter):
+    """A meter whose instruments record into :class:`AppInstruments`."""
+
+    def __init__(self, registry: AppInstruments, name: str, version: str | None = None,
+                 schema_url: str | None = None, attributes=None):
+        super().__init__(name, version=version, schema_url=schema_url)
+        self._registry = registry
+        self._noop = NoOpMeter(name, version=version, schema_url=schema_url)
+
+    def _recorder(self, name, instrument, unit, description, buckets=None):
+        checked = api.Instrument._check_name_unit_description(name, unit, description)
+        if checked["name"] is None or checked["unit"] is None:
+            self._registry.warn_once(str(name), f"mystocks-otel: instrument {name!r} (unit "
+                                     f"{unit!r}) has an invalid name or unit; it records nothing")
+            return None
+        if name.lower() in _CATALOG:
+            # FastAPI's native HTTP metrics, or an app reusing one of our names: ours are kept
+            fastapi = self.name == "fastapi"
+            self._registry.warn_once(f"{self.name}/{name}", (
+                f"mystocks-otel: {self.name}'s instrument {name!r} is one of ours; it records "
+                "nothing (our layer measures it once)"), logging.DEBUG if fastapi else logging.WARNING)
+            return None
+        scope = (self.name, self.version or "", self.schema_url or "")
+        return self._registry.recorder(AppSpec.make(name, instrument, checked["unit"],
+                                                    checked["description"], buckets, scope))
+
+    def create_counter(self, name, unit="", description=""):
+        found = self._recorder(name, COUNTER, unit, description)
+        return (AppCounter(name, unit, description, found) if found is not None
+                else self._noop.create_counter(name, unit, description))
+
+    def create_up_down_counter(self, name, unit="", description=""):
+        found = self._recorder(name, UPDOWN, unit, description)
+        return (AppUpDownCounter(name, unit, description, found) if found is not None
+                else self._noop.create_up_down_counter(name, unit, description))
+
+    def create_histogram(self, name, unit="", description="", *,
+                         explicit_bucket_boundaries_advisory=None):
+        bounds = _bounds(explicit_bucket_boundaries_advisory)
+        found = self._recorder(name, HISTOGRAM, unit, description, bounds)
+        return (AppHistogramInstrument(name, unit, description, found) if found is not None
+                else self._noop.create_histogram(name, unit, description))
+
+    def create_gauge(self, name, unit="", description=""):
+        found = self._recorder(name, GAUGE, unit, description)
+        return (AppGaugeInstrument(name, unit, description, found) if found is not None
+                else self._noop.create_gauge(name, unit, description))
+
+    def create_observable_counter(self, name, callbacks=None, unit="", description=""):
+        found = self._recorder(name, OBS_COUNTER, unit, description)
+        return (AppObservableCounter(name, callbacks, unit, description, found) if found is not None
+                else self._noop.create_observable_counter(name, callbacks, unit, description))
+
+    def create_observable_up_down_counter(self, name, callbacks=None, unit="", description=""):
+        found = self._recorder(name, OBS_UPDOWN, unit, description)
+        return (AppObservableUpDownCounter(name, callbacks, unit, description, found)
+                if found is not None
+                else self._noop.create_observable_up_down_counter(name, callbacks, unit, description))
+
+    def create_observable_gauge(self, name, callbacks=None, unit="", description=""):
+        found = self._recorder(name, OBS_GAUGE, unit, description)
+        return (AppObservableGauge(name, callbacks, unit, description, found) if found is not None
+                else self._noop.create_observable_gauge(name, callbacks, unit, description))
+
+
+def _bounds(advisory) -> tuple[float, ...]:
+    """The advisory boundaries when valid (finite, strictly increasing), else the SDK's default."""
+    try:
+        bounds = tuple(float(b) for b in advisory) if advisory is not None else ()
+    except (TypeError, ValueError):
+        bounds = ()
+    if bounds and all(a < b for a, b in zip(bounds, bounds[1:])) and all(
+            -_MAX <= b <= _MAX for b in bounds):
+        return bounds
+    return SDK_DEFAULT_BOUNDS
+
+
+class AppMeterProvider(api.MeterProvider):
+    """The global MeterProvider mystocks-otel sets (see the module docstring).
+
+    ``add_metric_reader``, ``force_flush`` and ``shutdown`` reach the SDK provider behind it
+    (FastAPI's ``auto_configure`` adds its OTLP reader that way); ``shutdown`` from anyone but
+    mystocks-otel is ignored, since the provider is the process's.
+    """
+
+    def __init__(self, registry: AppInstruments, sdk_provider=None):
+        self._registry = registry
+        self._sdk = sdk_provider
+        self._meters: dict[tuple, AppMeter] = {}
+        self._lock = threading.Lock()
+
+    def get_meter(self, name, version=None, schema_url=None, attributes=None):
+        key = (name or "", version or "", schema_url or "")
+        with self._lock:
+            meter = self._meters.get(key)
+            if meter is None:
+                meter = self._meters[key] = AppMeter(self._registry, name or "", version,
+                                                     schema_url, attributes)
+        return meter
+
+    def add_metric_reader(self, reader) -> None:
+        if self._sdk is None:
+            raise AttributeError("no SDK provider")
+        self._sdk.add_metric_reader(reader)
+
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        return self._sdk.force_flush(timeout_millis) if self._sdk is not None else True
+
+    def shutdown(self, timeout_millis: float = 30_000) -> None:
+        """Not the app's to stop: mystocks-otel shuts its provider down itself."""
+
+
+def is_ours(provider) -> bool:
+    """True for our provider, and for the API's placeholder while it forwards to ours."""
+    if isinstance(provider, AppMeterProvider):
+        return True
+    return _deferred(provider) and isinstance(getattr(provider, "_real_meter_provider", None),
+                                              AppMeterProvider)
+
+
+def install_global(registry: AppInstruments, sdk_provider, settings) -> str:
+    """Give the app's meters ours, when the settings want it and no other provider is set.
+
+    **How:** the API's placeholder provider (what ``metrics.get_meter`` and
+    ``get_meter_provider`` answer before anyone calls ``set_meter_provider``) forwards to
+    :class:`AppMeterProvider`, exactly as it does when a provider is set: meters and
+    instruments made earlier get real ones, later ``get_meter`` calls get ours. The global
+    stays *unset*: a later ``metrics.set_meter_provider(...)`` (the app's, logfire's,
+    FastAPI's ``auto_configure``) still works and takes over (see :func:`check_global`);
+    FastAPI's native telemetry, which starts only for a configured provider, stays off, so
+    HTTP metrics stay ours and counted once.
+
+    Returns ``set``, ``ours`` (already), ``other`` (another provider kept; one warning) or ``off``.
+    """
+    if not settings.global_meter_provider:
+        return "off"
+    from opentelemetry.metrics import _internal as api_internal
+
+    current = api.get_meter_provider()
+    if isinstance(current, AppMeterProvider):
+        current._sdk = sdk_provider
+        return "ours"
+    if _deferred(current) and current is api_internal._PROXY_METER_PROVIDER:
+        forwarded = getattr(current, "_real_meter_provider", None)
+        if isinstance(forwarded, AppMeterProvider):
+            forwarded._sdk = sdk_provider
+            return "ours"
+        if forwarded is None:
+            current.on_set_meter_provider(AppMeterProvider(registry, sdk_provider))
+            return "set"
+    registry.warn_once("\0global", (
+        f"mystocks-otel: another MeterProvider ({type(current).__module__}."
+        f"{type(current).__qualname__}) was set first and is kept: the app's own OpenTelemetry "
+        "instruments go to it, not to /metrics or mystocks-otel's OTLP export"))
+    return "other"
+
+
+def check_global(registry: AppInstruments) -> None:
+    """Say once when another provider was set after ours: instruments made from then on go to it."""
+    current = api.get_meter_provider()
+    if registry.meter_for is None or is_ours(current) or "\0global" in registry._warned:
+        return
+    if not _deferred(current):
+        registry.warn_once("\0global", (
+            f"mystocks-otel: a MeterProvider ({type(current).__module__}."
+            f"{type(current).__qualname__}) was set after set-up: the app's OpenTelemetry "
+            "instruments made from now on (and those made through the API before set-up) go to "
+            "it; those made in between stay on /metrics"))
+
+
+def _deferred(provider) -> bool:
+    """The API's placeholder provider (nobody set one yet)."""
+    return type(provider).__name__ == "_ProxyMeterProvider"
