@@ -1,7 +1,8 @@
 """Render the Alertmanager config from its template, and write its secret files.
 
 Alertmanager expands no environment variables. Its ``*_file`` fields cover the secrets
-(Slack URLs, PagerDuty keys, the SMTP password, bearer tokens), but not the SMTP host and
+(Slack and Microsoft Teams webhook URLs, PagerDuty keys, the SMTP password, bearer tokens),
+but not the SMTP host and
 user, the e-mail addresses or the webhook URLs. So this module:
 
 * :func:`render_alertmanager_config` replaces each ``${NAME}`` placeholder of
@@ -11,7 +12,8 @@ user, the e-mail addresses or the webhook URLs. So this module:
 
 The template itself is generated from ``MixinConfig`` by ``mystocks_otel_mixin.routing``
 (``mystocks-otel render``): its teams' ``${EMAIL_TEAM_<TEAM>}`` addresses and its Slack
-channels' ``slack-<channel>.url`` secrets are read from the template, so a team or channel
+channels' ``slack-<channel>.url`` and Teams channels' ``msteams-<channel>.url`` secrets are
+read from the template, so a team or channel
 added to the config needs no change here.
 
 Both fail with one line that names the variable and the expected form, because the
@@ -51,6 +53,8 @@ _EMAIL = re.compile(rf"[A-Za-z0-9.!#$%&*+/=?^_`|~-]+@{_HOST_LABEL}(?:\.{_HOST_LA
 _TEAM_EMAIL = re.compile(r"EMAIL_TEAM_[A-Z0-9_]+")
 #: A Slack channel's secret file, as the template names it.
 _SLACK_FILE = re.compile(r"/slack-([a-z0-9][a-z0-9-]*)\.url'")
+#: A Microsoft Teams channel's secret file (a Workflows webhook URL), as the template names it.
+_MSTEAMS_FILE = re.compile(r"/msteams-([a-z0-9][a-z0-9-]*)\.url'")
 
 
 class AlertmanagerConfigError(ValueError):
@@ -168,10 +172,18 @@ def _slack_secret(channel: str) -> Secret:
                   f"Slack #mystocks-{channel}", fallback_env="SLACK_WEBHOOK_URL")
 
 
-#: The secrets of the committed template (its four Slack channels); :func:`secrets_for` reads
-#: them from any other.
+def _msteams_secret(channel: str) -> Secret:
+    return Secret(f"MSTEAMS_WEBHOOK_URL_{channel.upper().replace('-', '_')}", f"msteams-{channel}.url", _url,
+                  "a Microsoft Teams Workflows webhook URL (https://...logic.azure.com/workflows/... or "
+                  "https://...powerplatform.com/.../workflows/...)",
+                  f"Microsoft Teams ({channel})", fallback_env="MSTEAMS_WEBHOOK_URL")
+
+
+#: The secrets of the committed template (its four Slack and two Teams channels);
+#: :func:`secrets_for` reads them from any other.
 SECRETS: tuple[Secret, ...] = (
     *(_slack_secret(channel) for channel in ("critical", "warnings", "performance", "data-alerts")),
+    *(_msteams_secret(channel) for channel in ("critical", "warnings")),
     Secret("PAGERDUTY_ON_CALL_KEY", "pagerduty-on-call.key", _pagerduty_key,
            "a PagerDuty Events API v2 integration key (32 letters/digits)", "PagerDuty on-call (critical)"),
     Secret("PAGERDUTY_SERVICE_KEY", "pagerduty-service.key", _pagerduty_key,
@@ -195,11 +207,14 @@ def settings_for(template: str) -> tuple[Setting, ...]:
 
 
 def secrets_for(template: str) -> tuple[Secret, ...]:
-    """The secrets a template reads: one Slack URL per ``slack-<channel>.url`` it names (in
-    the order it names them), then the PagerDuty keys, the SMTP password and the token."""
+    """The secrets a template reads: one Slack URL per ``slack-<channel>.url`` and one Teams
+    URL per ``msteams-<channel>.url`` it names (in the order it names them), then the
+    PagerDuty keys, the SMTP password and the token."""
     channels = dict.fromkeys(_SLACK_FILE.findall(template))
+    teams = dict.fromkeys(_MSTEAMS_FILE.findall(template))
     return (*(_slack_secret(channel) for channel in channels),
-            *(s for s in SECRETS if not s.env.startswith("SLACK_")))
+            *(_msteams_secret(channel) for channel in teams),
+            *(s for s in SECRETS if not s.env.startswith(("SLACK_", "MSTEAMS_"))))
 
 
 def resolve_settings(environ: Mapping[str, str], settings: tuple[Setting, ...] = SETTINGS) -> dict[str, str]:

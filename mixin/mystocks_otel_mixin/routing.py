@@ -3,9 +3,13 @@
 The routing tree, the receivers and the inhibition rules are written from ``MixinConfig``:
 
 - one branch per severity (``cfg.routing.timers``), in ``cfg.labels.severities`` order, and a
-  catch-all for a severity outside the vocabulary (a bug in a rule: made visible);
+  catch-all for a severity outside the vocabulary (a bug in a rule: made visible); before the
+  page severity's branch, a twin for the alerts that name a cause (:data:`CAUSES`), which page
+  at once (``cfg.routing.cause_group_wait``) while their symptoms wait the severity's
+  group_wait, so the cause's inhibition is in place whichever reaches Alertmanager first;
 - inside a branch, every channel that wants the alert is a child with ``continue: true``: the
-  severity's Slack channel (``cfg.routing.severity_channels``), PagerDuty on-call for
+  severity's Slack channel (``cfg.routing.severity_channels``) and Microsoft Teams channel
+  (``cfg.routing.msteams_channels``), PagerDuty on-call for
   ``cfg.routing.page_severity``, the PagerDuty service key for the warnings of
   ``cfg.routing.service_page_categories``, each team's Slack channel
   (``cfg.routing.team_channels``) and each team lead's e-mail (``cfg.labels.teams``);
@@ -29,8 +33,15 @@ from mystocks_otel_mixin.lib.rulekit import header
 
 TEMPLATE_FILE = "alerts/alertmanager/alertmanager.yml.tmpl"
 
-#: The broken thing's alerts beat its consequences. Causes first: these page by themselves.
-CAUSES = ("PostgreSQLDown", "RedisDown", "ApiJobDown", "ApiTargetDown", "ApiTargetAbsent")
+#: The broken thing's alerts beat its consequences. Causes first: these page by themselves, at
+#: once (``routing.cause_group_wait``), and inhibit their symptoms, which wait the page
+#: severity's group_wait: a symptom that reaches Alertmanager first (another rule group,
+#: evaluated up to one interval earlier) is muted when its cause arrives within that wait, so
+#: one cause is one incident whichever fires first.
+CAUSES = ("PostgreSQLDown", "RedisDown", "ApiJobDown", "ApiTargetDown", "ApiTargetAbsent",
+          "MarketDataNotUpdated", "MarketDataUpdatesAbsent")
+#: The causes whose generic health alerts (same job and service) say the same thing again.
+SERVICE_CAUSES = ("PostgreSQLDown", "RedisDown", "MarketDataNotUpdated", "MarketDataUpdatesAbsent")
 #: Never inhibited by a down target: the target alerts themselves and the dead man's switch.
 NEVER_INHIBITED = ("ApiTargetDown", "ApiJobDown", "ApiTargetAbsent", "Watchdog")
 
@@ -90,18 +101,21 @@ INHIBITIONS = (
     Inhibition(_name("RedisDown"), 'category=~"cache|api|slo"', ("job",),
                "Redis is down: cache alerts (and the API latency/errors that follow) are consequences.",
                inline=False),
-    Inhibition(_name("PostgreSQLDown", "RedisDown"),
+    Inhibition(_name(*SERVICE_CAUSES),
                _name("ComponentUnhealthy", "DependencyUnavailable", "DependencyCritical"), ("job", "service"),
-               "The specific down alert beats the generic health alerts of the same service\n"
-               "(ComponentUnhealthy{component=\"database\"} has service=\"postgresql\"): one page, through\n"
-               "one PagerDuty service, per cause.", inline=False),
+               "The specific alert beats the generic health alerts of the same service\n"
+               "(ComponentUnhealthy{component=\"database\"} has service=\"postgresql\", the market-data\n"
+               "feed's and component's have service=\"market-data\"): one page, through one PagerDuty\n"
+               "service, per cause. A feed outage is MarketDataNotUpdated's incident alone.", inline=False),
     Inhibition(_name(*CAUSES), 'category="aggregated"', ("job",),
-               "A known cause pages by itself: the aggregated alerts that count its symptoms stay quiet.",
+               "A known cause pages by itself: the aggregated alerts that count its symptoms stay quiet\n"
+               "(a feed outage fires market_data and health alerts: two categories for ServiceDegradation).",
                inline=False),
 )
 
 _PREAMBLE = """\
-# Alertmanager configuration TEMPLATE for MyStocks (Alertmanager >= 0.25).
+# Alertmanager configuration TEMPLATE for MyStocks (Alertmanager 0.35; msteamsv2_configs
+# needs >= 0.28).
 #
 # The routing tree, receivers and inhibition rules are generated from MixinConfig's label
 # vocabulary (severities, teams, categories) and routing settings; change them with
@@ -144,6 +158,9 @@ def _children(cfg: MixinConfig, severity: str, channel: str | None) -> list[str]
     out = ["        - receiver: webhook\n          continue: true\n"]
     if channel:
         out.append(f"        - receiver: slack-{channel}\n          continue: true\n")
+    teams = dict(r.msteams_channels).get(severity)
+    if teams:
+        out.append(f"        - receiver: msteams-{teams}\n          continue: true\n")
     if severity == r.page_severity:
         out.append("        # One page per cause: PagerDuty opens one incident per group, and this route groups\n"
                    "        # by the broken thing (job, service), not by alert name. ApiCriticalErrorRate and the\n"
@@ -201,8 +218,21 @@ def _route(cfg: MixinConfig) -> str:
             out.append(f"\n    # {severity}: dashboards and the JSON webhook only; no person is notified.\n"
                        f"    - matchers: ['severity=\"{severity}\"']\n      receiver: webhook\n")
             continue
-        out.append(f"\n    # {severity}: group_wait {wait}, repeated every {repeat} while firing.\n"
-                   f"    - matchers: ['severity=\"{severity}\"']\n      receiver: webhook\n"
+        if severity == r.page_severity:
+            out.append(f"\n    # {severity} alerts that name a cause: paged at once (group_wait {r.cause_group_wait}). They\n"
+                       "    # inhibit their symptoms, which wait below: whichever reaches Alertmanager first, the\n"
+                       "    # cause speaks and the symptom is muted when its group is flushed.\n"
+                       f"    - matchers: ['severity=\"{severity}\"', 'alertname=~\"{'|'.join(CAUSES)}\"']\n"
+                       f"      receiver: webhook\n      group_wait: {r.cause_group_wait}\n"
+                       f"      group_interval: {interval}\n      repeat_interval: {repeat}\n      routes:\n")
+            out.extend(_children(cfg, severity, channel))
+            out.append(f"\n    # {severity}: group_wait {wait} (one evaluation interval plus delivery: a cause fired in the\n"
+                       "    # same evaluation by another rule group, which Prometheus evaluates up to one interval\n"
+                       "    # apart, arrives within it and inhibits this alert before it pages), repeated every\n"
+                       f"    # {repeat} while firing.\n")
+        else:
+            out.append(f"\n    # {severity}: group_wait {wait}, repeated every {repeat} while firing.\n")
+        out.append(f"    - matchers: ['severity=\"{severity}\"']\n      receiver: webhook\n"
                    f"      group_wait: {wait}\n      group_interval: {interval}\n      repeat_interval: {repeat}\n"
                    "      routes:\n")
         out.extend(_children(cfg, severity, channel))
@@ -277,6 +307,14 @@ def _slack(channel: str, text: str, buttons: bool) -> str:
     return out
 
 
+def _msteams(channel: str, text: str) -> str:
+    return (f"  - name: msteams-{channel}\n    msteamsv2_configs:\n"
+            f"      - webhook_url_file: '${{ALERTMANAGER_SECRETS_DIR}}/msteams-{channel}.url'\n"
+            "        send_resolved: true\n"
+            "        title: '{{ template \"mystocks.title\" . }}'\n"
+            f"        text: '{{{{ template \"{text}\" . }}}}'\n")
+
+
 def _pagerduty(name: str, key_file: str, severity: str) -> str:
     return (f"  - name: {name}\n    pagerduty_configs:\n"
             f"      - routing_key_file: '${{ALERTMANAGER_SECRETS_DIR}}/{key_file}'\n"
@@ -309,6 +347,11 @@ def _receivers(cfg: MixinConfig) -> str:
         out.append(_slack(channel, "mystocks.slack.critical.text" if page else "mystocks.slack.text", page))
     for _team, channel in r.team_channels:
         out.append(_slack(channel, "mystocks.slack.text", False))
+    if r.msteams_channels:
+        out.append("\n  # Microsoft Teams, beside Slack: a Workflows webhook (\"When a Teams webhook request is\n"
+                   "  # received\") per channel; the URL carries its signature, so it is read from a file.\n")
+    for i, (_severity, channel) in enumerate(r.msteams_channels):
+        out.append(("\n" if i else "") + _msteams(channel, "mystocks.msteams.text"))
     out.append("\n  # Two PagerDuty services (Events API v2 integration keys): the on-call escalation\n"
                f"  # policy for {r.page_severity} alerts, and the MyStocks service for "
                f"{'/'.join(r.service_page_categories)} warnings.\n")

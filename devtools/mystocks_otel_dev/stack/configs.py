@@ -99,6 +99,8 @@ def alertmanager_secrets(*, sink_url: str, webhook_token: str) -> dict:
         "SLACK_WEBHOOK_URL_WARNINGS": f"{sink_url}/slack/slack-warnings",
         "SLACK_WEBHOOK_URL_PERFORMANCE": f"{sink_url}/slack/slack-performance",
         "SLACK_WEBHOOK_URL_DATA_ALERTS": f"{sink_url}/slack/slack-data-alerts",
+        "MSTEAMS_WEBHOOK_URL_CRITICAL": f"{sink_url}/msteams/msteams-critical",
+        "MSTEAMS_WEBHOOK_URL_WARNINGS": f"{sink_url}/msteams/msteams-warnings",
         "PAGERDUTY_ON_CALL_KEY": PAGERDUTY_KEYS["pagerduty-oncall"],
         "PAGERDUTY_SERVICE_KEY": PAGERDUTY_KEYS["pagerduty-service"],
         "SMTP_PASSWORD": "local-sink-has-no-auth",

@@ -11,6 +11,7 @@ name the receiver that sent a notification:
 path or recipient         receiver
 ========================  ==========================================
 ``/slack/<name>``         ``<name>`` (slack-critical, slack-warnings, ...)
+``/msteams/<name>``       ``<name>`` (msteams-critical, msteams-warnings)
 ``/pagerduty``            by routing key: ``pagerduty-oncall`` or ``pagerduty-service``
 ``/webhook``              ``webhook``
 ``/alerts/webhook``       the app's alert webhook (``app-webhook``)
@@ -44,7 +45,7 @@ PAGERDUTY_KEYS = {"pagerduty-oncall": "pagerdutyoncall000000000000000000",
 def receiver_for_path(path: str, body: object = None) -> str:
     """The receiver a request stands for (see the module's table)."""
     parts = [p for p in path.split("?", 1)[0].split("/") if p]
-    if len(parts) == 2 and parts[0] == "slack":
+    if len(parts) == 2 and parts[0] in ("slack", "msteams"):
         return parts[1]
     if parts == ["pagerduty"]:
         key = body.get("routing_key") if isinstance(body, dict) else None
@@ -71,6 +72,10 @@ def summarize(receiver: str, body: object) -> dict:
             details = body["payload"].get("custom_details") or {}
             names = [body["payload"].get("summary", ""), str(details.get("firing", ""))]
             status = "resolved" if body.get("event_action") == "resolve" else "firing"
+        elif body.get("type") == "message" and "attachments" in body:  # Microsoft Teams: an Adaptive Card
+            blocks = [b for a in body["attachments"] for b in a.get("content", {}).get("body", [])]
+            names = [blocks[0].get("text", "")] if blocks else []
+            status = "resolved" if any("RESOLVED" in n for n in names) else "firing"
         elif "attachments" in body:  # Slack
             names = [a.get("title", "") for a in body["attachments"]]
             status = "resolved" if any("RESOLVED" in n for n in names) else "firing"

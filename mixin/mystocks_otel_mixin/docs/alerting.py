@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mystocks_otel_mixin import rules
+from mystocks_otel_mixin import routing, rules
 from mystocks_otel_mixin.config import MixinConfig
 from mystocks_otel_mixin.docs import detection
 from mystocks_otel_mixin.lib.promql import num
@@ -286,11 +286,17 @@ def _routing_lines(cfg: MixinConfig) -> str:
             lines.append(f"- `{severity}` reaches only the webhook;")
             continue
         extra, page = "", ""
+        teams = dict(r.msteams_channels).get(severity)
+        if teams:
+            extra = f"; Microsoft Teams ({teams}) too"
         if severity == r.page_severity:
             page = ", PagerDuty on-call"
+            extra += (f"; alerts that name a cause ({', '.join(f'`{c}`' for c in routing.CAUSES)}) "
+                      f"page at once (group wait {r.cause_group_wait}), and the others wait {wait} so that a "
+                      "cause fired in the same evaluation arrives first and inhibits them")
         elif r.service_page_categories:
             categories = ", ".join('`category="' + c + '"`' for c in r.service_page_categories)
-            extra = f"; {categories} {severity}s also page the PagerDuty service key"
+            extra += f"; {categories} {severity}s also page the PagerDuty service key"
         lines.append(f"- `{severity}`: Slack #mystocks-{channels[severity]}{page} and the team lead's e-mail, "
                      f"group wait {wait}, repeated every {repeat}{extra};")
     if r.team_channels:
@@ -303,4 +309,4 @@ def _routing_lines(cfg: MixinConfig) -> str:
 def generate(cfg: MixinConfig) -> dict[str, str]:
     alerts, records = rules.all_alerts(cfg), rules.all_records(cfg)
     return {"docs/runbooks.md": runbooks(alerts, cfg),
-            "docs/ALERTING.md": alerting(alerts, records, cfg) + detection.section()}
+            "docs/ALERTING.md": alerting(alerts, records, cfg) + detection.section(alerts, cfg)}

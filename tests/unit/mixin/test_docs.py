@@ -53,11 +53,98 @@ def test_cell_escapes_pipes_and_newlines():
 
 
 def test_the_detection_section_reads_the_package_data(tmp_path):
-    """docs/ALERTING.md's measured table comes from package data (importlib.resources), so an
-    installed mixin renders it as a checkout does; no file, no section."""
+    """docs/ALERTING.md's live column comes from package data (importlib.resources), so an
+    installed mixin renders it as a checkout does; no file, no live column, the same table."""
+    from mystocks_otel_mixin import rules
+    from mystocks_otel_mixin.config import DEFAULT
     from mystocks_otel_mixin.docs import detection
 
     assert detection.DATA.is_file(), "mystocks_otel_mixin/docs/detection-times.json is package data"
-    text = detection.section()
-    assert text.startswith("## Detection time, measured") and "P0 mean time to detect" in text
-    assert detection.section(tmp_path / "missing.json") == ""
+    alerts = rules.all_alerts(DEFAULT)
+    text = detection.section(alerts, DEFAULT)
+    assert text.startswith("## Detection time, computed from the rules") and "P0 mean time to detect" in text
+    bare = detection.section(alerts, DEFAULT, live=tmp_path / "missing.json")
+    assert bare != text and bare.count("| - |") > text.count("| - |")
+
+
+# -- the detection table is computed from the rules (issue 15 row 14) ---------------------
+
+def _table(alerts, cfg):
+    from mystocks_otel_mixin.docs import detection
+
+    return {(r.fault, r.alert.name): r for r in detection.rows(alerts, cfg)}
+
+
+def _with_for(alerts, name, for_):
+    import dataclasses
+
+    assert any(a.name == name for a in alerts), name
+    return tuple(dataclasses.replace(a, for_=for_) if a.name == name else a for a in alerts)
+
+
+def test_a_rules_for_changes_the_detection_table():
+    """A `for` changed in a rule moves its row and the P0 mean: the table is computed when the
+    docs are rendered (and tests/unit/mixin/test_generated.py fails while docs/ALERTING.md
+    still shows the old one)."""
+    from mystocks_otel_mixin import rules
+    from mystocks_otel_mixin.config import DEFAULT
+    from mystocks_otel_mixin.docs import detection
+
+    alerts = rules.all_alerts(DEFAULT)
+    pg = next(a for a in alerts if a.name == "PostgreSQLDown")
+    slower = _with_for(alerts, "PostgreSQLDown", f"{int(detection.seconds(pg.for_)) + 120}s")
+    key = ("PostgreSQL goes down", "PostgreSQLDown")
+    before, after = _table(alerts, DEFAULT)[key], _table(slower, DEFAULT)[key]
+    assert after.expected == before.expected + 120 and after.worst == before.worst + 120
+    assert detection.section(alerts, DEFAULT) != detection.section(slower, DEFAULT)
+
+
+def test_an_alert_counting_alerts_waits_for_their_for():
+    """ServiceDegradation fires only after the alerts it counts through ALERTS have fired: their
+    `for` is part of its detection time (the review measured 14 m, where the table said 94 s)."""
+    from mystocks_otel_mixin import rules
+    from mystocks_otel_mixin.config import DEFAULT
+
+    alerts = rules.all_alerts(DEFAULT)
+    fault = "database queries turn slow and cache commands fail (two areas degraded)"
+    table = _table(alerts, DEFAULT)
+    degradation, slow = table[(fault, "ServiceDegradation")], table[(fault, "DatabaseSlowQueries")]
+    assert degradation.expected > slow.expected - slow.group_wait
+    longer = _table(_with_for(alerts, "DatabaseSlowQueries", "20m"), DEFAULT)[(fault, "ServiceDegradation")]
+    assert longer.expected > degradation.expected + 500
+
+
+def test_the_routings_group_wait_is_in_the_detection_time():
+    """A cause pages at once; a symptom waits the page severity's group_wait, read from the config."""
+    from mystocks_otel_mixin import rules
+    from mystocks_otel_mixin.config import DEFAULT
+
+    alerts = rules.all_alerts(DEFAULT)
+    slow = DEFAULT.with_overrides({"routing.timers": "critical:50s:1m:1h,warning:30s:5m:10m,info:30s:5m:4h"})
+    errors = ("the API answers 5xx to every request (a bad release)", "ApiCriticalErrorRate")
+    pg = ("PostgreSQL goes down", "PostgreSQLDown")
+    assert _table(alerts, DEFAULT)[pg].group_wait == 0
+    assert _table(alerts, slow)[errors].expected == _table(alerts, DEFAULT)[errors].expected + 30
+    assert _table(alerts, slow)[pg].expected == _table(alerts, DEFAULT)[pg].expected
+
+
+def test_the_detection_model_matches_the_rules():
+    """Every P0 is raised by a modelled fault; every modelled alert exists and still reads the
+    window its model states; ALERTS readers name their inputs."""
+    from mystocks_otel_mixin import rules
+    from mystocks_otel_mixin.config import DEFAULT
+    from mystocks_otel_mixin.docs import detection
+
+    assert detection.problems(rules.all_alerts(DEFAULT)) == []
+
+
+def test_the_detection_intervals_are_productions(pytestconfig):
+    import yaml
+
+    from mystocks_otel.config import Settings
+    from mystocks_otel_mixin.docs import detection
+
+    prom = yaml.safe_load((pytestconfig.rootpath / "prometheus" / "prometheus.yml").read_text())["global"]
+    assert detection.seconds(prom["scrape_interval"]) == detection.PRODUCTION.scrape
+    assert detection.seconds(prom["evaluation_interval"]) == detection.PRODUCTION.evaluation
+    assert Settings().probe_interval_seconds == detection.PRODUCTION.probe
