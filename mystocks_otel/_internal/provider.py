@@ -107,8 +107,8 @@ def _readers(settings: Settings) -> dict[str, MetricReader | None]:
 def _cardinality_limits(limit: int) -> dict:
     """The SDK's cap per stream for instruments no view names (the app's own): one above ours,
     so our recorders' overflow series is the one that counts (see :func:`views`)."""
-    from opentelemetry.metrics import (ObservableCounter, ObservableGauge,
-                                       ObservableUpDownCounter)
+    from opentelemetry.sdk.metrics import (ObservableCounter, ObservableGauge,
+                                           ObservableUpDownCounter)
 
     return {cls: limit + 1 for cls in (ObservableCounter, ObservableUpDownCounter, ObservableGauge)}
 
