@@ -142,6 +142,15 @@ class Thresholds:
     disk_percent_critical: float = 95.0
     restarts_in_30m: int = 3
     dependency_availability_critical: float = 0.5
+    #: An API instance answering fewer of its scrapes than this over 10 minutes, in several
+    #: outages, is crash-looping (ApiTargetFlapping).
+    target_availability_critical: float = 0.75
+    #: In-session request rate below this share of its usual level is a traffic collapse
+    #: (ApiTrafficCollapse) ...
+    traffic_collapse_ratio: float = 0.1
+    #: ... when the usual level is at least this many requests per second (a quiet app's
+    #: empty minute is not an outage).
+    traffic_collapse_min_usual_rate: float = 1.0
 
     aggregated_alerts_firing: int = 5
     aggregated_categories_degraded: int = 2
@@ -153,7 +162,7 @@ class Thresholds:
                 raise ValueError(f"thresholds.{f.name}={value!r}: expected a number >= 0")
             if (f.name.endswith(("_ratio_warning", "_ratio_critical", "_usage_warning", "_usage_exhausted",
                                  "_capacity_warning", "_capacity_critical", "_completeness_warning",
-                                 "_availability_critical"))
+                                 "_availability_critical", "_collapse_ratio"))
                     and not 0 < value <= 1):
                 raise ValueError(f"thresholds.{f.name}={value!r}: expected a ratio 0 < x <= 1")
         pairs = (("api_latency_p95_warning_seconds", "api_latency_p95_critical_seconds"),
@@ -189,6 +198,11 @@ class Sessions:
     holidays: tuple[str, ...] = ()
     #: Datasets that update continuously while the market is open (freshness SLO, StaleData).
     realtime_datasets: tuple[str, ...] = ("quotes", "trades", "orderbook")
+    #: Health components and dependencies that deliver only while the market is open (an app
+    #: may derive their health from freshness, as the reference app does): their health alerts
+    #: follow the session gate, like the market-data rules.
+    feed_components: tuple[str, ...] = ("market_data",)
+    feed_dependencies: tuple[str, ...] = ("market_data_feed",)
     #: Label set on every alert gated on the session, so that ONE silence covers an exchange
     #: holiday or an unplanned closure, SLO burn alerts included (docs/runbooks.md).
     gate_label: tuple[str, str] = ("gate", "trading_session")

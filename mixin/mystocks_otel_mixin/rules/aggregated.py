@@ -10,7 +10,7 @@ _FIRING = 'alertstate="firing", severity=~"critical|warning"'
 #: The categories on the request path: trouble in two of them at once is an incident.
 SERVICE_CATEGORIES = ("api", "database", "cache", "websocket", "market_data", "health")
 #: Alerts that name a cause and page by themselves: symptoms across categories then follow.
-CAUSES = "PostgreSQLDown|RedisDown|ApiJobDown|ApiTargetDown|ApiTargetAbsent"
+CAUSES = "PostgreSQLDown|RedisDown|ApiJobDown|ApiTargetDown|ApiTargetFlapping|ApiTargetAbsent"
 
 
 def records(cfg: MixinConfig) -> None:

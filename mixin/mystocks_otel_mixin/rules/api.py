@@ -5,6 +5,7 @@ from __future__ import annotations
 from mystocks_otel_mixin.config import MixinConfig
 from mystocks_otel_mixin.lib.promql import PromQL, dur, num, pct, ratio
 from mystocks_otel_mixin.lib.rulekit import Alert, Group, Record
+from mystocks_otel_mixin.rules.market_data import OPEN
 
 HTTP = "http_server_request_duration_seconds"
 
@@ -25,6 +26,20 @@ def records(cfg: MixinConfig) -> Group:
     return Group("mystocks-http.rules", (
         Record(record="job:http_server_requests:rate5m", expr=q.sum_rate(f"{HTTP}_count", "job"),
                why="Request rate of the API (panel HTTP Request Rate; traffic floor of the ratio alerts)."),
+        Record(record="job:http_server_requests:rate1m", expr=q.sum_rate(f"{HTTP}_count", "job", window="1m"),
+               why="Request rate of the last minute: what ApiTrafficCollapse compares with the usual "
+               "level, so a collapse shows in one minute rather than five (4 scrapes at 15 s)."),
+        Record(record="job:http_server_requests:usual_rate5m",
+               expr="max by (job) (\n"
+               '  label_replace(job:http_server_requests:rate5m offset 1d, "usual", "yesterday", "", "")\n'
+               "  or\n"
+               '  label_replace(job:http_server_requests:rate5m offset 1w, "usual", "last_week", "", "")\n'
+               "  or\n"
+               '  label_replace(avg_over_time(job:http_server_requests:rate5m[1h]), "usual", "last_hour", "", "")\n'
+               ")",
+               why="The API's usual request rate now: the highest of the same time yesterday, the same "
+               "time last week (Monday after a weekend, the day after a holiday) and the last hour's "
+               "mean. The baseline of ApiTrafficCollapse."),
         Record(record="job_method_route_code:http_server_requests:rate5m",
                expr=q.sum_rate(f"{HTTP}_count", "job, http_request_method, http_route, http_response_status_code"),
                why="Request rate by method, route and status, as the dashboard shows it. Routes are "
@@ -55,7 +70,38 @@ def alerts(cfg: MixinConfig) -> tuple[Alert, ...]:
     _FLOOR = f"and on (job) job:http_server_requests:rate5m > {num(t.min_request_rate)}"
     _P95 = q.sel("job:http_server_request_duration_seconds:p95_5m")
     _ERR = q.sel("job:http_server_requests_errors:ratio_rate5m")
+    usual = q.sel("job:http_server_requests:usual_rate5m")
+    collapse, usual_floor = t.traffic_collapse_ratio, t.traffic_collapse_min_usual_rate
+    no_requests_yet = (f"max by (job) ({q.sel('up')} == 1) * 0\n"
+                       f"    unless on (job) count by (job) ({q.sel(f'{HTTP}_count')})")
     return (
+        Alert(
+            name="ApiTrafficCollapse",
+            expr=f"(\n  {q.sel('job:http_server_requests:rate1m')}\n  or on (job)\n  {no_requests_yet}\n)\n"
+            f"< on (job) ({num(collapse)} * {usual})\n"
+            f"and on (job) {usual} > {num(usual_floor)}\n{OPEN}",
+            for_="1m", severity="critical", category="api", priority="P0", team="platform",
+            session_gated=True,
+            summary="API traffic has collapsed while the market is open.",
+            description="{{ $labels.job }} served {{ $value | humanize }} requests/s in the last minute, under "
+            f"{pct(collapse)} of its usual level, while the market is open: users cannot reach it.",
+            threshold=f"1m request rate < {pct(collapse)} of the usual rate (yesterday, last week, last hour; "
+            f"usual ≥ {num(usual_floor)} req/s), market open, for 1m",
+            why="An outage in front of the app (load balancer, DNS, an expired TLS certificate) stops "
+            "every request before it arrives: `up` stays 1 (Prometheus scrapes from inside), no "
+            "request fails because none is made, and every ratio alert goes quiet with its traffic "
+            "floor. Only the missing traffic tells. During the session traffic never falls to a "
+            f"tenth of its usual level by itself, so that pages. The usual level is the most of the "
+            "same time yesterday, last week and the last hour's mean (the open's ramp compares "
+            f"with yesterday's); below {num(usual_floor)} req/s usual, a quiet app's empty minute "
+            "is chance, not an outage: no page. An app up with no request series yet (restarted "
+            "behind a dead load balancer) counts as 0. `for: 1m` after a one-minute window: a "
+            "collapse pages about 2 minutes after it starts. Session-gated: at night, at the "
+            "weekend and over lunch low traffic is normal.",
+            checks=("Reach the API from outside as a user does: `curl -v https://<public host>/health` (DNS, TLS expiry, load balancer).",
+                    "The load balancer's and the CDN's health and logs; the certificate's expiry date.",
+                    "WebSocket connections (panel WebSocket Connections): did they drop at the same time?"),
+        ),
         Alert(
             name="ApiHighResponseTime", expr=f"{_P95} > {num(t.api_latency_p95_warning_seconds)}\n{_FLOOR}", for_="5m",
             severity="warning", category="api", priority="P1", team="performance",

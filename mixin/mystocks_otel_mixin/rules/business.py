@@ -5,6 +5,7 @@ from __future__ import annotations
 from mystocks_otel_mixin.config import MixinConfig
 from mystocks_otel_mixin.lib.promql import PromQL, dur, num, pct, ratio
 from mystocks_otel_mixin.lib.rulekit import Alert, Group, Record
+from mystocks_otel_mixin.rules.market_data import settled
 
 OPEN = "and on () mystocks:trading_session:open"
 
@@ -70,15 +71,17 @@ def alerts(cfg: MixinConfig) -> tuple[Alert, ...]:
         Alert(
             name="StaleData",
             expr=f'max by (job, dataset) ({_FRESH})'
-            f" > {num(t.stale_data_seconds)}\n{OPEN}",
+            f" > {num(t.stale_data_seconds)}\n{settled(t.stale_data_seconds)}",
             for_="3m", severity="warning", category="business", priority="P1", team="data",
             session_gated=True, link_labels=("job", "dataset"), service="market-data",
             summary="Real-time dataset {{ $labels.dataset }} is stale.",
             description="The newest {{ $labels.dataset }} record is {{ $value | humanizeDuration }} old while the "
             f"market is open (threshold {dur(t.stale_data_seconds)}).",
-            threshold=f"real-time data older than {num(t.stale_data_seconds)} s for 3m, market open",
+            threshold=f"real-time data older than {num(t.stale_data_seconds)} s for 3m, market open for > {num(t.stale_data_seconds)} s",
             why=f"{num(t.stale_data_seconds / freshness)}x the freshness SLO's {num(freshness)} s: users see prices minutes old and trade on them. Only the "
-            "real-time datasets, and only during the session.",
+            "real-time datasets, and only during the session, once it is "
+            f"{num(t.stale_data_seconds)} s old: at the open the gauge still holds the closed "
+            "hours' age until the first batch, which is not staleness.",
             checks=("Is the source still delivering (MarketDataProcessingBlocked, MarketDataFeedErrors)?",
              "The ingestion worker's queue and the database writes.",
              "An exchange holiday or a trading halt: then `amtool silence add gate=trading_session`."),

@@ -38,9 +38,15 @@ def records(cfg: MixinConfig) -> Group:
                why="Checked-out share of each pool's maximum over all instances (panel and capacity "
                "trend). Not what the alerts read: one exhausted instance hides behind an idle one."),
         Record(record="job_instance_pool:mystocks_db_connections:usage_ratio",
-               expr=f"{q.agg('sum', 'job, instance, pool', ACTIVE)}\n/\n({q.agg('sum', 'job, instance, pool', MAX)} > 0)",
-               why="Checked-out share of each instance's pool: a pool belongs to one process, so a "
-               "full pool on api-1 makes api-1's requests wait whatever api-2's pool holds."),
+               expr=f"max by (job, instance, pool) (\n  {q.sel(ACTIVE)}\n  /\n  ({q.sel(MAX)} > 0)\n)",
+               why="Checked-out share of the fullest pool on each instance. A pool belongs to one "
+               "process: a full pool on api-1 makes api-1's requests wait whatever api-2's pool "
+               "holds, and under several workers each worker has its own pool (the library labels "
+               "the pool gauges with the worker's slot). So the ratio is taken per worker, "
+               "matching active and max one to one, and the fullest worker speaks for the "
+               "instance: worker 0 at 15/15 beside three at 1/15 reads 100%, not the 30% a sum "
+               "over workers makes of it. Without workers (one process) the same expression is the "
+               "process's own ratio."),
         Record(record="job:mystocks_db_queries:rate5m",
                expr=q.sum_rate(QUERIES, "job"),
                why="Statement rate: the denominator of the slow-query and error ratios."),
@@ -90,8 +96,10 @@ def alerts(cfg: MixinConfig) -> tuple[Alert, ...]:
             + "; new requests wait for pool_timeout and then fail.",
             threshold=f"active/max ≥ {pct(t.db_pool_usage_exhausted)} for 2m",
             why="A full pool for 2 minutes means requests are already waiting out pool_timeout and failing "
-            "with 500s: an outage in progress, so it pages. Per instance: a pool belongs to one "
-            "process, and summing two instances would read 15/15 and 0/15 as a healthy 50%.",
+            "with 500s: an outage in progress, so it pages. Per process: a pool belongs to one "
+            "process, and summing two instances, or the workers of one, would read 15/15 and 0/15 "
+            "as a healthy 50%; the recorded ratio is the fullest worker's on each instance, so the "
+            "worker whose requests fail is the one judged.",
             checks=_POOL_CHECKS,
         ),
         Alert(

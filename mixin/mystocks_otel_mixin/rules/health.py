@@ -5,8 +5,15 @@ from __future__ import annotations
 from mystocks_otel_mixin.config import MixinConfig
 from mystocks_otel_mixin.lib.promql import PromQL, num, pct
 from mystocks_otel_mixin.lib.rulekit import Alert
+from mystocks_otel_mixin.rules.market_data import settled
 
 _AVAIL = "mystocks_health_dependency_availability"
+_STATUS = "mystocks_health_component_status"
+#: Dependencies with alerts of their own (PostgreSQLDown, RedisDown): left out of the generic ones.
+_OWN_ALERTS = ("postgresql", "redis")
+#: The monitoring pipeline: its outage is never a page (the meta alerts MonitoringTargetDown and
+#: TelemetryExportFailing are warnings), so the generic critical alert leaves it out.
+_MONITORING = ("otel_collector",)
 #: The service a dependency or component is (the `service` label PostgreSQLDown and RedisDown
 #: carry), so that Alertmanager inhibits the generic alert by the specific one on equal service.
 _SERVICE_OF = {"postgresql": "postgresql", "database": "postgresql", "redis": "redis",
@@ -44,46 +51,113 @@ def records(cfg: MixinConfig) -> None:
     return None
 
 
+def _gated(label: str, values: tuple[str, ...], expr_of, seconds: float) -> str:
+    """``expr_of(matcher)`` for the session-bound ``values`` of ``label``, judged only once the
+    session is ``seconds`` old, and labelled gate=trading_session (one silence covers them)."""
+    matcher = f'{label}=~"{"|".join(values)}"'
+    return (f'label_replace(\n  {expr_of(matcher)},\n  "gate", "trading_session", "", ""\n)\n'
+            f"{settled(seconds)}")
+
+
+def _health(label: str, always: str, feeds: tuple[str, ...], expr_of, seconds: float) -> str:
+    """The health alert's expression: ``always`` judged at any hour, ``feeds`` (session-bound
+    sources, cfg.sessions.feed_*) only inside a session older than ``seconds``."""
+    expr = expr_of(always)
+    if feeds:
+        expr = f"{expr}\nor\n(\n{_gated(label, feeds, expr_of, seconds)}\n)"
+    return expr
+
+
+def _not(label: str, values) -> str:
+    return f'{label}!~"{"|".join(values)}"'
+
+
 def alerts(cfg: MixinConfig) -> tuple[Alert, ...]:
-    q, t = PromQL(cfg.app_job), cfg.thresholds
+    q, t, s = PromQL(cfg.app_job), cfg.thresholds, cfg.sessions
     critical = t.dependency_availability_critical
-    _OTHER = q.sel(_AVAIL, 'dependency!~"postgresql|redis"')
+    stale = t.stale_data_seconds
+    feeds_c, feeds_d = s.feed_components, s.feed_dependencies
+    feeds_text = f"({', '.join(feeds_c + feeds_d)})"
+    component = _health("component", _not("component", feeds_c or ("",)), feeds_c,
+                        lambda m: f"min by (job, component) ({q.sel(_STATUS, m)}) == 0", stale)
+    unavailable = _health("dependency", _not("dependency", _OWN_ALERTS + feeds_d), feeds_d,
+                          lambda m: f"min by (job, dependency) ({q.sel(_AVAIL, m)}) == 0", stale)
+    down_most = _health("dependency", _not("dependency", _OWN_ALERTS + _MONITORING + feeds_d), feeds_d,
+                        lambda m: f"avg by (job, dependency) (avg_over_time({q.sel(_AVAIL, m)}[10m])) < {num(critical)}",
+                        600)
+    gate_why = (f"Session-bound sources {feeds_text} deliver only while the market is open, and an app "
+                "may derive their health from freshness (the reference app does): they are judged only "
+                "inside a session, and only once it is older than")
+    up = q.sel("up")
     return (
         Alert(
             name="ComponentUnhealthy", service=_service_template("component"),
-            expr=f"min by (job, component) ({q.sel('mystocks_health_component_status')}) == 0", for_="2m",
+            expr=component, for_="2m",
             severity="warning", category="health", priority="P1", team="platform",
             summary="Component {{ $labels.component }} is unhealthy.",
             description="The health check of {{ $labels.component }} in {{ $labels.job }} has failed for 2 minutes.",
-            threshold="status 0 for 2m",
+            threshold=f"status 0 for 2m (session-bound components: market open for > {num(stale)} s)",
             why="Eight failed 15 s probes are no blip. A warning, because the specific alerts (database, "
-            "cache, market data) say how bad it is and page when it is.",
+            f"cache, market data) say how bad it is and page when it is. {gate_why} {num(stale)} s "
+            "(the staleness threshold), so the closed hours' 'stale' before the first new point is "
+            "not a failure; those carry gate=trading_session.",
             checks=("`GET /metrics/health` and the component's log lines.",
              "Which alerts fire for the same component (DatabaseConnectionPoolExhausted, RedisDown ...).",
              "Restart only the component's worker if the check is stuck, not the whole API."),
         ),
         Alert(
             name="DependencyUnavailable", service=_service_template("dependency"),
-            expr=f'min by (job, dependency) ({_OTHER}) == 0', for_="2m",
+            expr=unavailable, for_="2m",
             severity="warning", category="health", priority="P1", team="platform",
             summary="Dependency {{ $labels.dependency }} is unavailable.",
             description="{{ $labels.job }} has not reached {{ $labels.dependency }} for 2 minutes.",
-            threshold="probe fails for 2m (PostgreSQL and Redis have their own alerts)",
+            threshold="probe fails for 2m (PostgreSQL and Redis have their own alerts; "
+            f"session-bound feeds: market open for > {num(stale)} s)",
             why="The feed, the Collector and SQLite are not on every request's path, so a short outage "
-            "is degraded service rather than downtime: a warning after 2 minutes.",
+            f"is degraded service rather than downtime: a warning after 2 minutes. {gate_why} "
+            f"{num(stale)} s. The Collector stays a warning here, as in the meta alerts.",
             checks=_DEP_CHECKS,
         ),
         Alert(
             name="DependencyCritical", service=_service_template("dependency"),
-            expr=f'avg by (job, dependency) (avg_over_time({_OTHER}[10m])) < {num(critical)}',
+            expr=down_most,
             for_="2m", severity="critical", category="health", priority="P0", team="platform",
             summary="Dependency {{ $labels.dependency }} has been down most of the last 10 minutes.",
             description="{{ $labels.dependency }} answered only {{ $value | humanizePercentage }} of probes from "
             f"{{{{ $labels.job }}}} over the last 10 minutes (threshold {pct(critical)}).",
-            threshold=f"availability < {pct(critical)} over 10m, for 2m",
+            threshold=f"availability < {pct(critical)} over 10m, for 2m (not the Collector; "
+            "session-bound feeds: market open for > 10m)",
             why="Down for more than half of 10 minutes, or flapping, has outlasted any restart or failover: "
-            "a person must act. Catches flapping that the == 0 alerts miss.",
+            f"a person must act. Catches flapping that the == 0 alerts miss. {gate_why} the 10-minute "
+            "window, so the window never reads the closed hours. Not the Collector "
+            f"({', '.join(_MONITORING)}): losing telemetry is not an outage of the service, and the "
+            "Collector's own alerts (MonitoringTargetDown, TelemetryExportFailing) are warnings; "
+            "DependencyUnavailable warns for it here too.",
             checks=_DEP_CHECKS,
+        ),
+        Alert(
+            name="ApiTargetFlapping",
+            expr=f"avg_over_time({up}[10m]) < {num(t.target_availability_critical)}\n"
+            f"and changes({up}[10m]) >= 4",
+            for_="1m", severity="critical", category="health", priority="P0", team="platform",
+            link_labels=("job", "instance"),
+            summary="{{ $labels.instance }} keeps going down: a crash loop.",
+            description="Prometheus scraped {{ $labels.instance }} only {{ $value | humanizePercentage }} of the time "
+            f"over the last 10 minutes, in several outages (threshold {pct(t.target_availability_critical)}).",
+            threshold=f"up over 10m < {pct(t.target_availability_critical)}, in ≥ 2 outages, for 1m",
+            why="A crash loop whose outages are shorter than ApiTargetDown's 2-minute `for` never fires it, "
+            "and refused connections are never recorded as 5xx, so the error-rate alerts are blind "
+            f"too: the instance is down half the time and nothing pages. Availability over 10 minutes "
+            f"below {pct(t.target_availability_critical)} is down for over "
+            f"{num(round(10 * (1 - t.target_availability_critical), 1))} minutes of 10, which no "
+            "deploy restart comes near; requiring two outages (four changes of `up`) leaves one long "
+            "outage to ApiTargetDown, and keeps this one from firing on after it recovers. Down half "
+            "the time crosses the bar 5 minutes into the loop; `for: 1m` only rides out the "
+            "evaluation that crosses it. Every instance is judged on its own: one crash-looping "
+            "replica fails its share of requests.",
+            checks=("The process logs just before each exit: traceback, OOM kill (`dmesg | grep -i oom`), failing start-up check?",
+                    "The supervisor's restart count (systemd, the container runtime) and the last deploy: roll back.",
+                    "Start-up dependencies: PostgreSQL and Redis reachable, configuration valid."),
         ),
         Alert(
             name="ApiTargetDown", expr=f"{q.sel('up')} == 0", for_="2m", severity="critical", category="health", priority="P0", team="platform",

@@ -9,7 +9,27 @@ from mystocks_otel_mixin.lib.promql import PromQL, dur, num
 from mystocks_otel_mixin.lib.rulekit import Alert, Group, Record
 
 OPEN = "and on () mystocks:trading_session:open"
+OPENED_AT = "mystocks:trading_session:opened_at_seconds"
 _SILENCE = "amtool silence add gate=trading_session"
+
+
+def settled(seconds: float) -> str:
+    """The session gate of an age, a freshness or a windowed rule: open, and open for more than
+    ``seconds`` (``and on () (time() - opened_at > N)``). At the open a source's age still
+    counts the closed hours (18.5 h in the morning, 90 min after lunch) until its first new
+    point is scraped: an age over N that started before the open is not a stall. A source that
+    delivers nothing after the open is N seconds stale N seconds after it, and pages then,
+    exactly as a stall mid-session does."""
+    return f"and on () (time() - {OPENED_AT} > {num(seconds)})"
+
+
+def opened_at_expr(sessions: Sessions) -> str:
+    """The Unix time the current session opened (present only while ``mystocks:trading_session:open`` is)."""
+    now = "hour() * 60 + minute()"
+    day = "time() - time() % 86400"
+    branches = "\n  or\n".join(f"(vector({day} + {start * 60}) and on () ({now} >= {start} and {now} < {end}))"
+                                for start, end in sessions.utc_minutes)
+    return f"(\n  {branches}\n)\nand on () mystocks:trading_session:open"
 
 
 def session_expr(sessions: Sessions) -> str:
@@ -42,6 +62,12 @@ def records(cfg: MixinConfig) -> Group:
                "included) are gated on it. Exchange holidays rendered in (`mystocks-otel render "
                "--holiday YYYY-MM-DD`) keep it closed all day; for any other closure every gated "
                f"alert carries gate=trading_session, and `{_SILENCE}` silences them all."),
+        Record(record=OPENED_AT, expr=opened_at_expr(cfg.sessions),
+               why="When the current session opened (Unix seconds), present while the market is "
+               "open: `time() - mystocks:trading_session:opened_at_seconds` is how long it has been "
+               "open. Age, freshness and windowed rules judge a session-bound source only once the "
+               "session is older than their threshold or window, so the closed hours before the open "
+               "never count as a stall (rules.market_data.settled)."),
         Record(record="job_source:mystocks_market_data_points_processed:rate5m",
                expr=q.sum_rate("mystocks_market_data_points_processed_total", "job, source"),
                why="Points processed per second by source (panel Market Data Points)."),
@@ -102,7 +128,7 @@ def alerts(cfg: MixinConfig) -> tuple[Alert, ...]:
         Alert(
             name="MarketDataProcessingBlocked",
             expr=f"(sum by (job, source) ({q.sel('mystocks_market_data_symbols_tracked')}) > 0)\n"
-            f"unless on (job, source) (job_source:mystocks_market_data_points_processed:rate5m > 0)\n{OPEN}",
+            f"unless on (job, source) (job_source:mystocks_market_data_points_processed:rate5m > 0)\n{settled(300)}",
             for_="5m", severity="critical", category="market_data", priority="P0", team="data",
             session_gated=True, link_labels=("job", "source"),
             summary="No market data processed from {{ $labels.source }}.",
@@ -111,7 +137,10 @@ def alerts(cfg: MixinConfig) -> tuple[Alert, ...]:
             threshold="0 points/s from a source with tracked symbols, market open, for 5m",
             why="Quotes tick every few seconds during the session, so 5+5 minutes without a single point "
             "from a source that still tracks symbols is a stuck consumer, not a quiet market. Gated "
-            "on the trading session: at night and over the lunch break no points is normal.",
+            "on the trading session: at night and over the lunch break no points is normal. Judged "
+            "from 5 minutes after each open, when the 5-minute rate no longer reads the closed "
+            "minutes before it; a source silent from the open then pages 10 minutes after it, as a "
+            "stall mid-session does (MarketDataNotUpdated has paged at 2 minutes by then).",
             checks=("Feed errors for the source (MarketDataFeedErrors) and DependencyUnavailable{dependency=\"market_data_feed\"}.",
              "The ingestion worker: alive, and not blocked on a lock or a full queue (thread dump / py-spy).",
              f"Whether today is an exchange holiday: then `{_SILENCE}` for the day."),
@@ -119,14 +148,14 @@ def alerts(cfg: MixinConfig) -> tuple[Alert, ...]:
         Alert(
             name="MarketDataNotUpdated",
             expr=f"time() - max by (job, source) ({q.sel('mystocks_market_data_last_update_timestamp_seconds')})"
-            f" > {num(stale)}\n{OPEN}",
+            f" > {num(stale)}\n{settled(stale)}",
             for_="0s", severity="critical", category="market_data", priority="P0", team="data",
             session_gated=True, link_labels=("job", "source"),
             summary="Market data from {{ $labels.source }} stopped updating.",
             description="No point from {{ $labels.source }} has been processed for "
             "{{ $value | humanizeDuration }} while the market is open "
             f"(threshold {dur(stale)}).",
-            threshold=f"time() - last update > {num(stale)} s, market open",
+            threshold=f"time() - last update > {num(stale)} s, market open for > {num(stale)} s",
             why="The producer can die while the process stays up: its freshness gauge then freezes "
             "at its last value (0, 'fresh') or vanishes, and the ratio alerts see no traffic. "
             "The last-update timestamp is set only when points are processed, so time() minus it "
@@ -134,7 +163,11 @@ def alerts(cfg: MixinConfig) -> tuple[Alert, ...]:
             "No `for`: the age only grows while the producer is stalled, so it cannot flap, and the "
             f"{num(stale)} s "
             "threshold is already the wait (a `for` would only add to the P0's time to detect). "
-            "The session gate keeps the lunch break, nights and weekends quiet.",
+            "The session gate keeps the lunch break, nights and weekends quiet, and the age is "
+            f"judged only once the session is {num(stale)} s old: at the open the last update is "
+            "still the previous session's (18.5 h or 90 min ago) until the first new point is "
+            "scraped, which is not a stall. A source that delivers nothing after the open is "
+            f"{num(stale)} s stale {num(stale)} s after it and pages then, like a stall mid-session.",
             checks=("The producer task: alive? Its last log lines and `py-spy dump` of the process.",
                     "Feed errors for the source (MarketDataFeedErrors) and the provider's status.",
                     f"An exchange holiday or a trading halt: then `{_SILENCE}` for the day."),

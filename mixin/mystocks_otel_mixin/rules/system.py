@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from mystocks_otel_mixin.config import MixinConfig
-from mystocks_otel_mixin.lib.promql import PromQL, num
+from mystocks_otel_mixin.lib.promql import PromQL, metric, num
 from mystocks_otel_mixin.lib.rulekit import Alert, Group, Record
 
 _CPU_CHECKS = (
@@ -56,7 +56,10 @@ def alerts(cfg: MixinConfig) -> tuple[Alert, ...]:
     q, t = PromQL(cfg.app_job), cfg.thresholds
     _CPU, _MEM = (q.sel(f"job_instance:mystocks_system_{m}_utilization_percent:host") for m in ("cpu", "memory"))
     _DISK = q.sel("job_instance_mountpoint:mystocks_system_disk_utilization_percent:max")
-    _UPTIME = q.sel("mystocks_system_uptime_seconds", 'scope="process"')
+    #: Cumulative counters every run keeps growing: requests, and the health probes that run
+    #: every probe interval whatever the traffic.
+    _TOTALS = q.any_of(metric("http.server.request.duration", "_count"),
+                       metric("mystocks.health.check_duration", "_count"))
     return (
         _resource("HighCpuUsage", _CPU, t.cpu_percent_warning, "10m", "warning", "P2", "Host CPU use",
                   "At {limit} a 2-core host has no headroom for the bursts at the market open and latency "
@@ -79,14 +82,23 @@ def alerts(cfg: MixinConfig) -> tuple[Alert, ...]:
                   "accepting writes on a full disk.", _DISK_CHECKS),
         Alert(
             name="ApiFrequentRestarts",
-            expr=f'sum by (job, instance) (resets({_UPTIME}[30m])) >= {t.restarts_in_30m}',
+            expr=f'max by (job, instance) (resets({_TOTALS}[30m])) >= {t.restarts_in_30m}',
             for_="1m", severity="warning", category="system", priority="P2", team="platform",
             summary="The API on {{ $labels.instance }} keeps restarting.",
             description="The API process on {{ $labels.instance }} restarted {{ $value | humanize }} times in 30 "
             f"minutes (threshold {t.restarts_in_30m}).",
             threshold=f"≥ {t.restarts_in_30m} restarts in 30m",
             why=f"One restart is a deploy; {t.restarts_in_30m} in half an hour is a crash loop (OOM kill, failing start-up "
-            "check) that target-down alerts miss because each restart is quick.",
+            "check) that target-down alerts miss because each restart is quick. A restart is counted "
+            "where the server's cumulative totals start again from zero: within one run the "
+            "library adds every worker's counts up, dead workers' included, so the totals never go "
+            "back when gunicorn recycles a worker (`--max-requests`) or replaces a dead one; only a "
+            "new server (master) starts them at zero. The process uptime cannot tell: /metrics "
+            "merges it as the youngest live worker's, so each recycled worker looked like a "
+            "restart. The counters are the request count and the health probes' count (which grows "
+            "every probe interval without traffic); the max over their series counts each restart "
+            "once. A loop too fast to count anything shows as failed scrapes: ApiTargetFlapping "
+            "and ApiTargetDown.",
             checks=("The process logs just before each restart (`journalctl`/container logs): traceback or OOM kill?",
              "`dmesg | grep -i oom` and CriticalMemoryUsage.",
              "Start-up dependencies: PostgreSQL and Redis reachable, configuration valid."),
