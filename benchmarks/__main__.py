@@ -3,6 +3,7 @@
     .venv/bin/python -m benchmarks            # the full table (about 5 minutes on 2 idle cores)
     .venv/bin/python -m benchmarks --quick    # every row, few repeats (about 30 s): a smoke run
     .venv/bin/python -m benchmarks --json raw.json   # also keep the raw numbers
+    .venv/bin/python -m benchmarks --only inprocess  # the asgi, record and render rows only
 
 How the numbers are made (see BENCHMARKS.md):
 
@@ -152,12 +153,17 @@ def machine(generator: str) -> dict:
             "packages": {name: version(name) for name in packages}}
 
 
-def collect(plan: Plan, generator: str) -> dict:
+#: The phases, in the order they run; ``--only`` picks some (their rows only are printed).
+PHASES = ("inprocess", "memory", "uvicorn", "scrape")
+
+
+def collect(plan: Plan, generator: str, phases=PHASES) -> dict:
     data = {"machine": machine(generator), "plan": plan.__dict__}
-    data["inprocess"] = run_inprocess(plan)
-    data["memory"] = run_memory(plan)
-    data["uvicorn"] = run_uvicorn(plan, generator)
-    data["scrape"] = run_scrape(plan)
+    run = {"inprocess": lambda: run_inprocess(plan), "memory": lambda: run_memory(plan),
+           "uvicorn": lambda: run_uvicorn(plan, generator), "scrape": lambda: run_scrape(plan)}
+    for phase in PHASES:
+        if phase in phases:
+            data[phase] = run[phase]()
     data["machine"]["load_after"] = os.getloadavg()
     return data
 
@@ -179,9 +185,13 @@ def main(argv=None) -> int:
     parser.add_argument("--json", metavar="FILE", help="also write the raw numbers to FILE")
     parser.add_argument("--generator", choices=loadgen.GENERATORS, default="auto",
                         help="load generator for the uvicorn rows (auto: wrk when installed)")
+    parser.add_argument("--only", choices=PHASES, action="append", metavar="PHASE",
+                        help="run this phase only (repeatable): inprocess (the asgi, record and "
+                             "render rows), memory, uvicorn or scrape")
     args = parser.parse_args(argv)
     started = time.perf_counter()
-    data = collect(QUICK if args.quick else FULL, loadgen.resolve(args.generator))
+    data = collect(QUICK if args.quick else FULL, loadgen.resolve(args.generator),
+                   tuple(args.only or PHASES))
     elapsed = time.perf_counter() - started
     if args.json:
         with open(args.json, "w") as out:

@@ -10,11 +10,12 @@ from __future__ import annotations
 import os
 
 #: Every variant of the direct-ASGI row; ``bare`` is the baseline.
-ASGI_VARIANTS = ("bare", "ours", "instrumentator", "starlette_exporter", "upstream")
+ASGI_VARIANTS = ("bare", "ours", "ours_body_size", "instrumentator", "starlette_exporter", "upstream")
 
 LABELS = {
     "bare": "bare FastAPI",
     "ours": "mystocks-otel setup_telemetry",
+    "ours_body_size": "mystocks-otel setup_telemetry, MYSTOCKS_OTEL_HTTP_BODY_SIZE=true",
     "instrumentator": "prometheus-fastapi-instrumentator",
     "starlette_exporter": "starlette-exporter",
     "upstream": "OTel FastAPIInstrumentor + PrometheusMetricReader",
@@ -37,6 +38,19 @@ def _instrument_ours(app, **options):
     from mystocks_otel import setup_telemetry
 
     setup_telemetry(app, system_metrics=False, **options)
+
+
+def _instrument_ours_body_size(app):
+    """Ours with the body-size histograms on. The settings are process-wide (the first
+    set-up's win), so this app's layer is given them itself: same layer, same recorders."""
+    from dataclasses import replace
+
+    from mystocks_otel._internal import asgi
+
+    _instrument_ours(app)
+    app.middleware_stack = app.build_middleware_stack()  # what Starlette builds on first call
+    for layer in asgi.layers(app):
+        layer.settings = replace(layer.settings, http_body_size=True)
 
 
 def _instrument_instrumentator(app):
@@ -66,6 +80,7 @@ def _instrument_upstream(app):
 _INSTRUMENT = {
     "bare": lambda app: None,
     "ours": _instrument_ours,
+    "ours_body_size": _instrument_ours_body_size,
     "instrumentator": _instrument_instrumentator,
     "starlette_exporter": _instrument_starlette_exporter,
     "upstream": _instrument_upstream,

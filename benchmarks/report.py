@@ -78,6 +78,13 @@ def _asgi_rows(processes: list[dict]) -> list[Row]:
             ratio.median <= target if target else None,
             f"{len(processes)} processes",
         ))
+    # MYSTOCKS_OTEL_HTTP_BODY_SIZE=true against off: what the two histograms cost a request
+    body = overhead("ours_body_size")
+    rows.append(Row(
+        "asgi.body_size",
+        f"added per request, GET /ping, direct ASGI (bare {bare.median:.1f} us): body sizes on",
+        Summary.of(body).text(1, " us"), f"{LABELS['ours']}, body sizes off {Summary.of(ours).text(1, ' us')}",
+        Summary.of(paired_ratios(body, ours)), "(shown)", None, f"{len(processes)} processes"))
     return rows
 
 
@@ -183,6 +190,16 @@ def _scrape_rows(scrape: dict) -> list[Row]:
 
 
 def rows(data: dict) -> list[Row]:
-    return (_asgi_rows(data["inprocess"]) + _record_rows(data["inprocess"])
-            + _uvicorn_rows(data["uvicorn"]) + _render_rows(data["inprocess"])
-            + _memory_rows(data["memory"]) + _scrape_rows(data["scrape"]))
+    """The rows of the phases in ``data`` (all of them unless ``--only`` chose some)."""
+    found = []
+    if "inprocess" in data:
+        found += _asgi_rows(data["inprocess"]) + _record_rows(data["inprocess"])
+    if "uvicorn" in data:
+        found += _uvicorn_rows(data["uvicorn"])
+    if "inprocess" in data:
+        found += _render_rows(data["inprocess"])
+    if "memory" in data:
+        found += _memory_rows(data["memory"])
+    if "scrape" in data:
+        found += _scrape_rows(data["scrape"])
+    return found

@@ -18,7 +18,7 @@ NUMBER = re.compile(r"-?\d+(\.\d+)?( ?[a-z/]+)? \[-?\d+(\.\d+)?, -?\d+(\.\d+)?\]
 
 #: Every row the table must have (render, memory and scrape ids carry the quick run's sizes).
 EXPECTED = {
-    "asgi.instrumentator", "asgi.starlette_exporter", "asgi.upstream",
+    "asgi.instrumentator", "asgi.starlette_exporter", "asgi.upstream", "asgi.body_size",
     "record.histogram", "record.histogram_sdk", "record.counter",
     "uvicorn.1w.p99", "uvicorn.1w.rps", "uvicorn.3w.p99", "uvicorn.3w.rps",
     "render.100.prometheus_client", "render.100.otel_stock",
