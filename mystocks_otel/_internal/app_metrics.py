@@ -43,6 +43,7 @@ from opentelemetry import metrics as api
 from opentelemetry.metrics import CallbackOptions, NoOpMeter
 
 from .. import catalog
+from . import server_log
 from ..catalog import PER_WORKER, SUM, Kind, MetricSpec
 from .instruments import (OVERFLOW_KEY, SANITIZED, GaugeRecorder, HistogramRecorder, Instruments,
                           SumRecorder)
@@ -295,7 +296,7 @@ class AppInstruments:
     def warn_once(self, name: str, message: str, level: int = logging.WARNING) -> None:
         if name not in self._warned:
             self._warned.add(name)
-            _log.log(level, message)
+            server_log.log(level, message, _log)
 
     def observe_all(self) -> None:
         """Run every observable instrument's callbacks into its recorder."""

@@ -32,16 +32,18 @@ import logging
 import os
 import time
 
+from . import server_log
+
 _log = logging.getLogger(__name__)
 SCOPE_NAME = "prometheus_client"
 _warned: set[str] = set()
 _STARTED_NS = time.time_ns()
 
 
-def _warn_once(key: str, message: str, *args) -> None:
+def _warn_once(key: str, message: str, *args, exc_info=False) -> None:
     if key not in _warned:
         _warned.add(key)
-        _log.warning(message, *args)
+        server_log.log(logging.WARNING, message % args if args else message, _log, exc_info=exc_info)
 
 
 def multiproc_dir() -> str | None:

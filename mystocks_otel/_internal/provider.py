@@ -9,7 +9,6 @@ the SDK gives each child its own ``service.instance.id`` and export thread, and
 from __future__ import annotations
 
 import logging
-import sys
 import time
 from dataclasses import dataclass, field
 
@@ -20,7 +19,7 @@ from opentelemetry.sdk.resources import SERVICE_INSTANCE_ID, SERVICE_NAME, Resou
 
 from .. import catalog
 from ..config import MAX_CARDINALITY, Settings
-from . import app_metrics, export_health, state
+from . import app_metrics, export_health, server_log, state
 from .state import APP_INSTRUMENTS, INSTRUMENTS
 
 _log = logging.getLogger(__name__)
@@ -146,14 +145,8 @@ def _build(settings: Settings) -> ProviderState:
 
 
 def _announce(message: str) -> None:
-    """Log a start-up line where the operator sees it: in the server's own log (uvicorn,
-    gunicorn), whose handlers are set up, else on our logger."""
-    for server in ("gunicorn", "uvicorn"):
-        server_log = logging.getLogger(f"{server}.error")
-        if server in sys.modules and server_log.hasHandlers():
-            server_log.info(message)
-            return
-    _log.info(message)
+    """A start-up line where the operator sees it (the server's own log, else ours)."""
+    server_log.log(logging.INFO, message, _log)
 
 
 def _multiprocess_store(base: str | None):
