@@ -3,8 +3,11 @@
 # then a virtualenv in .venv with the three distributions installed in editable mode:
 # the library (.), the mixin (mixin/) and the dev tools (devtools/: demo and stack).
 #   scripts/setup.sh          the library, the mixin and the dev tools (demo)
-#   scripts/setup.sh --stack  also the monitoring binaries (mystocks-otel stack)
+#   scripts/setup.sh --stack  also Debian's prometheus, whose web UI the stack's read-only console serves
 #   scripts/setup.sh --dev    also the test tools, at the versions in requirements/test.txt
+# Prometheus 3.16 (prometheus, promtool), Alertmanager 0.35 (alertmanager, amtool), Jaeger v2,
+# VictoriaLogs and the Collector are not Debian packages: they are built from pinned Go modules
+# on first use (scripts/build-go-tool.sh, collector/build.sh; Go 1.26 and the Go module proxy).
 # Nothing is started here: the stack and the tests start their own servers (the tests use
 # REDIS_URL / DATABASE_URL when set, else throwaway redis-server and PostgreSQL clusters).
 set -euo pipefail
@@ -13,8 +16,8 @@ cd "$(dirname "$0")/.."
 devtools="./devtools"
 packages=(redis-server postgresql)
 case "${1:-}" in
-    --dev) devtools="./devtools[test]"; packages+=(prometheus prometheus-alertmanager) ;;
-    --stack) packages+=(prometheus prometheus-alertmanager) ;;
+    --dev) devtools="./devtools[test]"; packages+=(prometheus) ;;
+    --stack) packages+=(prometheus) ;;
 esac
 
 # A package counts as present when what the tests use of it is there: its binary (and, for
@@ -23,8 +26,7 @@ present() {
     case "$1" in
         postgresql) compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null && getent passwd postgres >/dev/null ;;
         redis-server) command -v redis-server >/dev/null || [[ -x /usr/bin/redis-server ]] ;;
-        prometheus) command -v prometheus >/dev/null && command -v promtool >/dev/null ;;
-        prometheus-alertmanager) command -v prometheus-alertmanager >/dev/null && command -v amtool >/dev/null ;;
+        prometheus) [[ -d /usr/share/prometheus/web/static ]] && command -v prometheus >/dev/null ;;
         *) dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed" ;;
     esac
 }

@@ -15,10 +15,10 @@ import os
 import sys
 
 import pytest
-from support import require
+from support import ROOT, require
 
-from mystocks_otel_dev.stack import processes
-from mystocks_otel_dev.stack.processes import ProcessError, Processes, which
+from mystocks_otel_dev.stack import gotools, processes
+from mystocks_otel_dev.stack.processes import ProcessError, Processes
 
 
 def _start(procs: Processes, build, what: str):
@@ -89,30 +89,36 @@ def throwaway_postgres(tmp_path):
         yield {"url": proc.url, "port": proc.port, "process": proc, "stop": lambda: procs.stop(proc.name)}
 
 
-def _tool(name: str) -> str:
-    path = which(name)
-    require(path is not None, f"{name} not installed (apt-get install prometheus prometheus-alertmanager)")
-    return path
+def _go_program(program: str) -> str:
+    """A program built from its pinned Go module by scripts/build-go-tool.sh on first use, then
+    cached (~/.cache/mystocks-otel/<tool>-<hash>/): Prometheus 3.16 (prometheus, promtool),
+    Alertmanager 0.35 (alertmanager, amtool). Without Go or the module proxy the test skips
+    (fails in CI); a failed build fails it."""
+    try:
+        return gotools.binary(ROOT, program)
+    except gotools.BuildError as error:
+        require(not error.unavailable, f"{program}: {error}")
+        pytest.fail(f"{program}: {error}", pytrace=False)
 
 
 @pytest.fixture(scope="session")
 def promtool() -> str:
-    return _tool("promtool")
+    return _go_program("promtool")
 
 
 @pytest.fixture(scope="session")
 def amtool() -> str:
-    return _tool("amtool")
+    return _go_program("amtool")
 
 
 @pytest.fixture(scope="session")
 def prometheus_binary() -> str:
-    return _tool("prometheus")
+    return _go_program("prometheus")
 
 
 @pytest.fixture(scope="session")
 def alertmanager_binary() -> str:
-    return _tool("prometheus-alertmanager") if which("prometheus-alertmanager") else _tool("alertmanager")
+    return _go_program("alertmanager")
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,113 @@
+"""The monitoring stack's Go programs, built from their pinned Go modules on first use.
+
+``scripts/build-go-tool.sh <tool>`` builds the programs of ``tools/<tool>/go.mod`` (its
+``tool`` lines) against the committed ``go.sum`` and caches them in
+``~/.cache/mystocks-otel/<tool>-<hash>/``; a second call only prints that folder. The stack
+(:mod:`.runner`) and the tests' fixtures (``tests/conftest.py``) both find binaries here.
+
+=================  =========================================  ==============================
+tool               programs                                   module
+=================  =========================================  ==============================
+``prometheus``     ``prometheus``, ``promtool``               github.com/prometheus/prometheus v0.316.0 (3.16.0)
+``alertmanager``   ``alertmanager``, ``amtool``               github.com/prometheus/alertmanager v0.35.0
+``jaeger``         ``jaeger`` (v2, on the Collector's core)   github.com/jaegertracing/jaeger v1.75.0
+``victorialogs``   ``victoria-logs``                          github.com/VictoriaMetrics/VictoriaLogs v1.52.2
+=================  =========================================  ==============================
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+from pathlib import Path
+from typing import Callable
+
+#: The script's exit status when Go or the module proxy is unavailable (tests skip locally).
+UNAVAILABLE = 2
+BUILD_TIMEOUT = 3600.0
+
+#: What the first build of each tool costs, measured cold on this project's 2-core machine
+#: (empty Go caches; the modules from the proxy). Said before a build starts.
+FIRST_BUILD = {
+    "prometheus": "~1280 Go packages, about 4-6 minutes on 2 cores",
+    "alertmanager": "~700 Go packages, about 2-3 minutes on 2 cores",
+    "jaeger": "~1500 Go packages, about 5-8 minutes on 2 cores",
+    "victorialogs": "~300 Go packages, about 1-2 minutes on 2 cores",
+}
+
+PROGRAMS = {"prometheus": "prometheus", "promtool": "prometheus", "alertmanager": "alertmanager",
+            "amtool": "alertmanager", "jaeger": "jaeger", "victoria-logs": "victorialogs"}
+
+
+class BuildError(RuntimeError):
+    """The build failed; ``unavailable`` when Go or the module proxy is missing (exit 2)."""
+
+    def __init__(self, message: str, unavailable: bool = False):
+        super().__init__(message)
+        self.unavailable = unavailable
+
+
+def script(root: Path) -> Path:
+    return root / "scripts" / "build-go-tool.sh"
+
+
+def cached_dir(root: Path, tool: str) -> Path:
+    """Where the tool's binaries live for the current pins (``--path``; builds nothing)."""
+    done = subprocess.run([str(script(root)), tool, "--path"], capture_output=True, text=True, timeout=60)
+    if done.returncode != 0:
+        raise BuildError(f"build-go-tool.sh {tool} --path: {done.stderr.strip()[-300:]}",
+                         done.returncode == UNAVAILABLE)
+    return Path(done.stdout.strip().splitlines()[-1])
+
+
+def is_built(root: Path, program: str) -> bool:
+    return os.access(cached_dir(root, PROGRAMS[program]) / program, os.X_OK)
+
+
+def build(root: Path, tool: str, on_line: Callable[[str], None] | None = None,
+          timeout: float = BUILD_TIMEOUT) -> Path:
+    """The folder of ``tool``'s binaries, built first when needed. ``on_line`` receives the
+    build's progress lines as they come (without the script's name)."""
+    argv = [str(script(root)), tool]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1)
+    lines: list[str] = []
+    prefix = f"build-go-tool.sh {tool}: "
+
+    def relay() -> None:
+        for line in proc.stderr:
+            line = line.rstrip("\n").removeprefix(prefix)
+            lines.append(line)
+            if on_line is not None:
+                on_line(line)
+
+    out: list[str] = []
+    readers = [threading.Thread(target=relay, daemon=True),
+               threading.Thread(target=lambda: out.append(proc.stdout.read()), daemon=True)]
+    for reader in readers:
+        reader.start()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        raise BuildError(f"building {tool} took over {timeout:.0f} s") from None
+    finally:
+        for reader in readers:
+            reader.join(10)
+    if proc.returncode != 0:
+        tail = [line for line in lines if line.strip()][-3:] or ["(no output)"]
+        raise BuildError(f"build-go-tool.sh {tool} exited {proc.returncode}: {' | '.join(tail)}",
+                         proc.returncode == UNAVAILABLE)
+    last = "".join(out).strip().splitlines()[-1:]
+    if not last:
+        raise BuildError(f"build-go-tool.sh {tool} printed no folder")
+    return Path(last[0])
+
+
+def binary(root: Path, program: str, on_line: Callable[[str], None] | None = None) -> str:
+    """The path of one program (``promtool``, ``alertmanager``, ...), built first when needed."""
+    path = build(root, PROGRAMS[program], on_line) / program
+    if not os.access(path, os.X_OK):
+        raise BuildError(f"{path} missing after its build")
+    return str(path)
