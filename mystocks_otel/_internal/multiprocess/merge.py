@@ -304,6 +304,8 @@ def _unlink_if_abandoned(name: str, dir_fd: int) -> None:
 def _merge_histograms(series: dict, exemplars: dict, n: int, reader: FileReader, entries) -> None:
     view = reader.view
     for key, at, width in entries:
+        if width != n + 1 and width != n + 1 + EXEMPLAR_WIDTH * n:
+            continue  # written with other buckets (another MYSTOCKS_OTEL_HTTP_BUCKETS): unmergeable
         values = view[at:at + n + 1].tolist()  # bucket counts, then the sum
         total = series.get(key)
         if total is None:

@@ -335,3 +335,35 @@ def test_a_bad_excluded_pattern_fails_with_one_line(monkeypatch):
         setup_telemetry(FastAPI())
     assert "\n" not in str(error.value)
     assert str(error.value).startswith("OTEL_PYTHON_FASTAPI_EXCLUDED_URLS=")
+
+
+# -- the multiprocess store --------------------------------------------------------------------------
+
+
+def test_the_store_merges_only_series_written_with_the_scrapers_buckets(tmp_path):
+    """Workers of one server share their settings; a file written with other HTTP buckets (a
+    worker started with another MYSTOCKS_OTEL_HTTP_BUCKETS in the same run) is left out of the
+    merge instead of being read with the wrong bucket layout."""
+    import os
+
+    from mystocks_otel._internal.instruments import Instruments
+    from mystocks_otel._internal.multiprocess import Store
+
+    custom = Instruments(catalog.METRICS)
+    custom.histogram(DURATION).set_buckets((0.3, 1.0, 3.0))
+    other = Store(str(tmp_path), custom, os.getpid(), "test")
+    custom.histogram(DURATION).record(0.5, "GET", "/x", 200)
+    same = Instruments(catalog.METRICS)
+    custom_too = Store(str(tmp_path), same, os.getpid(), "test")
+    same.histogram(DURATION).set_buckets((0.3, 1.0, 3.0))  # before any record: no entry yet
+    same.histogram(DURATION).record(2.0, "GET", "/x", 200)
+    scraper = Instruments(catalog.METRICS)
+    scraper.histogram(DURATION).set_buckets((0.3, 1.0, 3.0))
+    reader = Store(str(tmp_path), scraper, os.getpid(), "test")
+    (key, series), = reader.merged()[DURATION][0]
+    assert key == ("GET", "/x", 200) and series[:4] == [0, 1, 1, 0] and series[4] == 2.5
+
+    default = Store(str(tmp_path), Instruments(catalog.METRICS), os.getpid(), "test")
+    assert not list(default.merged().get(DURATION, ((), None))[0])  # nothing fits its layout
+    for store in (other, custom_too, reader, default):
+        store.close()
