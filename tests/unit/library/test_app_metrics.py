@@ -148,6 +148,10 @@ def test_install_keeps_a_provider_set_first_and_forwards_the_placeholder_otherwi
         early = metrics.get_meter("shop").create_counter("shop.early")
         if sys.argv[1] == "other":
             metrics.set_meter_provider(MeterProvider())
+        if sys.argv[1] == "off":
+            print(app_metrics.install_global(app, None, Settings(global_meter_provider=False)))
+            print(type(metrics.get_meter("x")).__name__)
+            raise SystemExit
         print(app_metrics.install_global(app, None, Settings()))
         print(app_metrics.install_global(app, None, Settings()))
         early.add(2)
@@ -170,6 +174,8 @@ def test_install_keeps_a_provider_set_first_and_forwards_the_placeholder_otherwi
     assert out[2] == "[{(): 2}, {(): 3}]"
     assert out[3] == "MeterProvider"
     assert "Overriding" not in err
+    out, _ = run("off")  # MYSTOCKS_OTEL_GLOBAL_METER_PROVIDER=false: the placeholder untouched
+    assert out[:2] == ["off", "_ProxyMeter"]
     out, err = run("other")
     assert out[:3] == ["other", "other", "[None, None]"]
     assert err.count("another MeterProvider") == 1
