@@ -1,9 +1,10 @@
 """The application's own OpenTelemetry instruments: on ``/metrics``, over OTLP, exact across workers.
 
 With ``MYSTOCKS_OTEL_GLOBAL_METER_PROVIDER`` on (the default) and no other SDK's provider set
-first, set-up makes :class:`AppMeterProvider` the global MeterProvider. Then anything the app or
-a library creates through the API (``metrics.get_meter("myapp").create_counter(...)``), after
-set-up or before it (the API's proxy instruments get real ones when the provider is set), records
+first, set-up points the API's global placeholder at :class:`AppMeterProvider`
+(:func:`install_global` says how, and why the global itself stays settable). Then anything the
+app or a library creates through the API (``metrics.get_meter("myapp").create_counter(...)``),
+after set-up or before it (the API's placeholder instruments get real ones at set-up), records
 into a recorder like ours (:mod:`.instruments`): pre-aggregated, bounded by
 ``MYSTOCKS_OTEL_CARDINALITY_LIMIT`` series per instrument plus one ``otel.metric.overflow=true``
 series (counted in ``mystocks.telemetry.sanitized_attributes``), NaN/infinite/negative counter

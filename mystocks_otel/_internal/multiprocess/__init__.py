@@ -61,6 +61,14 @@ could lock), which a replacement worker reuses, so the label stays bounded. Pool
 per worker: a pool belongs to one process, and a sum would hide one worker's exhausted pool.
 Exemplars: the latest of each bucket over all files.
 
+**The app's own OpenTelemetry instruments** (:mod:`..app_metrics`) take the same path: each
+worker writes a descriptor entry (``"\0meta"``: name, kind, unit, description, buckets, scope)
+before an instrument's first series, so a worker renders instruments only another worker made,
+and ``dead.totals`` keeps the descriptors of what it folded. Counters, histograms and
+synchronous up-down counters add up over every worker, dead ones included; gauges are one series
+per live worker (``worker`` label); observable counters add up each worker's last observation
+(dead included), observable up-down counters the live workers' last observations.
+
 **Why not prometheus_client's multiprocess mode** (the precedent, read before writing
 this): the idea is the same (an mmap file per process, merged on scrape), and so is the
 record-time write that survives SIGKILL. Its parts did not fit:
