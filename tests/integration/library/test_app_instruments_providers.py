@@ -135,3 +135,39 @@ def test_another_sdks_provider_set_first_is_kept(tmp_path, mode):
     warnings = [line for line in proc.output().splitlines() if "another MeterProvider" in line]
     assert len(warnings) == 1, proc.output()[-3000:]
     assert "Overriding of current MeterProvider" not in proc.output()
+
+
+STANDALONE_APP = '''
+import prometheus_client
+from fastapi import FastAPI
+from opentelemetry import metrics
+
+import mystocks_otel
+
+app = FastAPI()
+mystocks_otel.setup_telemetry(app)
+sold = metrics.get_meter("shop").create_counter("shop.widgets.sold")  # after set-up
+gadgets = prometheus_client.Counter("shop_gadgets_sold", "Gadgets sold.")
+
+
+@app.get("/hit/{n}")
+def hit(n: int):
+    sold.add(1)
+    gadgets.inc()
+    return {"native": True}
+'''
+
+
+def test_the_standalone_port_serves_the_apps_metrics_too(tmp_path):
+    (tmp_path / "provider_app.py").write_text(STANDALONE_APP)
+    port, metrics_port = free_port(), free_port()
+    env = base_env(tmp_path, MYSTOCKS_OTEL_SYSTEM_METRICS="false", PYTHONWARNINGS="ignore",
+                   OTEL_EXPORTER_PROMETHEUS_PORT=str(metrics_port))
+    with run_process(uvicorn_argv("provider_app:app", port, instrument=False), tmp_path, env) as proc:
+        proc.wait_port(port)
+        proc.wait_port(metrics_port)
+        hit_all(port)
+        pages = [scrape(port), scrape(metrics_port)]
+    for text in pages:
+        assert sum(s.value for s in series(text, "shop_widgets_sold_total")) == CALLS
+        assert sum(s.value for s in series(text, "shop_gadgets_sold_total")) == CALLS
