@@ -18,8 +18,10 @@ tool               programs                                   module
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
-import threading
+import tempfile
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -68,38 +70,41 @@ def is_built(root: Path, program: str) -> bool:
 def build(root: Path, tool: str, on_line: Callable[[str], None] | None = None,
           timeout: float = BUILD_TIMEOUT) -> Path:
     """The folder of ``tool``'s binaries, built first when needed. ``on_line`` receives the
-    build's progress lines as they come (without the script's name)."""
+    build's progress lines as they come (without the script's name).
+
+    The build runs in its own session with its output in files, so a caller that is killed
+    (a test run's timeout, Ctrl-C) does not kill a build that others wait for: it finishes,
+    and the next caller finds it cached (or waits on the script's lock)."""
     argv = [str(script(root)), tool]
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1)
-    lines: list[str] = []
     prefix = f"build-go-tool.sh {tool}: "
-
-    def relay() -> None:
-        for line in proc.stderr:
-            line = line.rstrip("\n").removeprefix(prefix)
-            lines.append(line)
-            if on_line is not None:
-                on_line(line)
-
-    out: list[str] = []
-    readers = [threading.Thread(target=relay, daemon=True),
-               threading.Thread(target=lambda: out.append(proc.stdout.read()), daemon=True)]
-    for reader in readers:
-        reader.start()
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-        raise BuildError(f"building {tool} took over {timeout:.0f} s") from None
-    finally:
-        for reader in readers:
-            reader.join(10)
+    lines: list[str] = []
+    with tempfile.TemporaryDirectory(prefix=f"mystocks-build-{tool}-") as folder:
+        out_path, err_path = Path(folder) / "stdout", Path(folder) / "stderr"
+        with out_path.open("wb") as out, err_path.open("wb") as err:
+            proc = subprocess.Popen(argv, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
+                                    start_new_session=True)
+        deadline = time.monotonic() + timeout
+        with err_path.open() as progress:
+            while True:
+                finished = proc.poll() is not None
+                for line in progress.readlines():
+                    line = line.rstrip("\n").removeprefix(prefix)
+                    lines.append(line)
+                    if on_line is not None:
+                        on_line(line)
+                if finished:
+                    break
+                if time.monotonic() > deadline:
+                    os.killpg(proc.pid, signal.SIGTERM)
+                    proc.wait()
+                    raise BuildError(f"building {tool} took over {timeout:.0f} s")
+                time.sleep(0.2)
+        stdout = out_path.read_text()
     if proc.returncode != 0:
         tail = [line for line in lines if line.strip()][-3:] or ["(no output)"]
         raise BuildError(f"build-go-tool.sh {tool} exited {proc.returncode}: {' | '.join(tail)}",
                          proc.returncode == UNAVAILABLE)
-    last = "".join(out).strip().splitlines()[-1:]
+    last = stdout.strip().splitlines()[-1:]
     if not last:
         raise BuildError(f"build-go-tool.sh {tool} printed no folder")
     return Path(last[0])
