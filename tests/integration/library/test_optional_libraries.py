@@ -137,7 +137,9 @@ def websocket_echo(port: int) -> str:
         return ws.recv(timeout=10)
 
 
-ERROR_LINE = re.compile(r"traceback|error|failed|exception|critical", re.IGNORECASE)
+#: An error line: a logged error, a traceback, upstream's "Failed to auto initialize", an
+#: exception's name (ModuleNotFoundError).
+ERROR_LINE = re.compile(r"^(ERROR|CRITICAL)\b|Traceback|Failed|[A-Za-z]+Error\b")
 
 
 @pytest.mark.parametrize("mode", ["zero-code", "one-line"])
