@@ -298,7 +298,7 @@ class Routing:
     cause_group_wait: str = "0s"
     #: Microsoft Teams channels (Workflows webhooks) beside Slack: (severity, channel) gives a
     #: receiver ``msteams-<channel>`` in that severity's branch. Empty: no Teams.
-    msteams_channels: tuple[tuple[str, str], ...] = ()
+    msteams_channels: tuple[tuple[str, str], ...] = (("critical", "critical"), ("warning", "warnings"))
 
     def receivers(self, labels: Labels) -> tuple[str, ...]:
         """Every receiver name, in the order the config lists them."""

@@ -2,8 +2,9 @@
 
 The routing cases are the spec's channel table, one row each, checked by the real
 `amtool config routes test --verify.receivers`. The live test starts the real Alertmanager
-0.25 with every receiver (Slack, PagerDuty, SMTP, webhooks) pointed at the notification sink
-(devtools' stack/sink.py), so the notification templates are executed, not just parsed.
+0.35 with every receiver (Slack, Microsoft Teams, PagerDuty, SMTP, webhooks) pointed at the
+notification sink (devtools' stack/sink.py, which stands in for each service's endpoint), so
+the notification templates are executed, not just parsed.
 """
 
 from __future__ import annotations
@@ -57,6 +58,13 @@ SAMPLE_SECRETS = {
     "SLACK_WEBHOOK_URL_WARNINGS": "https://hooks.slack.com/services/T000/B002/warnings0secret",
     "SLACK_WEBHOOK_URL_PERFORMANCE": "https://hooks.slack.com/services/T000/B003/perf0secret",
     "SLACK_WEBHOOK_URL_DATA_ALERTS": "https://hooks.slack.com/services/T000/B004/data0secret",
+    # A Teams Workflows URL: its sig= parameter is the credential.
+    "MSTEAMS_WEBHOOK_URL_CRITICAL": "https://prod-01.westeurope.logic.azure.com:443/workflows/0a1b/triggers/manual"
+                                    "/paths/invoke?api-version=2016-06-01&sp=%2Ftriggers%2Fmanual%2Frun&sv=1.0"
+                                    "&sig=critical0teams0secret",
+    "MSTEAMS_WEBHOOK_URL_WARNINGS": "https://prod-01.westeurope.logic.azure.com:443/workflows/2c3d/triggers/manual"
+                                    "/paths/invoke?api-version=2016-06-01&sp=%2Ftriggers%2Fmanual%2Frun&sv=1.0"
+                                    "&sig=warnings0teams0secret",
     "PAGERDUTY_ON_CALL_KEY": "0123456789abcdef0123456789abcdef",
     "PAGERDUTY_SERVICE_KEY": "fedcba9876543210fedcba9876543210",
     "SMTP_PASSWORD": "s3cret-smtp-pass",
@@ -91,6 +99,8 @@ def test_rendered_config_contains_no_secret_values_only_file_paths(rendered):
     for receiver in config["receivers"]:
         for slack in receiver.get("slack_configs", []):
             assert "api_url" not in slack and slack["api_url_file"].startswith("/etc/alertmanager/secrets/")
+        for teams in receiver.get("msteamsv2_configs", []):
+            assert "webhook_url" not in teams and teams["webhook_url_file"].startswith("/etc/alertmanager/secrets/")
         for pd in receiver.get("pagerduty_configs", []):
             assert "routing_key" not in pd and "service_key" not in pd
             assert pd["routing_key_file"].startswith("/etc/alertmanager/secrets/")
@@ -106,6 +116,10 @@ def test_every_slack_channel_has_its_own_secret_file(rendered):
     files = {name: receivers[name]["slack_configs"][0]["api_url_file"]
              for name in ("slack-critical", "slack-warnings", "slack-performance", "slack-data-alerts")}
     assert len(set(files.values())) == 4
+    teams = {name: receivers[name]["msteamsv2_configs"][0]["webhook_url_file"]
+             for name in ("msteams-critical", "msteams-warnings")}
+    assert sorted(teams.values()) == ["/etc/alertmanager/secrets/msteams-critical.url",
+                                      "/etc/alertmanager/secrets/msteams-warnings.url"]
     assert receivers["slack-critical"]["slack_configs"][0]["channel"] == "#mystocks-critical"
     # The critical message links the dashboard, falling back to the configured Grafana.
     assert "https://grafana.example.com/d/mystocks-main" in receivers["slack-critical"]["slack_configs"][0]["title_link"]
@@ -198,34 +212,62 @@ def test_single_slack_webhook_url_is_a_fallback_with_a_warning(tmp_path):
     assert (tmp_path / "slack-warnings.url").read_text() == env["SLACK_WEBHOOK_URL"]
 
 
+def test_teams_webhook_urls_are_secrets_with_one_fallback(tmp_path):
+    """Each Teams channel's Workflows URL goes to its own 0600 file; MSTEAMS_WEBHOOK_URL stands in
+    for unset ones (with a warning); an unset one is an error naming it; a URL that could end
+    the YAML scalar is refused without echoing it."""
+    env = {k: v for k, v in SAMPLE_SECRETS.items() if not k.startswith("MSTEAMS_")}
+    with pytest.raises(AlertmanagerConfigError, match="^MSTEAMS_WEBHOOK_URL_CRITICAL is not set: expected a "
+                                                      "Microsoft Teams Workflows webhook URL"):
+        write_secret_files(tmp_path / "a", env)
+    shared = SAMPLE_SECRETS["MSTEAMS_WEBHOOK_URL_CRITICAL"]
+    warnings = write_secret_files(tmp_path / "b", {**env, "MSTEAMS_WEBHOOK_URL": shared})
+    assert len(warnings) == 2 and all("MSTEAMS_WEBHOOK_URL" in w for w in warnings)
+    assert (tmp_path / "b" / "msteams-warnings.url").read_text() == shared
+    assert stat.S_IMODE((tmp_path / "b" / "msteams-warnings.url").stat().st_mode) == 0o600
+    with pytest.raises(AlertmanagerConfigError) as err:
+        write_secret_files(tmp_path / "c", {**SAMPLE_SECRETS, "MSTEAMS_WEBHOOK_URL_WARNINGS": "https://x/'sig=1"})
+    assert "MSTEAMS_WEBHOOK_URL_WARNINGS is invalid (value not shown)" in str(err.value)
+    assert "sig=1" not in str(err.value)
+
+
 # -- the routing table -------------------------------------------------------------------
 # (labels, receivers in routing-tree order). One row per row of the spec's channel table,
 # plus the severities' edge cases.
 API = "category=api team=platform service=mystocks-api"
 ROUTES = [
     pytest.param(f"alertname=ApiCriticalErrorRate severity=critical {API}",
-                 "webhook,slack-critical,pagerduty-oncall,email-platform", id="critical-api"),
+                 "webhook,slack-critical,msteams-critical,pagerduty-oncall,email-platform", id="critical-api"),
     pytest.param(f"alertname=ApiHighErrorRate severity=warning {API}",
-                 "webhook,slack-warnings,email-platform", id="warning-api"),
+                 "webhook,slack-warnings,msteams-warnings,email-platform", id="warning-api"),
     pytest.param("alertname=HighCpuUsage severity=warning category=system team=performance service=mystocks-api",
-                 "webhook,slack-warnings,slack-performance,email-performance", id="team-performance"),
+                 "webhook,slack-warnings,msteams-warnings,slack-performance,email-performance", id="team-performance"),
     pytest.param("alertname=SlowQueries severity=critical category=database team=performance",
-                 "webhook,slack-critical,pagerduty-oncall,slack-performance,email-performance",
+                 "webhook,slack-critical,msteams-critical,pagerduty-oncall,slack-performance,email-performance",
                  id="critical-performance"),
     pytest.param("alertname=StaleMarketData severity=warning category=market_data team=data",
-                 "webhook,slack-warnings,slack-data-alerts,email-data", id="team-data"),
+                 "webhook,slack-warnings,msteams-warnings,slack-data-alerts,email-data", id="team-data"),
     pytest.param("alertname=MarketDataProcessingBlocked severity=critical category=market_data team=data",
-                 "webhook,slack-critical,pagerduty-oncall,slack-data-alerts,email-data", id="critical-data"),
+                 "webhook,slack-critical,msteams-critical,pagerduty-oncall,slack-data-alerts,email-data",
+                 id="critical-data"),
     pytest.param("alertname=DependencyUnavailable severity=warning category=health team=platform",
-                 "webhook,slack-warnings,pagerduty-service,email-platform", id="health-warning-pages"),
+                 "webhook,slack-warnings,msteams-warnings,pagerduty-service,email-platform", id="health-warning-pages"),
     pytest.param("alertname=ComponentUnhealthy severity=critical category=health team=platform",
-                 "webhook,slack-critical,pagerduty-oncall,email-platform", id="health-critical-pages-once"),
+                 "webhook,slack-critical,msteams-critical,pagerduty-oncall,email-platform",
+                 id="health-critical-pages-once"),
     pytest.param("alertname=NoActiveUsers severity=info category=business team=data",
                  "webhook", id="info-webhook-only"),
     pytest.param("alertname=DependencyDegraded severity=info category=health team=platform",
                  "webhook", id="info-health-no-page"),
     pytest.param("alertname=Watchdog severity=info category=meta priority=P3 team=platform heartbeat=true",
                  "heartbeat", id="watchdog-heartbeat-only"),
+    # A cause reaches the same receivers as any critical (it only pages sooner: test_severity_timers).
+    pytest.param("alertname=MarketDataNotUpdated severity=critical category=market_data team=data "
+                 "service=market-data",
+                 "webhook,slack-critical,msteams-critical,pagerduty-oncall,slack-data-alerts,email-data",
+                 id="cause-critical-data"),
+    pytest.param("alertname=PostgreSQLDown severity=critical category=health team=platform service=postgresql",
+                 "webhook,slack-critical,msteams-critical,pagerduty-oncall,email-platform", id="cause-critical-health"),
     pytest.param("alertname=RuleWithoutSeverity category=api team=platform",
                  "webhook,slack-warnings", id="missing-severity-is-visible"),
 ]
@@ -242,7 +284,14 @@ def test_severity_timers(rendered):
     routes = {tuple(r.get("matchers", [])): r for r in yaml.safe_load(rendered.read_text())["route"]["routes"]}
     critical, warning = routes[('severity="critical"',)], routes[('severity="warning"',)]
     watchdog = routes[('alertname="Watchdog"',)]
-    assert critical["group_wait"] == "0s"
+    causes = next(r for m, r in routes.items() if m[:1] == ('severity="critical"',) and len(m) == 2)
+    # Issue 15 row 12: a cause pages at once; a symptom waits one evaluation interval (15 s in
+    # production) plus delivery, long enough for its cause to arrive and inhibit it.
+    assert causes["group_wait"] == "0s" and critical["group_wait"] == "20s"
+    assert set(causes["matchers"][1].split('"')[1].split("|")) == {
+        "PostgreSQLDown", "RedisDown", "ApiJobDown", "ApiTargetDown", "ApiTargetAbsent",
+        "MarketDataNotUpdated", "MarketDataUpdatesAbsent"}
+    assert causes["routes"] == critical["routes"]  # the same receivers, only sooner
     assert (warning["group_wait"], warning["repeat_interval"]) == ("30s", "10m")
     assert (watchdog["receiver"], watchdog["repeat_interval"]) == ("heartbeat", "1m")
     assert not watchdog.get("continue", False)  # the Watchdog stops at the heartbeat
@@ -290,9 +339,9 @@ def expected_receivers(labels: dict) -> set[str]:
         return {"webhook"}
     receivers = {"webhook", f"email-{team}"}
     if severity == "critical":
-        receivers |= {"slack-critical", "pagerduty-oncall"}
+        receivers |= {"slack-critical", "msteams-critical", "pagerduty-oncall"}
     else:
-        receivers.add("slack-warnings")
+        receivers |= {"slack-warnings", "msteams-warnings"}
         if labels.get("category") == "health":
             receivers.add("pagerduty-service")
     receivers |= {"performance": {"slack-performance"}, "data": {"slack-data-alerts"}}.get(team, set())
@@ -370,8 +419,9 @@ def live(tmp_path, alertmanager_binary):
                "HEARTBEAT_URL": f"{base}/heartbeat", "PAGERDUTY_URL": f"{base}/pagerduty",
                "SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(sink.ports[0]),
                "SMTP_REQUIRE_TLS": "false", "ALERTMANAGER_SECRETS_DIR": str(tmp_path / "secrets")}
-        secrets = {**SAMPLE_SECRETS, **{s.env: f"{base}/slack/{s.filename[:-4]}" for s in SECRETS
-                                        if s.env.startswith("SLACK_")}}
+        # The sink stands in for Slack's and the Teams workflows' endpoints, one path per channel.
+        secrets = {**SAMPLE_SECRETS, **{s.env: f"{base}/{s.filename.split('-')[0]}/{s.filename[:-4]}" for s in SECRETS
+                                        if s.env.startswith(("SLACK_", "MSTEAMS_"))}}
         write_secret_files(tmp_path / "secrets", secrets)
         render_alertmanager_config(TEMPLATE, tmp_path / "alertmanager.yml", env)
         am = procs.start(processes.alertmanager(tmp_path / "alertmanager.yml", tmp_path / "data", None,
@@ -393,23 +443,27 @@ def alert(name: str, severity: str, **labels: str) -> dict:
 
 @pytest.mark.live
 def test_live_critical_alert_reaches_every_channel_at_once(live):
+    """A critical alert that names a cause (PostgreSQLDown, MarketDataNotUpdated) reaches every
+    channel within seconds: its group_wait is 0s. Its symptoms wait 20 s
+    (tests/integration/mixin/test_one_page_per_cause.py)."""
     recorder, secrets = live["recorder"], live["secrets"]
     sent = time.monotonic()
     http_json(f"{live['url']}/api/v2/alerts", [
-        alert("ApiCriticalErrorRate", "critical", category="api", team="platform"),
-        alert("MarketDataProcessingBlocked", "critical", category="market_data", team="data", service="market-feed"),
+        alert("PostgreSQLDown", "critical", category="health", team="platform", service="postgresql"),
+        alert("MarketDataNotUpdated", "critical", category="market_data", team="data", service="market-data",
+              source="akshare"),
     ])
-    # group_wait is 0s for critical: the on-call channel hears of it within a couple of seconds.
     recorder.wait_for(lambda r: len(r.paths("/slack/slack-critical")) >= 2, timeout=3, what="#mystocks-critical")
     recorder.wait_for(lambda r: len(r.paths("/slack/slack-data-alerts")) and len(r.mail) >= 2
-                      and len(r.paths("/pagerduty")) >= 2 and len(r.paths("/alerts/webhook")) >= 2,
+                      and len(r.paths("/pagerduty")) >= 2 and len(r.paths("/alerts/webhook")) >= 2
+                      and len(r.paths("/msteams/msteams-critical")) >= 2,
                       timeout=5, what="every critical notification")
     assert time.monotonic() - sent < 5
 
     slack = recorder.paths("/slack/slack-critical")
-    attachment = next(a for body in slack for a in body["attachments"] if "ApiCriticalErrorRate" in a["title"])
-    assert attachment["title_link"] == "https://grafana.example.com/d/mystocks-main?alert=ApiCriticalErrorRate"
-    assert "ApiCriticalErrorRate summary" in attachment["text"] and attachment["color"] == "danger"
+    attachment = next(a for body in slack for a in body["attachments"] if "PostgreSQLDown" in a["title"])
+    assert attachment["title_link"] == "https://grafana.example.com/d/mystocks-main?alert=PostgreSQLDown"
+    assert "PostgreSQLDown summary" in attachment["text"] and attachment["color"] == "danger"
     assert "&lt;description&gt; &amp; details" in attachment["text"]  # escaped for Slack mrkdwn
     assert attachment["actions"][0] == {"type": "button", "text": "Dashboard", "url": attachment["title_link"]}
     assert body_channels(slack) == {"#mystocks-critical"}
@@ -419,9 +473,23 @@ def test_live_critical_alert_reaches_every_channel_at_once(live):
     assert keys == {secrets["PAGERDUTY_ON_CALL_KEY"]}
     assert {body["payload"]["severity"] for body in recorder.paths("/pagerduty")} == {"critical"}
 
+    # Microsoft Teams: the Workflows webhook gets an Adaptive Card (title block, then the text).
+    teams = recorder.paths("/msteams/msteams-critical")
+    assert recorder.paths("/msteams/msteams-warnings") == []
+    cards = [a for body in teams for a in body["attachments"] if body["type"] == "message"]
+    assert {a["contentType"] for a in cards} == {"application/vnd.microsoft.card.adaptive"}
+    card = next(a["content"] for a in cards if "PostgreSQLDown" in a["content"]["body"][0]["text"])
+    assert card["type"] == "AdaptiveCard"
+    title, text = card["body"][0]["text"], card["body"][1]["text"]
+    assert title == "[FIRING:1] CRITICAL PostgreSQLDown (postgresql)"
+    assert text.startswith("FIRING: **PostgreSQLDown summary**")
+    assert "PostgreSQLDown <description> & details" in text
+    assert "[Dashboard](https://grafana.example.com/d/mystocks-main?alert=PostgreSQLDown)" in text
+    assert "[Runbook](https://runbooks.example.com/PostgreSQLDown)" in text and "[Silence this group](" in text
+
     webhook = recorder.paths("/alerts/webhook")
     assert {a["labels"]["alertname"] for body in webhook for a in body["alerts"]} == {
-        "ApiCriticalErrorRate", "MarketDataProcessingBlocked"}
+        "PostgreSQLDown", "MarketDataNotUpdated"}
     assert all(body["version"] == "4" for body in webhook)
     auth = {h.get("Authorization") for p, h, _ in recorder.http if p == "/alerts/webhook"}
     assert auth == {f"Bearer {secrets['ALERT_WEBHOOK_TOKEN']}"}
@@ -430,8 +498,8 @@ def test_live_critical_alert_reaches_every_channel_at_once(live):
     mail = {rcpt[0]: raw for rcpt, raw in recorder.mail}
     assert set(mail) == {"platform-lead@example.com", "data-lead@example.com"}
     assert "text/html" in mail["platform-lead@example.com"]
-    assert "ApiCriticalErrorRate" in mail["platform-lead@example.com"]
-    assert "[MyStocks] [FIRING:1] CRITICAL ApiCriticalErrorRate (mystocks-api)" in mail["platform-lead@example.com"]
+    assert "PostgreSQLDown" in mail["platform-lead@example.com"]
+    assert "[MyStocks] [FIRING:1] CRITICAL PostgreSQLDown (postgresql)" in mail["platform-lead@example.com"]
     # A template error only shows at send time, as a failed notification in the log.
     log = live["log"].read_text()
     assert "level=error" not in log, log[-3000:]
@@ -537,29 +605,6 @@ def _incidents(recorder: Recorder, routing_key: str) -> set[str]:
 def _incidents_now(recorder: Recorder, routing_key: str) -> set[str]:
     with recorder.lock:
         return _incidents(recorder, routing_key)
-
-
-@pytest.mark.live
-def test_live_one_page_per_cause_errors_and_fast_burn(live):
-    """Issue 8 row 3: 6% 5xx at 10 req/s fires ApiCriticalErrorRate and the availability fast
-    burn (alerts/tests/slo.yml proves both fire). Before: two PagerDuty incidents (groups by
-    alertname). Now one: the burn alert is inhibited, and the on-call route groups by cause."""
-    recorder, secrets, api = live["recorder"], live["secrets"], f"{live['url']}/api/v2/alerts"
-    http_json(api, [
-        alert("ApiCriticalErrorRate", "critical", category="api", team="platform"),
-        alert("ApiAvailabilityErrorBudgetBurnFast", "critical", category="slo", team="platform",
-              slo="api-availability"),
-    ])
-    assert _states(api, 2)[("ApiAvailabilityErrorBudgetBurnFast", "-")] == "suppressed"
-    recorder.wait_for(lambda r: r.paths("/pagerduty"), timeout=5, what="the page")
-    # A quiet 1.5 s: a second incident (group_wait 0s) would arrive in it.
-    holds_for(lambda: len(_incidents_now(recorder, secrets["PAGERDUTY_ON_CALL_KEY"])) == 1, 1.5,
-              "one incident")
-    # Positive control: a different cause (Redis) is a second incident.
-    http_json(api, [alert("RedisDown", "critical", category="health", team="platform", service="redis",
-                          dependency="redis")])
-    recorder.wait_for(lambda r: len(_incidents(r, secrets["PAGERDUTY_ON_CALL_KEY"])) == 2, timeout=5,
-                      what="the Redis page")
 
 
 @pytest.mark.live

@@ -40,12 +40,12 @@ def test_a_team_added_to_the_config_is_routed(tmp_path, amtool):
     check = subprocess.run([amtool, "check-config", str(rendered)], capture_output=True, text=True, timeout=30)
     assert check.returncode == 0, check.stdout + check.stderr
     assert _routes(amtool, rendered, "severity=warning category=api team=ops") == \
-        "webhook,slack-warnings,slack-ops-pager,email-ops"
+        "webhook,slack-warnings,msteams-warnings,slack-ops-pager,email-ops"
     assert _routes(amtool, rendered, "severity=critical category=api team=ops") == \
-        "webhook,slack-critical,pagerduty-oncall,slack-ops-pager,email-ops"
+        "webhook,slack-critical,msteams-critical,pagerduty-oncall,slack-ops-pager,email-ops"
     # The existing teams route as before.
     assert _routes(amtool, rendered, "severity=warning category=health team=platform") == \
-        "webhook,slack-warnings,pagerduty-service,email-platform"
+        "webhook,slack-warnings,msteams-warnings,pagerduty-service,email-platform"
     receivers = {r["name"] for r in yaml.safe_load(rendered.read_text())["receivers"]}
     assert receivers == set(OPS.routing.receivers(OPS.labels))
 
@@ -60,7 +60,29 @@ def test_the_render_step_asks_for_what_the_template_uses():
     committed = routing.template(DEFAULT)
     assert [s.filename for s in secrets_for(committed)] == [
         "slack-critical.url", "slack-warnings.url", "slack-performance.url", "slack-data-alerts.url",
+        "msteams-critical.url", "msteams-warnings.url",
         "pagerduty-on-call.key", "pagerduty-service.key", "smtp-password", "alert-webhook.token"]
+
+
+def test_teams_channels_come_from_the_config(tmp_path, amtool):
+    """Microsoft Teams beside Slack is `routing.msteams_channels`: a channel per severity, its
+    receiver and its secret; `--set routing.msteams_channels=` leaves Teams out entirely."""
+    pager = DEFAULT.with_overrides({"routing.msteams_channels": "critical=oncall"})
+    rendered = tmp_path / "pager.yml"
+    rendered.write_text(render_text(routing.template(pager), ENV))
+    assert _routes(amtool, rendered, "severity=critical category=api team=platform") == \
+        "webhook,slack-critical,msteams-oncall,pagerduty-oncall,email-platform"
+    assert _routes(amtool, rendered, "severity=warning category=api team=platform") == \
+        "webhook,slack-warnings,email-platform"
+    assert "MSTEAMS_WEBHOOK_URL_ONCALL" in {s.env for s in secrets_for(routing.template(pager))}
+
+    none = DEFAULT.with_overrides({"routing.msteams_channels": ""})
+    template = routing.template(none)
+    assert "msteamsv2_configs:" not in template and "receiver: msteams" not in template
+    assert not any(s.env.startswith("MSTEAMS_") for s in secrets_for(template))
+    rendered.write_text(render_text(template, ENV))
+    check = subprocess.run([amtool, "check-config", str(rendered)], capture_output=True, text=True, timeout=30)
+    assert check.returncode == 0, check.stdout + check.stderr
 
 
 def test_timers_and_severities_come_from_the_config(tmp_path, amtool):
