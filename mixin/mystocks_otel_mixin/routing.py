@@ -38,7 +38,7 @@ TEMPLATE_FILE = "alerts/alertmanager/alertmanager.yml.tmpl"
 #: severity's group_wait: a symptom that reaches Alertmanager first (another rule group,
 #: evaluated up to one interval earlier) is muted when its cause arrives within that wait, so
 #: one cause is one incident whichever fires first.
-CAUSES = ("PostgreSQLDown", "RedisDown", "ApiJobDown", "ApiTargetDown", "ApiTargetAbsent",
+CAUSES = ("PostgreSQLDown", "RedisDown", "ApiJobDown", "ApiTargetDown", "ApiTargetFlapping", "ApiTargetAbsent",
           "MarketDataNotUpdated", "MarketDataUpdatesAbsent")
 #: The causes whose generic health alerts (same job and service) say the same thing again.
 SERVICE_CAUSES = ("PostgreSQLDown", "RedisDown", "MarketDataNotUpdated", "MarketDataUpdatesAbsent")

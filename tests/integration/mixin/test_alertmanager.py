@@ -289,7 +289,7 @@ def test_severity_timers(rendered):
     # production) plus delivery, long enough for its cause to arrive and inhibit it.
     assert causes["group_wait"] == "0s" and critical["group_wait"] == "20s"
     assert set(causes["matchers"][1].split('"')[1].split("|")) == {
-        "PostgreSQLDown", "RedisDown", "ApiJobDown", "ApiTargetDown", "ApiTargetAbsent",
+        "PostgreSQLDown", "RedisDown", "ApiJobDown", "ApiTargetDown", "ApiTargetFlapping", "ApiTargetAbsent",
         "MarketDataNotUpdated", "MarketDataUpdatesAbsent"}
     assert causes["routes"] == critical["routes"]  # the same receivers, only sooner
     assert (warning["group_wait"], warning["repeat_interval"]) == ("30s", "10m")
