@@ -101,6 +101,13 @@ def ratio(numerator: str, denominator: str) -> str:
     return f"({numerator} or {denominator} * 0)\n/\n({denominator} > 0)"
 
 
+def gated(expr: str, condition: str) -> str:
+    """``(expr) and on () condition``: the whole of ``expr`` gated on a one-series condition
+    (the trading session). The parentheses matter: ``and`` binds tighter than ``or``, so
+    ``a or b and on () open`` gates ``b`` only."""
+    return f"(\n{expr}\n)\nand on () {condition}"
+
+
 def _by(op: str, by: str | Sequence[str]) -> str:
     """``sum by (a, b) `` (``sum `` without labels)."""
     labels = by if isinstance(by, str) else ", ".join(by)
