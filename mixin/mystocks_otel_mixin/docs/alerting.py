@@ -130,8 +130,13 @@ A page (PagerDuty) wakes someone at 3 a.m., so each one must mean "act now", onc
   the symptoms and the same service's health warnings (which would page a second PagerDuty
   service); `ServiceDegradation` does not count a known cause's symptoms; one instance's
   `ApiTargetDown` silences only that instance's alerts, and only `ApiJobDown` (every instance
-  down) silences the job-level ones. Tested live against Alertmanager
-  (`tests/integration/mixin/test_alertmanager.py::test_live_*`).
+  down) silences the job-level ones. Whichever arrives first: causes page at once, every other
+  critical waits {_wait(cfg)} (one evaluation interval plus delivery), so a symptom evaluated in
+  an earlier rule group is still waiting when its cause arrives and is muted; a market-data feed
+  outage is `MarketDataNotUpdated`'s one incident, its health alerts and `ServiceDegradation`
+  inhibited. Tested live against Alertmanager
+  (`tests/integration/mixin/test_alertmanager.py::test_live_*`,
+  `tests/integration/mixin/test_one_page_per_cause.py`).
 - **Per instance where the resource is per instance.** A pool, a process's CPU or WebSocket
   capacity belongs to one instance: `job_instance_pool:mystocks_db_connections:usage_ratio`,
   not a job-wide sum in which api-1's 15/15 hides behind api-2's 0/15. A resource all
@@ -273,6 +278,10 @@ Inhibition: a critical alert suppresses its warning twin for the same service, a
 component (target down, PostgreSQL or Redis down) suppresses the alerts that depend on it.
 The Watchdog is never inhibited.
 """
+
+
+def _wait(cfg: MixinConfig) -> str:
+    return {severity: wait for severity, wait, _i, _r in cfg.routing.timers}.get(cfg.routing.page_severity, "30s")
 
 
 def _routing_lines(cfg: MixinConfig) -> str:
