@@ -59,6 +59,13 @@ class Intervals:
 
 
 PRODUCTION = Intervals()
+#: The live suite's overlay (devtools' stack/configs.py; test_docs checks they agree): 1 s
+#: intervals, every `for` divided by 30, every non-zero group_wait 1 s.
+OVERLAY = Intervals(scrape=1.0, evaluation=1.0, probe=1.0)
+OVERLAY_FOR_DIVISOR = 30
+OVERLAY_GROUP_WAIT = 1.0
+#: The live suite's slack on its bound (tests/live/test_faults.py).
+LIVE_SLACK = 5.0
 
 
 @dataclass(frozen=True)
@@ -282,6 +289,38 @@ def unmodelled(alerts: Sequence[Alert]) -> list[str]:
     return sorted(a.name for a in alerts if a.priority == "P0" and a.name not in modelled)
 
 
+def live_disagreements(alerts: Sequence[Alert], cfg: MixinConfig, live: Path | Traversable = DATA) -> dict[str, str]:
+    """The live run checked against the model under the overlay: each alert's measured time lies
+    between its `for` (over 30) and the model's worst case with the window the live scenario
+    needed (no history there) plus the live suite's slack; an alert that counts ALERTS cannot
+    fire before the alerts it counts. alert -> why it disagrees."""
+    measured = _live(live)
+    by_name = {a.name: a for a in alerts}
+    signals = {s.alert: s for f in FAULTS for s in f.signals if not s.behind}
+    out = {}
+    for name, row in measured.items():
+        signal, alert = signals.get(name), by_name.get(name)
+        if signal is None or alert is None:
+            continue
+        run_for = seconds(row["production_for"]) / OVERLAY_FOR_DIVISOR
+        if signal.inputs:
+            floor = max(measured[n]["measured"] if n in measured else seconds(by_name[n].for_) / OVERLAY_FOR_DIVISOR
+                        for n in signal.inputs if n in by_name) + run_for
+            if row["measured"] < floor:
+                out[name] = (f"fired {row['measured']:.1f} s after the fault, before the alerts it counts "
+                             f"({', '.join(signal.inputs)}) could ({floor:.1f} s): other alerts were still "
+                             "firing from an earlier scenario")
+            continue
+        iv = OVERLAY
+        delay = {"scrape": iv.scrape, "probe": iv.probe + iv.scrape, "clock": 0.0}[signal.source]
+        wait = OVERLAY_GROUP_WAIT if group_wait(alert, cfg) else 0.0
+        bound = (row["window"] + delay + (iv.evaluation if signal.recorded else 0) + iv.evaluation + run_for
+                 + wait + LIVE_SLACK)
+        if not run_for <= row["measured"] <= bound:
+            out[name] = f"measured {row['measured']:.1f} s, the model allows {run_for:.1f}-{bound:.1f} s"
+    return out
+
+
 def _live(path: Path | Traversable) -> dict[str, dict]:
     if not path.is_file():
         return {}
@@ -299,6 +338,7 @@ def section(alerts: Sequence[Alert], cfg: MixinConfig, live: Path | Traversable 
     table = rows(alerts, cfg, iv)
     pages = first_pages(table, cfg)
     measured = _live(live)
+    disagree = live_disagreements(alerts, cfg, live)
     mean = sum(r.expected for r in pages.values()) / len(pages)
     slow = [r for r in pages.values() if r.expected > TARGET_SECONDS]
     out = [
@@ -323,12 +363,17 @@ def section(alerts: Sequence[Alert], cfg: MixinConfig, live: Path | Traversable 
             f"| {row.fault} | {'**' if first else ''}`{row.alert.name}`{'**' if first else ''} | {row.alert.priority} "
             f"| {row.signal.needs(cfg):.0f} s: {row.signal.why} | {row.alert.for_} | {row.inputs_for or '-'} "
             f"| {page} | {_dur(row.expected)} | {_dur(row.worst)} "
-            f"| {'%.1f s' % live['measured'] if live else '-'} |")
+            f"| {'%.1f s' % live['measured'] if live else '-'}{' (†)' if live and row.alert.name in disagree else ''} |")
     out += [
         "",
         f"**P0 mean time to detect under production intervals: {mean:.0f} s** over {len(pages)} faults, each "
         f"counted at its first page (in bold above); the target is {TARGET_SECONDS:.0f} s.\n",
     ]
+    if measured:
+        out.append("Every live value lies between the alert's `for` and the model's worst case under the "
+                   "overlay (with the window the live scenario needed), except those marked (†):\n")
+        out += [f"- (†) `{name}`: {why}." for name, why in sorted(disagree.items())] or ["- none."]
+        out.append("")
     if slow:
         out.append("Faults whose first page cannot come within 2 minutes, and why:\n")
         out += [f"- {r.fault}: `{r.alert.name}` after {_dur(r.expected)} — {r.signal.why}"

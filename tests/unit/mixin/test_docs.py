@@ -148,3 +148,42 @@ def test_the_detection_intervals_are_productions(pytestconfig):
     assert detection.seconds(prom["scrape_interval"]) == detection.PRODUCTION.scrape
     assert detection.seconds(prom["evaluation_interval"]) == detection.PRODUCTION.evaluation
     assert Settings().probe_interval_seconds == detection.PRODUCTION.probe
+
+
+def test_the_live_run_is_checked_against_the_model(tmp_path):
+    """A live value outside what the model allows under the overlay is marked in the table: too
+    fast for the rule's `for`, slower than its worst case, or an ALERTS reader firing before the
+    alerts it counts (which the live run of ServiceDegradation did, on leftovers)."""
+    import json
+
+    from mystocks_otel_mixin import rules
+    from mystocks_otel_mixin.config import DEFAULT
+    from mystocks_otel_mixin.docs import detection
+
+    alerts = rules.all_alerts(DEFAULT)
+
+    def row(alert, measured, window, for_):
+        return {"category": "x", "alert": alert, "priority": "P0", "measured": measured, "window": window,
+                "production_for": for_}
+
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps([
+        row("PostgreSQLDown", 5.6, 2, "1m"),        # probe 1 s + scrape 1 s + eval 1 s + for 2 s: fine
+        row("RedisDown", 30.0, 2, "1m"),            # far past its worst case
+        row("ApiCriticalErrorRate", 1.0, 3, "1m"),  # before its own for (2 s) could pass
+        row("DatabaseSlowQueries", 24.4, 20, "10m"),
+        row("RedisCommandErrors", 15.4, 3, "5m"),
+        row("ServiceDegradation", 8.4, 25, "1m"),   # before its inputs fired
+    ]))
+    disagree = detection.live_disagreements(alerts, DEFAULT, path)
+    assert set(disagree) == {"RedisDown", "ApiCriticalErrorRate", "ServiceDegradation"}, disagree
+    assert "before the alerts it counts" in disagree["ServiceDegradation"]
+    assert "(†)" in detection.section(alerts, DEFAULT, live=path)
+
+
+def test_the_overlay_is_the_live_suites():
+    from mystocks_otel_dev.stack import configs
+    from mystocks_otel_mixin.docs import detection
+
+    assert configs.TEST_FOR_DIVISOR == detection.OVERLAY_FOR_DIVISOR
+    assert configs.seconds(configs.TEST_GROUP_WAIT) == detection.OVERLAY_GROUP_WAIT
