@@ -282,6 +282,9 @@ class AppInstruments:
                 sink.attach(recorder)
 
     def after_fork(self) -> None:
+        """In a forked child: a new lock (a parent thread may have held this one), no sink (the
+        parent's file), and each recorder's counts forgotten (see Recorder.after_fork)."""
+        self._lock = threading.RLock()
         with self._lock:
             self.sink = None
             for recorder in self:

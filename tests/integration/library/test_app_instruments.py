@@ -1,7 +1,8 @@
 """The app's own metrics, first class: an OpenTelemetry counter and histogram and a
 prometheus_client counter, in a real app under real servers.
 
-- ``uvicorn --workers 3`` (the one line, and ``opentelemetry-instrument``): every scrape, on
+- ``uvicorn --workers 3`` (the one line, and ``opentelemetry-instrument``) and gunicorn
+  ``--preload`` with three workers: every scrape, on
   whichever worker answers, shows exactly the calls made so far, also while requests are in
   flight (never more than sent, never going back), and after a worker that served calls was
   SIGKILLed (its counts stay);
@@ -24,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import base_env, get, run_process, scrape, series, uvicorn_argv
+from harness import VENV_BIN, base_env, get, run_process, scrape, series, uvicorn_argv
 from otlp_servers import RecordingCollector
 from support import ROOT, free_port, wait_until
 
@@ -150,16 +151,23 @@ def exact_on_every_scrape(port: int, calls: int, scrapes: int = 9) -> None:
         assert totals(scrape(port)) == (calls, calls, calls)
 
 
-@pytest.mark.parametrize("mode", ["one-line", "zero-code"])
+def server_argv(mode: str, port: int) -> list[str]:
+    if mode == "gunicorn-preload":  # set up in the arbiter, then forked
+        return [str(VENV_BIN / "gunicorn"), "shop_app:app", "--preload", "-w", str(WORKERS),
+                "-k", "uvicorn.workers.UvicornWorker", "-b", f"127.0.0.1:{port}",
+                "--graceful-timeout", "3"]
+    return uvicorn_argv("shop_app:app", port, "--workers", str(WORKERS),
+                        instrument=mode == "zero-code")
+
+
+@pytest.mark.parametrize("mode", ["one-line", "zero-code", "gunicorn-preload"])
 def test_every_scrape_counts_every_call_across_three_workers(app_dir, mode):
     port = free_port()
     prometheus_dir = Path(tempfile.mkdtemp(dir=app_dir))
     env = base_env(app_dir, MYSTOCKS_OTEL_SYSTEM_METRICS="false", PYTHONWARNINGS="ignore",
                    PROMETHEUS_MULTIPROC_DIR=str(prometheus_dir),
                    APP_ZERO_CODE="1" if mode == "zero-code" else "0")
-    argv = uvicorn_argv("shop_app:app", port, "--workers", str(WORKERS),
-                        instrument=mode == "zero-code")
-    with run_process(argv, app_dir, env) as proc:
+    with run_process(server_argv(mode, port), app_dir, env) as proc:
         proc.wait_port(port, timeout=40)
         exact_on_every_scrape(port, 0, scrapes=3)
         calls, served = 0, {}
