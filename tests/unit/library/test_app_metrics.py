@@ -305,3 +305,17 @@ def test_prometheus_name_rules():
     assert name("gauge", "By/s") == "a_b_bytes_per_second"
     assert name("updowncounter", "1") == "a_b"
     assert name("counter", "", "requests_total") == "requests_total"
+
+
+def test_otel_sdk_disabled_leaves_the_apps_meters_alone():
+    import subprocess
+    import sys
+
+    script = ("from fastapi import FastAPI; from opentelemetry import metrics; import mystocks_otel;"
+              "mystocks_otel.setup_telemetry(FastAPI());"
+              "print(type(metrics.get_meter('shop')).__name__)")
+    env = {**os.environ, "OTEL_SDK_DISABLED": "true"}
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=60, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "_ProxyMeter"  # not ours: nothing set up
