@@ -329,6 +329,15 @@ METRICS: tuple[MetricSpec, ...] = (
     _m("mystocks.telemetry.export_failures", C, "{failure}",
        "Metric exports that failed (push exporters; /metrics/health shows the last error).",
        [label("exporter", "otlp")], "P2", "telemetry"),
+    _m("mystocks.telemetry.dropped_spans", C, "{span}",
+       "Spans lost before export: tail-sampling buffers full (buffer_full, trace_too_long, "
+       "trace_given_up), the batch queue full (queue_full) or closed (already_shutdown).",
+       [label("reason", "buffer_full", "trace_too_long", "trace_given_up", "queue_full",
+              "already_shutdown")], "P2", "telemetry"),
+    _m("mystocks.telemetry.dropped_log_records", C, "{record}",
+       "Log records lost before export: the batch queue full (queue_full) or closed "
+       "(already_shutdown).",
+       [label("reason", "queue_full", "already_shutdown")], "P2", "telemetry"),
 )
 
 BY_NAME: dict[str, MetricSpec] = {spec.name: spec for spec in METRICS}

@@ -30,7 +30,7 @@ from dataclasses import replace
 from time import perf_counter
 
 from .. import endpoints
-from . import auth, native_telemetry
+from . import auth, native_telemetry, tracing
 from ..catalog import get
 from ..config import Settings
 from .state import counter, histogram
@@ -154,21 +154,23 @@ def route_template(scope: dict, entry_root_path: str, host=None) -> str | None:
     return entry_root_path + prefix + own
 
 
-def install(app, settings: Settings, switch=None) -> None:
+def install(app, settings: Settings, switch=None, spans=None) -> None:
     """Put the layer around everything the app builds but its error middleware: outside the
     user's middleware (CORS, auth, GZip) and the router, so every request is counted,
     including the ones a middleware answers, and the endpoints answer before anything of the
     app's. Starlette's ``ServerErrorMiddleware`` stays outermost, where contrib's
     FastAPIInstrumentor (ours with tracing on, or the app's own) expects to find it.
     Done, as contrib does, by wrapping the app's ``build_middleware_stack``.
+    ``spans`` (a :class:`~mystocks_otel._internal.tracing.ServerSpans`, with tracing on): the
+    layer makes each request's server span too.
     """
     from starlette.middleware.errors import ServerErrorMiddleware
 
     def wrap(stack):
         if isinstance(stack, ServerErrorMiddleware):
-            stack.app = MetricsMiddleware(stack.app, settings, host_app=app, switch=switch)
+            stack.app = MetricsMiddleware(stack.app, settings, host_app=app, switch=switch, spans=spans)
             return stack
-        return MetricsMiddleware(stack, settings, host_app=app, switch=switch)  # an unusual stack
+        return MetricsMiddleware(stack, settings, host_app=app, switch=switch, spans=spans)  # an unusual stack
 
     build = app.build_middleware_stack
     app.build_middleware_stack = lambda: wrap(build())
@@ -196,12 +198,15 @@ class MetricsMiddleware:
     ``scope["app"]``); ``excluded_urls`` overrides the settings' value. ``switch`` (our
     ``fastapi`` instrumentor): HTTP and WebSocket metrics are recorded only while its
     ``recording`` is true; the endpoints are served regardless. None: always recorded.
+    ``spans``: a :class:`~mystocks_otel._internal.tracing.ServerSpans` when tracing is on (the
+    HTTP server span of each measured request), else None.
     """
 
     def __init__(self, app, settings: Settings | None = None, *, host_app=None,
-                 excluded_urls: str | None = None, switch=None):
+                 excluded_urls: str | None = None, switch=None, spans=None):
         self.app = app
         self.switch = switch
+        self.spans = spans
         self.settings = settings if settings is not None else Settings()
         if excluded_urls is not None:
             self.settings = replace(self.settings, excluded_urls=excluded_urls)
@@ -258,10 +263,45 @@ class MetricsMiddleware:
         app = self.app if suffix is None else self._serve_endpoint(suffix)
         if not recording or excluded:
             return await app(scope, receive, send)
-        if native_telemetry.measures_http(host, scope):  # FastAPI's own metrics win: count once
+        measure = not native_telemetry.measures_http(host, scope)  # FastAPI's own metrics win
+        if self.spans is not None and suffix is None and not tracing.natively_traced(scope):
+            return await self._traced(scope, receive, send, app, host, measure)
+        if not measure:
             return await app(scope, receive, send)
         fixed = None if suffix is None else scope.get("root_path", "") + self.prefix + suffix
         return await self._http(scope, receive, send, app, host, fixed)
+
+    async def _traced(self, scope, receive, send, app, host, measure: bool):
+        """The request inside its server span (:mod:`.tracing`): the span is current while
+        the app runs and while the duration is recorded (its exemplar), and ends last."""
+        method = scope["method"]
+        if method not in _KNOWN_METHODS:
+            method = "_OTHER"
+        status = 500
+        route = None
+        root_path = scope.get("root_path", "")  # the entry's: mounts change it on the way in
+
+        def send_with_status(message):
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            return send(message)
+
+        spans = self.spans
+        span, token = spans.start(scope, method)
+        try:
+            if measure:
+                await self._http(scope, receive, send_with_status, app, host, None)
+            else:
+                await app(scope, receive, send_with_status)
+        except Exception as exc:
+            route = self._template(scope, root_path, host)
+            spans.failed(span, scope, exc, route)
+            raise
+        finally:
+            if route is None:
+                route = self._template(scope, root_path, host)
+            spans.end(span, token, method, route, status)
 
     def _resolve_on_startup(self, scope, send):
         async def send_resolving(message):

@@ -189,7 +189,10 @@ class Runtime:
                 found = instrumented(name)
                 if found is not None:
                     found.trace(self.tracer_provider)
-            INSTRUMENTS.enable_exemplars()  # latency histograms link to the current span
+            from .sampling import gate_for
+
+            # latency histograms link to the current span, once its trace is kept (tail sampling)
+            INSTRUMENTS.enable_exemplars(gate=gate_for(self.tracer_provider))
         self.poller = Poller(self.settings.probe_interval_seconds, self.tasks()).start()
         return self
 
@@ -294,5 +297,21 @@ def stop() -> None:
     state.forget_settings()  # the next set-up is a first one again
     if runtime is not None:
         runtime.shutdown()
+        shutdown_tracing(runtime.tracer_provider)
     else:
         uninstrument_all()  # instrumented by the distro, but no app was ever set up
+    logs = state.take_logs()
+    if logs is not None:
+        logs.shutdown()  # bounded
+
+
+def shutdown_tracing(tracer_provider, seconds: float = 3.0) -> None:
+    """Flush and stop a tracer provider we built (never the app's own), waiting at most
+    ``seconds``: a dead Collector must not hold the host's shutdown."""
+    from .sampling import SAMPLERS
+
+    if tracer_provider is None or tracer_provider not in SAMPLERS:
+        return
+    worker = threading.Thread(target=tracer_provider.shutdown, name="mystocks-otel-traces", daemon=True)
+    worker.start()
+    worker.join(seconds)

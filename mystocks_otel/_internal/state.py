@@ -80,6 +80,7 @@ _slots: dict[str, object] = {
     "startup_settings": None,  # config.Settings the distro validated at interpreter start
     "first_settings": None,    # the settings of the first setup_telemetry
     "paused": None,            # the poller held across a fork
+    "logs": None,              # logs.Pipeline: correlation, OTLP log export, JSON lines
 }
 _failure_logged = False
 _instance_ids: dict[int, str] = {}
@@ -144,6 +145,19 @@ def start_metrics_server(factory):
 
 def take_metrics_server():
     return _take("metrics_server")
+
+
+def logs():
+    """The log pipeline (:mod:`.logs`), or None when no log feature is on."""
+    return _get("logs")
+
+
+def start_logs(factory):
+    return _start("logs", factory)
+
+
+def take_logs():
+    return _take("logs")
 
 
 def startup_settings():

@@ -35,22 +35,64 @@ class Telemetry:
             self.runtime = None
 
 
-def build_tracer_provider(settings: config.Settings):
-    """A TracerProvider for OTEL_TRACES_EXPORTER=otlp|console, or None when tracing is off."""
-    if not settings.tracing_enabled:
+def build_tracer_provider(settings: config.Settings, exporter=None):
+    """A TracerProvider for OTEL_TRACES_EXPORTER=otlp|console, or None when tracing is off.
+
+    Spans go through the tail sampler (:mod:`.sampling`: errors, 5xx, slow traces and the
+    keep-routes always kept, a ratio of the rest by trace id) to the SDK's batch processor
+    (bounded queue; its drops and the sampler's are counted in
+    ``mystocks.telemetry.dropped_spans``). ``exporter`` replaces the configured one (tests).
+    The provider is shut down by us, bounded (:func:`shutdown_signals`), not at exit.
+    """
+    if not settings.tracing_enabled and exporter is None:
         return None
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
 
-    if settings.traces_exporter == "otlp":
+    from . import sampling
+
+    if exporter is not None:
+        pass
+    elif settings.traces_exporter == "otlp":
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
         exporter = OTLPSpanExporter()
     else:
         exporter = ConsoleSpanExporter()
-    tracer_provider = TracerProvider(resource=provider.resource(settings))  # same as the metrics
-    tracer_provider.add_span_processor(BatchSpanProcessor(exporter))
+    batch = BatchSpanProcessor(exporter)
+    sampling.count_queue_drops(batch, count_dropped_spans)
+    sampler = sampling.TailSampler(batch, sampling.Policy.from_settings(settings),
+                                   count=count_dropped_spans)
+    tracer_provider = TracerProvider(resource=provider.resource(settings), shutdown_on_exit=False)
+    tracer_provider.add_span_processor(sampler)
+    sampling.SAMPLERS[tracer_provider] = sampler
     return tracer_provider
+
+
+def count_dropped_spans(reason: str, count: int) -> None:
+    state.counter("mystocks.telemetry.dropped_spans").add(count, reason)
+
+
+def count_dropped_log_records(reason: str, count: int) -> None:
+    state.counter("mystocks.telemetry.dropped_log_records").add(count, reason)
+
+
+def logs_wanted(settings: config.Settings) -> bool:
+    """Whether a log feature is on (OTEL_LOGS_EXPORTER, OTEL_PYTHON_LOG_CORRELATION,
+    MYSTOCKS_OTEL_LOG_FORMAT=json) and ``logging`` is not in OTEL_PYTHON_DISABLED_INSTRUMENTATIONS."""
+    return (settings.logs_exporter != "none" or settings.log_correlation
+            or settings.log_format == "json") and settings.instrumentation_enabled("logging")
+
+
+def start_logs(settings: config.Settings, tracer_provider=None, exporter=None):
+    """The log pipeline (:mod:`.logs`, the only importer of the experimental logs SDK) when a
+    log feature is on, once per process; else None."""
+    if exporter is None and not logs_wanted(settings):
+        return state.logs()
+    from . import logs
+
+    return state.start_logs(lambda: logs.start(settings, provider.resource(settings), tracer_provider,
+                                               exporter, count_dropped_log_records))[0]
 
 
 FINAL_FLUSH_SECONDS = 3.0
@@ -59,6 +101,12 @@ FINAL_FLUSH_SECONDS = 3.0
 def _flush_quietly() -> None:
     try:
         provider.force_flush(timeout_millis=FINAL_FLUSH_SECONDS * 1000)
+        rt = runtime.current()
+        if rt is not None and rt.tracer_provider is not None and hasattr(rt.tracer_provider, "force_flush"):
+            rt.tracer_provider.force_flush(int(FINAL_FLUSH_SECONDS * 1000))
+        logs = state.logs()
+        if logs is not None:
+            logs.force_flush(FINAL_FLUSH_SECONDS * 1000)
     except Exception:  # noqa: BLE001 - never fail the host's shutdown
         _log.warning("mystocks-otel: final flush failed", exc_info=True)
 
@@ -96,16 +144,13 @@ def instrument_app(app, rt: runtime.Runtime) -> None:
     middleware list, exception handlers or OpenAPI schema.
     """
     http = runtime.instrumentor("fastapi")  # our `fastapi` instrumentor: HTTP metrics and spans
-    asgi.install(app, rt.settings, switch=http)
-    flush_on_shutdown(app)
+    spans = None
     if rt.tracing and http.recording:
-        from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
-        from opentelemetry.metrics import NoOpMeterProvider
+        from .tracing import ServerSpans
 
-        FastAPIInstrumentor.instrument_app(
-            app, tracer_provider=rt.tracer_provider, meter_provider=NoOpMeterProvider(),
-            excluded_urls=span_excluded_urls(rt.settings),
-        )
+        spans = ServerSpans(rt.tracer_provider, log_exceptions=state.logs() is not None)
+    asgi.install(app, rt.settings, switch=http, spans=spans)
+    flush_on_shutdown(app)
 
 
 def span_excluded_urls(settings: config.Settings) -> str:
@@ -173,6 +218,7 @@ def setup_telemetry(app, *, engines=(), tracer_provider=None, settings: config.S
             tracer_provider = build_tracer_provider(settings)
         rt = runtime.start(settings, engines, tracer_provider)
         if current is None:
+            start_logs(rt.settings, rt.tracer_provider)
             serve_metrics_port(rt.settings)
         instrument_app(app, rt)
         handle = Telemetry(app, rt, rt.settings)

@@ -1,0 +1,122 @@
+"""HTTP server spans, made by our ASGI layer: one span per request, nothing more.
+
+Upstream's ``FastAPIInstrumentor`` (contrib's ASGI middleware) adds about 127 us per request:
+besides the server span it makes one internal span per ``receive`` and ``send`` message,
+collects many attributes through several helper layers, and wraps the middleware stack. The
+on-call path needs one thing from HTTP tracing: the request's server span, with the stable
+semantic conventions, current while the app runs, so that the app's SQL and Redis spans, its
+log records and the latency exemplar join it. :class:`ServerSpans` makes exactly that, inside
+the layer that already times the request:
+
+- the parent comes from the request's headers (the globally configured propagator: W3C
+  ``traceparent``/``baggage`` by default, ``OTEL_PROPAGATORS`` honoured);
+- kind SERVER, name ``METHOD route-template`` (``METHOD`` alone when no route matched);
+  attributes ``http.request.method`` (``_OTHER`` and ``http.request.method_original`` for
+  unknown methods), ``url.path``, ``url.scheme``, ``http.route``,
+  ``http.response.status_code``, ``network.protocol.version``, ``server.address``,
+  ``server.port``, ``client.address``, ``user_agent.original``; the query string is left out
+  (it may carry personal data);
+- status ERROR and ``error.type`` on a 5xx or an exception (recorded on the span); a 4xx is
+  the client's error and leaves the status unset (semantic conventions for servers);
+- an uncaught exception is logged once, with this trace, while the span is current
+  (:func:`mystocks_otel._internal.logs.log_uncaught`), when a log feature is on.
+
+Excluded URLs (``OTEL_PYTHON_FASTAPI_EXCLUDED_URLS``) and the metrics endpoints get no span,
+as they get no metric. When FastAPI's native telemetry traces the request itself, its span is
+the server span and ours is not made.
+"""
+
+from __future__ import annotations
+
+from opentelemetry import context as otel_context
+from opentelemetry import propagate, trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+_KIND = SpanKind.SERVER
+_TRACER_NAME = "mystocks_otel.http"
+
+
+class _HeaderGetter:
+    """ASGI headers as a propagation carrier (lower-case names, latin-1 values)."""
+
+    def get(self, carrier, key):
+        name = key.lower().encode("latin-1")
+        values = [v.decode("latin-1") for k, v in carrier if k.lower() == name]
+        return values or None
+
+    def keys(self, carrier):
+        return [k.decode("latin-1") for k, _ in carrier]
+
+
+_GETTER = _HeaderGetter()
+
+
+def natively_traced(scope) -> bool:
+    """FastAPI's native telemetry made a server span for this request (its span wins)."""
+    native = scope.get("fastapi.telemetry")
+    return native is not None and getattr(native, "span", None) is not None
+
+
+class ServerSpans:
+    """Starts and ends the server span of each request (see the module docstring)."""
+
+    def __init__(self, tracer_provider, log_exceptions: bool = False):
+        from .. import __version__ as version
+
+        self.tracer = tracer_provider.get_tracer(_TRACER_NAME, version)
+        self.log_exceptions = log_exceptions
+
+    def start(self, scope, method: str):
+        """The span and the context token; :meth:`end` must follow."""
+        headers = scope.get("headers") or ()
+        parent = propagate.extract(headers, getter=_GETTER) if headers else None
+        attributes = {"http.request.method": method, "url.path": scope.get("path", ""),
+                      "url.scheme": scope.get("scheme", "http")}
+        if method == "_OTHER":
+            attributes["http.request.method_original"] = scope.get("method", "")
+        version = scope.get("http_version")
+        if version:
+            attributes["network.protocol.version"] = version
+        server = scope.get("server")
+        if server:
+            attributes["server.address"] = server[0]
+            if server[1] is not None:
+                attributes["server.port"] = server[1]
+        client = scope.get("client")
+        if client:
+            attributes["client.address"] = client[0]
+        for key, value in headers:
+            if key == b"user-agent":
+                attributes["user_agent.original"] = value.decode("latin-1")
+                break
+        span = self.tracer.start_span("HTTP" if method == "_OTHER" else method, context=parent,
+                                      kind=_KIND, attributes=attributes)
+        token = otel_context.attach(trace.set_span_in_context(span, parent))
+        return span, token
+
+    def failed(self, span, scope, exc: BaseException, route: str | None) -> None:
+        """The app raised: recorded on the span, and logged once (while the span is current)."""
+        try:
+            span.record_exception(exc)
+            span.set_attribute("error.type", type(exc).__qualname__)
+            if self.log_exceptions:
+                from . import logs
+
+                logs.log_uncaught(scope, exc, route)
+        except Exception:  # noqa: BLE001 - telemetry never changes the app's error
+            pass
+
+    @staticmethod
+    def end(span, token, method: str, route: str | None, status: int) -> None:
+        try:
+            if route:
+                span.set_attribute("http.route", route)
+                span.update_name(f"{'HTTP' if method == '_OTHER' else method} {route}")
+            span.set_attribute("http.response.status_code", status)
+            if status >= 500:
+                if not (span.attributes or {}).get("error.type"):
+                    span.set_attribute("error.type", str(status))
+                span.set_status(Status(StatusCode.ERROR))
+            span.end()
+        finally:
+            otel_context.detach(token)
