@@ -79,6 +79,39 @@ def test_fan_out_to_prometheus_and_victoriametrics(collector, compose):
     assert "-httpListenAddr=:8428" in compose["services"]["victoriametrics"]["command"]
 
 
+def test_traces_and_logs_go_to_the_stores_compose_runs(collector, compose, root):
+    """Spans to Jaeger's OTLP receiver, log records to VictoriaLogs' OTLP path, each through
+    memory_limiter and batch, with a bounded queue and bounded retries; the hosts and ports are
+    compose's services, and Grafana's datasources read the same stores."""
+    exporters, pipelines = collector.merged["exporters"], collector.merged["service"]["pipelines"]
+    assert pipelines["traces"]["exporters"] == ["otlp_http/jaeger"]
+    assert pipelines["logs"]["exporters"] == ["otlp_http/victorialogs"]
+    assert exporters["otlp_http/jaeger"]["endpoint"] == "http://jaeger:4318"
+    assert exporters["otlp_http/victorialogs"]["logs_endpoint"] == \
+        "http://victorialogs:9428/insert/opentelemetry/v1/logs"
+    for name in ("otlp_http/jaeger", "otlp_http/victorialogs"):
+        queue = exporters[name]["sending_queue"]
+        assert queue["enabled"] and 0 < queue["queue_size"] <= 1000, name
+        assert exporters[name]["retry_on_failure"]["max_elapsed_time"] == "60s", name
+    services = compose["services"]
+    assert "--config=/etc/jaeger/jaeger.yaml" in services["jaeger"]["command"]
+    assert "-httpListenAddr=:9428" in services["victorialogs"]["command"]
+    assert {"jaeger", "victorialogs"} <= set(services["otel-collector"]["depends_on"])
+    jaeger = yaml.safe_load((root / "jaeger" / "jaeger.yaml").read_text())
+    receiver = jaeger["receivers"]["otlp"]["protocols"]["http"]["endpoint"]
+    assert receiver.endswith(":-0.0.0.0:4318}")
+    query = jaeger["extensions"]["jaeger_query"]["http"]["endpoint"]
+    assert query.endswith(":-0.0.0.0:16686}") and "127.0.0.1:16686:16686" in services["jaeger"]["ports"]
+    datasources = {d["uid"]: d for d in yaml.safe_load(
+        (root / "dashboards" / "provisioning" / "datasources" / "datasources.yml").read_text())["datasources"]}
+    assert datasources["jaeger"]["url"] == "http://jaeger:16686"
+    assert datasources["victorialogs"]["url"] == "http://victorialogs:9428"
+    assert datasources["prometheus"]["jsonData"]["exemplarTraceIdDestinations"] == [
+        {"name": "trace_id", "datasourceUid": "jaeger"}]
+    grafana_env = services["grafana"]["environment"]
+    assert datasources["victorialogs"]["type"] in grafana_env["GF_PLUGINS_PREINSTALL"].split(",")
+
+
 def test_compose_keeps_the_raw_copy_out_of_the_long_term_store(collector, compose):
     """compose's VictoriaMetrics keeps a year of aggregates only (Prometheus' remote_write);
     the Collector's raw copy goes to Prometheus, which keeps it 15 days."""
@@ -365,7 +398,8 @@ def start_collector(otelcol, root, tmp_path):
     (even when the test failed), its log in ``tmp_path/servers/logs``."""
     with Processes(tmp_path / "servers") as procs:
 
-        def start(prometheus_url: str, victoriametrics_url: str, overlay: bool = False) -> dict[str, int]:
+        def start(prometheus_url: str, victoriametrics_url: str, overlay: bool = False,
+                  traces_url: str | None = None, logs_url: str | None = None) -> dict[str, int]:
             ports = {name: free_port() for name in ("grpc", "http", "zpages", "telemetry",
                                                     "health", "prometheus")}
             env = {
@@ -379,6 +413,8 @@ def start_collector(otelcol, root, tmp_path):
                 "OTELCOL_BATCH_TIMEOUT": "200ms",
                 "OTELCOL_HEALTH_ENDPOINT": f"127.0.0.1:{ports['health']}",
                 "OTELCOL_PROMETHEUS_EXPORTER_ENDPOINT": f"127.0.0.1:{ports['prometheus']}",
+                "OTELCOL_JAEGER_OTLP_ENDPOINT": traces_url or prometheus_url,
+                "OTELCOL_VICTORIALOGS_OTLP_ENDPOINT": f"{logs_url or prometheus_url}/insert/opentelemetry",
             }
             configs = ["otelcol.yaml", "overlay-contrib.yaml"] if overlay else ["otelcol.yaml"]
             procs.start(processes.otel_collector(
@@ -445,6 +481,54 @@ def test_metrics_flow_from_the_sdk_through_the_collector_to_both_backends(start_
                 and not line.endswith(" 0")]
 
     assert wait_until(accepted, 15, "otelcol_receiver_accepted_metric_points > 0")
+
+
+@pytest.mark.live
+def test_spans_and_log_records_reach_the_trace_and_log_store_paths(start_collector, otlp_sink):
+    """The SDK's spans and log records, through the built Collector, arrive at Jaeger's OTLP
+    path (/v1/traces) and VictoriaLogs' (/insert/opentelemetry/v1/logs), log with its trace."""
+    import logging
+
+    from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+    from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
+    from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+    ports = start_collector(otlp_sink.url, otlp_sink.url, traces_url=otlp_sink.url, logs_url=otlp_sink.url)
+    base = f"http://127.0.0.1:{ports['http']}"
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(endpoint=f"{base}/v1/traces")))
+    logger_provider = LoggerProvider()
+    logger_provider.add_log_record_processor(SimpleLogRecordProcessor(OTLPLogExporter(endpoint=f"{base}/v1/logs")))
+    logger = logging.getLogger("collector-e2e")
+    logger.propagate = False
+    handler = LoggingHandler(logger_provider=logger_provider)
+    logger.addHandler(handler)
+    try:
+        with tracer_provider.get_tracer("e2e").start_as_current_span("POST /orders") as span:
+            trace_id = span.get_span_context().trace_id
+            logger.error("order rejected")
+    finally:
+        logger.removeHandler(handler)
+        tracer_provider.shutdown()
+        logger_provider.shutdown()
+
+    received = otlp_sink.received
+    paths = {"/v1/traces", "/insert/opentelemetry/v1/logs"}
+    wait_until(lambda: {p for p, _ in received} >= paths, 15, "the trace and log stores to receive data")
+    spans = [s for p, body in received if p == "/v1/traces"
+             for rs in ExportTraceServiceRequest.FromString(body).resource_spans
+             for ss in rs.scope_spans for s in ss.spans]
+    assert [(s.name, int.from_bytes(s.trace_id, "big")) for s in spans] == [("POST /orders", trace_id)]
+    records = [r for p, body in received if p == "/insert/opentelemetry/v1/logs"
+               for rl in ExportLogsServiceRequest.FromString(body).resource_logs
+               for sl in rl.scope_logs for r in sl.log_records]
+    assert [(r.body.string_value, r.severity_text, int.from_bytes(r.trace_id, "big")) for r in records] == [
+        ("order rejected", "ERROR", trace_id)]
 
 
 @pytest.mark.live

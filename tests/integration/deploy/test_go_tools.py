@@ -106,9 +106,15 @@ def test_built_prometheus_and_alertmanager_are_the_pinned_releases(promtool, amt
     assert "tags: remove_all_sd" in info
 
 
-def test_alertmanager_ui_is_the_page_pointing_at_the_api(alertmanager_binary, tmp_path):
-    """The module lacks Alertmanager's built UI; the build serves tools/alertmanager/overlay/."""
+def test_alertmanager_ui_is_the_page_pointing_at_the_api(alertmanager_binary, tmp_path, root):
+    """The module lacks Alertmanager's built UI; the build serves tools/alertmanager/overlay/
+    (Alertmanager serves HTML only gzipped: each index.html.gz is its index.html, gzip -n -9)."""
+    import gzip
+
     from mystocks_otel_dev.stack import processes
+
+    for page in (root / "tools" / "alertmanager" / "overlay").rglob("index.html"):
+        assert gzip.decompress(page.with_suffix(".html.gz").read_bytes()) == page.read_bytes(), page
 
     config = tmp_path / "am.yml"
     config.write_text("route:\n  receiver: none\nreceivers:\n  - name: none\n")
@@ -116,5 +122,6 @@ def test_alertmanager_ui_is_the_page_pointing_at_the_api(alertmanager_binary, tm
         am = procs.start(processes.alertmanager(config, tmp_path / "data", binary=alertmanager_binary))
         import urllib.request
 
-        page = urllib.request.urlopen(am.url + "/", timeout=5).read().decode()
-        assert "api/v2/alerts" in page and "amtool" in page
+        for path in ("/", "/ui/"):
+            page = urllib.request.urlopen(am.url + path, timeout=5).read().decode()
+            assert "api/v2/alerts" in page and "amtool" in page, path

@@ -2,7 +2,7 @@
 
 Prometheus remote-writes the recording-rule series, and only those, to VictoriaMetrics, which
 keeps them a year. The live tests run the repository's own remote_write block (its allow-list
-and its replica handling) on a real Prometheus 2.42 with the real rule files, scraping the
+and its replica handling) on a real Prometheus 3.16 (built from its Go module) with the real rule files, scraping the
 synthetic catalog exporter, into a real VictoriaMetrics (Debian trixie's package), as an HA
 pair of replicas the way `mystocks-otel stack` and issue 9's production topology run it.
 """
