@@ -330,14 +330,15 @@ METRICS: tuple[MetricSpec, ...] = (
        "Metric exports that failed (push exporters; /metrics/health shows the last error).",
        [label("exporter", "otlp")], "P2", "telemetry"),
     _m("mystocks.telemetry.dropped_spans", C, "{span}",
-       "Spans lost before export: tail-sampling buffers full (buffer_full, trace_too_long, "
-       "trace_given_up), the batch queue full (queue_full) or closed (already_shutdown).",
+       "Spans lost: tail-sampling buffers full (buffer_full, trace_too_long, trace_given_up), "
+       "the batch queue full (queue_full) or closed (already_shutdown), the export failed "
+       "(export_failed).",
        [label("reason", "buffer_full", "trace_too_long", "trace_given_up", "queue_full",
-              "already_shutdown")], "P2", "telemetry"),
+              "already_shutdown", "export_failed")], "P2", "telemetry"),
     _m("mystocks.telemetry.dropped_log_records", C, "{record}",
-       "Log records lost before export: the batch queue full (queue_full) or closed "
-       "(already_shutdown).",
-       [label("reason", "queue_full", "already_shutdown")], "P2", "telemetry"),
+       "Log records lost: the batch queue full (queue_full) or closed (already_shutdown), the "
+       "export failed (export_failed).",
+       [label("reason", "queue_full", "already_shutdown", "export_failed")], "P2", "telemetry"),
 )
 
 BY_NAME: dict[str, MetricSpec] = {spec.name: spec for spec in METRICS}

@@ -45,6 +45,8 @@ _log = logging.getLogger(__name__)
 # run upstream's Redis and FastAPI ones for spans only (no-op meter provider).
 _REPLACED = frozenset({"fastapi", "asgi", "starlette", "sqlalchemy", "redis"})
 _LAUNCHER_LOGGER = "opentelemetry.instrumentation.auto_instrumentation._load"
+#: opentelemetry-instrumentation-logging's entry point: set up by us (see load_instrumentor).
+_LOGGING = "logging"
 
 
 class MyStocksDistro(BaseDistro):
@@ -58,6 +60,12 @@ class MyStocksDistro(BaseDistro):
             return
         if entry_point.name in _REPLACED:
             _log.debug("mystocks-otel replaces the %s instrumentation", entry_point.name)
+            return
+        if entry_point.name == _LOGGING:
+            # Upstream's would put a handler on the root logger for the global LoggerProvider,
+            # which we do not set; ours runs at app set-up with the validated settings
+            # (OTEL_PYTHON_LOG_CORRELATION, OTEL_LOGS_EXPORTER, MYSTOCKS_OTEL_LOG_FORMAT), and
+            # only when one of them asks (mystocks_otel/_internal/logs.py).
             return
         super().load_instrumentor(entry_point, **kwargs)
 

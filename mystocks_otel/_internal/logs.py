@@ -147,7 +147,7 @@ def _with_short_names(factory):
 def _export(pipeline: Pipeline, settings, resource, exporter, count) -> None:
     from opentelemetry.instrumentation.logging.handler import LoggingHandler
 
-    from .sampling import count_queue_drops
+    from .sampling import CountingExporter, count_queue_drops
 
     if exporter is None:
         if settings.logs_exporter == "otlp":
@@ -157,6 +157,8 @@ def _export(pipeline: Pipeline, settings, resource, exporter, count) -> None:
         else:
             exporter = ConsoleLogRecordExporter()
     provider = LoggerProvider(resource=resource, shutdown_on_exit=False)  # bounded by us
+    if count is not None:
+        exporter = CountingExporter(exporter, count)
     batch = BatchLogRecordProcessor(exporter)
     if count is not None:
         count_queue_drops(batch, count)

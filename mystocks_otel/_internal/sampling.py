@@ -284,3 +284,28 @@ def count_queue_drops(batch_processor, count: Callable[[str, int], None]) -> boo
         return False
     inner._metrics = _DropCounter(metrics, count)
     return True
+
+
+class CountingExporter:
+    """Wraps a span or log exporter: a failed export (a dead Collector, after the exporter's
+    own retries) counts its items as dropped, reason ``export_failed``. Everything else is
+    the wrapped exporter's."""
+
+    def __init__(self, exporter, count: Callable[[str, int], None]):
+        self._exporter, self._count = exporter, count
+
+    def export(self, batch):
+        result = self._exporter.export(batch)
+        if getattr(result, "name", "") == "FAILURE":
+            self._count("export_failed", len(batch))
+        return result
+
+    def shutdown(self, *args, **kwargs):
+        return self._exporter.shutdown(*args, **kwargs)
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        flush = getattr(self._exporter, "force_flush", None)
+        return flush(timeout_millis) if flush is not None else True
+
+    def __getattr__(self, name):
+        return getattr(self._exporter, name)

@@ -59,7 +59,7 @@ def build_tracer_provider(settings: config.Settings, exporter=None):
         exporter = OTLPSpanExporter()
     else:
         exporter = ConsoleSpanExporter()
-    batch = BatchSpanProcessor(exporter)
+    batch = BatchSpanProcessor(sampling.CountingExporter(exporter, count_dropped_spans))
     sampling.count_queue_drops(batch, count_dropped_spans)
     sampler = sampling.TailSampler(batch, sampling.Policy.from_settings(settings),
                                    count=count_dropped_spans)

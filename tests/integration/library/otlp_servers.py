@@ -10,15 +10,17 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
 )
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 
 class RecordingCollector:
-    """Accepts POST /v1/metrics (and /v1/traces) and keeps every decoded request."""
+    """Accepts POST /v1/metrics (and /v1/traces, /v1/logs) and keeps every decoded request."""
 
     def __init__(self):
         self.requests: list[ExportMetricsServiceRequest] = []
         self.trace_requests: list[ExportTraceServiceRequest] = []
+        self.log_requests: list[ExportLogsServiceRequest] = []
         self.paths: list[str] = []
         self._lock = threading.Lock()
         collector = self
@@ -34,7 +36,9 @@ class RecordingCollector:
                         collector.requests.append(ExportMetricsServiceRequest.FromString(body))
                     elif self.path == "/v1/traces":
                         collector.trace_requests.append(ExportTraceServiceRequest.FromString(body))
-                self.send_response(200 if self.path in ("/v1/metrics", "/v1/traces") else 404)
+                    elif self.path == "/v1/logs":
+                        collector.log_requests.append(ExportLogsServiceRequest.FromString(body))
+                self.send_response(200 if self.path in ("/v1/metrics", "/v1/traces", "/v1/logs") else 404)
                 self.send_header("Content-Type", "application/x-protobuf")
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -65,6 +69,20 @@ class RecordingCollector:
             requests = list(self.trace_requests)
         return {(span.trace_id.hex(), span.span_id.hex()) for request in requests
                 for rs in request.resource_spans for ss in rs.scope_spans for span in ss.spans}
+
+    def spans(self) -> list:
+        """Every span received (protobuf ``Span`` messages)."""
+        with self._lock:
+            requests = list(self.trace_requests)
+        return [span for request in requests for rs in request.resource_spans
+                for ss in rs.scope_spans for span in ss.spans]
+
+    def log_records(self) -> list:
+        """Every log record received (protobuf ``LogRecord`` messages)."""
+        with self._lock:
+            requests = list(self.log_requests)
+        return [record for request in requests for rl in request.resource_logs
+                for sl in rl.scope_logs for record in sl.log_records]
 
     def exemplars(self, name: str) -> list[tuple[str, str]]:
         """(trace id, span id) of every exemplar pushed on histogram ``name``."""
