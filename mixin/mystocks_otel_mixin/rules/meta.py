@@ -29,6 +29,12 @@ def _http_absent(q: PromQL) -> str:
     return f"(\n  {evidence}\n)\nunless on (job, instance) count by (job, instance) ({http})"
 
 
+def _cluster_split(am: PromQL) -> str:
+    """Alertmanagers that see fewer cluster members than Prometheus finds Alertmanagers up."""
+    return (f"max_over_time({am.sel('alertmanager_cluster_members')}[5m])\n"
+            f"< on (job) group_left ()\ncount by (job) ({am.sel('up')} == 1)")
+
+
 def _monitoring(cfg: MixinConfig) -> tuple[Alert, ...]:
     prom, am, col = (PromQL(cfg.prometheus_job), PromQL(cfg.alertmanager_job), PromQL(cfg.collector_job))
     jobs = (cfg.prometheus_job, cfg.alertmanager_job, cfg.collector_job)
@@ -106,6 +112,71 @@ def _monitoring(cfg: MixinConfig) -> tuple[Alert, ...]:
             checks=("Prometheus `/status` (Alertmanagers) and the `alerting:` section of its config.",
                     "Alertmanager running and listening (`curl <am>/-/ready`).",
                     "TLS/auth errors in the Prometheus log."),
+        ),
+        Alert(
+            name="AlertmanagerClusterSplit",
+            expr=_cluster_split(am),
+            for_="10m", severity="critical", category="meta", priority="P1", team="platform",
+            link_labels=(),
+            summary="Alertmanager {{ $labels.instance }} is cut off from its cluster peers.",
+            description="{{ $labels.instance }} sees {{ $value }} cluster members, fewer than the "
+            "Alertmanagers Prometheus finds up: silences and notification logs are no longer shared, so a silenced alert pages again "
+            "from the other side and every side sends its own notifications.",
+            threshold="cluster members below the Alertmanagers up, over 5m windows, for 10m",
+            why="Alertmanagers deduplicate and share silences by gossip. Split, each side notifies "
+            "on its own: a silenced P0 keeps paging from the peer that never heard of the silence, "
+            "and each incident is sent twice. Judged against the Alertmanagers Prometheus scrapes "
+            "and finds up (the peers configured where it matters, without a number to keep in "
+            "step): a peer that is simply down is MonitoringTargetDown's, not a split, and a "
+            "single Alertmanager (one member of one) never fires. A peer failing as seen from "
+            "one side lowers that side's member count, so a partition fires on every side. "
+            "alertmanager_cluster_failed_peers is not read on its own: a peer replaced at a new "
+            "address stays 'failed' for the reconnect timeout (6 h) while the cluster is whole. "
+            "max_over_time over 5m and `for: 10m` ride over a rolling restart, when members "
+            "leave and rejoin within a minute or two. Critical: duplicated and unsilenceable "
+            "pages need the on-call's hands.",
+            checks=("Each Alertmanager's `/#/status`: the cluster peers it sees, and `amtool cluster show`.",
+                    "The gossip port (9094, TCP and UDP) between the peers: firewall, DNS of --cluster.peer.",
+                    "Alertmanager logs: `memberlist` and `Failed to join` messages."),
+        ),
+        Alert(
+            name="PrometheusConfigReloadFailed",
+            expr=f"max_over_time({prom.sel('prometheus_config_last_reload_successful')}[5m]) == 0",
+            for_="10m", severity="critical", category="meta", priority="P1", team="platform",
+            link_labels=(),
+            summary="Prometheus {{ $labels.instance }} failed to reload its configuration.",
+            description="{{ $labels.instance }}'s last configuration reload failed: it keeps evaluating the "
+            "old rules and scraping the old targets, and the change that was meant to apply did not.",
+            threshold="last reload unsuccessful, over 5m windows, for 10m",
+            why="A reload that fails (a rule file promtool would reject, an unreadable secret) "
+            "leaves Prometheus running the previous configuration without a sound: the new "
+            "alert, the fixed route or the new target silently does not exist. "
+            "prometheus_config_last_reload_successful is 0 until a reload succeeds. "
+            "max_over_time over 5m lets a broken reload fixed by the next one pass; `for: 10m` "
+            "gives the person who made the change time to see it. Critical, as in the "
+            "upstream Prometheus mixin: the alerting itself is not what people think it is.",
+            checks=("Prometheus log: `Error reloading config` and the file and line.",
+                    "`promtool check config prometheus.yml` and `promtool check rules` on the rule files.",
+                    "Prometheus `/status` (last successful reload) and `/rules`: which rules are loaded."),
+        ),
+        Alert(
+            name="AlertmanagerConfigReloadFailed",
+            expr=f"max_over_time({am.sel('alertmanager_config_last_reload_successful')}[5m]) == 0",
+            for_="10m", severity="critical", category="meta", priority="P1", team="platform",
+            link_labels=(),
+            summary="Alertmanager {{ $labels.instance }} failed to reload its configuration.",
+            description="{{ $labels.instance }}'s last configuration reload failed: it routes with the old "
+            "receivers, routes and inhibitions.",
+            threshold="last reload unsuccessful, over 5m windows, for 10m",
+            why="A rejected alertmanager.yml (a template error, a missing secret file) keeps the "
+            "old routing tree: a new receiver or an on-call change never takes effect, and peers "
+            "that did load it route differently. alertmanager_config_last_reload_successful is "
+            "0 until a reload succeeds; per instance, so one peer with a bad file is named. "
+            "Same windows as PrometheusConfigReloadFailed, critical as in the upstream "
+            "Alertmanager mixin.",
+            checks=("Alertmanager log: `Loading configuration file failed` and the reason.",
+                    "`amtool check-config` on the rendered alertmanager.yml and its templates.",
+                    "The secret files the config reads (alerts/alertmanager/secrets/): present and readable."),
         ),
         Alert(
             name="OtelCollectorExportFailures",
