@@ -369,46 +369,49 @@ class MetricsMiddleware:
         if method not in _KNOWN_METHODS:
             method = "_OTHER"
         root_path = scope.get("root_path", "")
-        sizes = {"status": 500, "request": content_length(scope.get("headers")),
-                 "started": False, "response": None, "request_seen": 0, "response_seen": 0}
-        wrapped_receive = receive
-        if sizes["request"] is None:
-            async def wrapped_receive():
+        status, response_size = 500, None  # None: no response started (the app raised)
+        request_size = content_length(scope.get("headers"))
+        counted_receive = receive
+        if request_size is None:  # no Content-Length: the bytes the app reads
+            request_size = 0
+
+            async def counted_receive():
+                nonlocal request_size
                 message = await receive()
                 if message["type"] == "http.request":
-                    sizes["request_seen"] += len(message.get("body") or b"")
+                    request_size += len(message.get("body") or b"")
                 return message
 
+        counting = False  # the response has no Content-Length: count its bytes as they go
+
         def send_sized(message):
+            nonlocal status, response_size, counting
             kind = message["type"]
             if kind == "http.response.start":
-                sizes["status"] = message["status"]
-                sizes["response"] = content_length(message.get("headers"))
-                sizes["started"] = True
-            elif kind == "http.response.body":
-                sizes["response_seen"] += len(message.get("body") or b"")
+                status = message["status"]
+                response_size = content_length(message.get("headers"))
+                counting = response_size is None
+                if counting:
+                    response_size = 0
+            elif counting and kind == "http.response.body":
+                response_size += len(message.get("body") or b"")
             return send(message)
 
         active = self._active
         active.add(1, method)
         start = perf_counter()
         try:
-            await app(scope, wrapped_receive, send_sized)
+            await app(scope, counted_receive, send_sized)
         finally:
             duration = perf_counter() - start
             active.add(-1, method)
             route = fixed_route or self._template(scope, root_path, host)
-            status = sizes["status"]
             if self.settings.group_status_codes:
                 status = status_label(status)
             self._duration.record(duration, method, route, status)
-            request = sizes["request"]
-            self._request_size.record(sizes["request_seen"] if request is None else request,
-                                      method, route, status)
-            if sizes["started"]:  # no response sent (the app raised): no size to tell
-                response = sizes["response"]
-                self._response_size.record(sizes["response_seen"] if response is None else response,
-                                           method, route, status)
+            self._request_size.record(request_size, method, route, status)
+            if response_size is not None:
+                self._response_size.record(response_size, method, route, status)
 
     def _template(self, scope, root_path, host):
         try:
