@@ -26,7 +26,7 @@ import sys
 import time
 from dataclasses import dataclass
 
-from . import loadgen, report, server
+from . import loadgen, report, server, tracing
 from .server import ROOT
 
 
@@ -154,13 +154,15 @@ def machine(generator: str) -> dict:
 
 
 #: The phases, in the order they run; ``--only`` picks some (their rows only are printed).
-PHASES = ("inprocess", "memory", "uvicorn", "scrape")
+#: ``tracing`` (tracing and logs against upstream, a dead Collector) has its own table.
+PHASES = ("inprocess", "memory", "uvicorn", "scrape", "tracing")
 
 
 def collect(plan: Plan, generator: str, phases=PHASES) -> dict:
     data = {"machine": machine(generator), "plan": plan.__dict__}
     run = {"inprocess": lambda: run_inprocess(plan), "memory": lambda: run_memory(plan),
-           "uvicorn": lambda: run_uvicorn(plan, generator), "scrape": lambda: run_scrape(plan)}
+           "uvicorn": lambda: run_uvicorn(plan, generator), "scrape": lambda: run_scrape(plan),
+           "tracing": lambda: tracing.collect(plan is QUICK, generator)}
     for phase in PHASES:
         if phase in phases:
             data[phase] = run[phase]()
@@ -198,7 +200,11 @@ def main(argv=None) -> int:
             json.dump(data, out, indent=1)
     print(header(data, elapsed))
     print()
-    print(report.table(report.rows(data)))
+    if set(data) & {"inprocess", "memory", "uvicorn", "scrape"}:
+        print(report.table(report.rows(data)))
+    if "tracing" in data:
+        print()
+        print(tracing.table(data["tracing"]))
     return 0
 
 

@@ -61,9 +61,7 @@ class ServerSpans:
     """Starts and ends the server span of each request (see the module docstring)."""
 
     def __init__(self, tracer_provider, log_exceptions: bool = False):
-        from .. import __version__ as version
-
-        self.tracer = tracer_provider.get_tracer(_TRACER_NAME, version)
+        self.tracer = tracer_provider.get_tracer(_TRACER_NAME)
         self.log_exceptions = log_exceptions
 
     def start(self, scope, method: str):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import json
+import logging
 import math
 import os
 import random
@@ -22,6 +23,8 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 from fastapi import HTTPException, Request
+
+_log = logging.getLogger("mystocks_demo.faults")
 
 DEPENDENCIES = ("redis", "database")
 MAX_LATENCY_MS = 30_000
@@ -198,4 +201,8 @@ async def inject_api_faults(request: Request) -> None:
     if state.latency_ms:
         await asyncio.sleep(state.latency_ms / 1000)
     if state.error_rate and random.random() < state.error_rate:
+        # One ERROR record per failed request, inside its span: with OTEL_LOGS_EXPORTER=otlp the
+        # log store holds it with the request's trace id (issue 16: page -> trace -> log line).
+        _log.error("injected fault: error_rate: %s %s answered 500", request.method,
+                   getattr(request.scope.get("route"), "path", "?"))
         raise HTTPException(status_code=500, detail="injected fault: error_rate")
