@@ -47,7 +47,8 @@ def test_prometheus_stores_our_exemplars_and_they_match_exported_spans(tmp_path,
     with RecordingCollector() as collector:
         env = base_env(tmp_path, OTEL_TRACES_EXPORTER="otlp", OTEL_METRICS_EXPORTER="prometheus,otlp",
                        OTEL_EXPORTER_OTLP_ENDPOINT=collector.endpoint, OTEL_BSP_SCHEDULE_DELAY="200",
-                       OTEL_METRIC_EXPORT_INTERVAL="500", MYSTOCKS_OTEL_SYSTEM_METRICS="false")
+                       OTEL_METRIC_EXPORT_INTERVAL="500", MYSTOCKS_OTEL_SYSTEM_METRICS="false",
+                       MYSTOCKS_OTEL_TRACES_KEEP_RATIO="1")  # tail sampling keeps all 20 traces
         app_port, prom_port = free_port(), free_port()
         extra = ("--workers", str(workers)) if workers > 1 else ()
         with run_process(uvicorn_argv("setup_app:app", app_port, *extra, instrument=False),
