@@ -30,6 +30,8 @@ from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any
 
+from mystocks_otel.catalog import LATENCY_BUCKETS
+
 #: Prometheus job names (prometheus/prometheus.yml must agree; a test checks): the defaults of
 #: MixinConfig's job fields.
 APP_JOB = "mystocks-api"
@@ -327,6 +329,10 @@ class MixinConfig:
     #: (severity, long window, short window, factor): ``--set burn_rates=critical:1h:5m:14.4,...``.
     burn_rates: tuple[tuple[str, str, str, float], ...] = BURN_RATE_ALERTS
     slo_windows: tuple[str, ...] = SLO_WINDOWS
+    #: The app's HTTP duration buckets (MYSTOCKS_OTEL_HTTP_BUCKETS; default the catalog's):
+    #: `render` refuses a latency threshold read through histogram_quantile or `le` that is
+    #: not one of them (mystocks_otel_mixin.render.check_http_buckets).
+    http_buckets: tuple[float, ...] = LATENCY_BUCKETS
     thresholds: Thresholds = field(default_factory=Thresholds)
     sessions: Sessions = field(default_factory=Sessions)
     labels: Labels = field(default_factory=Labels)
@@ -352,6 +358,10 @@ class MixinConfig:
                 if not value or any(ch in value for ch in '"\\{}|, \n'):
                     raise ValueError(f"labels.{name}: {value!r}: expected a label value without quotes, "
                                      "braces, bars, commas or spaces")
+        if not self.http_buckets or any(b <= 0 for b in self.http_buckets) or \
+                list(self.http_buckets) != sorted(set(self.http_buckets)):
+            raise ValueError(f"http_buckets={','.join(map(str, self.http_buckets))}: expected increasing "
+                             "bucket bounds in seconds, e.g. http_buckets=0.1,0.5,1,2.5")
         windows = {w for _, long, short, _ in self.burn_rates for w in (long, short)}
         if not windows <= set(self.slo_windows):
             raise ValueError(f"burn_rates: windows {', '.join(sorted(windows - set(self.slo_windows)))} are not "

@@ -184,7 +184,8 @@ def test_slo_records_and_burn_rate_alerts():
     for slo in config.SLOS:
         for window in config.SLO_WINDOWS:
             assert (config.slo_error_ratio_record(window), slo.name) in recorded, (slo.name, window)
-        burns = [a for a in ALERTS if a["labels"]["category"] == "slo" and f'slo="{slo.name}"' in a["expr"]]
+        burns = [a for a in ALERTS if a["labels"]["category"] == "slo" and "ErrorBudgetBurn" in a["alert"]
+                 and f'slo="{slo.name}"' in a["expr"]]
         assert {a["labels"]["severity"] for a in burns} == {"critical", "warning"}, slo.name
         for a in burns:
             for severity, long, short, factor in config.BURN_RATE_ALERTS:
@@ -289,7 +290,7 @@ def test_generated_files_name_the_module_that_writes_them():
     writers = {"alerts/rules/": "mystocks_otel_mixin.rules", "docs/runbooks.md": "mystocks_otel_mixin.docs.alerting",
                "docs/ALERTING.md": "mystocks_otel_mixin.docs.alerting", "docs/METRICS.md": "mystocks_otel_mixin.docs.metrics",
                "dashboards/provisioning/": "mystocks_otel_mixin.dashboards.provisioning",
-               "alerts/alertmanager/": "mystocks_otel_mixin.routing"}
+               "alerts/alertmanager/": "mystocks_otel_mixin.routing", "slo/": "mystocks_otel_mixin.openslo"}
     for rel, text in render.generate_all(CFG).items():
         if rel.endswith(".json"):
             continue  # dashboards: in their description (tests/integration/mixin/test_dashboards.py)
