@@ -31,6 +31,7 @@ only when a log feature is on.
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import sys
@@ -104,6 +105,7 @@ def start(settings, resource, tracer_provider=None, exporter=None, count=None) -
     """Set up what ``settings`` ask for. ``exporter`` replaces the OTLP/console exporter (tests);
     ``count(reason, n)`` counts dropped records."""
     pipeline = Pipeline(settings)
+    atexit.register(pipeline.shutdown)  # bounded: flushes what is queued, then stops
     if settings.log_correlation or settings.log_format == "json":
         _correlate(pipeline, settings, tracer_provider)
     if settings.logs_exporter != "none" or exporter is not None:

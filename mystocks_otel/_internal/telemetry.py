@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
 from contextlib import asynccontextmanager
@@ -66,6 +67,7 @@ def build_tracer_provider(settings: config.Settings, exporter=None):
     tracer_provider = TracerProvider(resource=provider.resource(settings), shutdown_on_exit=False)
     tracer_provider.add_span_processor(sampler)
     sampling.SAMPLERS[tracer_provider] = sampler
+    atexit.register(runtime.shutdown_tracing, tracer_provider)  # bounded, unlike the SDK's own
     return tracer_provider
 
 
