@@ -189,7 +189,7 @@ def main(argv=None) -> int:
                         help="load generator for the uvicorn rows (auto: wrk when installed)")
     parser.add_argument("--only", choices=PHASES, action="append", metavar="PHASE",
                         help="run this phase only (repeatable): inprocess (the asgi, record and "
-                             "render rows), memory, uvicorn or scrape")
+                             "render rows), memory, uvicorn, scrape or tracing")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     data = collect(QUICK if args.quick else FULL, loadgen.resolve(args.generator),
