@@ -155,18 +155,6 @@ def instrument_app(app, rt: runtime.Runtime) -> None:
     flush_on_shutdown(app)
 
 
-def span_excluded_urls(settings: config.Settings) -> str:
-    """The excluded URLs in contrib's terms, for spans.
-
-    Ours are searched in the path and anchored on it (``^/metrics(/|$)``); contrib searches
-    the full URL (``http://host/metrics``), so an anchored pattern is re-anchored after the
-    host. The default follows MYSTOCKS_OTEL_METRICS_PATH, as it does for metrics.
-    """
-    patterns = endpoints.excluded_urls(settings, settings.metrics_path or endpoints.DEFAULT_PATH)
-    return ",".join(r"^[a-z][a-z0-9+.-]*://[^/]+" + p[1:] if p.startswith("^/") else p
-                    for p in (part.strip() for part in patterns.split(",")) if p)
-
-
 def serve_metrics_port(settings: config.Settings) -> None:
     """OTEL_EXPORTER_PROMETHEUS_PORT: the endpoints on their own port (once per process).
 
