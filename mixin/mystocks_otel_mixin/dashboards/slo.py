@@ -79,8 +79,10 @@ def _panels(cfg: config.MixinConfig, slo: config.SLO, weighted: bool) -> list:
         stat_panel(
             f"{slo.name}: error budget remaining ({PERIOD})",
             f"Share of the {PERIOD} error budget ({budget} of events) not yet spent "
-            f"({weighing}). Below zero the SLO is breached. From the long-term store, which keeps "
-            "the SLI recordings a year (Prometheus keeps 15 days).",
+            f"({weighing}). Below zero the SLO is breached, and {slo_rules.exhausted_alert_name(slo)} "
+            "fires (it reads the same ratio, recorded as slo:period_error_budget_remaining:ratio, "
+            "over what Prometheus holds). From the long-term store, which keeps the SLI recordings "
+            "a year (Prometheus keeps 15 days).",
             "percentunit",
             [query(f"1 - ({period_ratio}) / {budget}", "remaining", instant=True,
                    datasource=LTS_DATASOURCE)],

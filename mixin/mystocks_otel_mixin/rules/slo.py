@@ -237,6 +237,10 @@ def _burn_alert(cfg: MixinConfig, slo: config.SLO, severity: str) -> Alert:
     )
 
 
+def exhausted_alert_name(slo: config.SLO) -> str:
+    return f"{_camel(slo.name)}ErrorBudgetExhausted"
+
+
 def _exhausted_alert(cfg: MixinConfig, slo: config.SLO) -> Alert:
     rec = PromQL()
     matcher = f'slo="{slo.name}"'
@@ -257,7 +261,7 @@ def _exhausted_alert(cfg: MixinConfig, slo: config.SLO) -> Alert:
                  "against the always-recorded objective, so at any evaluation interval): two late "
                  "opens in the first session of a new Prometheus are not a spent month.")
     return Alert(
-        name=f"{_camel(slo.name)}ErrorBudgetExhausted",
+        name=exhausted_alert_name(slo),
         expr=expr,
         for_="15m",
         severity="warning",
