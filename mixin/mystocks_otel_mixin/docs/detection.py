@@ -7,10 +7,12 @@ under production intervals, from:
   changes the table: tests/unit/mixin/test_docs.py and the generated-files test pin that);
 - the `for` of every alert it counts through ``ALERTS`` (ServiceDegradation waits for its
   inputs to fire first);
-- what the rule's range windows need once the fault is on, against hours of healthy history
-  (a 5% error ratio over 5m needs 15 s of 100% errors; a fast burn's 1h window needs 14.4x the
-  budget's share of the hour) — stated per alert below from ``MixinConfig``'s thresholds and
-  SLOs, and checked to be a window the expression reads;
+- what the rule's range windows need once the fault is on, against at least 6 h of healthy
+  history, the longest page window (a 5% error ratio over 5m needs 15 s of 100% errors; a fast
+  burn's 1h window needs 14.4x the budget's share of the hour) — stated per alert below from
+  ``MixinConfig``'s thresholds and SLOs, checked to be a window the expression reads, and
+  checked against promtool evaluating the rules at 15 s on such history
+  (tests/integration/mixin/test_detection_promtool.py);
 - the scrape, evaluation and health-probe intervals (a fault is seen at the next scrape; a
   recorded series one group evaluation later; a condition at the next evaluation);
 - the routing's group_wait (``routing.CAUSES`` page at once, other criticals wait).
@@ -345,8 +347,11 @@ def section(alerts: Sequence[Alert], cfg: MixinConfig, live: Path | Traversable 
         "## Detection time, computed from the rules\n",
         f"From the fault to the page, under production intervals ({iv.scrape:g} s scrape, {iv.evaluation:g} s "
         f"evaluation, {iv.probe:g} s health probe), computed when this page is rendered from each rule's `for`, "
-        "the `for` of the alerts it counts through `ALERTS`, what its range windows need against hours of "
-        "healthy history, and the routing's group_wait (`mixin/mystocks_otel_mixin/docs/detection.py`). "
+        "the `for` of the alerts it counts through `ALERTS`, what its range windows need against at least 6 h of "
+        "healthy history (the longest page window; with less, a burn alert's 6h/30m pair fires sooner), and the "
+        "routing's group_wait (`mixin/mystocks_otel_mixin/docs/detection.py`; promtool, evaluating the rules "
+        "at 15 s on such history, fires each alert of `tests/integration/mixin/test_detection_promtool.py` "
+        "within two evaluations of the windows plus the `for` given here). "
         "Expected: half an interval for every wait on the next scrape, probe or evaluation; worst: a whole one. "
         "A row marked *inhibited* fires in Prometheus but pages nobody: the alert named beside it has paged "
         "for the same cause. *Live* is the live suite's last run of the same fault on the whole stack under "
