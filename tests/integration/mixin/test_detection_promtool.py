@@ -62,6 +62,19 @@ def _availability(dependency: str) -> list[dict]:
                   "values": _gauge(1, 0 if d == dependency else 1)} for d in ("postgresql", "redis")]
 
 
+def _stall() -> list[dict]:
+    """The last-update timestamp stops moving. T0 is 06:15:15 UTC on a Thursday (promtool's clock
+    starts at the epoch): 14:15 in Shanghai, the afternoon session open for 75 minutes."""
+    return [{"series": f'mystocks_market_data_last_update_timestamp_seconds{{{JOB}, source="akshare"}}',
+             "values": f"0+{STEP}x{HISTORY} {STEP * HISTORY}x{AFTER}"}]
+
+
+def _pool() -> list[dict]:
+    pool = f'{JOB}, pool="default", worker="0"'
+    return [{"series": f"mystocks_db_connections_active{{{pool}}}", "values": _gauge(5, 15)},
+            {"series": f"mystocks_db_connections_max{{{pool}}}", "values": _gauge(15, 15)}]
+
+
 #: (fault of detection.FAULTS, alert, the input series of the fault).
 CASES = [
     ("the API answers 5xx to every request (a bad release)", "ApiCriticalErrorRate", _requests(0, RATE, 0)),
@@ -72,6 +85,8 @@ CASES = [
     ("PostgreSQL goes down", "PostgreSQLDown", _availability("postgresql")),
     ("Redis goes down", "RedisDown", _availability("redis")),
     ("every instance of the API is down", "ApiJobDown", [{"series": f"up{{{JOB}}}", "values": _gauge(1, 0)}]),
+    ("the market-data feed stalls during a session", "MarketDataNotUpdated", _stall()),
+    ("one worker's database pool is exhausted", "DatabaseConnectionPoolExhausted", _pool()),
 ]
 
 
