@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 from opentelemetry import metrics as api
+from opentelemetry.metrics import _internal as _api_state  # is a global provider set (API 1.45)
 from opentelemetry.metrics import CallbackOptions, NoOpMeter
 
 from .. import catalog
@@ -331,44 +332,102 @@ def run_callbacks(recorder) -> None:
 # -- the API: provider, meters, instruments -----------------------------------------------------
 
 class _Sync:
-    def __init__(self, name, unit, description, recorder):
+    """A synchronous instrument of ours, with the API's placeholder semantics: when another
+    provider is set globally later (``metrics.set_meter_provider``: the app's, logfire's,
+    FastAPI's ``auto_configure``), its measurements go to a twin made on that provider, as the
+    API's own placeholder instruments would. ``recorder`` None: a no-op until then (one of our
+    names, e.g. FastAPI's native ``http.server.request.duration``)."""
+
+    _create = ""  # the Meter method that makes the twin
+
+    def __init__(self, name, unit, description, recorder, scope=("", "", ""), advisory=None):
         super().__init__(name, unit, description)
+        self._name, self._unit, self._description = name, unit, description
         self._recorder = recorder
+        self._scope = scope
+        self._advisory = advisory
+        self._twin = None  # (provider, its instrument)
+
+    def _moved(self):
+        """The twin on the provider set globally since, or None while there is none."""
+        other = _api_state._METER_PROVIDER
+        if other is None:
+            return None
+        twin = self._twin
+        if twin is None or twin[0] is not other:
+            try:
+                meter = other.get_meter(self._scope[0], self._scope[1] or None, self._scope[2] or None)
+                create = getattr(meter, self._create)
+                made = (create(self._name, self._unit, self._description,
+                               explicit_bucket_boundaries_advisory=self._advisory)
+                        if self._create == "create_histogram"
+                        else create(self._name, self._unit, self._description))
+            except Exception:  # noqa: BLE001 - never raise into the app
+                made = None
+            twin = self._twin = (other, made)
+        return twin[1]
 
 
 class AppCounter(_Sync, api.Counter):
+    _create = "create_counter"
+
     def add(self, amount, attributes=None, context=None) -> None:
         try:
-            self._recorder.add(amount, *flat_key(attributes))
+            if _api_state._METER_PROVIDER is not None:
+                moved = self._moved()
+                return moved.add(amount, attributes, context) if moved is not None else None
+            if self._recorder is not None:
+                self._recorder.add(amount, *flat_key(attributes))
         except Exception:  # noqa: BLE001 - never raise into the app
             pass
 
 
 class AppUpDownCounter(_Sync, api.UpDownCounter):
+    _create = "create_up_down_counter"
+
     def add(self, amount, attributes=None, context=None) -> None:
         try:
-            self._recorder.add(amount, *flat_key(attributes))
+            if _api_state._METER_PROVIDER is not None:
+                moved = self._moved()
+                return moved.add(amount, attributes, context) if moved is not None else None
+            if self._recorder is not None:
+                self._recorder.add(amount, *flat_key(attributes))
         except Exception:  # noqa: BLE001
             pass
 
 
 class AppHistogramInstrument(_Sync, api.Histogram):
+    _create = "create_histogram"
+
     def record(self, amount, attributes=None, context=None) -> None:
         try:
-            self._recorder.record(amount, *flat_key(attributes))
+            if _api_state._METER_PROVIDER is not None:
+                moved = self._moved()
+                return moved.record(amount, attributes, context) if moved is not None else None
+            if self._recorder is not None:
+                self._recorder.record(amount, *flat_key(attributes))
         except Exception:  # noqa: BLE001
             pass
 
 
 class AppGaugeInstrument(_Sync, api._Gauge):
+    _create = "create_gauge"
+
     def set(self, amount, attributes=None, context=None) -> None:
         try:
-            self._recorder.set(amount, *flat_key(attributes))
+            if _api_state._METER_PROVIDER is not None:
+                moved = self._moved()
+                return moved.set(amount, attributes, context) if moved is not None else None
+            if self._recorder is not None:
+                self._recorder.set(amount, *flat_key(attributes))
         except Exception:  # noqa: BLE001
             pass
 
 
 class _Observable:
+    """An observable instrument of ours: its callbacks feed its recorder (they stay with us
+    when another provider is set later)."""
+
     def __init__(self, name, callbacks, unit, description, recorder):
         super().__init__(name, callbacks, unit, description)
         self._recorder = recorder
@@ -413,27 +472,27 @@ class AppMeter(api.Meter):
         return self._registry.recorder(AppSpec.make(name, instrument, checked["unit"],
                                                     checked["description"], buckets, scope))
 
+    def _scope(self) -> tuple:
+        return (self.name, self.version or "", self.schema_url or "")
+
     def create_counter(self, name, unit="", description=""):
         found = self._recorder(name, COUNTER, unit, description)
-        return (AppCounter(name, unit, description, found) if found is not None
-                else self._noop.create_counter(name, unit, description))
+        return AppCounter(name, unit, description, found, self._scope())
 
     def create_up_down_counter(self, name, unit="", description=""):
         found = self._recorder(name, UPDOWN, unit, description)
-        return (AppUpDownCounter(name, unit, description, found) if found is not None
-                else self._noop.create_up_down_counter(name, unit, description))
+        return AppUpDownCounter(name, unit, description, found, self._scope())
 
     def create_histogram(self, name, unit="", description="", *,
                          explicit_bucket_boundaries_advisory=None):
         bounds = _bounds(explicit_bucket_boundaries_advisory)
         found = self._recorder(name, HISTOGRAM, unit, description, bounds)
-        return (AppHistogramInstrument(name, unit, description, found) if found is not None
-                else self._noop.create_histogram(name, unit, description))
+        return AppHistogramInstrument(name, unit, description, found, self._scope(),
+                                      explicit_bucket_boundaries_advisory)
 
     def create_gauge(self, name, unit="", description=""):
         found = self._recorder(name, GAUGE, unit, description)
-        return (AppGaugeInstrument(name, unit, description, found) if found is not None
-                else self._noop.create_gauge(name, unit, description))
+        return AppGaugeInstrument(name, unit, description, found, self._scope())
 
     def create_observable_counter(self, name, callbacks=None, unit="", description=""):
         found = self._recorder(name, OBS_COUNTER, unit, description)

@@ -160,8 +160,17 @@ def test_install_keeps_a_provider_set_first_and_forwards_the_placeholder_otherwi
         found = app.get("shop.early"), app.get("shop.late")
         print([dict(r.snapshot()) if r else None for r in found])
         if sys.argv[1] == "ours":
-            metrics.set_meter_provider(MeterProvider())  # a later SDK still may set the global
+            # a later SDK still may set the global; instruments made meanwhile move to it, as the
+            # API's own placeholders would (FastAPI's "late global providers" test needs it)
+            from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+            reader = InMemoryMetricReader()
+            metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
             print(type(metrics.get_meter_provider()).__name__)
+            late.add(4)
+            data = reader.get_metrics_data()
+            print([(m.name, m.data.data_points[0].value) for rm in data.resource_metrics
+                   for sm in rm.scope_metrics for m in sm.metrics])
+            print(dict(app.get("shop.late").snapshot()))
     """)
     def run(which):
         proc = subprocess.run([sys.executable, "-c", script, which], capture_output=True,
@@ -173,6 +182,8 @@ def test_install_keeps_a_provider_set_first_and_forwards_the_placeholder_otherwi
     assert out[:2] == ["set", "ours"]
     assert out[2] == "[{(): 2}, {(): 3}]"
     assert out[3] == "MeterProvider"
+    assert out[4] == "[('shop.late', 4)]"  # moved to the provider set later
+    assert out[5] == "{(): 3}"  # and no longer counted here
     assert "Overriding" not in err
     out, _ = run("off")  # MYSTOCKS_OTEL_GLOBAL_METER_PROVIDER=false: the placeholder untouched
     assert out[:2] == ["off", "_ProxyMeter"]
