@@ -75,6 +75,14 @@ def _pool() -> list[dict]:
             {"series": f"mystocks_db_connections_max{{{pool}}}", "values": _gauge(15, 15)}]
 
 
+def _two_areas() -> list[dict]:
+    """Every database statement turns slow and every Redis command fails."""
+    return [{"series": f"mystocks_db_query_duration_seconds_count{{{JOB}}}", "values": _counter(RATE, RATE)},
+            {"series": f"mystocks_db_slow_queries_total{{{JOB}}}", "values": _counter(0, RATE)},
+            {"series": f"mystocks_redis_command_duration_seconds_count{{{JOB}}}", "values": _counter(RATE, RATE)},
+            {"series": f"mystocks_redis_command_errors_total{{{JOB}}}", "values": _counter(0, RATE)}]
+
+
 #: (fault of detection.FAULTS, alert, the input series of the fault).
 CASES = [
     ("the API answers 5xx to every request (a bad release)", "ApiCriticalErrorRate", _requests(0, RATE, 0)),
@@ -87,19 +95,26 @@ CASES = [
     ("every instance of the API is down", "ApiJobDown", [{"series": f"up{{{JOB}}}", "values": _gauge(1, 0)}]),
     ("the market-data feed stalls during a session", "MarketDataNotUpdated", _stall()),
     ("one worker's database pool is exhausted", "DatabaseConnectionPoolExhausted", _pool()),
+    # The review's case: ServiceDegradation waits for the `for` of the alerts it counts.
+    ("database queries turn slow and cache commands fail (two areas degraded)", "ServiceDegradation",
+     _two_areas()),
 ]
+#: No scrape, probe or group delay: promtool's series are what the scrape saw, and its groups
+#: are evaluated in order at one timestamp. What is left is the windows and the `for`s.
+_NO_DELAY = detection.Intervals(scrape=0.0, evaluation=0.0, probe=0.0)
 
 
 _RECORDED = re.compile(r"\b[a-z_]+:[a-z0-9_]+:[a-z0-9_]+\b")
 
 
-def _rule_file(alert: str) -> dict:
-    """The alert and every recording rule it reads, directly or through other recorded series,
-    in their files' order: one recording group, then one alert group."""
+def _rule_file(*alerts: str) -> dict:
+    """The alerts and every recording rule they read, directly or through other recorded series,
+    in their files' order: one recording group, then one alert group (an alert that counts
+    others through ALERTS comes after them)."""
     every = [rule for path in rules.RULE_FILES
              for group in yaml.safe_load((ROOT / path).read_text())["groups"] for rule in group["rules"]]
-    target = next(rule for rule in every if rule.get("alert") == alert)
-    needed, todo = set(), set(_RECORDED.findall(target["expr"]))
+    targets = [next(rule for rule in every if rule.get("alert") == alert) for alert in alerts]
+    needed, todo = set(), {name for target in targets for name in _RECORDED.findall(target["expr"])}
     while todo:
         name = todo.pop()
         needed.add(name)
@@ -107,7 +122,7 @@ def _rule_file(alert: str) -> dict:
             if rule.get("record") == name:
                 todo |= set(_RECORDED.findall(rule["expr"])) - needed
     records = [rule for rule in every if rule.get("record") in needed]
-    return {"groups": [{"name": "recorded", "rules": records}, {"name": "alert", "rules": [target]}]}
+    return {"groups": [{"name": "recorded", "rules": records}, {"name": "alert", "rules": targets}]}
 
 
 def _firing(alert: str, at: float, firing: bool) -> dict:
@@ -118,8 +133,8 @@ def _firing(alert: str, at: float, firing: bool) -> dict:
 @pytest.mark.parametrize("fault, alert, series", [pytest.param(*c, id=c[1]) for c in CASES])
 def test_the_alert_fires_when_the_table_says(tmp_path, promtool, fault, alert, series):
     alerts = rules.all_alerts(DEFAULT)
-    row = next(r for r in detection.rows(alerts, DEFAULT) if r.fault == fault and r.alert.name == alert)
-    due = T0 + row.signal.needs(DEFAULT) + detection.seconds(row.alert.for_)
+    row = next(r for r in detection.rows(alerts, DEFAULT, _NO_DELAY) if r.fault == fault and r.alert.name == alert)
+    due = T0 + row.expected - row.group_wait
     early = STEP * math.floor(due / STEP) - 2 * STEP
     late = STEP * math.ceil(due / STEP) + 2 * STEP
     test = {
@@ -129,11 +144,12 @@ def test_the_alert_fires_when_the_table_says(tmp_path, promtool, fault, alert, s
         "tests": [{"interval": f"{STEP}s", "input_series": series,
                    "promql_expr_test": [_firing(alert, early, False), _firing(alert, late, True)]}],
     }
-    (tmp_path / "rules.yml").write_text(yaml.safe_dump(_rule_file(alert), sort_keys=False))
+    (tmp_path / "rules.yml").write_text(yaml.safe_dump(_rule_file(*row.signal.inputs, alert), sort_keys=False))
     path = tmp_path / "detection.yml"
     path.write_text(yaml.safe_dump(test, sort_keys=False))
     result = subprocess.run([promtool, "test", "rules", str(path)], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, (
         f"{alert}: the table says it fires {due - T0:.0f} s after the fault (windows "
-        f"{row.signal.needs(DEFAULT):.0f} s + for {row.alert.for_}); promtool disagrees:\n"
+        f"{row.signal.needs(DEFAULT):.0f} s + for {row.alert.for_}{', after ' + row.inputs_for if row.inputs_for else ''}); "
+        "promtool disagrees:\n"
         + (result.stdout + result.stderr)[-3000:])
