@@ -63,11 +63,20 @@ class ServerSpans:
     def __init__(self, tracer_provider, log_exceptions: bool = False):
         self.tracer = tracer_provider.get_tracer(_TRACER_NAME)
         self.log_exceptions = log_exceptions
+        #: the header names the global propagator reads (traceparent, tracestate, baggage...):
+        #: a request with none of them has no remote parent, and extracting is skipped
+        self._fields = frozenset(f.lower().encode("latin-1")
+                                 for f in propagate.get_global_textmap().fields)
 
     def start(self, scope, method: str):
         """The span and the context token; :meth:`end` must follow."""
         headers = scope.get("headers") or ()
-        parent = propagate.extract(headers, getter=_GETTER) if headers else None
+        fields = self._fields
+        parent = None
+        for key, _ in headers:
+            if key.lower() in fields:
+                parent = propagate.extract(headers, getter=_GETTER)
+                break
         attributes = {"http.request.method": method, "url.path": scope.get("path", ""),
                       "url.scheme": scope.get("scheme", "http")}
         if method == "_OTHER":

@@ -161,3 +161,34 @@ def test_exemplars_only_point_at_kept_traces_of_the_asgi_layers_server_spans():
     assert result["exemplars"], "the failing requests' exemplar is missing"
     for route, trace_id in result["exemplars"]:
         assert route == "/boom" and trace_id.rjust(32, "0") in stored
+
+
+REMOTE = """
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from mystocks_otel import config
+    from mystocks_otel._internal.telemetry import build_tracer_provider
+
+    exporter = InMemorySpanExporter()
+    tp = build_tracer_provider(config.load().with_overrides(traces_keep_ratio=1.0), exporter=exporter)
+    app = make_app(); setup_telemetry(app, tracer_provider=tp)
+    client = TestClient(app)
+    client.get("/api/quotes/A", headers={"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"})
+    client.get("/api/quotes/B")
+    tp.force_flush()
+    done(spans=[(s.name, format(s.context.trace_id, "032x"),
+                 format(s.parent.span_id, "016x") if s.parent else None,
+                 bool(s.parent and s.parent.is_remote), dict(s.attributes))
+                for s in exporter.get_finished_spans()])
+"""
+
+
+def test_the_server_span_continues_a_remote_parent_and_carries_the_semantic_conventions():
+    (first, second) = run_scenario(REMOTE)["spans"]
+    name, trace_id, parent, remote, attributes = first
+    assert (name, trace_id, parent, remote) == ("GET /api/quotes/{symbol}",
+                                               "0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331", True)
+    assert {k: attributes[k] for k in ("http.request.method", "http.route", "url.path",
+                                       "http.response.status_code", "url.scheme")} == {
+        "http.request.method": "GET", "http.route": "/api/quotes/{symbol}", "url.path": "/api/quotes/A",
+        "http.response.status_code": 200, "url.scheme": "http"}
+    assert second[1] != trace_id and second[2] is None  # no header: a new trace, a local root
