@@ -127,16 +127,26 @@ def test_fastapis_native_exception_record_wins_over_ours(tmp_path):
     assert hex_id(record.trace_id) == hex_id(span.trace_id)  # emitted inside our server span
 
 
-def test_a_dead_collector_never_holds_shutdown(tmp_path):
+def dropped(port: int, metric: str) -> float:
+    from harness import scrape, series
+
+    return sum(s.value for s in series(scrape(port), metric) if s.labels.get("reason") == "export_failed")
+
+
+def test_a_dead_collector_never_holds_shutdown_and_its_drops_are_counted(tmp_path):
     (tmp_path / "plain_app.py").write_text(PLAIN_APP)
     dead = free_port()  # nothing listens there
     env = base_env(tmp_path, OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{dead}",
+                   OTEL_EXPORTER_OTLP_TIMEOUT="1",  # the exporters give up after 1 s of retries
                    **{**ENV, "OTEL_METRICS_EXPORTER": "prometheus,otlp"})
     port = free_port()
     with run_process(uvicorn_argv("plain_app:app", port), tmp_path, env) as app:
         app.wait_port(port)
         for i in range(50):
-            request(port, f"/ok/{i}")
-        request(port, "/fail")
+            assert request(port, f"/ok/{i}")[0] == 200
+        assert request(port, "/fail")[0] == 500
+        wait_until(lambda: dropped(port, "mystocks_telemetry_dropped_spans_total") >= 51
+                   and dropped(port, "mystocks_telemetry_dropped_log_records_total") >= 51,
+                   timeout=30, what="the spans and records the dead Collector lost, counted")
         elapsed = app.terminate(timeout=15)
         assert elapsed < 5, (elapsed, app.output()[-2000:])
