@@ -36,7 +36,7 @@ from typing import Iterable
 
 import logging
 
-from . import app_metrics, client_registry, state
+from . import app_meters, app_metrics, client_registry, state
 from ..catalog import OVERFLOW_ATTRIBUTE, Kind, MetricSpec
 from .instruments import OVERFLOW_KEY, Instruments
 from .state import APP_INSTRUMENTS, INSTRUMENTS, LABEL_TEXTS
@@ -61,7 +61,7 @@ def render(accept: str | None = None) -> tuple[bytes, str] | None:
     openmetrics = wants_openmetrics(accept)
     started = time.perf_counter()
     APP_INSTRUMENTS.observe_all()  # the app's callbacks, into this worker's recorders (and file)
-    app_metrics.check_global(APP_INSTRUMENTS)
+    app_meters.check_global(APP_INSTRUMENTS)
     store = current.multiprocess
     merged = store.merged() if store is not None else None
     found = unique([*families(INSTRUMENTS, merged), *app_families(APP_INSTRUMENTS, store, merged)])

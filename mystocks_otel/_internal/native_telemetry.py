@@ -7,11 +7,11 @@ by another SDK such as logfire, or by FastAPI's ``FASTAPI_OTEL_AUTO_CONFIGURE``)
 the names, units and buckets our ASGI layer records too.
 
 **When the provider FastAPI would use is ours** (the API's placeholder forwarding to
-:class:`.app_metrics.AppMeterProvider`, e.g. ``FastAPI(telemetry={"meter_provider":
+:class:`.app_meters.AppMeterProvider`, e.g. ``FastAPI(telemetry={"meter_provider":
 metrics.get_meter_provider()})`` after set-up), **ours win**: our meters give FastAPI's
 ``http.server.*`` instruments no-ops (they are catalog names), and our layer records the request.
 By default FastAPI sees no configured provider (we forward the placeholder instead of setting
-the global, see :func:`.app_metrics.install_global`), so its native metrics stay off.
+the global, see :func:`.app_meters.install_global`), so its native metrics stay off.
 
 **When FastAPI's native metrics go to another provider for a request, they win**, and our layer records
 no HTTP metrics for it: the application chose that provider explicitly, FastAPI's own tests
@@ -40,7 +40,7 @@ def measures_http(app, scope) -> bool:
         return False
     from opentelemetry import metrics
 
-    from .app_metrics import is_ours
+    from .app_meters import is_ours
 
     provider = settings.get("meter_provider")
     if provider is None:

@@ -19,7 +19,7 @@ from opentelemetry.sdk.resources import SERVICE_INSTANCE_ID, SERVICE_NAME, Resou
 
 from .. import catalog
 from ..config import MAX_CARDINALITY, Settings
-from . import app_metrics, export_health, server_log, state
+from . import app_meters, export_health, server_log, state
 from .state import APP_INSTRUMENTS, INSTRUMENTS
 
 _log = logging.getLogger(__name__)
@@ -35,7 +35,7 @@ class ProviderState:
     #: recorders by mystocks_otel._internal.exposition, with no SDK collection on the scrape path
     readers: dict[str, MetricReader | None]
     multiprocess: object | None = None  # a multiprocess.Store when several workers share /metrics
-    #: what set-up did about the app's own instruments: set, ours, other, off (app_metrics)
+    #: what set-up did about the app's own instruments: set, ours, other, off (app_meters)
     app_meters: str = "off"
     started_at: float = field(default_factory=time.time)
     last_collection: dict = field(default_factory=dict)
@@ -133,7 +133,7 @@ def _build(settings: Settings) -> ProviderState:
     APP_INSTRUMENTS.bind_all(lambda scope: provider.get_meter(scope[0], scope[1] or None,
                                                              scope[2] or None))
     built = ProviderState(provider, settings, resource_, readers)
-    built.app_meters = app_metrics.install_global(APP_INSTRUMENTS, provider, settings)
+    built.app_meters = app_meters.install_global(APP_INSTRUMENTS, provider, settings)
     # The standalone port (OTEL_EXPORTER_PROMETHEUS_PORT) is started by setup_telemetry
     # (mystocks_otel._internal.standalone): it serves the endpoints, which read the state.
     if "prometheus" in readers:

@@ -11,14 +11,14 @@ import math
 import multiprocessing
 import os
 
-import pytest
 from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.sdk.metrics import MeterProvider
 from prometheus_client.parser import text_string_to_metric_families
 
 from mystocks_otel import catalog
-from mystocks_otel._internal import app_metrics, exposition
-from mystocks_otel._internal.app_metrics import AppInstruments, AppMeterProvider, AppSpec
+from mystocks_otel._internal import exposition
+from mystocks_otel._internal.app_meters import AppMeterProvider
+from mystocks_otel._internal.app_metrics import AppInstruments, AppSpec
 from mystocks_otel._internal.instruments import Instruments
 from mystocks_otel._internal.multiprocess import Store
 from mystocks_otel._internal.sdk_bridge import InMemoryReader
@@ -140,7 +140,7 @@ def test_install_keeps_a_provider_set_first_and_forwards_the_placeholder_otherwi
         from opentelemetry import metrics
         from opentelemetry.sdk.metrics import MeterProvider
         from mystocks_otel.config import Settings
-        from mystocks_otel._internal import app_metrics
+        from mystocks_otel._internal import app_meters
         from mystocks_otel._internal.app_metrics import AppInstruments
         from mystocks_otel._internal.instruments import Instruments
         import sys
@@ -149,11 +149,11 @@ def test_install_keeps_a_provider_set_first_and_forwards_the_placeholder_otherwi
         if sys.argv[1] == "other":
             metrics.set_meter_provider(MeterProvider())
         if sys.argv[1] == "off":
-            print(app_metrics.install_global(app, None, Settings(global_meter_provider=False)))
+            print(app_meters.install_global(app, None, Settings(global_meter_provider=False)))
             print(type(metrics.get_meter("x")).__name__)
             raise SystemExit
-        print(app_metrics.install_global(app, None, Settings()))
-        print(app_metrics.install_global(app, None, Settings()))
+        print(app_meters.install_global(app, None, Settings()))
+        print(app_meters.install_global(app, None, Settings()))
         early.add(2)
         late = metrics.get_meter("shop").create_counter("shop.late")
         late.add(3)
