@@ -304,8 +304,15 @@ def test_provisioning():
     base = ROOT / "dashboards" / "provisioning"
     sources = yaml.safe_load((base / "datasources" / "datasources.yml").read_text())["datasources"]
     by_name = {s["name"]: s for s in sources}
-    assert set(by_name) == {"Prometheus", "VictoriaMetrics"}, "Loki is provisioned only when configured"
+    assert set(by_name) == {"Prometheus", "VictoriaMetrics", "Jaeger", "VictoriaLogs"}, \
+        "Loki is provisioned only when configured"
     prom, lts = by_name["Prometheus"], by_name["VictoriaMetrics"]
+    # Exemplars open their trace in the trace store; log records link their trace_id there too.
+    jaeger, logs = by_name["Jaeger"], by_name["VictoriaLogs"]
+    assert (jaeger["type"], jaeger["uid"], jaeger["url"]) == ("jaeger", "jaeger", "http://jaeger:16686")
+    assert prom["jsonData"]["exemplarTraceIdDestinations"] == [{"name": "trace_id", "datasourceUid": "jaeger"}]
+    assert logs["type"] == "victoriametrics-logs-datasource" and logs["url"] == "http://victorialogs:9428"
+    assert logs["jsonData"]["derivedFields"][0]["datasourceUid"] == "jaeger"
     assert (prom["type"], prom["url"], prom["uid"], prom["isDefault"]) == (
         "prometheus", "http://prometheus:9090", "prometheus", True)
     # The long-term store answers Prometheus' query API; compose runs it as victoriametrics:8428.
