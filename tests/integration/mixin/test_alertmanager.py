@@ -486,6 +486,10 @@ def test_live_critical_alert_reaches_every_channel_at_once(live):
     assert "PostgreSQLDown <description> & details" in text
     assert "[Dashboard](https://grafana.example.com/d/mystocks-main?alert=PostgreSQLDown)" in text
     assert "[Runbook](https://runbooks.example.com/PostgreSQLDown)" in text and "[Silence this group](" in text
+    # The sink (the local stack's too) names the Teams channel and the alert it was told of.
+    teams_items = [i for i in recorder._items() if i["channel"] == "http /msteams/msteams-critical"]
+    assert {i["receiver"] for i in teams_items} == {"msteams-critical"}
+    assert any("PostgreSQLDown" in name for i in teams_items for name in i["alertnames"])
 
     webhook = recorder.paths("/alerts/webhook")
     assert {a["labels"]["alertname"] for body in webhook for a in body["alerts"]} == {
