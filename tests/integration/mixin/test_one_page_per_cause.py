@@ -26,7 +26,10 @@ import subprocess
 
 import pytest
 from support import holds_for
-from test_alertmanager import alert, http_json, live, rendered  # noqa: F401 (fixtures)
+from test_alertmanager import alert, http_json, live, rendered
+
+#: test_alertmanager's fixtures, used here by name (pytest looks them up in this module).
+FIXTURES = (live, rendered)
 
 API, API_B = "mystocks-api", "mystocks-api-b"
 #: The symptoms' group_wait (20 s critical, 30 s warning) plus the sink's and Alertmanager's slack.
