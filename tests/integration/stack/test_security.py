@@ -182,9 +182,11 @@ def test_another_user_cannot_gossip_a_silence_into_the_alertmanager_cluster(tmp_
         processes.wait_until(lambda: seen() == [2, 2], 30, "the two peers to see each other", 0.2)
         try:
             (intruder_dir / "am.yml").write_text(config.read_text())
+            # Their own copy of the program: the built one lives in root's 0700 home.
+            own_binary = shutil.copy(alertmanager_binary, intruder_dir / "alertmanager")
             http, gossip = processes.free_port(), processes.free_port()
             intruder = subprocess.Popen(
-                [processes.which("runuser"), "-u", OTHER, "--", alertmanager_binary,
+                [processes.which("runuser"), "-u", OTHER, "--", own_binary,
                  f"--config.file={intruder_dir / 'am.yml'}", f"--storage.path={intruder_dir / 'data'}",
                  f"--web.listen-address=127.0.0.1:{http}", f"--cluster.listen-address=127.0.0.1:{gossip}",
                  f"--cluster.advertise-address=127.0.0.1:{gossip}", f"--cluster.peer=127.0.0.1:{ports['a']}",
