@@ -292,7 +292,8 @@ def described(collector: RecordingCollector, name: str) -> tuple[str, str, str]:
     return found
 
 
-def test_all_three_reach_otlp_exactly_from_three_workers(app_dir, tmp_path):
+@pytest.mark.parametrize("mode", ["one-line", "zero-code"])
+def test_all_three_reach_otlp_exactly_from_three_workers(app_dir, tmp_path, mode):
     port = free_port()
     with RecordingCollector() as backend:
         otelcol = built_collector()
@@ -300,18 +301,24 @@ def test_all_three_reach_otlp_exactly_from_three_workers(app_dir, tmp_path):
             env = base_env(app_dir, MYSTOCKS_OTEL_SYSTEM_METRICS="false", PYTHONWARNINGS="ignore",
                            OTEL_METRICS_EXPORTER="prometheus,otlp", OTEL_METRIC_EXPORT_INTERVAL="300",
                            OTEL_EXPORTER_OTLP_ENDPOINT=endpoint,
-                           PROMETHEUS_MULTIPROC_DIR=str(tempfile.mkdtemp(dir=app_dir)))
-            argv = uvicorn_argv("shop_app:app", port, "--workers", str(WORKERS), instrument=False)
+                           PROMETHEUS_MULTIPROC_DIR=str(tempfile.mkdtemp(dir=app_dir)),
+                           APP_ZERO_CODE="1" if mode == "zero-code" else "0")
+            argv = uvicorn_argv("shop_app:app", port, "--workers", str(WORKERS),
+                                instrument=mode == "zero-code")
             with run_process(argv, app_dir, env) as proc:
                 proc.wait_port(port, timeout=40)
-                served = send(port, 0, 60)
+                sent, served = 0, {}
+                while len(served) < 2 and sent < 300:  # until two workers or more served calls
+                    for pid, count in send(port, sent, 30).items():
+                        served[pid] = served.get(pid, 0) + count
+                    sent += 30
                 names = ("shop.widgets.sold", "shop.sale.duration", "shop_gadgets_sold")
 
                 def exact():
                     found = {name: latest_per_instance(backend, name) for name in names}
-                    return found if all(sum(v.values()) == 60 for v in found.values()) else None
+                    return found if all(sum(v.values()) == sent for v in found.values()) else None
 
-                found = wait_until(exact, timeout=30, what="60 calls over OTLP", proc=proc.proc)
+                found = wait_until(exact, timeout=30, what=f"{sent} calls over OTLP", proc=proc.proc)
     assert len(served) >= 2, served
     assert len(found["shop.widgets.sold"]) >= 2  # several workers' instances, summed
     assert described(backend, "shop.widgets.sold") == ("shop", "{widget}", "Widgets sold.")
