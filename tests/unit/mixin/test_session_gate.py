@@ -10,6 +10,8 @@ from __future__ import annotations
 import promql_parser
 import yaml
 
+import promql_ast  # noqa: E402  (shared PromQL helper beside this file)
+
 from mystocks_otel_mixin import config, rules
 from mystocks_otel_mixin.lib.promql import gated
 from mystocks_otel_mixin.rules import slo
@@ -32,17 +34,11 @@ def _children(node) -> list:
     return []
 
 
-def _names(node) -> set[str]:
-    if isinstance(node, promql_parser.VectorSelector):
-        return {node.name}
-    return set().union(*(_names(c) for c in _children(node))) if _children(node) else set()
-
-
 def ungated(expr: str) -> set[str]:
     """The series of ``expr`` not under ``(...) and on () <session>``."""
 
     def visit(node, is_gated: bool) -> set[str]:
-        if isinstance(node, promql_parser.BinaryExpr) and str(node.op) == "and" and SESSION in _names(node.rhs):
+        if isinstance(node, promql_parser.BinaryExpr) and str(node.op) == "and" and SESSION in promql_ast.metric_names(node.rhs):
             return visit(node.lhs, True)
         if isinstance(node, promql_parser.VectorSelector):
             return set() if is_gated or node.name == SESSION else {node.name}
