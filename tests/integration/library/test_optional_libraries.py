@@ -13,9 +13,11 @@ Redis GET are counted).
 The venvs are cached under ``~/.cache/mystocks-otel/optional-libraries`` (or
 ``$MYSTOCKS_OTEL_CACHE``), keyed by a hash of what goes in them (requirements/test.txt, the
 library's dependencies, the variant, Python, the checkout's path): a rerun costs only the
-servers. A cold build is ``python -m venv`` plus pip (its cache shared): the library's own
-dependencies and FastAPI, uvicorn and websockets (uvicorn's WebSocket protocol), each at the
-version requirements/test.txt pins, then ``pip install --no-deps -e`` of the checkout.
+servers. A cold build downloads every wheel once into a wheelhouse beside them (the library's own
+dependencies, FastAPI, uvicorn and websockets, uvicorn's WebSocket protocol, SQLAlchemy and
+redis-py, each at the version requirements/test.txt pins, and setuptools for the editable
+build), then makes the three venvs side by side, offline: ``python -m venv``, ``pip install
+--no-index`` of the packages, ``pip install --no-deps -e`` of the checkout.
 test_wheel.py checks the built wheel the same way, once, without the cache.
 """
 
@@ -29,6 +31,7 @@ import shutil
 import subprocess
 import sys
 import tomllib
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -100,27 +103,58 @@ def library_dependencies() -> list[str]:
     return tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
 
 
-def venv(variant: str) -> Path:
-    """The cached venv of ``variant``, built on first use."""
-    packages = [*library_dependencies(), *BASE, *VARIANTS[variant]]
-    key = hashlib.sha256(json.dumps([variant, packages, CONSTRAINTS.read_text(), sys.version,
-                                     str(ROOT)]).encode()).hexdigest()[:12]
-    target = CACHE / f"{variant}-{key}"
+def _key(*parts) -> str:
+    return hashlib.sha256(json.dumps([*parts, CONSTRAINTS.read_text(), sys.version]).encode()).hexdigest()[:12]
+
+
+def packages_of(variant: str) -> list[str]:
+    return [*library_dependencies(), *BASE, *VARIANTS[variant]]
+
+
+def wheelhouse() -> Path:
+    """Every wheel the venvs need, downloaded once (pip's own cache may be off or bypassed):
+    the venvs then install offline from it."""
+    wanted = sorted({p for variant in VARIANTS for p in packages_of(variant)}) + ["setuptools>=77", "wheel"]
+    target = CACHE / f"wheels-{_key(wanted)}"
+    if (target / "mystocks-otel-ready").exists():
+        return target
+    shutil.rmtree(target, ignore_errors=True)
+    _run([sys.executable, "-m", "pip", "--disable-pip-version-check", "-q", "download",
+          "-d", target, "-c", CONSTRAINTS, *wanted])
+    (target / "mystocks-otel-ready").write_text(json.dumps(wanted))
+    return target
+
+
+def venv(variant: str, wheels: Path) -> Path:
+    """The cached venv of ``variant``, built on first use from ``wheels``."""
+    packages = packages_of(variant)
+    target = CACHE / f"{variant}-{_key(variant, packages, str(ROOT))}"
     ready = target / "mystocks-otel-ready"
     if ready.exists():
         return target
     shutil.rmtree(target, ignore_errors=True)
     _run([sys.executable, "-m", "venv", target])
-    pip = [target / "bin" / "python", "-m", "pip", "--disable-pip-version-check", "-q", "install"]
+    pip = [target / "bin" / "python", "-m", "pip", "--disable-pip-version-check", "-q", "install",
+           "--no-index", "--find-links", wheels]
     _run([*pip, "-c", CONSTRAINTS, *packages])
     _run([*pip, "--no-deps", "-e", ROOT])
     ready.write_text(json.dumps(packages))
     return target
 
 
-@pytest.fixture(scope="module", params=list(VARIANTS))
-def variant_venv(request) -> tuple[str, Path]:
-    return request.param, venv(request.param)
+@pytest.fixture(scope="module")
+def venvs() -> dict[str, Path]:
+    """Every variant's venv; the missing ones built at once (pip waits on the network)."""
+    missing = [v for v in VARIANTS if not (CACHE / f"{v}-{_key(v, packages_of(v), str(ROOT))}"
+                                           / "mystocks-otel-ready").exists()]
+    wheels = wheelhouse() if missing else None
+    with ThreadPoolExecutor(len(VARIANTS)) as pool:
+        return dict(zip(VARIANTS, pool.map(lambda v: venv(v, wheels), VARIANTS)))
+
+
+@pytest.fixture(params=list(VARIANTS))
+def variant_venv(request, venvs) -> tuple[str, Path]:
+    return request.param, venvs[request.param]
 
 
 def installed(python: Path) -> list[str]:
