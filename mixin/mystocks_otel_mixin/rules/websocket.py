@@ -26,9 +26,9 @@ def records(cfg: MixinConfig) -> Group:
                "pool gauges) with each live worker's slot, so the distinct slots are the workers. "
                "One series without a worker label (a single process) counts 1."),
         Record(record="job_instance:mystocks_websocket_active_connections:per_process",
-               expr="job_instance:mystocks_websocket_active_connections:sum\n/ on (job, instance)\n("
-               "\n  job_instance:mystocks_workers:count\n  or on (job, instance)\n"
-               "  job_instance:mystocks_websocket_active_connections:sum * 0 + 1\n)",
+               expr="job_instance:mystocks_websocket_active_connections:sum\n/ on (job, instance)\n(\n  (\n"
+               "    job_instance:mystocks_workers:count\n    or on (job, instance)\n"
+               "    job_instance:mystocks_websocket_active_connections:sum * 0 + 1\n  ) > 0\n)",
                why="Open connections per worker process on each instance: /metrics adds the workers' "
                "connections up, and each worker holds its own connections in its own event loop, so "
                "the capacity alerts divide by the workers. The kernel spreads accepts over the "
