@@ -194,6 +194,16 @@ def test_manual_fallback_records_body_sizes():
                 'http_response_status_code="200",http_route="/legacy"} 1' in text)
 
 
+def test_manual_fallback_groups_status_codes_as_the_set_up_says():
+    import mystocks_otel
+
+    with capture_metrics() as capture:
+        setup_telemetry(make_app(), group_status_codes=True)
+        mystocks_otel.record_api_request("GET", "/legacy", 503, 0.01, response_body_size=10)
+        assert 'http_response_status_code="5xx",http_route="/legacy"} 10' in capture.prometheus_text()
+        assert capture.count(DURATION, {"http.route": "/legacy", "http.response.status_code": "5xx"}) == 1
+
+
 # -- buckets ------------------------------------------------------------------------------------
 
 
