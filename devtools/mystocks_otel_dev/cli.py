@@ -26,7 +26,9 @@ def stack(args) -> int:
 
     if args.action == "up":
         return runner.up(Path(args.dir), test_overlay=args.test_overlay)
-    return {"down": runner.down, "status": runner.status}[args.action](Path(args.dir))
+    if args.action == "status":
+        return runner.status(Path(args.dir), as_json=args.json)
+    return runner.down(Path(args.dir))
 
 
 def register(sub) -> None:
@@ -51,4 +53,6 @@ def register(sub) -> None:
     stack_parser.add_argument("--test-overlay", action="store_true",
                        help="1 s scrape/evaluation, short `for` and routing waits, the trading session "
                             "always open: what the live tests run (thresholds and exprs unchanged)")
+    stack_parser.add_argument("--json", action="store_true",
+                       help="status: every part's state and URLs as JSON (the trace and log stores too)")
     stack_parser.set_defaults(run=stack)

@@ -22,16 +22,32 @@ LOCAL_DIFFERENCES: tuple[tuple[str, str, str], ...] = (
     ("Prometheus", "two replicas with external label replica=a|b",
      "compose runs the same pair; each replica evaluates every rule and notifies both peers"),
     ("Prometheus", "remote_write URL", "the stack's VictoriaMetrics on a loopback port"),
-    ("Collector", "metrics exporters: VictoriaMetrics and debug only",
-     "Debian's Prometheus 2.42 has its OTLP receiver patched out (FACTS.md); compose's upstream "
-     "Prometheus 3.x takes the Collector's copy"),
-    ("Collector", "every listen address", "127.0.0.1 and free ports instead of 0.0.0.0 defaults"),
+    ("Prometheus", "built from its Go module (3.16.0, scripts/build-go-tool.sh), without the web UI; "
+     "the UI is prometheus-ui, Debian's Prometheus 2.42 as a read-only console that reads replica a "
+     "through remote_read",
+     "the module does not carry the UI (an npm build of Prometheus' release process); compose's "
+     "prom/prometheus image has it"),
     ("Alertmanager", "two peers gossiping on loopback", "compose runs the same pair"),
+    ("Alertmanager", "built from its Go module (0.35.0); its web UI is a page pointing at the API "
+     "and amtool",
+     "the module's ui package embeds a UI its release process builds with Elm and npm; compose's "
+     "prom/alertmanager image has it"),
     ("Alertmanager", "basic auth on its HTTP API (--web.config.file); Prometheus sends it",
      "on a shared machine another local user must not silence alerts: the stack's owner holds "
      "the password in a 0600 file (README, Security)"),
     ("Alertmanager", "every receiver's URL, the SMTP smarthost and the secrets",
      "the notification sink (one path per receiver) instead of Slack, PagerDuty and SMTP"),
+    ("Collector", "every listen address and its exporters' endpoints",
+     "127.0.0.1 and free ports instead of 0.0.0.0 defaults and compose host names"),
+    ("Collector", "the build of collector/build.sh instead of the contrib image",
+     "no Collector is packaged for Debian; the build has every component the base and the "
+     "overlay use"),
+    ("Jaeger", "built from its Go module (v1.75.0); at most 20000 traces in memory (compose: 100000); "
+     "its web UI is Jaeger's placeholder page",
+     "the module does not carry the UI (an npm build); the query API and Grafana's Jaeger "
+     "datasource read the traces"),
+    ("VictoriaLogs", "built from its Go module (v1.52.2); 7 days and at most 1 GiB on disk "
+     "(compose: 30 days, 10 GiB)", "a dev machine's disk"),
 )
 
 
@@ -108,25 +124,42 @@ def alertmanager_secrets(*, sink_url: str, webhook_token: str) -> dict:
     }
 
 
-#: Layered over collector/otelcol.yaml (lists are replaced, maps merged).
-COLLECTOR_OVERLAY = {
-    "service": {"pipelines": {"metrics": {
-        "receivers": ["otlp"], "processors": ["memory_limiter", "batch"],
-        "exporters": ["otlp_http/victoriametrics", "debug"]}}},
-}
+#: Layered over collector/otelcol.yaml and collector/overlay-contrib.yaml (lists are
+#: replaced, maps merged): nothing to change, every address comes from the environment.
+COLLECTOR_OVERLAY: dict = {}
 
 
-def collector_environment(*, otlp_http: int, otlp_grpc: int, zpages: int, telemetry: int,
-                          victoriametrics_url: str) -> dict:
+def collector_environment(*, otlp_http: int, otlp_grpc: int, zpages: int, telemetry: int, exporter: int,
+                          health: int, victoriametrics_url: str, prometheus_url: str, jaeger_otlp_http: str,
+                          victorialogs_url: str) -> dict:
     return {
         "OTELCOL_OTLP_HTTP_ENDPOINT": f"127.0.0.1:{otlp_http}",
         "OTELCOL_OTLP_GRPC_ENDPOINT": f"127.0.0.1:{otlp_grpc}",
         "OTELCOL_ZPAGES_ENDPOINT": f"127.0.0.1:{zpages}",
         "OTELCOL_TELEMETRY_HOST": "127.0.0.1",
         "OTELCOL_TELEMETRY_PORT": str(telemetry),
+        "OTELCOL_PROMETHEUS_EXPORTER_ENDPOINT": f"127.0.0.1:{exporter}",
+        "OTELCOL_HEALTH_ENDPOINT": f"127.0.0.1:{health}",
+        "OTELCOL_PROMETHEUS_OTLP_ENDPOINT": f"{prometheus_url}/api/v1/otlp",
         "OTELCOL_VICTORIAMETRICS_OTLP_ENDPOINT": f"{victoriametrics_url}/opentelemetry",
+        "OTELCOL_JAEGER_OTLP_ENDPOINT": jaeger_otlp_http,
+        "OTELCOL_VICTORIALOGS_OTLP_ENDPOINT": f"{victorialogs_url}/insert/opentelemetry",
+        "DEPLOYMENT_ENVIRONMENT": "local-stack",
         "OTELCOL_BATCH_TIMEOUT": "1s",
     }
+
+
+def prometheus_console(source_url: str) -> dict:
+    """The read-only console's config: no scrapes, no rules, every query read from the
+    replica at ``source_url`` (``read_recent``: its newest samples too)."""
+    return {"global": {"scrape_interval": "15s", "evaluation_interval": "15s"},
+            "remote_read": [{"url": f"{source_url}/api/v1/read", "read_recent": True,
+                             "name": "prometheus-a"}]}
+
+
+def write_prometheus_console(path: Path, source_url: str) -> Path:
+    path.write_text(yaml.safe_dump(prometheus_console(source_url), sort_keys=False))
+    return path
 
 
 # -- the test overlay --------------------------------------------------------------------------

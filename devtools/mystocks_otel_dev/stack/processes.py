@@ -24,8 +24,8 @@ Redis, PostgreSQL, the Collector, VictoriaMetrics or the notification sink go th
   ``detach()`` leaves the children running when the ``with`` block ends (``stack up``).
 
 The spec builders at the end (:func:`redis_server`, :func:`postgres_server`,
-:func:`prometheus`, :func:`alertmanager`, :func:`otel_collector`, :func:`victoriametrics`,
-:func:`sink`, :func:`uvicorn`) hold every command line of the project's servers.
+:func:`prometheus`, :func:`prometheus_console`, :func:`alertmanager`, :func:`otel_collector`,
+:func:`victoriametrics`, :func:`jaeger`, :func:`victorialogs`, :func:`sink`, :func:`uvicorn`) hold every command line of the project's servers.
 """
 
 from __future__ import annotations
@@ -212,6 +212,7 @@ class Spec:
     name: str
     argv: list[str]
     url: str = ""  # where a person or a client reaches it (display, state.json)
+    urls: dict[str, str] = field(default_factory=dict)  # its other doors by role (``stack status --json``)
     port: int = 0  # its main port: readiness (when no ready_url/ready_argv) and "still listening"
     ports: list[int] = field(default_factory=list)  # other ports it binds
     ready_url: str | None = None  # readiness: this URL answers 2xx
@@ -586,15 +587,35 @@ def postgres_server(port: int | None = None, *, name: str = "postgresql", databa
 
 
 def prometheus(config_file: Path, data_dir: Path, port: int | None = None, *flags: str,
-               name: str = "prometheus", binary: str | None = None) -> Spec:
+               name: str = "prometheus", binary: str | None = None, cwd: str | None = None) -> Spec:
+    """Prometheus: 3.16 built from its Go module (``gotools.binary(root, "prometheus")``);
+    ``cwd`` is where a build without built-in web assets looks for ``static/``."""
     port = port or free_port()
-    binary = binary or which("prometheus")
     if binary is None:
-        raise ProcessError("prometheus not installed (apt-get install prometheus)")
+        raise ProcessError("no prometheus binary given (mystocks_otel_dev.stack.gotools builds it: "
+                           "scripts/build-go-tool.sh prometheus)")
     url = f"http://127.0.0.1:{port}"
     return Spec(name, [binary, f"--config.file={config_file}", f"--storage.tsdb.path={data_dir}",
                        f"--web.listen-address=127.0.0.1:{port}", *flags],
-                url=url, port=port, ready_url=f"{url}/-/ready", start_timeout=30)
+                url=url, port=port, ready_url=f"{url}/-/ready", start_timeout=30, cwd=cwd)
+
+
+def prometheus_console(config_file: Path, data_dir: Path, port: int | None = None, *,
+                       name: str = "prometheus-ui", binary: str | None = None) -> Spec:
+    """Debian's Prometheus 2.42, for its web UI only: no scrapes and no rules, it reads a
+    Prometheus 3 replica through ``remote_read`` (its config). The Prometheus built from the Go
+    module serves its API but has no web UI (the UI is an npm build of the release process)."""
+    port = port or free_port()
+    binary = binary or which("prometheus")
+    assets = Path("/usr/share/prometheus/web")
+    if binary is None or not assets.is_dir():
+        raise ProcessError("Debian's prometheus not installed, whose web UI the stack serves "
+                           "(apt-get install prometheus)")
+    url = f"http://127.0.0.1:{port}"
+    return Spec(name, [binary, f"--config.file={config_file}", f"--storage.tsdb.path={data_dir}",
+                       f"--web.listen-address=127.0.0.1:{port}", "--storage.tsdb.retention.time=1h",
+                       "--web.page-title=MyStocks Prometheus (read-only console)"],
+                url=url + "/graph", port=port, ready_url=f"{url}/-/ready", start_timeout=30)
 
 
 def alertmanager(config_file: Path, data_dir: Path, port: int | None = None, *flags: str,
@@ -608,9 +629,9 @@ def alertmanager(config_file: Path, data_dir: Path, port: int | None = None, *fl
     ``cluster_tls_file`` (see :func:`cluster_tls`) makes the gossip mutual TLS: without it,
     anyone who reaches the cluster port can join as a peer and gossip silences in."""
     port = port or free_port()
-    binary = binary or which("prometheus-alertmanager") or which("alertmanager")
     if binary is None:
-        raise ProcessError("alertmanager not installed (apt-get install prometheus-alertmanager)")
+        raise ProcessError("no alertmanager binary given (mystocks_otel_dev.stack.gotools builds it: "
+                           "scripts/build-go-tool.sh alertmanager)")
     url = f"http://127.0.0.1:{port}"
     if cluster_port:
         cluster = [f"--cluster.listen-address=127.0.0.1:{cluster_port}",
@@ -655,6 +676,42 @@ def victoriametrics(binary: str, data_dir: Path, port: int | None = None, *flags
     return Spec(name, [binary, f"-httpListenAddr=127.0.0.1:{port}", f"-storageDataPath={data_dir}",
                        "-search.latencyOffset=0s", *keys, *flags],
                 url=url, port=port, ready_url=f"{url}/health", start_timeout=30, stop_timeout=15)
+
+
+def jaeger(binary: str, config_file: Path, *, query_port: int, otlp_grpc_port: int, otlp_http_port: int,
+           health_port: int, telemetry_port: int, query_grpc_port: int, max_traces: int = 20000,
+           name: str = "jaeger") -> Spec:
+    """Jaeger v2 (all in one: OTLP in, bounded in-memory storage, query API) on loopback ports;
+    ``config_file`` is jaeger/jaeger.yaml, whose addresses are ``${env:JAEGER_*}``."""
+    url = f"http://127.0.0.1:{query_port}"
+    env = {"JAEGER_QUERY_HTTP_ENDPOINT": f"127.0.0.1:{query_port}",
+           "JAEGER_QUERY_GRPC_ENDPOINT": f"127.0.0.1:{query_grpc_port}",
+           "JAEGER_OTLP_GRPC_ENDPOINT": f"127.0.0.1:{otlp_grpc_port}",
+           "JAEGER_OTLP_HTTP_ENDPOINT": f"127.0.0.1:{otlp_http_port}",
+           "JAEGER_HEALTH_ENDPOINT": f"127.0.0.1:{health_port}",
+           "JAEGER_TELEMETRY_HOST": "127.0.0.1", "JAEGER_TELEMETRY_PORT": str(telemetry_port),
+           "JAEGER_MAX_TRACES": str(max_traces)}
+    urls = {"query": url, "trace": url + "/api/traces/{trace_id}", "ui": url + "/",
+            "otlp_http": f"http://127.0.0.1:{otlp_http_port}", "otlp_grpc": f"127.0.0.1:{otlp_grpc_port}",
+            "health": f"http://127.0.0.1:{health_port}/status", "metrics": f"http://127.0.0.1:{telemetry_port}/metrics"}
+    return Spec(name, [binary, f"--config={config_file}"], url=url, urls=urls, port=query_port,
+                ports=[otlp_grpc_port, otlp_http_port, health_port, telemetry_port, query_grpc_port],
+                ready_url=f"{url}/api/services", env=env, start_timeout=30)
+
+
+def victorialogs(binary: str, data_dir: Path, port: int | None = None, *flags: str,
+                 retention: str = "7d", max_disk_bytes: int = 1 << 30, name: str = "victorialogs") -> Spec:
+    """VictoriaLogs: OTLP logs at ``/insert/opentelemetry/v1/logs``, LogsQL at
+    ``/select/logsql/query``; bounded by ``-retentionPeriod`` and a disk cap (the oldest days
+    go first)."""
+    port = port or free_port()
+    url = f"http://127.0.0.1:{port}"
+    return Spec(name, [binary, f"-httpListenAddr=127.0.0.1:{port}", f"-storageDataPath={data_dir}",
+                       f"-retentionPeriod={retention}", f"-retention.maxDiskSpaceUsageBytes={max_disk_bytes}",
+                       *flags],
+                url=url + "/select/vmui/", port=port, ready_url=f"{url}/health", start_timeout=30, stop_timeout=15,
+                urls={"query": f"{url}/select/logsql/query", "otlp_http": f"{url}/insert/opentelemetry/v1/logs",
+                      "ui": f"{url}/select/vmui/", "metrics": f"{url}/metrics"})
 
 
 def sink(record: Path, http_port: int | None = None, smtp_port: int | None = None,

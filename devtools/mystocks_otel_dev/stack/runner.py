@@ -1,10 +1,15 @@
 """``mystocks-otel stack up|down|status``: the whole monitoring stack on one machine.
 
 ``up`` starts, on 127.0.0.1 with free ports: a throwaway PostgreSQL and Redis, the demo
-with several workers, VictoriaMetrics, the Collector, the notification sink, two clustered
-Alertmanager peers and two Prometheus replicas (the production topology), each as its own
-process group, and writes what it started to ``<dir>/state.json``. ``status`` checks every
-part; ``down`` stops them all, and keeps the logs when something failed.
+with several workers, VictoriaMetrics, the trace store (Jaeger v2), the log store
+(VictoriaLogs), the Collector, the notification sink, two clustered Alertmanager peers and two
+Prometheus replicas (the production topology) and a read-only Prometheus console for the web
+UI, each as its own process group, and writes what it started to ``<dir>/state.json``.
+``status`` checks every part (``--json``: every part's state and URLs, for tools and tests);
+``down`` stops them all, and keeps the logs when something failed.
+
+Prometheus 3.16, Alertmanager 0.35, Jaeger and VictoriaLogs are built from their pinned Go
+modules on first use (:mod:`.gotools`), the Collector by ``collector/build.sh``.
 
 Starting, readiness, the state file and stopping are the process harness's
 (:mod:`.processes`); this module plans the stack: its ports, its configs, its start order.
@@ -30,7 +35,7 @@ from pathlib import Path
 
 import yaml
 
-from . import configs, processes
+from . import configs, gotools, processes
 from .processes import Process, ProcessError, Processes, Spec, free_port
 
 #: The files the stack runs (alerts/, prometheus/, collector/, scripts/) belong to the checkout,
@@ -59,7 +64,8 @@ DEMO_WORKERS = 2
 #: The flags of both Prometheus replicas. No ``--web.enable-lifecycle`` and no
 #: ``--web.enable-admin-api``: on a shared machine any local user could reload, stop or
 #: delete through them. The stack's owner reloads a config with SIGHUP.
-PROMETHEUS_FLAGS = ("--storage.tsdb.retention.time=15d", "--enable-feature=exemplar-storage")
+PROMETHEUS_FLAGS = ("--storage.tsdb.retention.time=15d", "--enable-feature=exemplar-storage",
+                    "--web.enable-otlp-receiver")
 #: The one user of the stack's locked doors (Alertmanager's basic auth), and its files in
 #: ``<dir>/secrets`` (a 0700 folder in the 0700 stack folder, each file 0600).
 OWNER = "stack"
@@ -71,9 +77,14 @@ POSTGRES_URL_FILE = "postgres-url"  # the demo's DATABASE_URL, password included
 REDIS_URL_FILE = "redis-url"  # the demo's REDIS_URL, password included
 DEMO_ADMIN_TOKEN_FILE = "demo-admin-token"  # the demo's /admin/faults bearer token
 START_TIMEOUT = 60.0
-#: Debian packages the stack needs, by the binary that proves each is there.
-PACKAGES = {"prometheus": "prometheus", "prometheus-alertmanager": "prometheus-alertmanager",
-            "redis-server": "redis-server"}
+#: Debian packages the stack needs, by the binary that proves each is there (Debian's
+#: prometheus only for the console's web UI: the stack's Prometheus is built from its module).
+PACKAGES = {"prometheus": "prometheus", "redis-server": "redis-server"}
+#: The trace store's bound (Jaeger's in-memory storage drops the oldest traces beyond it) and
+#: the log store's (days kept, and a disk cap that drops the oldest days first).
+JAEGER_MAX_TRACES = 20000
+VICTORIALOGS_RETENTION = "7d"
+VICTORIALOGS_MAX_DISK_BYTES = 1 << 30
 
 
 class StackError(RuntimeError):
@@ -196,6 +207,20 @@ def collector_binary() -> str:
     return _script_output("collector/build.sh", timeout=1800, label="collector")
 
 
+def go_program(program: str) -> str:
+    """A program of :mod:`.gotools`, built first when needed (its first build's cost is said
+    before it starts, its progress shown as ``<tool>: ...`` lines)."""
+    tool = gotools.PROGRAMS[program]
+    repo = project_root()
+    try:
+        if not gotools.is_built(repo, program):
+            say(f"  {tool} is built once from its pinned Go module: {gotools.FIRST_BUILD[tool]}; "
+                "later runs reuse the binary")
+        return gotools.binary(repo, program, on_line=lambda line: say(f"  {tool}: {line}"))
+    except gotools.BuildError as error:
+        raise StackError(str(error)) from None
+
+
 def victoriametrics_binary() -> str:
     return _script_output("fetch-trixie-package.sh", "victoria-metrics", timeout=600,
                           label="victoria-metrics")
@@ -227,14 +252,18 @@ def plan(workdir: Path, test_overlay: bool = False) -> list[Spec]:
     """Every component, in start order, with its ports and config files written."""
     repo = project_root()
     ensure_packages()
+    # In the order the tests need them: Prometheus and Alertmanager first (promtool, amtool).
+    prometheus_bin, alertmanager_bin = go_program("prometheus"), go_program("alertmanager")
     otelcol, vm = collector_binary(), victoriametrics_binary()
+    jaeger_bin, victorialogs_bin = go_program("jaeger"), go_program("victoria-logs")
     p = {name: free_port() for name in (
         "postgres", "redis", "sink", "smtp", "vm", "otlp_http", "otlp_grpc", "zpages",
-        "otelcol_metrics", "demo", "am_a", "am_b", "am_a_cluster", "am_b_cluster",
-        "prom_a", "prom_b")}
+        "otelcol_metrics", "otelcol_exporter", "otelcol_health", "demo", "am_a", "am_b", "am_a_cluster",
+        "am_b_cluster", "prom_a", "prom_b", "prom_ui", "jaeger_query", "jaeger_query_grpc", "jaeger_otlp_grpc",
+        "jaeger_otlp_http", "jaeger_health", "jaeger_metrics", "vl")}
     workdir.mkdir(parents=True, exist_ok=True)
     os.chmod(workdir, 0o700)  # configs, state.json (the database password), logs: the owner's only
-    for sub in ("redis", "vm", "am-a", "am-b", "prom-a", "prom-b", "secrets", "logs"):
+    for sub in ("redis", "vm", "vl", "am-a", "am-b", "prom-a", "prom-b", "prom-ui", "secrets", "logs"):
         (workdir / sub).mkdir(parents=True, exist_ok=True)
 
     owner = write_owner_secrets(workdir / "secrets")
@@ -256,7 +285,7 @@ def plan(workdir: Path, test_overlay: bool = False) -> list[Spec]:
 
     targets = {
         "mystocks-api": [f"127.0.0.1:{p['demo']}"],
-        "otel-collector": [f"127.0.0.1:{p['otelcol_metrics']}"],
+        "otel-collector": [f"127.0.0.1:{p['otelcol_metrics']}", f"127.0.0.1:{p['otelcol_exporter']}"],
         "prometheus": [f"127.0.0.1:{p['prom_a']}", f"127.0.0.1:{p['prom_b']}"],
         "alertmanager": [f"127.0.0.1:{p['am_a']}", f"127.0.0.1:{p['am_b']}"],
     }
@@ -275,6 +304,7 @@ def plan(workdir: Path, test_overlay: bool = False) -> list[Spec]:
             config["rule_files"] = overlay_rules
             path.write_text(yaml.safe_dump(config, sort_keys=False))
     (workdir / "otelcol-local.yaml").write_text(json.dumps(configs.COLLECTOR_OVERLAY))
+    configs.write_prometheus_console(workdir / "prometheus-ui.yml", f"http://127.0.0.1:{p['prom_a']}")
 
     # PostgreSQL: a generated password (scram-sha-256); the demo gets it in its environment,
     # which only the owner can read (/proc/<pid>/environ is 0400), never on a command line.
@@ -294,6 +324,9 @@ def plan(workdir: Path, test_overlay: bool = False) -> list[Spec]:
         "OTEL_SERVICE_NAME": "mystocks-api",
         "OTEL_METRICS_EXPORTER": "prometheus,otlp",
         "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{p['otlp_http']}",
+        # Traces and logs to the Collector, which sends them on to Jaeger and VictoriaLogs.
+        "OTEL_TRACES_EXPORTER": "otlp",
+        "OTEL_LOGS_EXPORTER": "otlp",
         "MYSTOCKS_DEMO_ALERT_WEBHOOK_TOKEN": token,
         "MYSTOCKS_DEMO_FAULTS_FILE": str(workdir / "faults.json"),
         "MYSTOCKS_DEMO_ADMIN_TOKEN": admin_token,
@@ -306,29 +339,61 @@ def plan(workdir: Path, test_overlay: bool = False) -> list[Spec]:
     demo = processes.uvicorn("mystocks_otel_dev.demo.app:create_app", p["demo"], "--factory",
                              "--workers", str(DEMO_WORKERS), env=demo_env, name="demo")
     demo.url = demo_url + "/docs"
+    jaeger = processes.jaeger(jaeger_bin, repo / "jaeger" / "jaeger.yaml", query_port=p["jaeger_query"],
+                              query_grpc_port=p["jaeger_query_grpc"], otlp_grpc_port=p["jaeger_otlp_grpc"],
+                              otlp_http_port=p["jaeger_otlp_http"], health_port=p["jaeger_health"],
+                              telemetry_port=p["jaeger_metrics"], max_traces=JAEGER_MAX_TRACES)
+    victorialogs = processes.victorialogs(victorialogs_bin, workdir / "vl", p["vl"],
+                                          retention=VICTORIALOGS_RETENTION,
+                                          max_disk_bytes=VICTORIALOGS_MAX_DISK_BYTES)
     collector = processes.otel_collector(
-        otelcol, [repo / "collector" / "otelcol.yaml", workdir / "otelcol-local.yaml"],
+        otelcol, [repo / "collector" / "otelcol.yaml", repo / "collector" / "overlay-contrib.yaml",
+                  workdir / "otelcol-local.yaml"],
         configs.collector_environment(otlp_http=p["otlp_http"], otlp_grpc=p["otlp_grpc"], zpages=p["zpages"],
-                                      telemetry=p["otelcol_metrics"], victoriametrics_url=vm_url),
-        p["otlp_http"], [p["otlp_grpc"], p["zpages"], p["otelcol_metrics"]])
+                                      telemetry=p["otelcol_metrics"], exporter=p["otelcol_exporter"],
+                                      health=p["otelcol_health"], victoriametrics_url=vm_url,
+                                      prometheus_url=f"http://127.0.0.1:{p['prom_a']}",
+                                      jaeger_otlp_http=jaeger.urls["otlp_http"],
+                                      victorialogs_url=f"http://127.0.0.1:{p['vl']}"),
+        p["otlp_http"], [p["otlp_grpc"], p["zpages"], p["otelcol_metrics"], p["otelcol_exporter"],
+                         p["otelcol_health"]])
+    collector.urls = {"otlp_http": f"http://127.0.0.1:{p['otlp_http']}", "otlp_grpc": f"127.0.0.1:{p['otlp_grpc']}",
+                      "metrics": f"http://127.0.0.1:{p['otelcol_metrics']}/metrics",
+                      "exporter": f"http://127.0.0.1:{p['otelcol_exporter']}/metrics",
+                      "zpages": f"http://127.0.0.1:{p['zpages']}/debug/pipelinez"}
     victoria = processes.victoriametrics(vm, workdir / "vm", p["vm"], "-retentionPeriod=1y",
                                          "-opentelemetry.usePrometheusNaming", auth_key_file=owner["password"])
     victoria.url = vm_url + "/vmui/"
+    victoria.urls = {"query": f"{vm_url}/api/v1/query", "ui": vm_url + "/vmui/"}
+    demo.urls = {"api": demo_url, "metrics": f"{demo_url}/metrics", "health": f"{demo_url}/metrics/health",
+                 "faults": f"{demo_url}/admin/faults", "docs": f"{demo_url}/docs"}
+    replicas = [processes.prometheus(workdir / f"prometheus-{replica}.yml", workdir / f"prom-{replica}",
+                                     p[f"prom_{replica}"], *PROMETHEUS_FLAGS, name=f"prometheus-{replica}",
+                                     binary=prometheus_bin)
+                for replica in ("a", "b")]
+    console = processes.prometheus_console(workdir / "prometheus-ui.yml", workdir / "prom-ui", p["prom_ui"])
+    for replica in replicas:
+        replica.urls = {"api": replica.url, "alerts": f"{replica.url}/api/v1/alerts",
+                        "rules": f"{replica.url}/api/v1/rules", "otlp": f"{replica.url}/api/v1/otlp/v1/metrics",
+                        "ui": console.url}
+    console.urls = {"graph": console.url, "reads": replicas[0].url}
     return [
         postgres,
         redis,
         processes.sink(workdir / "notifications.jsonl", p["sink"], p["smtp"]),
         victoria,
+        jaeger,
+        victorialogs,
         collector,
         demo,
         *(processes.alertmanager(workdir / "alertmanager.yml", workdir / f"am-{peer}", p[f"am_{peer}"],
                                  name=f"alertmanager-{peer}", cluster_port=p[f"am_{peer}_cluster"],
                                  peers=[p[f"am_{other}_cluster"]], web_config_file=owner["web_config"],
-                                 auth_file=owner["credentials"], cluster_tls_file=owner["cluster_tls"])
+                                 auth_file=owner["credentials"], cluster_tls_file=owner["cluster_tls"],
+                                 binary=alertmanager_bin)
           for peer, other in (("a", "b"), ("b", "a"))),
-        *(processes.prometheus(workdir / f"prometheus-{replica}.yml", workdir / f"prom-{replica}",
-                               p[f"prom_{replica}"], *PROMETHEUS_FLAGS, name=f"prometheus-{replica}")
-          for replica in ("a", "b")),
+        *replicas,
+        console,
     ]
 
 
@@ -345,8 +410,7 @@ def load(workdir: Path) -> tuple[list[Process], bool]:
 def table(components: list[Process]) -> str:
     rows = [("component", "state", "pid", "url")]
     for c in components:
-        state = "up" if c.ready() else ("running" if c.alive() else "down")
-        rows.append((c.name, state, str(c.pid or "-"), c.url))
+        rows.append((c.name, part_state(c), str(c.pid or "-"), c.url))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     return "\n".join("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() for row in rows)
 
@@ -404,11 +468,11 @@ def up(workdir: Path = DEFAULT_DIR, test_overlay: bool = False) -> int:
         say(table(components))
         peers = cluster_peers(components)
         say(f"Alertmanager cluster: {', '.join(f'{k} sees {v} peers' for k, v in peers.items())}")
-        sink = procs["sink"]
-        prom = procs["prometheus-a"]
-        demo = procs["demo"]
-        say(f"Where to look: alerts {prom.url}/alerts  graph {prom.url}/graph  "
-            f"notifications {sink.url}  metrics {demo.url.rsplit('/', 1)[0]}/metrics")
+        sink, demo, ui = procs["sink"], procs["demo"], procs["prometheus-ui"]
+        say(f"Where to look: graph {ui.url}  alerts {procs['prometheus-a'].urls['alerts']}  "
+            f"notifications {sink.url}  metrics {demo.urls['metrics']}")
+        say(f"  traces {procs['jaeger'].urls['trace']}  logs {procs['victorialogs'].urls['query']}?query=...  "
+            "(`mystocks-otel stack status --json` lists every door)")
         if procs.failed:
             say(f"stack up failed; everything it started is stopped; logs in {workdir / 'logs'}")
             return 1
@@ -441,12 +505,57 @@ def restart_dead(workdir: Path) -> int:
     return code
 
 
-def status(workdir: Path = DEFAULT_DIR) -> int:
+def part_state(c: Process) -> str:
+    return "up" if c.ready() else ("running" if c.alive() else "down")
+
+
+def describe(workdir: Path) -> dict:
+    """Every part's state and doors, and where the signals go and can be read back: what
+    ``stack status --json`` prints. ``traces``/``logs``: send OTLP to ``collector.otlp_http``
+    (the app's OTEL_EXPORTER_OTLP_ENDPOINT); find a trace at ``traces.trace`` with its id and
+    log records at ``logs.query`` (LogsQL, e.g. ``trace_id:<id>``)."""
+    components, failed = load(workdir)
+    parts = {c.name: {"state": part_state(c), "pid": c.pid, "url": c.url, "urls": dict(c.urls)}
+             for c in components}
+
+    def door(name: str, key: str) -> str | None:
+        return parts.get(name, {}).get("urls", {}).get(key)
+
+    return {
+        "dir": str(workdir),
+        "state": "up" if parts and all(p["state"] == "up" for p in parts.values()) else "degraded",
+        "failed": failed,
+        "parts": parts,
+        "collector": {"otlp_http": door("otel-collector", "otlp_http"),
+                      "otlp_grpc": door("otel-collector", "otlp_grpc")},
+        "metrics": {"prometheus": [door(n, "api") for n in ("prometheus-a", "prometheus-b") if n in parts],
+                    "ui": parts.get("prometheus-ui", {}).get("url"),
+                    "long_term": door("victoriametrics", "query")},
+        "traces": {"store": "jaeger", "state": parts.get("jaeger", {}).get("state"),
+                   "query": door("jaeger", "query"), "trace": door("jaeger", "trace"),
+                   "otlp_http": door("jaeger", "otlp_http"), "otlp_grpc": door("jaeger", "otlp_grpc")},
+        "logs": {"store": "victorialogs", "state": parts.get("victorialogs", {}).get("state"),
+                 "query": door("victorialogs", "query"), "otlp_http": door("victorialogs", "otlp_http"),
+                 "ui": door("victorialogs", "ui")},
+        "alerts": {"alertmanager": [parts[n]["url"] for n in ("alertmanager-a", "alertmanager-b") if n in parts],
+                   "notifications": parts.get("sink", {}).get("url")},
+        "app": {"demo": door("demo", "api"), "metrics": door("demo", "metrics")},
+    }
+
+
+def status(workdir: Path = DEFAULT_DIR, as_json: bool = False) -> int:
     workdir = workdir.resolve()
     components, _ = load(workdir)
     if not components:
-        say(f"no stack in {workdir} (`mystocks-otel stack up` starts one)")
+        if as_json:
+            say(json.dumps({"dir": str(workdir), "state": "none", "parts": {}}))
+        else:
+            say(f"no stack in {workdir} (`mystocks-otel stack up` starts one)")
         return 1
+    if as_json:
+        report = describe(workdir)
+        say(json.dumps(report, indent=2))
+        return 0 if report["state"] == "up" else 1
     say(table(components))
     peers = cluster_peers(components)
     say(f"Alertmanager cluster: {', '.join(f'{k} sees {v} peers' for k, v in peers.items())}")

@@ -1,8 +1,10 @@
 """``mystocks-otel stack up|status|down`` on this machine, and the notification sink.
 
-The live test runs the real command: every part (PostgreSQL, Redis, the demo with several
-workers, VictoriaMetrics, the Collector, two clustered Alertmanager peers, two Prometheus
-replicas) starts on loopback, and after ``down`` nothing it started is left listening.
+The live tests run the real command, once for the module: every part (PostgreSQL, Redis, the
+demo with several workers, VictoriaMetrics, Jaeger, VictoriaLogs, the Collector, two clustered
+Alertmanager peers, two Prometheus replicas and the console) starts on loopback; a span and a
+log record sent to the Collector are found in the trace and log stores; and after ``down``
+nothing it started is left listening.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
+from types import SimpleNamespace
 
 import pytest
 from support import wait_until
@@ -45,73 +48,193 @@ def listening(port: int) -> bool:
         return False
 
 
-@pytest.mark.live
-def test_stack_up_status_down(tmp_path, alertmanager_binary, prometheus_binary):
-    workdir = tmp_path / "stack"
+EVERY_PART = {"postgresql", "redis", "sink", "victoriametrics", "jaeger", "victorialogs", "otel-collector",
+              "demo", "alertmanager-a", "alertmanager-b", "prometheus-a", "prometheus-b", "prometheus-ui"}
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory, alertmanager_binary, prometheus_binary):
+    """One ``stack up`` for the module's live tests (the last one, ``..._down_...``, stops it;
+    the fixture stops it anyway)."""
+    workdir = tmp_path_factory.mktemp("stack") / "stack"
+    result = run_cli("stack", "up", "--dir", str(workdir))
+    parts = {}
+    if (workdir / "state.json").exists():
+        parts = {c["name"]: c for c in json.loads((workdir / "state.json").read_text())["components"]}
     try:
-        result = run_cli("stack", "up", "--dir", str(workdir))
-        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
-        state = json.loads((workdir / "state.json").read_text())
-        parts = {c["name"]: c for c in state["components"]}
-        assert set(parts) == {"postgresql", "redis", "sink", "victoriametrics", "otel-collector",
-                              "demo", "alertmanager-a", "alertmanager-b", "prometheus-a", "prometheus-b"}
-        # The closing table names every part with its URL and state.
-        for name, part in parts.items():
-            assert any(line.startswith(name) and " up " in line and part["url"] in line
-                       for line in result.stdout.splitlines()), (name, result.stdout)
-
-        # Two Prometheus replicas with distinct replica labels, each sending to both peers.
-        replicas = set()
-        for name in ("prometheus-a", "prometheus-b"):
-            config = get_json(f"{parts[name]['url']}/api/v1/status/config")["data"]["yaml"]
-            replicas.add(next(line.split(":")[1].strip() for line in config.splitlines()
-                              if line.strip().startswith("replica:")))
-            targets = wait_until(lambda n=name: [t for t in get_json(
-                f"{parts[n]['url']}/api/v1/targets")["data"]["activeTargets"] if t["health"] == "up"]
-                if len([t for t in get_json(f"{parts[n]['url']}/api/v1/targets")["data"]["activeTargets"]
-                        if t["health"] == "up"]) >= 6 else None, 60, f"{name} scraping every target")
-            assert {t["labels"]["job"] for t in targets} >= {
-                "mystocks-api", "otel-collector", "prometheus", "alertmanager"}
-            am = get_json(f"{parts[name]['url']}/api/v1/alertmanagers")["data"]["activeAlertmanagers"]
-            assert len(am) == 2
-        assert replicas == {"a", "b"}
-
-        # Two Alertmanager peers in one cluster, behind the owner's basic auth (Prometheus sends
-        # it: both replicas scrape them up, above).
-        for name in ("alertmanager-a", "alertmanager-b"):
-            with pytest.raises(urllib.error.HTTPError, match="401"):
-                get_json(f"{parts[name]['url']}/api/v2/status")
-            status = runner.http_json(f"{parts[name]['url']}/api/v2/status", auth_file=parts[name]["auth_file"])
-            assert status["cluster"]["status"] == "ready" and len(status["cluster"]["peers"]) == 2
-
-        # The stack's folder and its secrets are the owner's alone; the demo reaches PostgreSQL
-        # and Redis with the generated passwords.
-        assert stat.S_IMODE(workdir.stat().st_mode) == 0o700
-        assert stat.S_IMODE((workdir / "state.json").stat().st_mode) == 0o600
-        for path in (workdir / "secrets").iterdir():
-            assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
-        demo = parts["demo"]["url"].removesuffix("/docs")
-        assert wait_until(lambda: (lambda c: c["database"] is True and c["cache"] is True)(
-            get_json(f"{demo}/health")["components"]), 30, "the demo's database and cache probes")
-        # Its fault switches need the owner's token.
-        token = (workdir / "secrets" / runner.DEMO_ADMIN_TOKEN_FILE).read_text().strip()
-        for method in ("GET", "POST", "DELETE"):
-            request = urllib.request.Request(f"{demo}/admin/faults", method=method, data=b"{}" if method == "POST"
-                                             else None, headers={"Content-Type": "application/json"})
-            with pytest.raises(urllib.error.HTTPError, match="401"):
-                urllib.request.urlopen(request, timeout=5)
-            request.add_header("Authorization", f"Bearer {token}")
-            with urllib.request.urlopen(request, timeout=5) as response:
-                assert response.status == 200
-
-        status = run_cli("stack", "status", "--dir", str(workdir), timeout=60)
-        assert status.returncode == 0, status.stdout
-        assert "sees 2 peers" in status.stdout
+        yield SimpleNamespace(workdir=workdir, up=result, parts=parts)
     finally:
-        down = run_cli("stack", "down", "--dir", str(workdir), timeout=120)
+        if (workdir / "state.json").exists():
+            run_cli("stack", "down", "--dir", str(workdir), timeout=120)
+
+
+def started(stack) -> dict:
+    assert stack.up.returncode == 0, stack.up.stdout[-3000:] + stack.up.stderr[-2000:]
+    return stack.parts
+
+
+@pytest.mark.live
+def test_stack_up_starts_every_part(stack):
+    workdir, result, parts = stack.workdir, stack.up, started(stack)
+    assert set(parts) == EVERY_PART
+    # The closing table names every part with its URL and state.
+    for name, part in parts.items():
+        assert any(line.startswith(name) and " up " in line and part["url"] in line
+                   for line in result.stdout.splitlines()), (name, result.stdout)
+
+    # Two Prometheus 3 replicas (built from the module) with distinct replica labels, each
+    # sending to both peers.
+    replicas = set()
+    for name in ("prometheus-a", "prometheus-b"):
+        base = parts[name]["urls"]["api"]
+        assert get_json(f"{base}/api/v1/status/buildinfo")["data"]["version"].startswith("3.")
+        config = get_json(f"{base}/api/v1/status/config")["data"]["yaml"]
+        replicas.add(next(line.split(":")[1].strip() for line in config.splitlines()
+                          if line.strip().startswith("replica:")))
+        targets = wait_until(lambda b=base: [t for t in get_json(
+            f"{b}/api/v1/targets")["data"]["activeTargets"] if t["health"] == "up"]
+            if len([t for t in get_json(f"{b}/api/v1/targets")["data"]["activeTargets"]
+                    if t["health"] == "up"]) >= 7 else None, 60, f"{name} scraping every target")
+        assert {t["labels"]["job"] for t in targets} >= {
+            "mystocks-api", "otel-collector", "prometheus", "alertmanager"}
+        am = get_json(f"{base}/api/v1/alertmanagers")["data"]["activeAlertmanagers"]
+        assert len(am) == 2
+    assert replicas == {"a", "b"}
+    # The console (Debian's Prometheus, for its web UI) reads replica a's series.
+    console = parts["prometheus-ui"]["url"].removesuffix("/graph")
+    assert "<html" in urllib.request.urlopen(parts["prometheus-ui"]["url"], timeout=5).read().decode().lower()
+    wait_until(lambda: get_json(f"{console}/api/v1/query?query=up")["data"]["result"], 30,
+               "the console reading replica a")
+
+    # Two Alertmanager 0.35 peers in one cluster, behind the owner's basic auth (Prometheus
+    # sends it: both replicas scrape them up, above).
+    for name in ("alertmanager-a", "alertmanager-b"):
+        with pytest.raises(urllib.error.HTTPError, match="401"):
+            get_json(f"{parts[name]['url']}/api/v2/status")
+        status = runner.http_json(f"{parts[name]['url']}/api/v2/status", auth_file=parts[name]["auth_file"])
+        assert status["cluster"]["status"] == "ready" and len(status["cluster"]["peers"]) == 2
+        assert status["versionInfo"]["version"] == "0.35.0"
+
+    # The stack's folder and its secrets are the owner's alone; the demo reaches PostgreSQL
+    # and Redis with the generated passwords.
+    assert stat.S_IMODE(workdir.stat().st_mode) == 0o700
+    assert stat.S_IMODE((workdir / "state.json").stat().st_mode) == 0o600
+    for path in (workdir / "secrets").iterdir():
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+    demo = parts["demo"]["urls"]["api"]
+    assert wait_until(lambda: (lambda c: c["database"] is True and c["cache"] is True)(
+        get_json(f"{demo}/health")["components"]), 30, "the demo's database and cache probes")
+    # Its fault switches need the owner's token.
+    token = (workdir / "secrets" / runner.DEMO_ADMIN_TOKEN_FILE).read_text().strip()
+    for method in ("GET", "POST", "DELETE"):
+        request = urllib.request.Request(f"{demo}/admin/faults", method=method, data=b"{}" if method == "POST"
+                                         else None, headers={"Content-Type": "application/json"})
+        with pytest.raises(urllib.error.HTTPError, match="401"):
+            urllib.request.urlopen(request, timeout=5)
+        request.add_header("Authorization", f"Bearer {token}")
+        with urllib.request.urlopen(request, timeout=5) as response:
+            assert response.status == 200
+
+    status = run_cli("stack", "status", "--dir", str(workdir), timeout=60)
+    assert status.returncode == 0, status.stdout
+    assert "sees 2 peers" in status.stdout
+
+
+@pytest.mark.live
+def test_status_json_gives_every_part_and_the_signal_stores(stack):
+    parts = started(stack)
+    done = run_cli("stack", "status", "--json", "--dir", str(stack.workdir), timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads(done.stdout)
+    assert report["state"] == "up"
+    assert set(report["parts"]) == EVERY_PART
+    for name, part in report["parts"].items():
+        assert part["state"] == "up" and part["url"] == parts[name]["url"] and part["pid"] == parts[name]["pid"]
+    traces, logs = report["traces"], report["logs"]
+    assert traces["store"] == "jaeger" and traces["state"] == "up"
+    assert traces["trace"] == f"{traces['query']}/api/traces/{{trace_id}}"
+    assert logs["store"] == "victorialogs" and logs["state"] == "up"
+    assert logs["query"].endswith("/select/logsql/query")
+    assert logs["otlp_http"].endswith("/insert/opentelemetry/v1/logs")
+    assert report["collector"]["otlp_http"] == parts["otel-collector"]["url"]
+    # Every URL answers (the query APIs, the Collector's OTLP port, the console).
+    assert "data" in get_json(f"{traces['query']}/api/services")
+    urllib.request.urlopen(report["metrics"]["ui"], timeout=5).read()
+    urllib.request.urlopen(logs["ui"], timeout=5).read()
+    # Without a stack: state "none", exit 1.
+    none = run_cli("stack", "status", "--json", "--dir", str(stack.workdir.parent / "none"), timeout=60)
+    assert none.returncode == 1 and json.loads(none.stdout)["state"] == "none"
+
+
+@pytest.mark.live
+def test_a_span_and_a_log_record_reach_their_stores_through_the_collector(stack):
+    """OTLP to the Collector, as the app sends it: the span is found by its id in Jaeger's
+    query API, the log record by its trace_id in VictoriaLogs' LogsQL API."""
+    import logging
+    import urllib.parse
+
+    from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
+    from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+    started(stack)
+    report = json.loads(run_cli("stack", "status", "--json", "--dir", str(stack.workdir), timeout=60).stdout)
+    collector = report["collector"]["otlp_http"]
+    resource = Resource.create({"service.name": "stack-e2e"})
+    tracer_provider = TracerProvider(resource=resource)
+    tracer_provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(endpoint=f"{collector}/v1/traces",
+                                                                            timeout=5)))
+    logger_provider = LoggerProvider(resource=resource)
+    logger_provider.add_log_record_processor(SimpleLogRecordProcessor(OTLPLogExporter(
+        endpoint=f"{collector}/v1/logs", timeout=5)))
+    logger = logging.getLogger("stack-e2e")
+    logger.propagate = False
+    handler = LoggingHandler(logger_provider=logger_provider)
+    logger.addHandler(handler)
+    try:
+        with tracer_provider.get_tracer("stack-e2e").start_as_current_span("GET /api/quotes") as span:
+            trace_id = format(span.get_span_context().trace_id, "032x")
+            logger.error("order rejected: %s", "stack-e2e")
+    finally:
+        logger.removeHandler(handler)
+        tracer_provider.shutdown()
+        logger_provider.shutdown()
+
+    def trace_found():
+        try:
+            data = get_json(report["traces"]["trace"].format(trace_id=trace_id))["data"]
+        except urllib.error.HTTPError as error:
+            if error.code == 404:
+                return None
+            raise
+        return data if data and data[0]["spans"] else None
+
+    trace = wait_until(trace_found, 30, "the span in Jaeger", interval=0.5)
+    assert trace[0]["traceID"] == trace_id
+    assert [s["operationName"] for s in trace[0]["spans"]] == ["GET /api/quotes"]
+
+    def records():
+        query = urllib.parse.urlencode({"query": f"trace_id:{trace_id}"})
+        with urllib.request.urlopen(f"{report['logs']['query']}?{query}", timeout=5) as response:
+            return [json.loads(line) for line in response.read().decode().splitlines() if line.strip()]
+
+    found = wait_until(records, 30, "the log record in VictoriaLogs", interval=0.5)
+    assert len(found) == 1, found
+    assert found[0]["_msg"] == "order rejected: stack-e2e"
+    assert found[0]["severity_text"] == "ERROR"
+
+
+@pytest.mark.live
+def test_stack_down_stops_everything_it_started(stack):
+    parts, workdir = started(stack), stack.workdir
+    down = run_cli("stack", "down", "--dir", str(workdir), timeout=120)
     assert down.returncode == 0, down.stdout + down.stderr
     ports = [p for part in parts.values() for p in [part["port"], *part["ports"]] if p]
-    assert len(ports) >= 14
+    assert len(ports) >= 20
     assert [p for p in ports if listening(p)] == []
     assert not workdir.exists()  # nothing failed: nothing kept
 
@@ -138,7 +261,8 @@ def test_local_config_changes_only_targets_paths_and_replica():
     assert local["remote_write"][0]["write_relabel_configs"] == base["remote_write"][0]["write_relabel_configs"]
     assert local["remote_write"][0]["url"] == "http://127.0.0.1:3/api/v1/write"
     assert base["rule_files"] == ["/etc/prometheus/rules/*.yml"]  # the compose file is untouched
-    assert {part for part, _, _ in LOCAL_DIFFERENCES} == {"Prometheus", "Collector", "Alertmanager"}
+    assert {part for part, _, _ in LOCAL_DIFFERENCES} == {"Prometheus", "Collector", "Alertmanager", "Jaeger",
+                                                          "VictoriaLogs"}
 
 
 def test_sink_names_the_receiver_of_every_channel(tmp_path):
