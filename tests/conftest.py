@@ -89,6 +89,30 @@ def throwaway_postgres(tmp_path):
         yield {"url": proc.url, "port": proc.port, "process": proc, "stop": lambda: procs.stop(proc.name)}
 
 
+#: Which collected tests need which Go programs (beyond the fixtures below): the stack starts
+#: all four.
+_STACK_TESTS = ("integration/stack/test_stack.py", "live/")
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """Start building, in the background, the Go programs this session's tests will need, in
+    the order they need them (Prometheus, Alertmanager, then the stack's VictoriaLogs and
+    Jaeger): they compile at low priority on the core the tests leave idle, and each fixture
+    then waits only for what is left of its build (gotools.prebuild)."""
+    if os.environ.get("MYSTOCKS_PREBUILD", "1") == "0":
+        return
+    needed = []
+    fixtures = {name for item in items for name in getattr(item, "fixturenames", ())}
+    if {"promtool", "prometheus_binary"} & fixtures:
+        needed.append("prometheus")
+    if {"amtool", "alertmanager_binary"} & fixtures:
+        needed.append("alertmanager")
+    if any(part in str(item.path) for item in items for part in _STACK_TESTS):
+        needed += [t for t in ("prometheus", "alertmanager", "victorialogs", "jaeger") if t not in needed]
+    if needed and not config.option.collectonly:
+        gotools.prebuild(ROOT, needed, gotools.prebuild_log())
+
+
 def _go_program(program: str) -> str:
     """A program built from its pinned Go module by scripts/build-go-tool.sh on first use, then
     cached (~/.cache/mystocks-otel/<tool>-<hash>/): Prometheus 3.16 (prometheus, promtool),

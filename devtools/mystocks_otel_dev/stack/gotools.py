@@ -111,6 +111,36 @@ def build(root: Path, tool: str, on_line: Callable[[str], None] | None = None,
     return Path(last[0])
 
 
+def prebuild(root: Path, tools: list[str], log: Path) -> subprocess.Popen | None:
+    """Start building ``tools`` (those not cached yet), one after the other, in the background
+    at low CPU priority, and return at once: a test session starts them first, so that they
+    compile on the core the tests leave idle instead of each test waiting for its build. A
+    later :func:`build` of the same tool waits for it (the script's lock) and then finds it
+    cached. The builds outlive the caller; their output goes to ``log``."""
+    missing = [tool for tool in tools if not _cached(root, tool)]
+    if not missing:
+        return None
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as out:
+        return subprocess.Popen(["nice", "-n", "15", "bash", "-c", 'for tool in "${@:2}"; do "$1" "$tool" || true; done',
+                                 "prebuild", str(script(root)), *missing], stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+
+
+def prebuild_log() -> Path:
+    """Where :func:`prebuild` writes (beside the builds)."""
+    base = os.environ.get("GO_TOOLS_CACHE") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mystocks-otel"
+    return Path(base) / "prebuild.log"
+
+
+def _cached(root: Path, tool: str) -> bool:
+    try:
+        folder = cached_dir(root, tool)
+    except BuildError:
+        return True  # nothing to start: the fixture's own build says why
+    return all(os.access(folder / program, os.X_OK) for program, owner in PROGRAMS.items() if owner == tool)
+
+
 def binary(root: Path, program: str, on_line: Callable[[str], None] | None = None) -> str:
     """The path of one program (``promtool``, ``alertmanager``, ...), built first when needed."""
     path = build(root, PROGRAMS[program], on_line) / program

@@ -125,3 +125,35 @@ def test_alertmanager_ui_is_the_page_pointing_at_the_api(alertmanager_binary, tm
         for path in ("/", "/ui/"):
             page = urllib.request.urlopen(am.url + path, timeout=5).read().decode()
             assert "api/v2/alerts" in page and "amtool" in page, path
+
+
+FAKE_SCRIPT = r"""#!/usr/bin/env bash
+# a stand-in for scripts/build-go-tool.sh: --path prints the folder; a build takes a second
+out={cache}/$1
+if [[ ${{2:-}} == --path || -d $out ]]; then echo "$out"; exit 0; fi
+echo "$1" >>{cache}/order
+sleep 1
+mkdir -p "$out"
+case $1 in victorialogs) p=victoria-logs ;; *) p=$1 ;; esac
+printf '#!/bin/sh\n' >"$out/$p" && chmod +x "$out/$p"
+echo "$out"
+"""
+
+
+def test_prebuild_starts_the_missing_builds_in_order_and_returns_at_once(tmp_path):
+    """The test session's head start (tests/conftest.py): the builds run one after the other
+    in the background, detached; a tool already built is not started again."""
+    checkout, cache = tmp_path / "checkout", tmp_path / "cache"
+    (checkout / "scripts").mkdir(parents=True)
+    cache.mkdir()
+    script = checkout / "scripts" / "build-go-tool.sh"
+    script.write_text(FAKE_SCRIPT.format(cache=cache))
+    script.chmod(0o755)
+    began = time.monotonic()
+    proc = gotools.prebuild(checkout, ["victorialogs", "jaeger"], tmp_path / "prebuild.log")
+    assert time.monotonic() - began < 1.5 and proc.poll() is None  # it did not wait for the builds
+    assert proc.wait(20) == 0
+    assert (cache / "order").read_text().split() == ["victorialogs", "jaeger"]
+    assert gotools.build(checkout, "jaeger") == cache / "jaeger"  # cached now: no second build
+    assert gotools.prebuild(checkout, ["victorialogs", "jaeger"], tmp_path / "prebuild.log") is None
+    assert (cache / "order").read_text().split() == ["victorialogs", "jaeger"]
