@@ -96,18 +96,21 @@ _STACK_TESTS = ("integration/stack/test_stack.py", "live/")
 
 def pytest_collection_modifyitems(session, config, items):
     """Start building, in the background, the Go programs this session's tests will need, in
-    the order they need them (Prometheus, Alertmanager, then the stack's VictoriaLogs and
-    Jaeger): they compile at low priority on the core the tests leave idle, and each fixture
+    the order they need them (the Collector, Prometheus, Alertmanager, then the stack's
+    VictoriaLogs and Jaeger): they compile at low priority on the core the tests leave idle, and each fixture
     then waits only for what is left of its build (gotools.prebuild)."""
     if os.environ.get("MYSTOCKS_PREBUILD", "1") == "0":
         return
     needed = []
     fixtures = {name for item in items for name in getattr(item, "fixturenames", ())}
+    stack = any(part in str(item.path) for item in items for part in _STACK_TESTS)
+    if "otelcol" in fixtures or stack:
+        needed.append(gotools.COLLECTOR)
     if {"promtool", "prometheus_binary"} & fixtures:
         needed.append("prometheus")
     if {"amtool", "alertmanager_binary"} & fixtures:
         needed.append("alertmanager")
-    if any(part in str(item.path) for item in items for part in _STACK_TESTS):
+    if stack:
         needed += [t for t in ("prometheus", "alertmanager", "victorialogs", "jaeger") if t not in needed]
     if needed and not config.option.collectonly:
         gotools.prebuild(ROOT, needed, gotools.prebuild_log())

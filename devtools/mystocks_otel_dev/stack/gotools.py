@@ -121,10 +121,20 @@ def prebuild(root: Path, tools: list[str], log: Path) -> subprocess.Popen | None
     if not missing:
         return None
     log.parent.mkdir(parents=True, exist_ok=True)
+    # "collector" is collector/build.sh's build (the same lock-then-cached behaviour).
+    commands = " ; ".join(f"{collector_script(root) if tool == COLLECTOR else script(root)!s} "
+                          f"{'' if tool == COLLECTOR else tool} || true" for tool in missing)
     with log.open("ab") as out:
-        return subprocess.Popen(["nice", "-n", "15", "bash", "-c", 'for tool in "${@:2}"; do "$1" "$tool" || true; done',
-                                 "prebuild", str(script(root)), *missing], stdout=out, stderr=subprocess.STDOUT,
+        return subprocess.Popen(["nice", "-n", "15", "bash", "-c", commands], stdout=out, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
+
+
+#: prebuild's name for the Collector's build (collector/build.sh).
+COLLECTOR = "collector"
+
+
+def collector_script(root: Path) -> Path:
+    return root / "collector" / "build.sh"
 
 
 def prebuild_log() -> Path:
@@ -134,6 +144,9 @@ def prebuild_log() -> Path:
 
 
 def _cached(root: Path, tool: str) -> bool:
+    if tool == COLLECTOR:
+        done = subprocess.run([str(collector_script(root)), "--path"], capture_output=True, text=True, timeout=60)
+        return done.returncode != 0 or os.access(done.stdout.strip(), os.X_OK)
     try:
         folder = cached_dir(root, tool)
     except BuildError:
