@@ -36,13 +36,17 @@ _DEP_CHECKS = (
 def _down(q: PromQL, name: str, dependency: str, what: str, service: str) -> Alert:
     avail = q.sel(_AVAIL, f'dependency="{dependency}"')
     return Alert(
-        name=name, expr=f"min by (job, dependency) ({avail}) == 0", for_="1m",
+        name=name, expr=f"min by (job, dependency) ({avail}) == 0", for_="30s",
         severity="critical", category="health", priority="P0", team="platform", service=service,
         summary=f"{what} is unreachable from the API.",
-        description=f"The health probe of {{{{ $labels.job }}}} has not reached {what} for over a minute.",
-        threshold="probe fails for 1m",
+        description=f"The health probe of {{{{ $labels.job }}}} has not reached {what} for 30 seconds.",
+        threshold="probe fails for 30s",
         why=f"{what} is on the request path of nearly every call: without it the API fails or serves "
-        "stale data. Four failed 15 s probes rule out one lost packet.",
+        "stale data. Three failed 15 s probes in a row (each a new connection) rule out a lost "
+        "packet. 30 s, not more, because this is the cause and must fire before its symptoms: "
+        "the API's 5xx ratio crosses 5% about 30 s after the first failed request and "
+        "ApiCriticalErrorRate then waits 1m, so PostgreSQLDown (or RedisDown) is already "
+        "firing and Alertmanager opens one incident, for the cause.",
         checks=_DEP_CHECKS,
     )
 
