@@ -14,7 +14,8 @@ per name: ours win.
   which must be set before the app imports prometheus_client), the families come from
   prometheus_client's ``MultiProcessCollector`` over that directory: every worker's values,
   merged by prometheus_client's rules (counters and histograms add up, dead workers included;
-  gauges by their ``multiprocess_mode``). The registry's per-process collectors (process,
+  gauges by their ``multiprocess_mode``; a worker our store finds dead is marked dead for
+  prometheus_client too, so its ``live*`` gauges go, see :func:`forget_dead_workers`). The registry's per-process collectors (process,
   platform, GC) are not served then;
 - when it is not set, each worker's registry holds only that worker's counts, and each scrape
   would show another worker's: totals that jump back and forth, read by Prometheus as counter
@@ -74,6 +75,29 @@ def _families(multiprocess: bool) -> list:
         _warn_once("\0multiprocess-error", "mystocks-otel: PROMETHEUS_MULTIPROC_DIR=%s: %s",
                    directory, exc)
         return []
+
+
+def forget_dead_workers(pids) -> None:
+    """prometheus_client's ``mark_process_dead`` for workers our store found dead (their flock
+    released), so their ``live*`` gauges leave the merge, with no ``child_exit`` hook to
+    configure (uvicorn has none). A PID already taken by a new process is left alone."""
+    from . import state
+
+    current = state.provider()
+    directory = multiproc_dir()
+    if not directory or current is None or not current.settings.prometheus_client_registry:
+        return
+    try:
+        from prometheus_client.multiprocess import mark_process_dead
+    except ImportError:
+        return
+    for pid in pids:
+        if os.path.exists(f"/proc/{pid}"):
+            continue  # reused: those files may be a live process's now
+        try:
+            mark_process_dead(pid, directory)
+        except OSError:
+            pass
 
 
 def kept(families: list, taken: set[str]) -> list:

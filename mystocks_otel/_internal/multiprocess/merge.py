@@ -30,6 +30,7 @@ from types import SimpleNamespace
 
 from ...catalog import LATEST, MAX, MIN, PER_WORKER, Kind
 from ..instruments import EXEMPLAR_METRICS, Instruments
+from .. import client_registry
 from ..app_metrics import AppSpec
 from .fileformat import CREATE_FLAGS, EXEMPLAR_WIDTH, META, FileReader, encode, exemplar_at
 
@@ -255,6 +256,10 @@ class RunMerge:
         os.rename(TOTALS_TMP, TOTALS, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
         for name in folded:
             _unlink(name, dir_fd)
+        # the app's prometheus_client files (PROMETHEUS_MULTIPROC_DIR): its live gauges go too
+        client_registry.forget_dead_workers(
+            int(parts[1]) for parts in (name.split("-") for name in folded)
+            if len(parts) > 2 and parts[1].isdigit())
         return len(folded)
 
     def _entries(self, acc: dict, exemplars: dict, folded: list):
