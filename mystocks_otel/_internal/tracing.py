@@ -13,9 +13,10 @@ the layer that already times the request:
 - kind SERVER, name ``METHOD route-template`` (``METHOD`` alone when no route matched);
   attributes ``http.request.method`` (``_OTHER`` and ``http.request.method_original`` for
   unknown methods), ``url.path``, ``url.scheme``, ``http.route``,
-  ``http.response.status_code``, ``network.protocol.version``, ``server.address``,
-  ``server.port``, ``client.address``, ``user_agent.original``; the query string is left out
-  (it may carry personal data);
+  ``http.response.status_code``, ``server.address``, ``server.port``. The query string, the
+  client's address and its user agent are left out: they may identify a person, and each
+  attribute costs on every request (the recommended ``network.protocol.version`` is left out
+  for the same cost);
 - status ERROR and ``error.type`` on a 5xx or an exception (recorded on the span); a 4xx is
   the client's error and leaves the status unset (semantic conventions for servers);
 - an uncaught exception is logged once, with this trace, while the span is current
@@ -81,21 +82,11 @@ class ServerSpans:
                       "url.scheme": scope.get("scheme", "http")}
         if method == "_OTHER":
             attributes["http.request.method_original"] = scope.get("method", "")
-        version = scope.get("http_version")
-        if version:
-            attributes["network.protocol.version"] = version
         server = scope.get("server")
         if server:
             attributes["server.address"] = server[0]
             if server[1] is not None:
                 attributes["server.port"] = server[1]
-        client = scope.get("client")
-        if client:
-            attributes["client.address"] = client[0]
-        for key, value in headers:
-            if key == b"user-agent":
-                attributes["user_agent.original"] = value.decode("latin-1")
-                break
         span = self.tracer.start_span("HTTP" if method == "_OTHER" else method, context=parent,
                                       kind=_KIND, attributes=attributes)
         token = otel_context.attach(trace.set_span_in_context(span, parent))
@@ -116,14 +107,15 @@ class ServerSpans:
     @staticmethod
     def end(span, token, method: str, route: str | None, status: int) -> None:
         try:
+            attributes = {"http.response.status_code": status}
             if route:
-                span.set_attribute("http.route", route)
+                attributes["http.route"] = route
                 span.update_name(f"{'HTTP' if method == '_OTHER' else method} {route}")
-            span.set_attribute("http.response.status_code", status)
             if status >= 500:
                 if not (span.attributes or {}).get("error.type"):
-                    span.set_attribute("error.type", str(status))
+                    attributes["error.type"] = str(status)
                 span.set_status(Status(StatusCode.ERROR))
+            span.set_attributes(attributes)
             span.end()
         finally:
             otel_context.detach(token)
