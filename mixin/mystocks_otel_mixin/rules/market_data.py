@@ -27,7 +27,7 @@ def opened_at_expr(sessions: Sessions) -> str:
     """The Unix time the current session opened (present only while ``mystocks:trading_session:open`` is)."""
     now = "hour() * 60 + minute()"
     day = "time() - time() % 86400"
-    branches = "\n  or\n".join(f"(vector({day} + {start * 60}) and on () ({now} >= {start} and {now} < {end}))"
+    branches = "\n  or\n  ".join(f"(vector({day} + {start * 60}) and on () ({now} >= {start} and {now} < {end}))"
                                 for start, end in sessions.utc_minutes)
     return f"(\n  {branches}\n)\nand on () mystocks:trading_session:open"
 
