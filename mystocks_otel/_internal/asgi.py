@@ -289,6 +289,9 @@ class MetricsMiddleware:
 
         spans = self.spans
         span, token = spans.start(scope, method)
+        if span is None:  # the SDK failed: untraced, still measured
+            return await (self._http(scope, receive, send, app, host, None) if measure
+                          else app(scope, receive, send))
         try:
             if measure:
                 await self._http(scope, receive, send_with_status, app, host, None)

@@ -70,7 +70,14 @@ class ServerSpans:
                                  for f in propagate.get_global_textmap().fields)
 
     def start(self, scope, method: str):
-        """The span and the context token; :meth:`end` must follow."""
+        """The span and the context token (:meth:`end` must follow), or ``(None, None)`` if
+        the SDK failed: the request then runs untraced (telemetry never fails a request)."""
+        try:
+            return self._start(scope, method)
+        except Exception:  # noqa: BLE001
+            return None, None
+
+    def _start(self, scope, method: str):
         headers = scope.get("headers") or ()
         fields = self._fields
         parent = None
@@ -117,5 +124,7 @@ class ServerSpans:
                 span.set_status(Status(StatusCode.ERROR))
             span.set_attributes(attributes)
             span.end()
+        except Exception:  # noqa: BLE001 - never replaces the app's outcome
+            pass
         finally:
             otel_context.detach(token)

@@ -192,3 +192,27 @@ def test_the_server_span_continues_a_remote_parent_and_carries_the_semantic_conv
         "http.request.method": "GET", "http.route": "/api/quotes/{symbol}", "url.path": "/api/quotes/A",
         "http.response.status_code": 200, "url.scheme": "http"}
     assert second[1] != trace_id and second[2] is None  # no header: a new trace, a local root
+
+
+BROKEN = """
+    from opentelemetry.sdk.trace import TracerProvider
+
+    class BrokenTracer:
+        def start_span(self, *args, **kwargs):
+            raise RuntimeError("a broken SDK")
+
+    class BrokenProvider(TracerProvider):
+        def get_tracer(self, *args, **kwargs):
+            return BrokenTracer()
+
+    app = make_app(); setup_telemetry(app, tracer_provider=BrokenProvider())
+    client = TestClient(app)
+    statuses = [client.get("/api/quotes/A").status_code for _ in range(2)]
+    page = client.get("/metrics").text
+    done(statuses=statuses, counted='http_route="/api/quotes/{symbol}"' in page)
+"""
+
+
+def test_a_failing_tracer_never_fails_the_request_and_it_is_still_measured():
+    result = run_scenario(BROKEN)
+    assert result == {"statuses": [200, 200], "counted": True}
