@@ -73,14 +73,14 @@ class Pipeline:
         for handler in self.handlers:
             root.removeHandler(handler)
         self.handlers = []
+        if self.factory is not None:  # ours first: upstream's uninstrument restores the one before it
+            logging.setLogRecordFactory(self.factory)
+            self.factory = None
         if self.instrumented:
             from opentelemetry.instrumentation.logging import LoggingInstrumentor
 
             LoggingInstrumentor().uninstrument()
             self.instrumented = False
-        if self.factory is not None:
-            logging.setLogRecordFactory(self.factory)
-            self.factory = None
         provider, self.provider = self.provider, None
         if provider is not None:
             _bounded(provider.shutdown, FLUSH_SECONDS)
