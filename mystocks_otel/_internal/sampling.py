@@ -273,6 +273,18 @@ class _DropCounter:
         self._inner.finish_items(count)
 
 
+class _QueueFullLines(logging.Filter):
+    """Drops the SDK's "Queue full, dropping ..." warning, written once per lost item on the
+    request's own thread: with a dead Collector that is a log record per request. Ours count
+    them instead (``dropped_spans``/``dropped_log_records{reason="queue_full"}``)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (isinstance(record.msg, str) and record.msg.startswith("Queue full, dropping"))
+
+
+_SDK_BATCH_LOGGER = "opentelemetry.sdk._shared_internal"
+
+
 def count_queue_drops(batch_processor, count: Callable[[str, int], None]) -> bool:
     """Count the drops of an SDK ``BatchSpanProcessor`` or ``BatchLogRecordProcessor`` (their
     queue is bounded by ``max_queue_size``; a full queue drops the oldest item). The SDK
@@ -283,6 +295,9 @@ def count_queue_drops(batch_processor, count: Callable[[str, int], None]) -> boo
     if metrics is None or not hasattr(metrics, "drop_items"):
         return False
     inner._metrics = _DropCounter(metrics, count)
+    sdk_logger = logging.getLogger(_SDK_BATCH_LOGGER)
+    if not any(isinstance(f, _QueueFullLines) for f in sdk_logger.filters):
+        sdk_logger.addFilter(_QueueFullLines())
     return True
 
 
