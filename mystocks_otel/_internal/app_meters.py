@@ -17,8 +17,9 @@ from opentelemetry.metrics import NoOpMeter
 from opentelemetry.metrics import _internal as _api_state  # is a global provider set (API 1.45)
 
 from .. import catalog
-from .app_metrics import (COUNTER, GAUGE, HISTOGRAM, OBS_COUNTER, OBS_GAUGE, OBS_UPDOWN,
-                          SDK_DEFAULT_BOUNDS, UPDOWN, AppInstruments, AppSpec, flat_key)
+from .app_metrics import (COUNTER, GAUGE, HISTOGRAM, MAX_INSTRUMENTS, OBS_COUNTER, OBS_GAUGE,
+                          OBS_UPDOWN, SDK_DEFAULT_BOUNDS, UPDOWN, AppInstruments, AppSpec,
+                          flat_key)
 
 _MAX = sys.float_info.max
 _CATALOG = frozenset(spec.name.lower() for spec in catalog.METRICS)
@@ -32,6 +33,7 @@ class _Sync:
     names, e.g. FastAPI's native ``http.server.request.duration``)."""
 
     _create = ""  # the Meter method that makes the twin
+    _method = ""  # the instrument's (and its recorder's) method: add, record or set
 
     def __init__(self, name, unit, description, recorder, scope=("", "", ""), advisory=None):
         super().__init__(name, unit, description)
@@ -60,83 +62,70 @@ class _Sync:
             twin = self._twin = (other, made)
         return twin[1]
 
-
-class AppCounter(_Sync, api.Counter):
-    _create = "create_counter"
-
-    def add(self, amount, attributes=None, context=None) -> None:
+    def _measure(self, amount, attributes, context) -> None:
+        """One measurement: to the twin once another provider is set, else to our recorder.
+        Never raises into the app: a measurement that fails (attributes that cannot be keyed,
+        say) is dropped and counted (``mystocks.telemetry.dropped_measurements``)."""
         try:
             if _api_state._METER_PROVIDER is not None:
                 moved = self._moved()
-                return moved.add(amount, attributes, context) if moved is not None else None
-            if self._recorder is not None:
-                self._recorder.add(amount, *flat_key(attributes))
+                if moved is not None:
+                    getattr(moved, self._method)(amount, attributes, context)
+            elif self._recorder is not None:
+                getattr(self._recorder, self._method)(amount, *flat_key(attributes))
         except Exception:  # noqa: BLE001 - never raise into the app
-            pass
+            if self._recorder is not None:
+                self._recorder._error()
+
+
+class AppCounter(_Sync, api.Counter):
+    _create, _method = "create_counter", "add"
+
+    def add(self, amount, attributes=None, context=None) -> None:
+        self._measure(amount, attributes, context)
 
 
 class AppUpDownCounter(_Sync, api.UpDownCounter):
-    _create = "create_up_down_counter"
+    _create, _method = "create_up_down_counter", "add"
 
     def add(self, amount, attributes=None, context=None) -> None:
-        try:
-            if _api_state._METER_PROVIDER is not None:
-                moved = self._moved()
-                return moved.add(amount, attributes, context) if moved is not None else None
-            if self._recorder is not None:
-                self._recorder.add(amount, *flat_key(attributes))
-        except Exception:  # noqa: BLE001
-            pass
+        self._measure(amount, attributes, context)
 
 
 class AppHistogramInstrument(_Sync, api.Histogram):
-    _create = "create_histogram"
+    _create, _method = "create_histogram", "record"
 
     def record(self, amount, attributes=None, context=None) -> None:
-        try:
-            if _api_state._METER_PROVIDER is not None:
-                moved = self._moved()
-                return moved.record(amount, attributes, context) if moved is not None else None
-            if self._recorder is not None:
-                self._recorder.record(amount, *flat_key(attributes))
-        except Exception:  # noqa: BLE001
-            pass
+        self._measure(amount, attributes, context)
 
 
 class AppGaugeInstrument(_Sync, api._Gauge):
-    _create = "create_gauge"
+    _create, _method = "create_gauge", "set"
 
     def set(self, amount, attributes=None, context=None) -> None:
-        try:
-            if _api_state._METER_PROVIDER is not None:
-                moved = self._moved()
-                return moved.set(amount, attributes, context) if moved is not None else None
-            if self._recorder is not None:
-                self._recorder.set(amount, *flat_key(attributes))
-        except Exception:  # noqa: BLE001
-            pass
+        self._measure(amount, attributes, context)
 
 
 class _Observable:
     """An observable instrument of ours: its callbacks feed its recorder (they stay with us
     when another provider is set later)."""
 
-    def __init__(self, name, callbacks, unit, description, recorder):
+    def __init__(self, name, callbacks, unit, description, recorder, registry):
         super().__init__(name, callbacks, unit, description)
         self._recorder = recorder
-        recorder.app_callbacks.extend(callbacks or ())
+        registry.add_callbacks(recorder, callbacks)
 
 
 class AppObservableCounter(_Observable, api.ObservableCounter):
-    pass
+    _noop = "create_observable_counter"  # the NoOpMeter method for when ours records nothing
 
 
 class AppObservableUpDownCounter(_Observable, api.ObservableUpDownCounter):
-    pass
+    _noop = "create_observable_up_down_counter"
 
 
 class AppObservableGauge(_Observable, api.ObservableGauge):
-    pass
+    _noop = "create_observable_gauge"
 
 
 class AppMeter(api.Meter):
@@ -149,7 +138,11 @@ class AppMeter(api.Meter):
         self._noop = NoOpMeter(name, version=version, schema_url=schema_url)
 
     def _recorder(self, name, instrument, unit, description, buckets=None):
-        checked = api.Instrument._check_name_unit_description(name, unit, description)
+        """Our recorder for a new instrument, or None: it records nothing (one warning)."""
+        try:
+            checked = api.Instrument._check_name_unit_description(name, unit, description)
+        except TypeError:  # a name, unit or description that is not text
+            checked = {"name": None}
         if checked["name"] is None or checked["unit"] is None:
             self._registry.warn_once(str(name), f"mystocks-otel: instrument {name!r} (unit "
                                      f"{unit!r}) has an invalid name or unit; it records nothing")
@@ -161,9 +154,8 @@ class AppMeter(api.Meter):
                 f"mystocks-otel: {self.name}'s instrument {name!r} is one of ours; it records "
                 "nothing (our layer measures it once)"), logging.DEBUG if fastapi else logging.WARNING)
             return None
-        scope = (self.name, self.version or "", self.schema_url or "")
         return self._registry.recorder(AppSpec.make(name, instrument, checked["unit"],
-                                                    checked["description"], buckets, scope))
+                                                    checked["description"], buckets, self._scope()))
 
     def _scope(self) -> tuple:
         return (self.name, self.version or "", self.schema_url or "")
@@ -187,21 +179,23 @@ class AppMeter(api.Meter):
         found = self._recorder(name, GAUGE, unit, description)
         return AppGaugeInstrument(name, unit, description, found, self._scope())
 
+    def _observable(self, cls, instrument, name, callbacks, unit, description):
+        found = self._recorder(name, instrument, unit, description)
+        if found is None:  # one of our names, or a conflict: the API's no-op
+            return getattr(self._noop, cls._noop)(name, callbacks, unit, description)
+        return cls(name, callbacks, unit, description, found, self._registry)
+
     def create_observable_counter(self, name, callbacks=None, unit="", description=""):
-        found = self._recorder(name, OBS_COUNTER, unit, description)
-        return (AppObservableCounter(name, callbacks, unit, description, found) if found is not None
-                else self._noop.create_observable_counter(name, callbacks, unit, description))
+        return self._observable(AppObservableCounter, OBS_COUNTER, name, callbacks, unit,
+                                description)
 
     def create_observable_up_down_counter(self, name, callbacks=None, unit="", description=""):
-        found = self._recorder(name, OBS_UPDOWN, unit, description)
-        return (AppObservableUpDownCounter(name, callbacks, unit, description, found)
-                if found is not None
-                else self._noop.create_observable_up_down_counter(name, callbacks, unit, description))
+        return self._observable(AppObservableUpDownCounter, OBS_UPDOWN, name, callbacks, unit,
+                                description)
 
     def create_observable_gauge(self, name, callbacks=None, unit="", description=""):
-        found = self._recorder(name, OBS_GAUGE, unit, description)
-        return (AppObservableGauge(name, callbacks, unit, description, found) if found is not None
-                else self._noop.create_observable_gauge(name, callbacks, unit, description))
+        return self._observable(AppObservableGauge, OBS_GAUGE, name, callbacks, unit,
+                                description)
 
 
 def _bounds(advisory) -> tuple[float, ...]:
@@ -235,8 +229,9 @@ class AppMeterProvider(api.MeterProvider):
         with self._lock:
             meter = self._meters.get(key)
             if meter is None:
-                meter = self._meters[key] = AppMeter(self._registry, name or "", version,
-                                                     schema_url, attributes)
+                meter = AppMeter(self._registry, name or "", version, schema_url, attributes)
+                if len(self._meters) < MAX_INSTRUMENTS:  # past it: a meter not kept (bounded)
+                    self._meters[key] = meter
         return meter
 
     def add_metric_reader(self, reader) -> None:

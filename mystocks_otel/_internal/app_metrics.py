@@ -77,6 +77,12 @@ STORAGE = {
     OBS_GAUGE: (Kind.GAUGE, PER_WORKER),
 }
 _PROMETHEUS_TYPES = {COUNTER: "counter", OBS_COUNTER: "counter", HISTOGRAM: "histogram"}
+#: Memory bounds against an app that makes instruments in a loop: instruments in all (past it a
+#: new name records nothing, one warning), callbacks per observable instrument (past it a new
+#: one is ignored, one warning), distinct one-time warnings remembered (past it, no more).
+MAX_INSTRUMENTS = 1_000
+MAX_CALLBACKS = 64
+MAX_WARNINGS = 1_000
 
 
 @dataclass(frozen=True)
@@ -248,6 +254,10 @@ class AppInstruments:
                 self.warn_once(spec.name, f"mystocks-otel: instrument {spec.name!r} exists as a "
                                f"{found.spec.instrument}; this {spec.instrument} records nothing")
                 return None
+            if len(self._recorders) >= MAX_INSTRUMENTS:
+                self.warn_once("\0instruments", f"mystocks-otel: the app made {MAX_INSTRUMENTS} "
+                               f"instruments; {spec.name!r} and later new ones record nothing")
+                return None
             made = _RECORDERS[spec.kind](spec, self.instruments)
             self._recorders[spec.name.lower()] = made
             if self.sink is not None:
@@ -295,9 +305,21 @@ class AppInstruments:
             self.meter_for = None
 
     def warn_once(self, name: str, message: str, level: int = logging.WARNING) -> None:
-        if name not in self._warned:
+        if name not in self._warned and len(self._warned) < MAX_WARNINGS:
             self._warned.add(name)
             server_log.log(level, message, _log)
+
+    def add_callbacks(self, recorder, callbacks) -> None:
+        """An observable instrument's callbacks, for ``recorder`` to run (bounded, no repeats)."""
+        for callback in callbacks or ():
+            if any(callback is known for known in recorder.app_callbacks):
+                continue
+            if len(recorder.app_callbacks) >= MAX_CALLBACKS:
+                self.warn_once(f"\0callbacks/{recorder.spec.name}", (
+                    f"mystocks-otel: instrument {recorder.spec.name!r} has {MAX_CALLBACKS} "
+                    "callbacks; later ones are ignored"))
+                return
+            recorder.app_callbacks.append(callback)
 
     def observe_all(self) -> None:
         """Run every observable instrument's callbacks into its recorder."""
@@ -322,4 +344,4 @@ def run_callbacks(recorder) -> None:
                 else:
                     recorder.set(observation.value, *key)
         except Exception:  # noqa: BLE001 - an app's callback must not break a scrape
-            _log.debug("mystocks-otel: a callback of %s failed", recorder.spec.name, exc_info=True)
+            recorder._error()  # logged (debug) and counted in dropped_measurements{reason=error}

@@ -16,7 +16,7 @@ from opentelemetry.sdk.metrics import MeterProvider
 from prometheus_client.parser import text_string_to_metric_families
 
 from mystocks_otel import catalog
-from mystocks_otel._internal import exposition
+from mystocks_otel._internal import app_metrics, exposition
 from mystocks_otel._internal.app_meters import AppMeterProvider
 from mystocks_otel._internal.app_metrics import AppInstruments, AppSpec
 from mystocks_otel._internal.instruments import Instruments
@@ -119,6 +119,63 @@ def test_observable_instruments_are_observed_at_render():
     got = page(instruments, app)
     assert got["shop_level"] == {(("pool", "main"),): 9}
     assert got["shop_done_total"] == {(): 7}
+
+
+class _Unprintable:
+    def __str__(self):
+        raise RuntimeError("no text")
+
+
+def test_bad_attributes_and_raising_callbacks_are_counted_never_raised():
+    instruments, app, provider = fresh()
+    meter = provider.get_meter("shop")
+    counter = meter.create_counter("shop.hits")
+    counter.add(1, {1: "a", "b": 2})  # keys that do not sort together
+    meter.create_histogram("shop.time").record(1.0, {"x": _Unprintable()})
+    meter.create_gauge("shop.level").set(1.0, {"x": _Unprintable()})
+    counter.add(2, {"ok": "yes"})
+
+    def broken(options):
+        raise RuntimeError("the app's bug")
+
+    meter.create_observable_gauge("shop.pool", [broken, lambda o: [Observation(3)]])
+    app.observe_all()
+    dropped = instruments.counter("mystocks.telemetry.dropped_measurements")
+    for name in ("shop.hits", "shop.time", "shop.level", "shop.pool"):
+        assert dropped.value(name, "error") == 1, name
+    got = page(instruments, app)
+    assert got["shop_hits_total"] == {(("ok", "yes"),): 2}
+    assert got["shop_pool"] == {(): 3}  # the other callback still ran
+
+
+def test_names_that_are_not_text_make_a_no_op_instrument():
+    _, app, provider = fresh()
+    meter = provider.get_meter("shop")
+    for name in (None, 5, b"shop.bytes"):
+        meter.create_counter(name).add(1)
+        meter.create_histogram(name).record(1)
+    assert len(app) == 0
+
+
+def test_instruments_meters_and_callbacks_an_app_makes_in_a_loop_are_bounded():
+    _, app, provider = fresh()
+    meter = provider.get_meter("shop")
+    for n in range(app_metrics.MAX_INSTRUMENTS + 5):
+        meter.create_counter(f"shop.c{n}").add(1)
+    assert len(app) == app_metrics.MAX_INSTRUMENTS
+    assert app.get(f"shop.c{app_metrics.MAX_INSTRUMENTS}") is None
+    app.reset()
+    for n in range(app_metrics.MAX_CALLBACKS + 5):
+        meter.create_observable_gauge("shop.level", [lambda o, n=n: [Observation(n)]])
+    callback = app.get("shop.level").app_callbacks[0]
+    meter.create_observable_gauge("shop.level", [callback])  # the same callback again
+    assert len(app.get("shop.level").app_callbacks) == app_metrics.MAX_CALLBACKS
+    for n in range(app_metrics.MAX_INSTRUMENTS + 5):
+        provider.get_meter(f"lib{n}").create_counter("shop.shared")
+    assert len(provider._meters) == app_metrics.MAX_INSTRUMENTS
+    for n in range(app_metrics.MAX_WARNINGS + 5):
+        meter.create_counter(f"bad name {n}!")
+    assert len(app._warned) == app_metrics.MAX_WARNINGS
 
 
 def test_a_name_ours_already_serves_is_left_off_the_page():
