@@ -16,7 +16,7 @@ import yaml
 
 from mystocks_otel_mixin import config
 from mystocks_otel_mixin.config import MixinConfig
-from mystocks_otel_mixin.lib.promql import PromQL, le_matcher, num
+from mystocks_otel_mixin.lib.promql import PromQL, le_matcher
 from mystocks_otel_mixin.lib.rulekit import header
 from mystocks_otel_mixin.rules import slo as slo_rules
 
