@@ -10,6 +10,7 @@ first. Real uvicorn processes, in both modes (the one line and ``opentelemetry-i
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 import pytest
@@ -80,13 +81,20 @@ def sdk():
 CALLS = 25
 
 
-def run_app(tmp_path, source: str, mode: str):
+@contextlib.contextmanager
+def app_hit(tmp_path, source: str, mode: str = "one-line", wait=(), **env):
+    """``source`` served by uvicorn (``mode``), it and the ports in ``wait`` up, and every
+    ``/hit/{n}`` called: yields (port, process)."""
     (tmp_path / "provider_app.py").write_text(source)
     port = free_port()
     env = base_env(tmp_path, MYSTOCKS_OTEL_SYSTEM_METRICS="false", PYTHONWARNINGS="ignore",
-                   APP_ZERO_CODE="1" if mode == "zero-code" else "0")
+                   APP_ZERO_CODE="1" if mode == "zero-code" else "0", **env)
     argv = uvicorn_argv("provider_app:app", port, instrument=mode == "zero-code")
-    return port, run_process(argv, tmp_path, env)
+    with run_process(argv, tmp_path, env) as proc:
+        for up in (port, *wait):
+            proc.wait_port(up)
+        hit_all(port)
+        yield port, proc
 
 
 def hit_all(port: int) -> None:
@@ -103,10 +111,7 @@ def http_counts(text: str) -> float:
 
 @pytest.mark.parametrize("mode", ["one-line", "zero-code"])
 def test_native_telemetry_on_our_provider_counts_each_request_once(tmp_path, mode):
-    port, process = run_app(tmp_path, NATIVE_APP, mode)
-    with process as proc:
-        proc.wait_port(port)
-        hit_all(port)
+    with app_hit(tmp_path, NATIVE_APP, mode) as (port, proc):
         text = scrape(port)
     assert http_counts(text) == CALLS  # ours, once: FastAPI's own instruments are no-ops on ours
     names = [line.split()[2] for line in text.splitlines() if line.startswith("# TYPE ")]
@@ -116,10 +121,7 @@ def test_native_telemetry_on_our_provider_counts_each_request_once(tmp_path, mod
 
 @pytest.mark.parametrize("mode", ["one-line", "zero-code"])
 def test_another_sdks_provider_set_first_is_kept(tmp_path, mode):
-    port, process = run_app(tmp_path, OTHER_SDK_APP, mode)
-    with process as proc:
-        proc.wait_port(port)
-        hit_all(port)
+    with app_hit(tmp_path, OTHER_SDK_APP, mode) as (port, proc):
         status, body = get(port, "/sdk")
         assert status == 200, body
         theirs = json.loads(body)
@@ -159,14 +161,9 @@ def hit(n: int):
 
 
 def test_the_standalone_port_serves_the_apps_metrics_too(tmp_path):
-    (tmp_path / "provider_app.py").write_text(STANDALONE_APP)
-    port, metrics_port = free_port(), free_port()
-    env = base_env(tmp_path, MYSTOCKS_OTEL_SYSTEM_METRICS="false", PYTHONWARNINGS="ignore",
-                   OTEL_EXPORTER_PROMETHEUS_PORT=str(metrics_port))
-    with run_process(uvicorn_argv("provider_app:app", port, instrument=False), tmp_path, env) as proc:
-        proc.wait_port(port)
-        proc.wait_port(metrics_port)
-        hit_all(port)
+    metrics_port = free_port()
+    with app_hit(tmp_path, STANDALONE_APP, wait=(metrics_port,),
+                 OTEL_EXPORTER_PROMETHEUS_PORT=str(metrics_port)) as (port, _):
         pages = [scrape(port), scrape(metrics_port)]
     for text in pages:
         assert sum(s.value for s in series(text, "shop_widgets_sold_total")) == CALLS
