@@ -14,6 +14,7 @@ merge, OTLP) are in tests/integration/library/test_http_options.py.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 
 import httpx
@@ -83,6 +84,15 @@ def make_app() -> FastAPI:
     return app
 
 
+@contextlib.contextmanager
+def instrumented(**options):
+    """Inside a fresh capture, make_app() set up with ``options``: yields (app, capture)."""
+    with capture_metrics() as capture:
+        app = make_app()
+        setup_telemetry(app, **options)
+        yield app, capture
+
+
 async def _calls(app, *calls):
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
@@ -114,9 +124,7 @@ def scrape(app) -> dict:
 
 
 def test_body_sizes_are_off_by_default():
-    with capture_metrics() as capture:
-        app = make_app()
-        setup_telemetry(app)
+    with instrumented() as (app, capture):
         call(app, ("POST", "/upload/a", {"content": b"x" * 100}))
         assert capture.count(DURATION, {"http.route": "/upload/{name}"}) == 1
         assert capture.points(REQUEST_SIZE) == [] and capture.points(RESPONSE_SIZE) == []
@@ -126,9 +134,7 @@ def test_body_sizes_are_off_by_default():
 
 
 def test_content_length_bodies_are_measured_exactly():
-    with capture_metrics() as capture:
-        app = make_app()
-        setup_telemetry(app, http_body_size=True)
+    with instrumented(http_body_size=True) as (app, capture):
         (response,) = call(app, ("POST", "/upload/a", {"content": b"x" * 3000}))
         assert len(response.content) == 1500
         labels = {"http.route": "/upload/{name}", "http.request.method": "POST",
@@ -155,9 +161,7 @@ def test_bodies_without_content_length_are_counted_as_they_stream():
         yield b"1" * 700
         yield b"2" * 300
 
-    with capture_metrics() as capture:
-        app = make_app()
-        setup_telemetry(app, http_body_size=True)
+    with instrumented(http_body_size=True) as (app, capture):
         upload, stream = call(app, ("POST", "/upload/b", {"content": chunks()}),
                               ("GET", "/stream", {}))
         assert upload.request.headers.get("transfer-encoding") == "chunked"
@@ -171,9 +175,7 @@ def test_bodies_without_content_length_are_counted_as_they_stream():
 def test_a_request_the_app_fails_has_a_request_size_and_no_response_size():
     """The app raised before responding: the 500 is written by Starlette's error middleware,
     outside the layer, so no response size is known; the duration and request size are kept."""
-    with capture_metrics() as capture:
-        app = make_app()
-        setup_telemetry(app, http_body_size=True)
+    with instrumented(http_body_size=True) as (app, capture):
         (response,) = call(app, ("GET", "/boom", {}))
         assert response.status_code == 500
         assert capture.count(DURATION, {"http.route": "/boom", "http.response.status_code": 500}) == 1
@@ -213,9 +215,7 @@ def duration_les(samples: dict, route: str) -> list[str]:
 
 
 def test_default_buckets_are_the_catalogs():
-    with capture_metrics() as capture:
-        app = make_app()
-        setup_telemetry(app)
+    with instrumented() as (app, capture):
         call(app, ("GET", "/items/1", {}))
         point = one_point(capture, DURATION, **{"http.route": "/items/{item_id}"})
         assert tuple(point.explicit_bounds) == catalog.LATENCY_BUCKETS
@@ -224,9 +224,7 @@ def test_default_buckets_are_the_catalogs():
 
 
 def test_setup_option_buckets_replace_the_catalogs_on_metrics_and_the_sdk_reader():
-    with capture_metrics() as capture:
-        app = make_app()
-        setup_telemetry(app, http_buckets=[0.3, 1, 3])
+    with instrumented(http_buckets=[0.3, 1, 3]) as (app, capture):
         call(app, ("GET", "/items/1", {}), ("GET", "/items/2", {}))
         point = one_point(capture, DURATION, **{"http.route": "/items/{item_id}"})
         assert tuple(point.explicit_bounds) == (0.3, 1.0, 3.0)
@@ -241,15 +239,11 @@ def test_setup_option_buckets_replace_the_catalogs_on_metrics_and_the_sdk_reader
 
 def test_environment_buckets_and_the_next_capture_is_back_to_the_catalogs(monkeypatch):
     monkeypatch.setenv("MYSTOCKS_OTEL_HTTP_BUCKETS", "0.05,0.25,1,2.5")
-    with capture_metrics():
-        app = make_app()
-        setup_telemetry(app)
+    with instrumented() as (app, _):
         call(app, ("GET", "/items/1", {}))
         assert duration_les(scrape(app), "/items/{item_id}") == ["0.05", "0.25", "1.0", "2.5", "+Inf"]
     monkeypatch.delenv("MYSTOCKS_OTEL_HTTP_BUCKETS")
-    with capture_metrics() as capture:
-        app = make_app()
-        setup_telemetry(app)
+    with instrumented() as (app, capture):
         call(app, ("GET", "/items/1", {}))
         point = one_point(capture, DURATION, **{"http.route": "/items/{item_id}"})
         assert tuple(point.explicit_bounds) == catalog.LATENCY_BUCKETS
@@ -274,9 +268,7 @@ def test_bad_environment_buckets_fail_with_one_line(monkeypatch):
 
 
 def test_status_codes_are_exact_by_default():
-    with capture_metrics() as capture:
-        app = make_app()
-        setup_telemetry(app)
+    with instrumented() as (app, capture):
         call(app, ("GET", "/items/1", {}), ("GET", "/nowhere", {}))
         codes = {p.attributes["http.response.status_code"] for p in capture.points(DURATION)}
         assert codes == {200, 404}
@@ -284,9 +276,7 @@ def test_status_codes_are_exact_by_default():
 
 def test_grouped_status_codes_on_every_http_metric(monkeypatch):
     monkeypatch.setenv("MYSTOCKS_OTEL_HTTP_GROUP_STATUS_CODES", "true")
-    with capture_metrics() as capture:
-        app = make_app()
-        setup_telemetry(app, http_body_size=True)
+    with instrumented(http_body_size=True) as (app, capture):
         call(app, ("GET", "/items/1", {}), ("GET", "/items/2", {}),
              ("GET", "/moved", {"follow_redirects": False}), ("GET", "/nowhere", {}),
              ("GET", "/items/x", {}), ("GET", "/boom", {}))
@@ -309,9 +299,7 @@ USER_PATTERN = r"^/internal/.*,/api/ping$"
 
 def test_excluded_urls_by_pattern_for_http_and_websocket(monkeypatch):
     monkeypatch.setenv("OTEL_PYTHON_FASTAPI_EXCLUDED_URLS", USER_PATTERN)
-    with capture_metrics() as capture:
-        app = make_app()
-        setup_telemetry(app, http_body_size=True)
+    with instrumented(http_body_size=True) as (app, capture):
         responses = call(app, ("GET", "/internal/state", {}), ("GET", "/api/ping", {}),
                          ("GET", "/api/ping2", {}), ("GET", "/items/1", {}))
         assert [r.status_code for r in responses] == [200, 200, 200, 200]  # served all the same
@@ -332,9 +320,7 @@ def test_excluded_urls_search_the_path_inside_the_app_unanchored(monkeypatch):
     """Upstream's semantics: each comma-separated regex is searched (not matched) in the path;
     under a root path (a proxy prefix) the path inside the app is what is searched."""
     monkeypatch.setenv("OTEL_PYTHON_FASTAPI_EXCLUDED_URLS", "ping")
-    with capture_metrics() as capture:
-        app = make_app()
-        setup_telemetry(app)
+    with instrumented() as (app, capture):
         call(app, ("GET", "/api/ping", {}), ("GET", "/api/ping2", {}), ("GET", "/items/1", {}))
         assert {p.attributes.get("http.route") for p in capture.points(DURATION)} == {"/items/{item_id}"}
 
