@@ -35,6 +35,11 @@ def _cluster_split(am: PromQL) -> str:
             f"< on (job) group_left ()\ncount by (job) ({am.sel('up')} == 1)")
 
 
+def _stack_alert(**fields) -> Alert:
+    """An alert on the monitoring stack itself: platform's, with no link to the app's job."""
+    return Alert(category="meta", team="platform", link_labels=(), **fields)
+
+
 def _monitoring(cfg: MixinConfig) -> tuple[Alert, ...]:
     prom, am, col = (PromQL(cfg.prometheus_job), PromQL(cfg.alertmanager_job), PromQL(cfg.collector_job))
     jobs = (cfg.prometheus_job, cfg.alertmanager_job, cfg.collector_job)
@@ -47,11 +52,10 @@ def _monitoring(cfg: MixinConfig) -> tuple[Alert, ...]:
                     "While Prometheus or Alertmanager is down the Watchdog heartbeat stops too: "
                     "the heartbeat service is the check of last resort.")
     return (
-        Alert(
+        _stack_alert(
             name="AlertmanagerNotificationsFailing",
             expr=f"sum by (job, instance, integration) ({am.rate('alertmanager_notifications_failed_total', '15m')}) * 60 > 0",
-            for_="5m", severity="critical", category="meta", priority="P1", team="platform",
-            link_labels=(),
+            for_="5m", severity="critical", priority="P1",
             summary="Alertmanager fails to send {{ $labels.integration }} notifications.",
             description="{{ $labels.instance }} failed {{ $value | humanize }} {{ $labels.integration }} "
             "notifications a minute over 15 minutes: those receivers hear of nothing.",
@@ -65,11 +69,10 @@ def _monitoring(cfg: MixinConfig) -> tuple[Alert, ...]:
                     "The secret file of the receiver (alerts/alertmanager/secrets/): rotated or revoked?",
                     "`amtool check-config` on the rendered config; send a test alert with `amtool alert add`."),
         ),
-        Alert(
+        _stack_alert(
             name="PrometheusRuleEvaluationFailures",
             expr=f"sum by (job, instance, rule_group) (increase({prom.sel('prometheus_rule_evaluation_failures_total')}[5m])) > 0",
-            for_="5m", severity="critical", category="meta", priority="P1", team="platform",
-            link_labels=(),
+            for_="5m", severity="critical", priority="P1",
             summary="Prometheus fails to evaluate rules of {{ $labels.rule_group }}.",
             description="{{ $value | humanize }} rule evaluations of {{ $labels.rule_group }} failed on "
             "{{ $labels.instance }} in 5 minutes: the alerts in that group cannot fire.",
@@ -81,11 +84,10 @@ def _monitoring(cfg: MixinConfig) -> tuple[Alert, ...]:
                     "`promtool check rules alerts/rules/*.yml` and the last change to the rules.",
                     "Label changes in the scrape config that create duplicate series."),
         ),
-        Alert(
+        _stack_alert(
             name="PrometheusNotificationsDropped",
             expr=f"sum by (job, instance) ({prom.rate('prometheus_notifications_dropped_total')}) * 60 > 0",
-            for_="5m", severity="critical", category="meta", priority="P1", team="platform",
-            link_labels=(),
+            for_="5m", severity="critical", priority="P1",
             summary="Prometheus drops alert notifications.",
             description="{{ $labels.instance }} dropped {{ $value | humanize }} alert notifications a minute: "
             "alerts that fired never reached Alertmanager.",
@@ -98,12 +100,11 @@ def _monitoring(cfg: MixinConfig) -> tuple[Alert, ...]:
                     "`prometheus_notifications_queue_length` against its capacity.",
                     "Alertmanager's health (`/-/healthy`) and the network between them."),
         ),
-        Alert(
+        _stack_alert(
             name="PrometheusAlertmanagerUnreachable",
             expr=f"sum by (job, instance, alertmanager) ({prom.rate('prometheus_notifications_errors_total')}) > 0\n"
             f"or\nmax by (job, instance) ({prom.sel('prometheus_notifications_alertmanagers_discovered')}) < 1",
-            for_="5m", severity="critical", category="meta", priority="P1", team="platform",
-            link_labels=(),
+            for_="5m", severity="critical", priority="P1",
             summary="Prometheus cannot reach an Alertmanager.",
             description="{{ $labels.instance }} fails to send to {{ with $labels.alertmanager }}{{ . }}{{ else }}any Alertmanager (none discovered){{ end }}.",
             threshold="send errors, or no Alertmanager discovered, for 5m",
@@ -113,11 +114,10 @@ def _monitoring(cfg: MixinConfig) -> tuple[Alert, ...]:
                     "Alertmanager running and listening (`curl <am>/-/ready`).",
                     "TLS/auth errors in the Prometheus log."),
         ),
-        Alert(
+        _stack_alert(
             name="AlertmanagerClusterSplit",
             expr=_cluster_split(am),
-            for_="10m", severity="critical", category="meta", priority="P1", team="platform",
-            link_labels=(),
+            for_="10m", severity="critical", priority="P1",
             summary="Alertmanager {{ $labels.instance }} is cut off from its cluster peers.",
             description="{{ $labels.instance }} sees {{ $value }} cluster members, fewer than the "
             "Alertmanagers Prometheus finds up: silences and notification logs are no longer shared, so a silenced alert pages again "
@@ -139,11 +139,10 @@ def _monitoring(cfg: MixinConfig) -> tuple[Alert, ...]:
                     "The gossip port (9094, TCP and UDP) between the peers: firewall, DNS of --cluster.peer.",
                     "Alertmanager logs: `memberlist` and `Failed to join` messages."),
         ),
-        Alert(
+        _stack_alert(
             name="PrometheusConfigReloadFailed",
             expr=f"max_over_time({prom.sel('prometheus_config_last_reload_successful')}[5m]) == 0",
-            for_="10m", severity="critical", category="meta", priority="P1", team="platform",
-            link_labels=(),
+            for_="10m", severity="critical", priority="P1",
             summary="Prometheus {{ $labels.instance }} failed to reload its configuration.",
             description="{{ $labels.instance }}'s last configuration reload failed: it keeps evaluating the "
             "old rules and scraping the old targets, and the change that was meant to apply did not.",
@@ -159,11 +158,10 @@ def _monitoring(cfg: MixinConfig) -> tuple[Alert, ...]:
                     "`promtool check config prometheus.yml` and `promtool check rules` on the rule files.",
                     "Prometheus `/status` (last successful reload) and `/rules`: which rules are loaded."),
         ),
-        Alert(
+        _stack_alert(
             name="AlertmanagerConfigReloadFailed",
             expr=f"max_over_time({am.sel('alertmanager_config_last_reload_successful')}[5m]) == 0",
-            for_="10m", severity="critical", category="meta", priority="P1", team="platform",
-            link_labels=(),
+            for_="10m", severity="critical", priority="P1",
             summary="Alertmanager {{ $labels.instance }} failed to reload its configuration.",
             description="{{ $labels.instance }}'s last configuration reload failed: it routes with the old "
             "receivers, routes and inhibitions.",
@@ -178,11 +176,10 @@ def _monitoring(cfg: MixinConfig) -> tuple[Alert, ...]:
                     "`amtool check-config` on the rendered alertmanager.yml and its templates.",
                     "The secret files the config reads (alerts/alertmanager/secrets/): present and readable."),
         ),
-        Alert(
+        _stack_alert(
             name="OtelCollectorExportFailures",
             expr=f'sum by (job, instance, exporter) (rate({failed}[5m])) > 0',
-            for_="10m", severity="warning", category="meta", priority="P1", team="platform",
-            link_labels=(),
+            for_="10m", severity="warning", priority="P1",
             summary="The Collector fails to export metrics through {{ $labels.exporter }}.",
             description="{{ $labels.exporter }} on {{ $labels.instance }} fails to send {{ $value | humanize }} "
             "metric points/s: the long-term copy of the metrics has a hole.",
@@ -194,11 +191,10 @@ def _monitoring(cfg: MixinConfig) -> tuple[Alert, ...]:
                     "The backend behind the exporter: running, disk not full.",
                     "`otelcol_exporter_queue_size` against its capacity."),
         ),
-        Alert(
+        _stack_alert(
             name="OtelCollectorRefusedPoints",
             expr=f'sum by (job, instance, receiver) (rate({refused}[5m])) > 0',
-            for_="10m", severity="warning", category="meta", priority="P2", team="platform",
-            link_labels=(),
+            for_="10m", severity="warning", priority="P2",
             summary="The Collector refuses metric points on {{ $labels.receiver }}.",
             description="{{ $labels.receiver }} refuses {{ $value | humanize }} points/s: senders' data is lost.",
             threshold="any refused point for 10m",
@@ -208,11 +204,10 @@ def _monitoring(cfg: MixinConfig) -> tuple[Alert, ...]:
                     "`otelcol_process_memory_rss` against the memory limiter's limit.",
                     "The sending app's `mystocks_telemetry_export_failures_total`."),
         ),
-        Alert(
+        _stack_alert(
             name="MonitoringTargetDown",
             expr=f"{monitoring.sel('up')} == 0",
-            for_="5m", severity="warning", category="meta", priority="P1", team="platform",
-            link_labels=(),
+            for_="5m", severity="warning", priority="P1",
             summary="Prometheus cannot scrape {{ $labels.job }} at {{ $labels.instance }}.",
             description="The {{ $labels.job }} target {{ $labels.instance }} has been down for 5 minutes.",
             threshold="up == 0 for 5m",
@@ -221,11 +216,10 @@ def _monitoring(cfg: MixinConfig) -> tuple[Alert, ...]:
             "paths that page are covered by the alerts above and by the Watchdog.",
             checks=stack_checks,
         ),
-        Alert(
+        _stack_alert(
             name="MonitoringTargetAbsent",
             expr="\nor\n".join(f"absent({PromQL(job).sel('up')})" for job in jobs),
-            for_="10m", severity="warning", category="meta", priority="P2", team="platform",
-            link_labels=(),
+            for_="10m", severity="warning", priority="P2",
             summary="Prometheus has no target for {{ $labels.job }}.",
             description="No `up` series exists for job {{ $labels.job }}: the scrape config lost it.",
             threshold="no up series for 10m",
@@ -241,7 +235,7 @@ def _monitoring(cfg: MixinConfig) -> tuple[Alert, ...]:
 
 def alerts(cfg: MixinConfig) -> tuple[Alert, ...]:
     q = PromQL(cfg.app_job)
-    _OVERFLOW = q.rate("mystocks_telemetry_sanitized_attributes_total", "10m", 'reason="overflow"')
+    overflow = q.rate("mystocks_telemetry_sanitized_attributes_total", "10m", 'reason="overflow"')
     return _monitoring(cfg) + (
         Alert(
             name="Watchdog", expr="vector(1)", for_="0m", severity="info", category="meta", priority="P3", team="platform",
@@ -319,7 +313,7 @@ def alerts(cfg: MixinConfig) -> tuple[Alert, ...]:
         ),
         Alert(
             name="TelemetryCardinalityOverflow",
-            expr=f'sum by (job, metric) ({_OVERFLOW}) * 60\n> 0',
+            expr=f'sum by (job, metric) ({overflow}) * 60\n> 0',
             for_="10m", severity="warning", category="meta", priority="P2", team="platform",
             summary="{{ $labels.metric }} exceeds its cardinality limit.",
             description="{{ $labels.metric }} records into its overflow series ({{ $value | humanize }} "
