@@ -8,7 +8,7 @@ import json
 import pytest
 import yaml
 
-from mystocks_otel_mixin import config, rules
+from mystocks_otel_mixin import config, dashboards, rules
 from mystocks_otel_mixin.lib.promql import num
 from mystocks_otel_mixin.rules import slo as slo_rules
 
@@ -16,7 +16,6 @@ CUSTOM = config.DEFAULT.with_slo_objectives({"api-availability": 0.995, "market-
 
 
 def _board(cfg):
-    dashboards = pytest.importorskip("mystocks_otel_mixin.dashboards")
     return json.loads(dashboards.generate(cfg)["dashboards/mystocks-slo.json"])
 
 
