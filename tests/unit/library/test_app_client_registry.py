@@ -12,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -57,18 +58,24 @@ def run(**options) -> tuple[dict, str]:
     return json.loads(proc.stdout.strip().splitlines()[-1]), proc.stderr
 
 
+@pytest.fixture(scope="module")
+def default_run() -> tuple[dict, str]:
+    """One interpreter with the default settings, shared by the tests that read it."""
+    return run()
+
+
 def samples(text: str, parse=text_string_to_metric_families) -> dict:
     return {(s.name, tuple(sorted(s.labels.items()))): s.value
             for family in parse(text) for s in family.samples}
 
 
-def test_the_registry_is_served_with_ours_and_a_clash_goes_to_ours():
-    found, stderr = run()
+def test_the_registry_is_served_with_ours_and_a_clash_goes_to_ours(default_run):
+    found, stderr = default_run
     got = samples(found["text"])
     assert got[("shop_gadgets_sold_total", (("color", "red"),))] == 3
     assert got[("shop_queue_depth", ())] == 4
     assert got[("shop_wait_seconds_bucket", (("le", "1.0"),))] == 1
-    assert ("python_info" in found["text"]) is True  # the registry's default collectors too
+    assert "python_info" in found["text"]  # the registry's default collectors too
     # ours, not the registry's 100
     orders = [v for (name, labels), v in got.items() if name == "mystocks_trading_orders_total"]
     assert orders == [1]
@@ -88,8 +95,8 @@ def test_the_switch_leaves_the_registry_off():
     assert found["otlp"] == {}
 
 
-def test_the_registry_over_otlp():
-    found, _ = run()
+def test_the_registry_over_otlp(default_run):
+    found, _ = default_run
     otlp = found["otlp"]
     assert otlp["shop_gadgets_sold"] == ["Sum", [[{"color": "red"}, 3.0, None]]]
     assert otlp["shop_queue_depth"] == ["Gauge", [[{}, 4.0, None]]]
