@@ -156,9 +156,15 @@ def otlp_metrics(settings, taken: set[str]) -> list:
         import prometheus_client
     except ImportError:
         return []
+    try:
+        families = kept(list(prometheus_client.REGISTRY.collect()), taken)
+    except Exception:  # noqa: BLE001 - a broken collector of the app's must not stop our export
+        _warn_once("\0otlp", "mystocks-otel: prometheus_client's registry left out of the OTLP "
+                   "export", exc_info=True)
+        return []
     now = time.time_ns()
     out = []
-    for family in kept(list(prometheus_client.REGISTRY.collect()), taken):
+    for family in families:
         try:
             metric = _to_metric(family, now)
         except Exception:  # noqa: BLE001 - one odd family must not stop the export

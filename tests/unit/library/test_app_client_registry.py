@@ -11,6 +11,7 @@ import json
 import subprocess
 import sys
 import textwrap
+import types
 
 import pytest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
@@ -103,3 +104,27 @@ def test_the_registry_over_otlp(default_run):
     assert otlp["shop_wait_seconds"][0] == "Histogram"
     assert otlp["shop_wait_seconds"][1][0][2] == 1
     assert "mystocks_trading_orders" not in otlp  # ours win over OTLP too
+
+
+def test_a_broken_collector_of_the_apps_leaves_the_registry_out_and_raises_nothing():
+    """It would otherwise fail the whole OTLP join (our histograms with it) and our page."""
+    import prometheus_client
+
+    from mystocks_otel._internal import client_registry
+
+    class Broken:
+        def describe(self):  # registered without a first collect()
+            return []
+
+        def collect(self):
+            raise RuntimeError("the app's bug")
+
+    settings = types.SimpleNamespace(prometheus_client_registry=True)
+    broken = Broken()
+    prometheus_client.REGISTRY.register(broken)
+    try:
+        assert client_registry.otlp_metrics(settings, set()) == []
+        assert client_registry.render(settings, False, set()) == ""
+    finally:
+        prometheus_client.REGISTRY.unregister(broken)
+    assert client_registry.otlp_metrics(settings, set())  # the registry's own collectors again
