@@ -92,12 +92,22 @@ def forget_dead_workers(pids) -> None:
     except ImportError:
         return
     for pid in pids:
-        if os.path.exists(f"/proc/{pid}"):
+        if _running(pid):
             continue  # reused: those files may be a live process's now
         try:
             mark_process_dead(pid, directory)
         except OSError:
             pass
+
+
+def _running(pid: int) -> bool:
+    """A live process has ``pid`` (not a zombie: a SIGKILLed worker its server has not reaped
+    yet is dead, and its PID cannot be reused before the reaping)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
 
 
 def kept(families: list, taken: set[str]) -> list:

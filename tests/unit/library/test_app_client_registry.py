@@ -8,6 +8,7 @@ the app's real door (setup_telemetry on a FastAPI app, GET /metrics in-process).
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -128,3 +129,19 @@ def test_a_broken_collector_of_the_apps_leaves_the_registry_out_and_raises_nothi
     finally:
         prometheus_client.REGISTRY.unregister(broken)
     assert client_registry.otlp_metrics(settings, set())  # the registry's own collectors again
+
+
+def test_a_killed_worker_not_yet_reaped_counts_as_dead_for_prometheus_client():
+    """A SIGKILLed worker stays a zombie until its server reaps it; its PID cannot be reused
+    meanwhile, so its prometheus_client files are marked dead (its live gauges go) then too."""
+    from mystocks_otel._internal import client_registry
+    from support import wait_until
+
+    assert client_registry._running(os.getpid())
+    child = subprocess.Popen([sys.executable, "-c", "pass"])  # not waited for: a zombie
+    try:
+        wait_until(lambda: not client_registry._running(child.pid), what="the child a zombie")
+        assert os.path.exists(f"/proc/{child.pid}")  # still there, as a zombie
+    finally:
+        child.wait()
+    assert not client_registry._running(child.pid)
