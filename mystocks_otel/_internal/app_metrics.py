@@ -8,7 +8,11 @@ after set-up or before it (the API's placeholder instruments get real ones at se
 into a recorder like ours (:mod:`.instruments`): pre-aggregated, bounded by
 ``MYSTOCKS_OTEL_CARDINALITY_LIMIT`` series per instrument plus one ``otel.metric.overflow=true``
 series (counted in ``mystocks.telemetry.sanitized_attributes``), NaN/infinite/negative counter
-values dropped and counted. So the app's instruments take every path ours take:
+values dropped and counted. Nothing raises into the app: a measurement that fails (attributes
+that cannot be keyed) and an observable callback that raises are dropped and counted in
+``mystocks.telemetry.dropped_measurements{reason="error"}``; an app that makes instruments,
+meters or callbacks in a loop is bounded too (:data:`MAX_INSTRUMENTS`, :data:`MAX_CALLBACKS`).
+So the app's instruments take every path ours take:
 
 - ``/metrics`` (every door): the OTel Prometheus exporter's naming (unit suffix, ``_total``),
   ``# HELP`` from the description;
