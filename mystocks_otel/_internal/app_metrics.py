@@ -219,7 +219,7 @@ class AppGauge(_AppKeys, GaugeRecorder):
 
 
 class AppHistogram(_AppKeys, HistogramRecorder):
-    app_callbacks: list = []
+    app_callbacks: tuple = ()  # histograms are never observable: no callbacks, none shared
 
     def bind(self, meter) -> None:
         """Histograms join the OTLP export in :mod:`.sdk_bridge`."""
@@ -315,15 +315,16 @@ class AppInstruments:
 
     def add_callbacks(self, recorder, callbacks) -> None:
         """An observable instrument's callbacks, for ``recorder`` to run (bounded, no repeats)."""
-        for callback in callbacks or ():
-            if any(callback is known for known in recorder.app_callbacks):
-                continue
-            if len(recorder.app_callbacks) >= MAX_CALLBACKS:
-                self.warn_once(f"\0callbacks/{recorder.spec.name}", (
-                    f"mystocks-otel: instrument {recorder.spec.name!r} has {MAX_CALLBACKS} "
-                    "callbacks; later ones are ignored"))
-                return
-            recorder.app_callbacks.append(callback)
+        with self._lock:
+            for callback in callbacks or ():
+                if any(callback is known for known in recorder.app_callbacks):
+                    continue
+                if len(recorder.app_callbacks) >= MAX_CALLBACKS:
+                    self.warn_once(f"\0callbacks/{recorder.spec.name}", (
+                        f"mystocks-otel: instrument {recorder.spec.name!r} has {MAX_CALLBACKS} "
+                        "callbacks; later ones are ignored"))
+                    return
+                recorder.app_callbacks.append(callback)
 
     def observe_all(self) -> None:
         """Run every observable instrument's callbacks into its recorder."""
