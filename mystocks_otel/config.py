@@ -33,7 +33,10 @@ NUMERIC_BOUNDS: dict[str, tuple[str, float, float]] = {
     "MYSTOCKS_OTEL_SLOW_QUERY_SECONDS": ("slow_query_seconds", 0.001, 3600.0),
     "MYSTOCKS_OTEL_PROBE_INTERVAL": ("probe_interval_seconds", 0.1, 86_400.0),
     "MYSTOCKS_OTEL_TRACES_SLOW_SECONDS": ("traces_slow_seconds", 0.001, 3600.0),
+    "MYSTOCKS_OTEL_TRACES_KEEP_RATIO": ("traces_keep_ratio", 0.0, 1.0),
 }
+#: Numeric settings for which zero is a meaningful value (keep no ordinary trace).
+ZERO_ALLOWED = frozenset({"traces_keep_ratio"})
 _EXAMPLES = {"MYSTOCKS_OTEL_PROBE_INTERVAL": 15, "MYSTOCKS_OTEL_SLOW_QUERY_SECONDS": 0.5,
              "MYSTOCKS_OTEL_TRACES_SLOW_SECONDS": 1.0}
 INSTRUMENTATION_ALIASES = {"mystocks_fastapi": "fastapi", "mystocks_sqlalchemy": "sqlalchemy",
@@ -119,19 +122,19 @@ class Settings:
                 # Below the environment's lowest is the programmer's choice (tests poll every
                 # millisecond); zero, negative, nan and infinite values never are.
                 _check_bounds(f"setup_telemetry option {field_name}", overrides[field_name],
-                              low if isinstance(low, int) else 0.0, high)
+                              low if isinstance(low, int) else 0.0, high,
+                              zero_allowed=field_name in ZERO_ALLOWED)
         if overrides.get("http_buckets") is not None:
             buckets = overrides["http_buckets"]
             text = ",".join(str(v) for v in buckets) if isinstance(buckets, (list, tuple)) else "?"
             overrides["http_buckets"] = _buckets("setup_telemetry option http_buckets", text)
-        if "traces_keep_ratio" in overrides:
-            _ratio("setup_telemetry option traces_keep_ratio", str(overrides["traces_keep_ratio"]))
         return replace(self, **overrides)
 
 
-def _check_bounds(name: str, value: object, low: float, high: float) -> None:
+def _check_bounds(name: str, value: object, low: float, high: float, zero_allowed: bool = False) -> None:
     ok = (isinstance(value, (int, float)) and not isinstance(value, bool)
-          and math.isfinite(value) and low <= value <= high and (low > 0 or value > 0))
+          and math.isfinite(value) and low <= value <= high
+          and (low > 0 or value > 0 or (zero_allowed and value == 0)))
     if not ok:
         raise ConfigError(name, value, f"a number from {_num(low)} to {_num(high)}")
 
