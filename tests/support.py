@@ -33,9 +33,10 @@ def require(condition: bool, reason: str) -> None:
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A free port on 127.0.0.1: the process harness's (chosen outside the ephemeral range that
+    clients draw from, never one this test process handed out before). To hold several until
+    their servers start, use ``processes.PortLease``."""
+    return processes.free_port()
 
 
 def port_open(host: str, port: int, timeout: float = 0.5) -> bool:

@@ -30,9 +30,11 @@ The spec builders at the end (:func:`redis_server`, :func:`postgres_server`,
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import pwd
+import random
 import shutil
 import signal
 import socket
@@ -54,10 +56,190 @@ class ProcessError(RuntimeError):
 
 # -- small helpers ---------------------------------------------------------------------------
 
+#: The lowest port chosen for a server: below it live the well-known services (PostgreSQL
+#: 5432, Redis 6379, Prometheus 9090, ...).
+PORT_FLOOR = 10000
+EPHEMERAL_RANGE_FILE = "/proc/sys/net/ipv4/ip_local_port_range"
+#: Ports this process handed out (PortLease, free_port): none is handed out twice; forgotten
+#: when it grows past this many (a long test session).
+_HANDED_OUT: set[int] = set()
+_HANDED_OUT_MAX = 4096
+
+
+def port_range(path: str = EPHEMERAL_RANGE_FILE) -> tuple[int, int]:
+    """Where servers' ports are chosen (inclusive): outside the kernel's ephemeral range, which
+    every client connection and every bind to port 0 draws from, so that no client takes a
+    chosen port before its server binds it. Below that range from PORT_FLOOR, else above it."""
+    try:
+        low, high = map(int, Path(path).read_text().split())
+    except (OSError, ValueError):
+        low, high = 32768, 60999  # Linux's default
+    if low - 1 - PORT_FLOOR >= 1000:
+        return PORT_FLOOR, low - 1
+    if 65535 - high >= 1000:
+        return high + 1, 65535
+    return PORT_FLOOR, 65535  # the ephemeral range is (nearly) everything: choose anywhere
+
+
+def _hold(port: int) -> socket.socket | None:
+    """A socket bound (not listening) to 127.0.0.1:``port``, or None when anything has the
+    port: a server, a client connection, another plan's held socket, a connection in
+    TIME_WAIT. Bound without SO_REUSEADDR, so it sees each of those."""
+    sock = socket.socket()
+    try:
+        sock.bind(("127.0.0.1", port))
+    except OSError:
+        sock.close()
+        return None
+    return sock
+
+
+class PortLease:
+    """Ports for one plan, by name: chosen together from :func:`port_range` at random, each
+    held by a bound socket until :meth:`release`, so no two are the same, no other plan (which
+    probes with a bind, as here) gets one, and no client connection takes one meanwhile.
+    Release a part's ports right before its server starts (``close()`` releases the rest)::
+
+        with PortLease(["http", "smtp"]) as ports:
+            ports["http"], ports["smtp"]   # distinct, free
+    """
+
+    def __init__(self, names, *, attempts_per_port: int = 100):
+        names = list(names)
+        if len(set(names)) != len(names):
+            raise ValueError(f"port names repeat: {names}")
+        low, high = port_range()
+        rng = random.SystemRandom()  # not the seeded module generator: forked workers differ
+        self.ports: dict[str, int] = {}
+        self._held: dict[int, socket.socket] = {}
+        tries = 0
+        for name in names:
+            while name not in self.ports:
+                tries += 1
+                if tries > attempts_per_port * len(names):
+                    self.close()
+                    raise ProcessError(f"no {len(names)} free ports on 127.0.0.1 in {low}-{high} "
+                                       f"after {tries - 1} tries")
+                port = rng.randint(low, high)
+                if port in self._held or port in _HANDED_OUT:
+                    continue
+                sock = _hold(port)
+                if sock is not None:
+                    self._held[port], self.ports[name] = sock, port
+        if len(set(self.ports.values())) != len(names):  # cannot happen while the sockets are held
+            self.close()
+            raise ProcessError(f"port lease handed out a port twice: {self.ports}")
+        if len(_HANDED_OUT) + len(names) > _HANDED_OUT_MAX:
+            _HANDED_OUT.clear()
+        _HANDED_OUT.update(self.ports.values())
+
+    def __getitem__(self, name: str) -> int:
+        return self.ports[name]
+
+    def held(self) -> list[int]:
+        """The ports still held (not yet released)."""
+        return sorted(self._held)
+
+    def release(self, *ports: int) -> None:
+        """Let the part's server bind these ports now (unknown or released ports are ignored)."""
+        for port in ports:
+            sock = self._held.pop(port, None)
+            if sock is not None:
+                sock.close()
+
+    def close(self) -> None:
+        self.release(*list(self._held))
+
+    def __enter__(self) -> PortLease:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """One free port on 127.0.0.1, as :class:`PortLease` chooses them (outside the ephemeral
+    range, never one this process handed out before), released at once: bind it soon, or use
+    a PortLease to hold several."""
+    with PortLease(["port"]) as lease:
+        return lease["port"]
+
+
+def listener_inodes(port: int) -> set[int]:
+    """The socket inodes of every TCP listener on ``port`` (any local address, IPv4 and IPv6)."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            if len(fields) > 9 and fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                found.add(int(fields[9]))
+    return found
+
+
+def _socket_inodes(pid: int) -> set[int] | None:
+    """The socket inodes ``pid`` holds open, or None when its fds are not ours to read."""
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return None
+    found = set()
+    for fd in fds:
+        try:
+            link = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:  # closed meanwhile (the listing's own fd, when pid is this process)
+            continue
+        if link.startswith("socket:["):
+            found.add(int(link[8:-1]))
+    return found
+
+
+def _family(pid: int) -> tuple[int, int]:
+    """(parent pid, process group) of ``pid``, or (0, 0) when it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()
+    except (OSError, IndexError):
+        return 0, 0
+    return int(fields[1]), int(fields[2])
+
+
+def _describe(pid: int) -> str:
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return f"pid {pid}"
+    command = " ".join(a.decode(errors="replace") for a in argv if a)
+    return f"pid {pid}: {command[:100]}" if command else f"pid {pid}"
+
+
+def port_holder(port: int, group: int | None = None) -> str | None:
+    """Who else listens on ``port`` ("pid 123: python3 -m ..."), or None when nothing listens
+    there or the listener is process ``group``'s (itself, its process group or its children:
+    a started part). A listener in no process this user may inspect is "a process of another
+    user"."""
+    inodes = listener_inodes(port)
+    if not inodes:
+        return None
+    stranger = None
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        held = _socket_inodes(int(entry))
+        if not held or not held & inodes:
+            continue
+        pid = int(entry)
+        if group and (pid == group or group in _family(pid)):
+            return None
+        stranger = stranger or _describe(pid)
+    return stranger or "a process of another user"
+
+
+def taken_message(name: str, port: int, holder: str) -> str:
+    """The one line a port clash is reported with."""
+    return f"{name}: port {port} is taken by something else ({holder})"
 
 
 def port_open(port: int, host: str = "127.0.0.1", timeout: float = 0.3) -> bool:
@@ -81,7 +263,7 @@ def http_ok(url: str, timeout: float = 2.0, auth_file: str | Path | None = None)
         request = urllib.request.Request(url, headers=basic_auth_header(auth_file) if auth_file else {})
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return 200 <= response.status < 300
-    except (OSError, ValueError):
+    except (OSError, ValueError, http.client.HTTPException):  # not HTTP at all: an SMTP banner
         return False
 
 
@@ -257,6 +439,19 @@ class Process(Spec):
                                   timeout=10).returncode == 0
         return port_open(self.port) if self.port else True
 
+    def port_taken(self, ports: list[int] | None = None) -> str | None:
+        """The one line when another process listens on one of this part's ports (its main
+        port unless ``ports`` says), or when it exited and the last lines of its log say its
+        bind found the address in use; None otherwise. Run while it starts, so that a clash is
+        never taken for readiness."""
+        alive = self.alive()
+        for port in [self.port] if ports is None else ports:
+            if port and (holder := port_holder(port, self.pid if alive else None)):
+                return taken_message(self.name, port, holder)
+        if self.port and not alive and "address already in use" in self.log_tail().lower():
+            return taken_message(self.name, self.port, "its log: address already in use")
+        return None
+
     def log_tail(self, lines: int = 5) -> str:
         try:
             text = Path(self.log).read_text(errors="replace").strip().splitlines()
@@ -424,6 +619,12 @@ class Processes:
         proc.log = str(log)
         user_args = _as_user(proc.user)
         env = {**(os.environ if proc.inherit_env else {}), **_user_env(proc.user), **proc.env}
+        # A port another process listens on fails the part at once, before anything runs.
+        taken = next(filter(None, (taken_message(proc.name, port, holder) for port in [proc.port, *proc.ports]
+                                   if port and (holder := port_holder(port)))), None)
+        if taken:
+            self._fail(proc)
+            raise ProcessError(taken)
         fresh = bool(proc.prepare) and not (proc.creates and Path(proc.creates).exists())
         if fresh:
             self._run(proc, proc.prepare, env, user_args)
@@ -463,24 +664,39 @@ class Processes:
         """Seconds until ``proc`` was ready; ProcessError if it exits or the deadline passes."""
         began = time.monotonic()
         timeout = proc.start_timeout if timeout is None else timeout
+        looked = began
+        taken = None
         while True:
+            # Ready only when the part itself answers: a listener on its port that is not the
+            # part (two parts given one port) fails it with one line, never passes as ready.
             if proc.ready():
-                proc.state = "up"
-                self._changed()
-                return time.monotonic() - began
+                taken = proc.port_taken()
+                if taken is None:
+                    proc.state = "up"
+                    self._changed()
+                    return time.monotonic() - began
+                break
             if not proc.alive():
+                taken = proc.port_taken()
                 reason = "exited"
                 break
+            if time.monotonic() - looked >= 1.0:  # answered by something else: fail fast
+                looked = time.monotonic()
+                if taken := proc.port_taken():
+                    break
             if time.monotonic() - began > timeout:
                 reason = f"not ready within {timeout:g} s"
                 break
             time.sleep(0.05)  # the poll interval of the readiness wait
+        self._fail(proc)
+        raise ProcessError(taken or f"{proc.name} {reason}: {proc.log_tail()}")
+
+    def _fail(self, proc: Process) -> None:
         proc.state = "failed"
         self.failed = True
         proc.stop()
         proc.state = "failed"
         self._changed()
-        raise ProcessError(f"{proc.name} {reason}: {proc.log_tail()}")
 
     # -- stopping
     def stop(self, name: str) -> Process:

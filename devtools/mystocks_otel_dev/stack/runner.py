@@ -36,7 +36,7 @@ from pathlib import Path
 import yaml
 
 from . import configs, gotools, processes
-from .processes import Process, ProcessError, Processes, Spec, free_port
+from .processes import PortLease, Process, ProcessError, Processes, Spec
 
 #: The files the stack runs (alerts/, prometheus/, collector/, scripts/) belong to the checkout,
 #: not to this installed package: MYSTOCKS_OTEL_ROOT names it, else the nearest folder at or
@@ -248,19 +248,28 @@ def _write_overlay(workdir: Path, rule_files: list[Path]) -> list[str]:
     return out
 
 
-def plan(workdir: Path, test_overlay: bool = False) -> list[Spec]:
-    """Every component, in start order, with its ports and config files written."""
+#: Every port of the stack, by name: one PortLease holds them all from the plan until each
+#: part starts (so no two parts, and no two stacks, get the same port).
+PORT_NAMES = ("postgres", "redis", "sink", "smtp", "vm", "otlp_http", "otlp_grpc", "zpages",
+              "otelcol_metrics", "otelcol_exporter", "otelcol_health", "demo", "am_a", "am_b", "am_a_cluster",
+              "am_b_cluster", "prom_a", "prom_b", "prom_ui", "jaeger_query", "jaeger_query_grpc",
+              "jaeger_otlp_grpc", "jaeger_otlp_http", "jaeger_health", "jaeger_metrics", "vl")
+
+
+def plan(workdir: Path, test_overlay: bool = False, ports: PortLease | None = None) -> list[Spec]:
+    """Every component, in start order, with its ports (``ports``, a lease of PORT_NAMES the
+    caller releases part by part; else one of its own, released on return) and config files
+    written."""
     repo = project_root()
     ensure_packages()
     # In the order the tests need them: Prometheus and Alertmanager first (promtool, amtool).
     prometheus_bin, alertmanager_bin = go_program("prometheus"), go_program("alertmanager")
     otelcol, vm = collector_binary(), victoriametrics_binary()
     jaeger_bin, victorialogs_bin = go_program("jaeger"), go_program("victoria-logs")
-    p = {name: free_port() for name in (
-        "postgres", "redis", "sink", "smtp", "vm", "otlp_http", "otlp_grpc", "zpages",
-        "otelcol_metrics", "otelcol_exporter", "otelcol_health", "demo", "am_a", "am_b", "am_a_cluster",
-        "am_b_cluster", "prom_a", "prom_b", "prom_ui", "jaeger_query", "jaeger_query_grpc", "jaeger_otlp_grpc",
-        "jaeger_otlp_http", "jaeger_health", "jaeger_metrics", "vl")}
+    if ports is None:
+        with PortLease(PORT_NAMES) as own:
+            return plan(workdir, test_overlay, own)
+    p = ports.ports
     workdir.mkdir(parents=True, exist_ok=True)
     os.chmod(workdir, 0o700)  # configs, state.json (the database password), logs: the owner's only
     for sub in ("redis", "vm", "vl", "am-a", "am-b", "prom-a", "prom-b", "prom-ui", "secrets", "logs"):
@@ -438,10 +447,23 @@ def up(workdir: Path = DEFAULT_DIR, test_overlay: bool = False) -> int:
     workdir.mkdir(parents=True)
     say(f"mystocks-otel stack: preparing in {workdir} (binaries, configs)")
     try:
-        specs = plan(workdir, test_overlay)
-    except (StackError, ProcessError, subprocess.SubprocessError, OSError) as error:
+        ports = PortLease(PORT_NAMES)
+    except ProcessError as error:
         say(f"stack up failed: {error}")
         return 1
+    with ports:  # each part's ports are released right before it starts, the rest at the end
+        try:
+            specs = plan(workdir, test_overlay, ports)
+        except (StackError, ProcessError, subprocess.SubprocessError, OSError) as error:
+            say(f"stack up failed: {error}")
+            return 1
+        return start_all(workdir, specs, ports)
+
+
+def start_all(workdir: Path, specs: list[Spec], ports: PortLease) -> int:
+    """Start the plan's parts in order, each once its ports are released; stop them all when
+    one fails. A part whose port another process took fails at once with one line: its ports
+    are in the other parts' configs, so it cannot move to a new one (``up`` again plans anew)."""
     # The harness owns every child: if a part fails (or this process is interrupted), leaving
     # the block stops all that started. On success detach() leaves them running for `down`.
     with Processes(workdir, state_file=True) as procs:
@@ -450,6 +472,7 @@ def up(workdir: Path = DEFAULT_DIR, test_overlay: bool = False) -> int:
         for index, proc in enumerate(procs, 1):
             say(f"[{index:2}/{len(procs.children)}] {proc.name:<16} starting ...")
             try:
+                ports.release(proc.port, *proc.ports)
                 procs.start(proc, wait=False)
                 took = procs.wait_ready(proc, START_TIMEOUT)
                 say(f"        {proc.name:<16} up in {took:.1f} s  {proc.url}")
