@@ -12,7 +12,13 @@ Redis, PostgreSQL, the Collector, VictoriaMetrics or the notification sink go th
   ``<workdir>/logs/<name>.log``.
 - Readiness is polled with a deadline: an HTTP URL answering 2xx, a command exiting 0, or
   a TCP port accepting connections. A child that exits while starting fails at once, with
-  the tail of its log.
+  the tail of its log. Whatever answers, the listener on the child's port must be the child
+  (its process group, read from /proc): a port another process listens on fails the child
+  before it starts or while it starts, with one line ("prometheus-a: port N is taken by
+  something else (pid P: ...)"), never passing for ready.
+- Ports: :class:`PortLease` chooses a plan's ports together, outside the kernel's ephemeral
+  range, and holds each with a bound socket until its server starts; :func:`free_port` is a
+  lease of one.
 - Stopping is identity-checked: a pid is signalled only while ``/proc/<pid>/stat`` still
   shows the start time recorded at spawn and ``/proc/<pid>/exe`` the same program, so a
   recycled pid is never hit (``stack status`` shows it down, ``stack down`` leaves it alone). The group gets
@@ -211,7 +217,7 @@ def _describe(pid: int) -> str:
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return f"pid {pid}"
-    command = " ".join(a.decode(errors="replace") for a in argv if a)
+    command = " ".join(" ".join(a.decode(errors="replace") for a in argv).split())  # one line
     return f"pid {pid}: {command[:100]}" if command else f"pid {pid}"
 
 
