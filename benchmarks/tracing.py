@@ -232,7 +232,23 @@ def _uvicorn(factory: str, env: dict):
     with tempfile.TemporaryDirectory(prefix="mystocks-bench-") as workdir, Processes(workdir) as procs:
         proc = procs.start(spec)
         _wait_settled(proc.pid, 1)
-        yield proc.port
+        yield proc.port, proc.pid
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system, all threads) ``pid`` has used so far (Linux ``/proc``)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measured_run(port: int, pid: int, seconds: float, connections: int, generator: str) -> dict:
+    """One load run, with the server's own CPU per request (microseconds): throughput on a
+    shared machine moves with everyone's load, the server's CPU per request much less."""
+    before = cpu_seconds(pid)
+    run = loadgen.run(port, seconds, connections, generator)
+    run["cpu_us"] = (cpu_seconds(pid) - before) / max(1, run["requests"]) * 1e6
+    return run
 
 
 def uvicorn_rounds(endpoint: str, rounds: int, seconds: float, connections: int, generator: str) -> dict:
@@ -247,9 +263,9 @@ def uvicorn_rounds(endpoint: str, rounds: int, seconds: float, connections: int,
         print(f"[{time.strftime('%H:%M:%S')}] uvicorn round {r + 1}/{rounds}", file=sys.stderr, flush=True)
         for name in names[r % len(names):] + names[:r % len(names)]:
             factory, env = setups[name]
-            with _uvicorn(factory, env) as port:
+            with _uvicorn(factory, env) as (port, pid):
                 loadgen.run(port, min(1.0, seconds / 2), connections, generator)
-                runs[name].append(loadgen.run(port, seconds, connections, generator))
+                runs[name].append(measured_run(port, pid, seconds, connections, generator))
     return runs
 
 

@@ -87,24 +87,29 @@ class Policy:
         return (trace_id & _RATIO_BITS) < self.bound
 
     def keep(self, root: ReadableSpan, error: bool) -> bool:
-        if error or _server_error(root):
+        attributes = root.attributes or {}
+        if error or _server_error(attributes):
             return True
-        if root.end_time is not None and root.start_time is not None \
-                and root.end_time - root.start_time > self.slow_ns:
+        end, start = root.end_time, root.start_time
+        if end is not None and start is not None and end - start > self.slow_ns:
             return True
         if self.keep_routes is not None:
-            attributes = root.attributes or {}
             route = attributes.get("http.route")
             if route is not None:
-                method = attributes.get("http.request.method") or attributes.get("http.method") or ""
+                method = _either(attributes, "http.request.method", "http.method") or ""
                 if self.keep_routes.search(f"{method} {route}"):
                     return True
         return self.by_ratio(root.context.trace_id)
 
 
-def _server_error(span: ReadableSpan) -> bool:
-    attributes = span.attributes or {}
-    status = attributes.get("http.response.status_code", attributes.get("http.status_code"))
+def _either(attributes, name: str, old_name: str):
+    """The stable attribute, else its old name. Looked up only when missing: a missing key
+    costs an exception inside the SDK's attribute mapping."""
+    return attributes[name] if name in attributes else attributes.get(old_name)
+
+
+def _server_error(attributes) -> bool:
+    status = _either(attributes, "http.response.status_code", "http.status_code")
     try:
         return status is not None and int(status) >= 500
     except (TypeError, ValueError):
@@ -188,29 +193,39 @@ class TailSampler(SpanProcessor):
                     else:
                         trace.overflow += 1
                     return
+                # the root ended: decided now, under the same lock, so that no span of the
+                # trace can find it neither in flight nor decided
                 del self._traces[trace_id]
+                keep = self._judge(span, trace.error)
+                self._remember(trace_id, keep)
         if trace is None:  # late (ended after its root) or given up: follow the decision
             if decided is _GIVEN_UP:
                 self._count("buffer_full", 1)
             elif decided is None and not is_root:
                 self._count("trace_given_up", 1)  # its trace was forgotten long ago
             elif decided is None:
-                decided = self.policy.keep(span, _failed(span))
+                decided = self._judge(span, _failed(span))
             if decided is True:
                 self.downstream.on_end(span)
             return
-        self._decide(trace_id, trace, span)
+        self._forward(trace, span, keep)
 
-    def _decide(self, trace_id: int, trace: _Trace, root: ReadableSpan) -> None:
+    def _judge(self, root: ReadableSpan, error: bool) -> bool:
         try:
-            keep = self.policy.keep(root, trace.error)
+            return self.policy.keep(root, error)
         except Exception:  # noqa: BLE001 - a bad attribute must not lose the trace silently
             _log.debug("mystocks-otel: tail sampling failed; keeping the trace", exc_info=True)
-            keep = True
-        with self._lock:
-            self._decided[trace_id] = keep
-            if len(self._decided) > self.max_decided:
-                self._decided.popitem(last=False)
+            return True
+
+    def _remember(self, trace_id: int, decision) -> None:
+        """Called under our lock: the decision, for the spans that end after their root."""
+        decided = self._decided
+        decided[trace_id] = decision
+        if len(decided) > self.max_decided:
+            decided.popitem(last=False)
+
+    def _forward(self, trace: _Trace, root: ReadableSpan, keep: bool) -> None:
+        """Outside our lock: the kept trace goes downstream, its exemplars are committed."""
         if trace.overflow:
             self._count("trace_too_long", trace.overflow)
         if keep:
@@ -223,9 +238,7 @@ class TailSampler(SpanProcessor):
     def _give_up(self, trace_id: int, trace: _Trace) -> None:
         """Too many traces in flight: the oldest is dropped, spans and exemplar candidates."""
         with self._lock:
-            self._decided[trace_id] = _GIVEN_UP
-            if len(self._decided) > self.max_decided:
-                self._decided.popitem(last=False)
+            self._remember(trace_id, _GIVEN_UP)
         dropped = len(trace.spans) + trace.overflow
         if dropped:
             self._count("buffer_full", dropped)
