@@ -260,16 +260,19 @@ def plan(workdir: Path, test_overlay: bool = False, ports: PortLease | None = No
     """Every component, in start order, with its ports (``ports``, a lease of PORT_NAMES the
     caller releases part by part; else one of its own, released on return) and config files
     written."""
+    if ports is None:
+        with PortLease(PORT_NAMES) as own:
+            return _plan(workdir, test_overlay, own.ports)
+    return _plan(workdir, test_overlay, ports.ports)
+
+
+def _plan(workdir: Path, test_overlay: bool, p: dict[str, int]) -> list[Spec]:
     repo = project_root()
     ensure_packages()
     # In the order the tests need them: Prometheus and Alertmanager first (promtool, amtool).
     prometheus_bin, alertmanager_bin = go_program("prometheus"), go_program("alertmanager")
     otelcol, vm = collector_binary(), victoriametrics_binary()
     jaeger_bin, victorialogs_bin = go_program("jaeger"), go_program("victoria-logs")
-    if ports is None:
-        with PortLease(PORT_NAMES) as own:
-            return plan(workdir, test_overlay, own)
-    p = ports.ports
     workdir.mkdir(parents=True, exist_ok=True)
     os.chmod(workdir, 0o700)  # configs, state.json (the database password), logs: the owner's only
     for sub in ("redis", "vm", "vl", "am-a", "am-b", "prom-a", "prom-b", "prom-ui", "secrets", "logs"):
