@@ -144,6 +144,12 @@ def test_every_catalog_metric_is_on_metrics_and_nothing_else(tmp_path, throwaway
         "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{free_port()}",
         "OTEL_METRIC_EXPORT_INTERVAL": "300",
         "OTEL_EXPORTER_OTLP_TIMEOUT": "1",
+        # Traces and logs to the same dead port: their drop counters get samples too.
+        "OTEL_TRACES_EXPORTER": "otlp",
+        "OTEL_LOGS_EXPORTER": "otlp",
+        "MYSTOCKS_OTEL_TRACES_KEEP_RATIO": "1",
+        "OTEL_BSP_SCHEDULE_DELAY": "200",
+        "OTEL_BLRP_SCHEDULE_DELAY": "200",
     }
     with uvicorn_demo(env, log_path=tmp_path / "uvicorn.log") as base:
         with httpx.Client(base_url=base, timeout=10) as http:
