@@ -21,7 +21,8 @@ the app nothing). Direct ASGI: one process per setting (the settings are process
 measuring its variants and ``bare`` round after round, paired; the added cost is
 ``variant - bare`` in the same round, and each variant's measurement ends with a flush of its
 batch processors (the export of its spans and records is part of its cost). uvicorn: one worker per variant, variants alternating
-round after round under the same closed-loop load.
+round after round under the same closed-loop load; besides throughput, the server process's
+own CPU time per request (``/proc``), which other jobs on a shared machine move much less.
 
 Targets (issue 16): ours' added cost at most 0.5x upstream's; uvicorn throughput with tracing
 at least 0.85x bare; tracing off costs what it costs today; with the Collector down, p99 within
@@ -299,6 +300,13 @@ def summary(data: dict) -> list[tuple[str, str, str]]:
             return f"{_median(values):.2f} [{min(values):.2f}, {max(values):.2f}]"
 
         rows.append(("uvicorn: ours traced rps / bare", ratio("ours", "bare", "rps"), ">= 0.85"))
+        if all("cpu_us" in run for run in runs["ours"] + runs["bare"]):
+            for name in ("bare", "ours", "upstream"):
+                values = [run["cpu_us"] for run in runs[name]]
+                rows.append((f"uvicorn: {name}, server CPU per request (us)",
+                             f"{_median(values):.1f} [{min(values):.1f}, {max(values):.1f}]", ""))
+            rows.append(("uvicorn: bare CPU per request / ours traced", ratio("bare", "ours", "cpu_us"),
+                         "(the rps ratio on an idle CPU)"))
         rows.append(("uvicorn: upstream traced rps / bare", ratio("upstream", "bare", "rps"), ""))
         rows.append(("uvicorn: ours traced p99 / bare", ratio("ours", "bare", "p99_ms"), ""))
         rows.append(("uvicorn: Collector down, p99 / Collector up", ratio("ours_dead", "ours", "p99_ms"),
