@@ -269,7 +269,7 @@ class MetricsMiddleware:
         if not measure:
             return await app(scope, receive, send)
         fixed = None if suffix is None else scope.get("root_path", "") + self.prefix + suffix
-        return await self._http(scope, receive, send, app, host, fixed)
+        await self._http(scope, receive, send, app, host, fixed)
 
     async def _traced(self, scope, receive, send, app, host, measure: bool):
         """The request inside its server span (:mod:`.tracing`): the span is current while
@@ -290,11 +290,12 @@ class MetricsMiddleware:
         spans = self.spans
         span, token = spans.start(scope, method)
         if span is None:  # the SDK failed: untraced, still measured
-            return await (self._http(scope, receive, send, app, host, None) if measure
-                          else app(scope, receive, send))
+            await (self._http(scope, receive, send, app, host, None) if measure
+                   else app(scope, receive, send))
+            return
         try:
-            if measure:
-                await self._http(scope, receive, send_with_status, app, host, None)
+            if measure:  # the route it labelled the duration with (not computed twice)
+                route = await self._http(scope, receive, send_with_status, app, host, None)
             else:
                 await app(scope, receive, send_with_status)
         except Exception as exc:
@@ -338,6 +339,7 @@ class MetricsMiddleware:
 
     # -- HTTP ------------------------------------------------------------------------------
     async def _http(self, scope, receive, send, app, host, fixed_route):
+        """Measures the request; returns the route template it was labelled with."""
         if self.settings.http_body_size:
             return await self._http_sized(scope, receive, send, app, host, fixed_route)
         method = scope["method"]
@@ -363,6 +365,7 @@ class MetricsMiddleware:
             route = fixed_route or self._template(scope, root_path, host)
             self._duration.record(duration, method, route,
                                   status_label(status) if self.settings.group_status_codes else status)
+        return route
 
     async def _http_sized(self, scope, receive, send, app, host, fixed_route):
         """:meth:`_http` plus the request and response body sizes: Content-Length when the
@@ -415,6 +418,7 @@ class MetricsMiddleware:
             self._request_size.record(request_size, method, route, status)
             if response_size is not None:
                 self._response_size.record(response_size, method, route, status)
+        return route
 
     def _template(self, scope, root_path, host):
         try:
