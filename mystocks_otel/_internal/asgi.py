@@ -381,12 +381,14 @@ class MetricsMiddleware:
         if request_size is None:  # no Content-Length: the bytes the app reads
             request_size = 0
 
-            async def counted_receive():
+            async def counting_receive():
                 nonlocal request_size
                 message = await receive()
                 if message["type"] == "http.request":
                     request_size += len(message.get("body") or b"")
                 return message
+
+            counted_receive = counting_receive
 
         counting = False  # the response has no Content-Length: count its bytes as they go
 
