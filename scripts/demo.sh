@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The main job on a fresh machine: the instrumented MyStocks demo inside the whole local
 # monitoring stack (`mystocks-otel stack up`): its own PostgreSQL and Redis, the demo with two
-# workers, VictoriaMetrics, the Collector, two Prometheus replicas, two clustered Alertmanager
-# peers and a notification sink, all on 127.0.0.1 with free ports. It drives traffic, prints
-# where to look, and stops everything on Ctrl-C.
+# workers, VictoriaMetrics, the Collector, Jaeger (traces), VictoriaLogs (logs), two Prometheus
+# replicas and their web console, two clustered Alertmanager peers and a notification sink, all
+# on 127.0.0.1 with free ports. It drives traffic, prints where to look, and stops everything on
+# Ctrl-C.
 #
 #   scripts/demo.sh             up, traffic every minute, Ctrl-C stops it all
 #   scripts/demo.sh --detach    up and some traffic, then leave it running
