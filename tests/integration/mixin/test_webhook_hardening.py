@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 
 import httpx
@@ -72,16 +73,35 @@ def large_valid_body(target: int) -> bytes:
     return json.dumps(payload(*alerts)).encode()
 
 
+#: The loop's worst lag allowed. The regression this pins blocked the loop for 2 s; a loaded
+#: 2-core machine alone can delay a 5 ms tick by 100 ms, so the bound sits between the two.
+#: Where the work runs is asserted exactly below (the tracker's thread), not by the clock.
+MAX_LAG = 0.5
+
+
+class ThreadRecordingTracker(AlertTracker):
+    """A real tracker that also notes which thread applied each batch."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.threads: list[int] = []
+
+    def apply(self, alerts):
+        self.threads.append(threading.get_ident())
+        return super().apply(alerts)
+
+
 @pytest.mark.parametrize("size, expected", [(9_000_000, 413), (1_000_000, 200)])
-def test_a_large_valid_payload_never_blocks_the_event_loop_over_50_ms(size, expected):
+def test_a_large_valid_payload_never_blocks_the_event_loop(size, expected):
     """9 MB (valid, the size that blocked the loop for 2 s): refused while streaming. Just under
-    the cap: parsed and applied off the loop."""
+    the cap: parsed and applied off the loop, on another thread."""
     app = FastAPI()
-    app.include_router(alert_webhook_router(token=TOKEN, tracker=AlertTracker(max_tracked=100_000)))
+    tracker = ThreadRecordingTracker(max_tracked=100_000)
+    app.include_router(alert_webhook_router(token=TOKEN, tracker=tracker))
     body = large_valid_body(size)
     assert (len(body) < MAX_BODY_BYTES) == (expected == 200)
 
-    async def run() -> tuple[float, int]:
+    async def run() -> tuple[float, int, dict, int]:
         lags: list[float] = []
         done = asyncio.Event()
 
@@ -98,13 +118,16 @@ def test_a_large_valid_payload_never_blocks_the_event_loop_over_50_ms(size, expe
             response = await http.post("/alerts/webhook", content=body, headers=AUTH)
         done.set()
         await tick
-        return max(lags), response.status_code, response.json()
+        return max(lags), response.status_code, response.json(), threading.get_ident()
 
-    worst, status, result = asyncio.run(run())
+    worst, status, result, loop_thread = asyncio.run(run())
     assert status == expected, (status, str(result)[:200])
     if expected == 200:
         assert result["fired"] > 1000, result
-    assert worst < 0.050, f"the event loop was blocked for {worst * 1000:.0f} ms"
+        assert tracker.threads and loop_thread not in tracker.threads, "applied on the event loop's thread"
+    else:
+        assert tracker.threads == [], "a refused body was applied"
+    assert worst < MAX_LAG, f"the event loop was blocked for {worst * 1000:.0f} ms"
 
 
 def test_eviction_keeps_firing_criticals():
