@@ -113,6 +113,13 @@ def _flush_quietly() -> None:
         _log.warning("mystocks-otel: final flush failed", exc_info=True)
 
 
+def _mark_clean_exit() -> None:
+    current = state.provider()
+    store = current.multiprocess if current is not None else None
+    if store is not None:
+        store.mark_clean_exit()
+
+
 def flush_on_shutdown(app) -> None:
     """Push the last export interval when the app stops.
 
@@ -130,6 +137,7 @@ def flush_on_shutdown(app) -> None:
             standalone.lifespan_ready()
             yield state
         standalone.lifespan_ended()  # a worker's standalone port hands over to the others
+        _mark_clean_exit()  # a worker stopped or recycled on purpose is not a crash
         # On a daemon thread with a bounded wait: a hung Collector must not hold shutdown.
         flusher = threading.Thread(target=_flush_quietly, name="mystocks-otel-flush", daemon=True)
         flusher.start()

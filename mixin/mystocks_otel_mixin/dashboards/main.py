@@ -218,7 +218,7 @@ def _system(cfg: config.MixinConfig) -> list:
             max_val=100, steps=_steps(t.cpu_percent_warning, t.cpu_percent_critical)),
         timeseries_panel(
             "System Uptime",
-            "Uptime of each service process and of its host, in days; a drop to zero is a restart.",
+            "Uptime of each service process (the youngest live worker's) and of its host, in days.",
             "d",
             [query(f"max by (job, scope) ({Q.sel(metric('mystocks.system.uptime'))}) / 86400",
                    "{{job}} {{scope}}")],
@@ -230,7 +230,16 @@ def _system(cfg: config.MixinConfig) -> list:
             [query(f"max by (scope) ({Q.sel(metric('mystocks.system.memory_utilization'))})", "memory {{scope}}"),
              query(f"max by (mountpoint) ({Q.sel(metric('mystocks.system.disk_utilization'))})",
                    "disk {{mountpoint}}")],
-            width=24, height=6, min_val=0, max_val=100),
+            width=12, height=6, min_val=0, max_val=100),
+        timeseries_panel(
+            "Worker Crashes",
+            "Workers killed under a living server (OOM kill, SIGKILL, a hung worker its server "
+            "killed), per instance: ApiFrequentRestarts adds them to the server's own restarts. "
+            "A worker recycled by --max-requests or stopped on purpose is not a crash.",
+            "short",
+            [query(f"sum by (job, instance) (increase({Q.sel(metric('mystocks.system.worker_crashes'))}"
+                   "[$__rate_interval]))", "{{instance}}")],
+            width=12, height=6, min_val=0),
     ]
 
 

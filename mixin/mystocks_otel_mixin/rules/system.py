@@ -60,6 +60,10 @@ def alerts(cfg: MixinConfig) -> tuple[Alert, ...]:
     #: every probe interval whatever the traffic.
     _TOTALS = q.any_of(metric("http.server.request.duration", "_count"),
                        metric("mystocks.health.check_duration", "_count"))
+    _RESTARTS = f"max by (job, instance) (resets({_TOTALS}[30m]))"
+    #: Workers killed under a living server (OOM, SIGKILL): the library counts each worker that
+    #: died without marking its shutdown; multiprocess mode only, absent (0) otherwise.
+    _CRASHES = f'sum by (job, instance) (increase({q.sel(metric("mystocks.system.worker_crashes"))}[30m]))'
     return (
         _resource("HighCpuUsage", _CPU, t.cpu_percent_warning, "10m", "warning", "P2", "Host CPU use",
                   "At {limit} a 2-core host has no headroom for the bursts at the market open and latency "
@@ -82,11 +86,12 @@ def alerts(cfg: MixinConfig) -> tuple[Alert, ...]:
                   "accepting writes on a full disk.", _DISK_CHECKS),
         Alert(
             name="ApiFrequentRestarts",
-            expr=f'max by (job, instance) (resets({_TOTALS}[30m])) >= {t.restarts_in_30m}',
+            expr=f"({_RESTARTS} + on (job, instance) ({_CRASHES} or on (job, instance) 0 * {_RESTARTS}))"
+                 f" >= {t.restarts_in_30m}",
             for_="1m", severity="warning", category="system", priority="P2", team="platform",
             summary="The API on {{ $labels.instance }} keeps restarting.",
-            description="The API process on {{ $labels.instance }} restarted {{ $value | humanize }} times in 30 "
-            f"minutes (threshold {t.restarts_in_30m}).",
+            description="The API on {{ $labels.instance }} restarted {{ $value | humanize }} times in 30 "
+            f"minutes, the server or its workers (threshold {t.restarts_in_30m}).",
             threshold=f"≥ {t.restarts_in_30m} restarts in 30m",
             why=f"One restart is a deploy; {t.restarts_in_30m} in half an hour is a crash loop (OOM kill, failing start-up "
             "check) that target-down alerts miss because each restart is quick. A restart is counted "
@@ -97,7 +102,10 @@ def alerts(cfg: MixinConfig) -> tuple[Alert, ...]:
             "merges it as the youngest live worker's, so each recycled worker looked like a "
             "restart. The counters are the request count and the health probes' count (which grows "
             "every probe interval without traffic); the max over their series counts each restart "
-            "once. A loop too fast to count anything shows as failed scrapes: ApiTargetFlapping "
+            "once. A worker killed again and again under a living server (OOM kills one worker at a "
+            "time) resets nothing: the library counts it in mystocks_system_worker_crashes_total "
+            "(a worker that never marked its shutdown; recycled and stopped workers do), added here. "
+            "A loop too fast to count anything shows as failed scrapes: ApiTargetFlapping "
             "and ApiTargetDown.",
             checks=("The process logs just before each restart (`journalctl`/container logs): traceback or OOM kill?",
              "`dmesg | grep -i oom` and CriticalMemoryUsage.",

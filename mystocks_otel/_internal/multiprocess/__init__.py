@@ -45,6 +45,12 @@ for exemplar histograms, five numbers per bucket (trace id high/low, span id, va
 kernel drops it when the process dies, however it dies. A reader that can take a shared
 lock on a file knows its writer is dead.
 
+**Crashes.** A worker's file starts with an exit entry at 0; a worker that shuts down on purpose
+(its app's lifespan ends, atexit, multiprocessing's exit hook) sets it to 1. A dead worker's
+file without it was killed (OOM, SIGKILL, a hung worker its server killed): the merge counts it
+in ``mystocks.system.worker_crashes`` (kept in ``dead.totals``), which ApiFrequentRestarts adds
+to the server's restarts. Recycled workers (``--max-requests``) are not crashes.
+
 **Dead workers' files are compacted** (:mod:`.merge`): the first scrape after a worker died
 folds its file into ``dead.totals`` (counters and histograms bucket by bucket, the latest
 exemplar of each bucket) under an exclusive ``flock`` of ``compact.lock``, written to a

@@ -34,6 +34,9 @@ READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | _CLOEXEC
 #: The entry describing one of the app's own instruments (name, kind, unit, description,
 #: buckets, scope: :meth:`..app_metrics.AppSpec.meta`), written once per file before its series.
 META = "\0meta"
+#: The entry saying how the worker ended: 0 while it runs (and forever, when it is killed),
+#: 1 once it shut down cleanly (:meth:`ProcessFile.mark_clean_exit`). Written first in a file.
+EXIT = "\0exit"
 
 
 def file_name(slot: int) -> str:
@@ -66,8 +69,9 @@ class ProcessFile:
         self._map()
         self._used = HEADER.size
         self._write_header()
-        os.rename(name + ".new", name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
         self._lock = threading.Lock()
+        self._exit_at = self.append_entry(EXIT, (), 1)  # before the rename: readers always see it
+        os.rename(name + ".new", name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
 
     def _map(self) -> None:
         mapped = mmap.mmap(self._fd, self._size)
@@ -78,6 +82,10 @@ class ProcessFile:
 
     def _write_header(self) -> None:
         HEADER.pack_into(self.bytes, 0, self._used)
+
+    def mark_clean_exit(self) -> None:
+        """This worker is shutting down on purpose (recycled, stopped): not a crash."""
+        self.view[self._exit_at] = 1.0
 
     def close_inherited(self) -> None:
         """In a forked child: let go of the parent's file without unlocking it for the parent."""
@@ -194,6 +202,10 @@ class FileReader:
         fcntl.flock(self._fd, fcntl.LOCK_UN)
         self.dead = True
         return False
+
+    def exited_cleanly(self) -> bool:
+        """Whether the worker marked its shutdown (a killed one never does)."""
+        return any(self.view[at] for _, at, _ in self.entries.get(EXIT, ()))
 
     def detach(self) -> None:
         """A dead worker's file never changes again: keep a copy of what it holds and let go

@@ -44,6 +44,9 @@ ABANDONED_AFTER = 60.0  # seconds
 #: file, and dead.totals names the files it folded last. A backlog goes batch by batch.
 BATCH = 256
 FOLDED = "\0folded"  # the entry of dead.totals naming the files folded in last
+#: Workers that died without marking a clean exit (:data:`.fileformat.EXIT`): counted as each
+#: dead file is met, kept in dead.totals like any counter.
+CRASHES = "mystocks.system.worker_crashes"
 
 
 class RunMerge:
@@ -165,6 +168,8 @@ class RunMerge:
                              for metric, found in self.dead_exemplars.items()}
                 for reader in dead:
                     self.merge_file(acc, exemplars, reader, alive=False)
+                # the series exists from the first scrape, at 0: increase() sees the first crash
+                _add_crashes(acc, sum(not reader.exited_cleanly() for reader in dead))
                 for reader in live:
                     self.merge_file(acc, exemplars, reader, alive=True)
             finally:
@@ -224,6 +229,7 @@ class RunMerge:
             current.close()
         names = os.listdir(dir_fd)
         folded = []
+        crashes = 0  # of the folded files, those whose worker never marked a clean exit
         for name in names:
             if name in previous:  # in dead.totals already: a compaction died before unlinking
                 _unlink(name, dir_fd)
@@ -238,12 +244,14 @@ class RunMerge:
                     reader.refresh()
                     self.merge_file(acc, exemplars, reader, alive=False)
                     folded.append(name)
+                    crashes += not reader.exited_cleanly()
                 finally:
                     reader.close()
             elif name.endswith(".db.new"):
                 _unlink_if_abandoned(name, dir_fd)  # a worker that died starting
         if not folded:
             return 0
+        _add_crashes(acc, crashes)
         data = encode(self._entries(acc, exemplars, folded))
         _unlink(TOTALS_TMP, dir_fd)
         fd = os.open(TOTALS_TMP, os.O_WRONLY | CREATE_FLAGS, 0o600, dir_fd=dir_fd)
@@ -279,6 +287,11 @@ class RunMerge:
                 for key, values in series.items():
                     found = kept.get(key) or [None] * recorder.width
                     yield metric, key, values, (found if with_exemplars else None)
+
+
+def _add_crashes(acc: dict, crashes: int) -> None:
+    series = acc.setdefault(CRASHES, {})
+    series[()] = series.get((), 0.0) + crashes
 
 
 def _folded_names(reader: FileReader) -> list[str]:

@@ -7,8 +7,10 @@ recorder's sink; :meth:`Store.merged` reads the run through :class:`.merge.RunMe
 
 from __future__ import annotations
 
+import atexit
 import fcntl
 import logging
+import multiprocessing.util
 import os
 
 from ..instruments import Instruments
@@ -66,7 +68,15 @@ class Store:
             return None
         master, server = found
         directory, dir_fd = open_run_directory(base or base_directory(), master)
-        return cls(directory, instruments, master, server, dir_fd=dir_fd, app=app)
+        store = cls(directory, instruments, master, server, dir_fd=dir_fd, app=app)
+        # A worker that ends on purpose says so; one that is killed (OOM, SIGKILL) cannot, and
+        # the merge counts it in mystocks.system.worker_crashes. The app's lifespan end marks it
+        # too (uvicorn re-raises SIGTERM after a graceful shutdown: no atexit then). atexit runs
+        # when gunicorn's workers exit (recycled by --max-requests, stopped) and in spawned
+        # workers; multiprocessing's own exit hook in forked ones (they leave by os._exit).
+        atexit.register(store.mark_clean_exit)
+        multiprocessing.util.Finalize(None, store.mark_clean_exit, exitpriority=100)
+        return store
 
     def describe(self) -> str:
         return (f"multiprocess mode: workers of {self.server} master {self.master} share /metrics "
@@ -80,6 +90,11 @@ class Store:
         """The spec of an app instrument some worker described (after :meth:`merged`), or None."""
         found = self.merge.app_specs.get(metric)
         return found.spec if found is not None else None
+
+    def mark_clean_exit(self) -> None:
+        """This process is ending on purpose: not a crash (:data:`.merge.CRASHES`)."""
+        if self.file is not None:
+            self.file.mark_clean_exit()
 
     def close(self) -> None:
         """Let go of the files (tests; a process's store otherwise lives as long as it)."""

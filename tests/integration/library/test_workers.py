@@ -87,6 +87,11 @@ def totals(port: int) -> tuple[float, float]:
     return orders, requests
 
 
+def crashes(port: int) -> list[float]:
+    """``mystocks_system_worker_crashes_total``: workers that died without shutting down."""
+    return [s.value for s in series(scrape(port), "mystocks_system_worker_crashes_total")]
+
+
 def scrape_openmetrics(port: int) -> str:
     request = urllib.request.Request(f"http://127.0.0.1:{port}/metrics",
                                      headers={"Accept": "application/openmetrics-text"})
@@ -134,6 +139,8 @@ def test_every_scrape_sums_all_workers_and_survives_sigkill(app_dir, server):
                   if s.name == "mystocks_trading_orders_total"}
         assert merged == {"mystocks_trading_orders_total": n}
 
+        assert crashes(port) == [0.0]  # there from the first scrape: increase() sees the first
+
         victim = max(served, key=served.get)
         before = file_pids(master)
         os.kill(victim, signal.SIGKILL)
@@ -146,7 +153,52 @@ def test_every_scrape_sums_all_workers_and_survives_sigkill(app_dir, server):
         assert victim not in file_pids(master)
         assert os.path.exists(os.path.join(run_directory(master), "dead.totals"))
         assert len(worker_files(master)) == 3 + extra
+        assert crashes(port) == [1.0], "the SIGKILLed worker is one crash"
         print(f"{server}: N={n} over {len(served)} workers, M={m}")
+
+
+@pytest.mark.parametrize("server", ["uvicorn", "gunicorn"])
+def test_recycled_workers_are_not_crashes(app_dir, server):
+    """Recycling (uvicorn ``--limit-max-requests``, gunicorn ``--max-requests``) replaces
+    every worker, several times: totals stay exact and no crash is counted, because a worker
+    that shuts down marks its file (ApiFrequentRestarts adds crashes to server restarts)."""
+    port = free_port()
+    env = base_env(app_dir, MYSTOCKS_OTEL_SYSTEM_METRICS="false", PYTHONWARNINGS="ignore",
+                   WORKERS_APP_ZERO_CODE="0")
+    if server == "uvicorn":
+        command = uvicorn_argv("workers_app:app", port, "--workers", "2",
+                               "--limit-max-requests", "10", instrument=False)
+    else:
+        command = [GUNICORN, "workers_app:app", "-w", "2", "-k", "uvicorn.workers.UvicornWorker",
+                   "-b", f"127.0.0.1:{port}", "--graceful-timeout", "3", "--max-requests", "10"]
+    with run_process(command, app_dir, env) as proc:
+        proc.wait_port(port, timeout=30)
+        master = proc.proc.pid
+        wait_until(lambda: len(worker_files(master)) == 2, what="two workers' files", proc=proc.proc)
+        served, n = {}, 0
+        while len(served) < 6:  # two workers, each replaced twice at least
+            # one at a time: a worker at its limit answers the request it has, then leaves
+            answer = wait_until(lambda: _work_or_none(port, n), what="a worker answering",
+                                proc=proc.proc, timeout=30)
+            served[answer["pid"]] = served.get(answer["pid"], 0) + 1
+            n += 1
+            assert n < 400, f"workers never recycled: {served}\n{proc.output()[-3000:]}"
+        wait_until(lambda: totals(port) == (n, n), what=f"{n} requests on /metrics")
+        assert crashes(port) == [0.0], f"{len(served)} workers recycled, none crashed"
+        # the recycled workers' files were compacted (a scrape does it): only the live two stay
+        wait_until(lambda: totals(port) and len(worker_files(master)) == 2,
+                   what="the dead workers' files compacted", proc=proc.proc)
+        print(f"{server}: {n} requests over {len(served)} workers")
+
+
+def _work_or_none(port: int, n: int) -> dict | None:
+    """A request's answer, or None when the worker it reached was leaving (connection reset)."""
+    try:
+        status, body = get(port, f"/work/{n}")
+    except OSError:
+        return None
+    assert status == 200, body
+    return json.loads(body)
 
 
 def file_names(master: int) -> set[tuple[str, int]]:

@@ -31,9 +31,9 @@ def orders_of(store) -> float:
     return sum(items.values())
 
 
-def _worker(directory, orders, trace, expected_pid=None, release=None):
+def _worker(directory, orders, trace, expected_pid=None, release=None, clean=False):
     """A worker: counts ``orders``, one latency with an exemplar, a live gauge; then exits
-    (dead) or waits for ``release``."""
+    (dead: killed, unless ``clean``, when it marks its shutdown first) or waits for ``release``."""
     if expected_pid is not None and os.getpid() != expected_pid:
         os._exit(3)  # not the PID we forced: touch nothing
     inst = Instruments(catalog.METRICS)
@@ -45,12 +45,14 @@ def _worker(directory, orders, trace, expected_pid=None, release=None):
     inst["http.server.active_requests"].add(1, "GET")
     if release is not None:
         release.recv()
+    if clean:
+        store.mark_clean_exit()
     del store
     os._exit(0)
 
 
-def run_dead_worker(directory, orders, trace=1):
-    proc = FORK.Process(target=_worker, args=(str(directory), orders, trace))
+def run_dead_worker(directory, orders, trace=1, clean=False):
+    proc = FORK.Process(target=_worker, args=(str(directory), orders, trace, None, None, clean))
     proc.start()
     proc.join(20)
     assert proc.exitcode == 0
@@ -214,6 +216,30 @@ def test_a_replacement_worker_with_a_dead_workers_pid_keeps_totals_exact(tmp_pat
         except PidTaken as pid:
             taken.append(pid.args[0])
     pytest.fail(f"another process took the reused PID every time: {taken}")
+
+
+# -- issue 15 row 6: a worker killed again and again under a living server ------------------------
+
+def crashes_of(store) -> float:
+    return dict(store.merged()["mystocks.system.worker_crashes"][0])[()]
+
+
+def test_workers_that_die_without_marking_their_shutdown_are_counted_as_crashes(tmp_path):
+    directory = str(tmp_path)
+    reader = Store(directory, Instruments(catalog.METRICS), os.getpid(), "test")
+    assert crashes_of(reader) == 0  # the series exists before any crash
+    run_dead_worker(directory, 1, clean=True)  # recycled or stopped: it marked its shutdown
+    assert crashes_of(reader) == 0
+    run_dead_worker(directory, 1)  # killed (os._exit without the mark, as SIGKILL leaves it)
+    run_dead_worker(directory, 1)
+    assert crashes_of(reader) == 2 and orders_of(reader) == 3
+    # folded into dead.totals, the crashes stay counted, for this reader and a new worker's
+    assert [n for n in disk_files(directory) if n.endswith(".db")] == [os.path.basename(reader.file.path)]
+    assert crashes_of(reader) == 2
+    assert crashes_of(Store(directory, Instruments(catalog.METRICS), os.getpid(), "test")) == 2
+    run_dead_worker(directory, 1, clean=True)
+    run_dead_worker(directory, 1)
+    assert crashes_of(reader) == 3 and orders_of(reader) == 5
 
 
 # -- row 3: dead workers compacted ----------------------------------------------------------------
