@@ -45,6 +45,7 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from . import loadgen
+from .apps import _trivial_app
 from .server import ROOT, _wait_settled, free_port
 
 TRACED_ENV = {"OTEL_TRACES_EXPORTER": "otlp", "OTEL_LOGS_EXPORTER": "otlp",
@@ -53,18 +54,6 @@ OFF_ENV = {"OTEL_METRICS_EXPORTER": "prometheus", "MYSTOCKS_OTEL_SYSTEM_METRICS"
 
 
 # -- the apps ---------------------------------------------------------------------------------------
-def _trivial_app():
-    from fastapi import FastAPI
-
-    app = FastAPI()
-
-    @app.get("/ping")
-    async def ping():
-        return {"ok": True}
-
-    return app
-
-
 def _upstream(app):
     import logging
 

@@ -338,9 +338,10 @@ class MetricsMiddleware:
         return serve
 
     # -- HTTP ------------------------------------------------------------------------------
-    async def _http(self, scope, receive, send, app, host, fixed_route):
-        """Measures the request; returns the route template it was labelled with."""
-        if self.settings.http_body_size:
+    async def _http(self, scope, receive, send, app, host, fixed_route, sizing=False):
+        """Measures the request; returns the route template it was labelled with.
+        (``sizing``: called by :meth:`_http_sized`, which measures the body sizes around it.)"""
+        if self.settings.http_body_size and not sizing:
             return await self._http_sized(scope, receive, send, app, host, fixed_route)
         method = scope["method"]
         if method not in _KNOWN_METHODS:
@@ -371,11 +372,8 @@ class MetricsMiddleware:
         """:meth:`_http` plus the request and response body sizes: Content-Length when the
         message carries a valid one, else the bytes that went through (counted message by
         message, never buffered: a streamed body costs nothing more)."""
-        method = scope["method"]
-        if method not in _KNOWN_METHODS:
-            method = "_OTHER"
-        root_path = scope.get("root_path", "")
         status, response_size = 500, None  # None: no response started (the app raised)
+        root_path = scope.get("root_path", "")  # the entry's: mounts change it on the way in
         request_size = content_length(scope.get("headers"))
         counted_receive = receive
         if request_size is None:  # no Content-Length: the bytes the app reads
@@ -405,18 +403,15 @@ class MetricsMiddleware:
                 response_size += len(message.get("body") or b"")
             return send(message)
 
-        active = self._active
-        active.add(1, method)
-        start = perf_counter()
+        route = None
         try:
-            await app(scope, counted_receive, send_sized)
+            route = await self._http(scope, counted_receive, send_sized, app, host, fixed_route, sizing=True)
         finally:
-            duration = perf_counter() - start
-            active.add(-1, method)
-            route = fixed_route or self._template(scope, root_path, host)
+            if route is None:  # the app raised: _http recorded the duration, then let it through
+                route = fixed_route or self._template(scope, root_path, host)
+            method = scope["method"] if scope["method"] in _KNOWN_METHODS else "_OTHER"
             if self.settings.group_status_codes:
                 status = status_label(status)
-            self._duration.record(duration, method, route, status)
             self._request_size.record(request_size, method, route, status)
             if response_size is not None:
                 self._response_size.record(response_size, method, route, status)

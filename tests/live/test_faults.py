@@ -20,7 +20,9 @@ window (stale for minutes, then 14.4% of an hour) is left to promtool.
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -474,26 +476,63 @@ def test_dashboard_panels_return_live_data(stack):
     assert not empty, "panels without live data:\n" + "\n".join(empty)
 
 
-def test_system_crash_looping_server(stack, amtool):
-    """The API server itself keeps restarting (a supervisor restarting a server that dies at
-    once, as systemd or Kubernetes do): each start begins the server's totals at zero again,
-    which ApiFrequentRestarts counts. Workers that a living server recycles or replaces do not
-    reset them (issue 15, row 6: recycling is not a crash loop; alerts/tests/system.yml pins
-    both sides at production intervals)."""
-    def restart_server():
-        for _ in range(3):
-            runner.stop_one(stack.workdir, "demo")
-            runner.start_one(stack.workdir, "demo")  # waits until it answers again
-            # Prometheus scrapes the new server (its totals back near zero) before the next stop.
-            time.sleep(3)
+def demo_workers(stack) -> set[int]:
+    """The PIDs of the demo's uvicorn workers (spawned children of its master)."""
+    master = runner.Processes.attach(stack.workdir)["demo"].pid
+    try:
+        with open(f"/proc/{master}/task/{master}/children") as f:
+            children = [int(pid) for pid in f.read().split()]
+    except OSError:
+        return set()
+    workers = set()
+    for pid in children:
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmdline = f.read()
+        except OSError:
+            continue
+        if b"spawn_main" in cmdline:  # not multiprocessing's resource tracker
+            workers.add(pid)
+    return workers
+
+
+def test_system_crash_loops(stack, amtool):
+    """Both crash loops, counted together: a worker OOM-killed under its living server (twice
+    here: SIGKILL, which the library counts in mystocks_system_worker_crashes_total) and the
+    server itself restarting (once: its totals begin at zero again, which resets() counts).
+    Three in 30 minutes fire ApiFrequentRestarts. Workers that a living server recycles are
+    neither (issue 15, row 6; alerts/tests/system.yml pins each side at production intervals,
+    test_workers.py the counting under uvicorn and gunicorn)."""
+    def crashes_now() -> float:
+        found = stack.query("max(mystocks_system_worker_crashes_total)")
+        return float(found[0]["value"][1]) if found else 0.0
+
+    def every_worker() -> set[int] | None:
+        found = demo_workers(stack)
+        return found if len(found) == runner.DEMO_WORKERS else None
+
+    def crash_loop():
+        for _ in range(2):
+            counted = crashes_now()
+            before = wait_until(every_worker, 60, "the demo's workers", interval=0.2)
+            os.kill(min(before), signal.SIGKILL)
+            wait_until(lambda: len(demo_workers(stack) - before) == 1, 60, "a replacement worker", interval=0.2)
+            # a scrape merges the dead worker's file: the crash is counted before the next one
+            wait_until(lambda: crashes_now() >= counted + 1, 60, "the crash counted", interval=0.5)
+        runner.stop_one(stack.workdir, "demo")
+        runner.start_one(stack.workdir, "demo")  # waits until it answers again
 
     # Near the end: a restarted demo starts with no sessions, connections or market-data
     # timestamp of its own, which the panels and the market-data scenario read. No resolve is
-    # awaited: resets() looks back 30 minutes, so the alert rightly stays up that long.
+    # awaited: the rule looks back 30 minutes, so the alert rightly stays up that long.
     run(stack, amtool, Scenario(
-        "system", "ApiFrequentRestarts", inject=restart_server, remove=lambda: None, resolve=False,
-        window=60, window_reason="three restarts, each waiting until the server answers again (some 10 s each under "
-                                 "load); the third reset is seen at the next scrape"))
+        "system", "ApiFrequentRestarts", inject=crash_loop, remove=lambda: None, resolve=False,
+        window=60, window_reason="two worker kills, each awaiting its replacement and its count, and a server "
+                                 "restart awaiting its answer (some 10 s each under load); the restart is seen "
+                                 "at the next scrape"))
+    # both parts of the rule counted: the crashes survive the server's restart in increase()
+    crashes = stack.query("sum(increase(mystocks_system_worker_crashes_total[30m]))")
+    assert crashes and float(crashes[0]["value"][1]) >= 2, crashes
 
 
 def test_every_fault_resolves(stack):
