@@ -390,3 +390,24 @@ def test_otel_sdk_disabled_leaves_the_apps_meters_alone():
                           timeout=60, env=env)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "_ProxyMeter"  # not ours: nothing set up
+
+
+def test_the_private_otel_api_that_app_meters_reads_is_where_it_was():
+    """app_meters reads three private parts of the OpenTelemetry metrics API (pinned at 1.45 in
+    pyproject): the global provider slot, the placeholder provider and how the placeholder
+    forwards. An upgrade that moves them must fail here by name, not drop the app's
+    measurements quietly (each measurement swallows its errors, by design)."""
+    from opentelemetry.metrics import _internal as api_internal
+
+    assert hasattr(api_internal, "_METER_PROVIDER"), "opentelemetry.metrics._internal._METER_PROVIDER moved"
+    placeholder = getattr(api_internal, "_PROXY_METER_PROVIDER", None)
+    assert isinstance(placeholder, api_internal._ProxyMeterProvider), "_PROXY_METER_PROVIDER moved"
+    assert callable(getattr(placeholder, "on_set_meter_provider", None))
+    assert hasattr(placeholder, "_real_meter_provider")
+    # and the placeholder still forwards what it made earlier, as app_meters relies on
+    probe = api_internal._ProxyMeterProvider()
+    counter = probe.get_meter("probe").create_counter("probe.count")
+    instruments, app, provider = fresh()
+    probe.on_set_meter_provider(provider)
+    counter.add(2)
+    assert page(instruments, app)["probe_count_total"] == {(): 2.0}
