@@ -19,7 +19,7 @@
 #   GOPROXY                           respected if set (default https://proxy.golang.org)
 #
 # The binary is $cache/otelcol-<key>, the key a hash of builder-config.yaml, dist/go.mod,
-# dist/go.sum and this script: a pin bump or a recipe change builds a new binary instead of
+# dist/go.sum, this script and scripts/go-lib.sh: a pin bump or a recipe change builds a new binary instead of
 # reusing a stale one. $cache/otelcol is a symlink to the newest build.
 #
 # Exit status: 0 built (or cached); 2 the toolchain or the module proxy is unavailable (no
@@ -30,6 +30,7 @@ set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 self=$here/$(basename "${BASH_SOURCE[0]}")
+go_lib=$(dirname "$here")/scripts/go-lib.sh  # the toolchain and run_step, shared
 manifest=$here/builder-config.yaml
 lock_mod=$here/dist/go.mod
 lock_sum=$here/dist/go.sum
@@ -40,6 +41,8 @@ interval=${OTELCOL_PROGRESS_SECONDS:-15}
 log() { echo "collector/build.sh: $*" >&2; }
 die() { log "$*"; exit 1; }
 unavailable() { log "$*"; exit 2; }
+# shellcheck source=../scripts/go-lib.sh
+source "$go_lib"
 
 mode=build
 case ${1:-} in
@@ -54,7 +57,7 @@ esac
 binary_path() {
     [[ -r $lock_mod && -r $lock_sum ]] || die "missing the lock $lock_mod / go.sum: run $0 --update-lock"
     local key
-    key=$(cat "$manifest" "$lock_mod" "$lock_sum" "$self" | sha256sum | cut -c1-16)
+    key=$(cat "$manifest" "$lock_mod" "$lock_sum" "$self" "$go_lib" | sha256sum | cut -c1-16)
     echo "$cache/otelcol-$key"
 }
 
@@ -86,69 +89,11 @@ step() { step_no=$((step_no + 1)); log "[$step_no/$steps] $*"; }
 
 # -- the toolchain, with every piece of Go state inside $work ---------------------------------
 step "toolchain"
-go_bin=${OTELCOL_GO:-$(command -v go || true)}
-[[ -n $go_bin ]] || go_bin=/usr/local/go/bin/go
-[[ -x $go_bin ]] || unavailable "no Go toolchain (install Go, or set OTELCOL_GO=/path/to/go)"
-unset GOROOT GOOS GOARCH GOFLAGS GOWORK GOBIN GOEXPERIMENT
-export PATH=$(dirname "$go_bin"):$PATH
-export GOENV=off GOTOOLCHAIN=local GOTELEMETRY=off GO111MODULE=on CGO_ENABLED=0 GOWORK=off \
-       GOFLAGS="-trimpath -buildvcs=false -modcacherw" \
-       GOPATH=$work/gopath GOMODCACHE=$work/gopath/pkg/mod GOCACHE=$work/gocache \
-       GOPROXY=${GOPROXY:-https://proxy.golang.org}
-# Go keeps local telemetry counters under the user's config dir: give it ours, and off.
-go_env=(env XDG_CONFIG_HOME="$work/config")
-[[ -e $work/config/go/telemetry/mode ]] || "${go_env[@]}" go telemetry off 2>/dev/null || true
-have=$("${go_env[@]}" go env GOVERSION 2>/dev/null) || unavailable "$go_bin does not run"
-have=${have#go}
-if [[ -r $lock_mod ]]; then
-    need=$(sed -n 's/^go \([0-9][0-9.]*\)$/\1/p' "$lock_mod")
-    if [[ -n $need && $(printf '%s\n%s\n' "$need" "$have" | sort -V | head -n1) != "$need" ]]; then
-        unavailable "Go $have is older than the go $need that collector/dist/go.mod needs" \
-            "(GOTOOLCHAIN=local: no toolchain is downloaded)"
-    fi
-fi
-log "go $have ($go_bin), GOPROXY=$GOPROXY, Go state in $work"
-
-# Runs a go step with its output in a log (streamed with OTELCOL_VERBOSE=1) and a
-# "still <what>" line every $interval s; on failure prints the log's tail and exits 2 when
-# the proxy/network is to blame, else 1. An optional progress function adds detail.
-run_step() {
-    local what=$1 logfile=$2 progress=$3 limit=$4
-    shift 4
-    local t0=$SECONDS rc=0 hb
-    (
-        # sleep's stdio is not ours: once this loop is killed, an orphaned sleep must not
-        # hold a caller's stdout/stderr pipe open for up to $interval s.
-        while sleep "$interval" </dev/null >/dev/null 2>&1; do
-            kill -0 $$ 2>/dev/null || exit 0   # build.sh was killed
-            msg="still $what, $((SECONDS - t0)) s"
-            [[ -n $progress ]] && msg+=" ($($progress))"
-            log "$msg"
-        done
-    ) 9>&- &
-    hb=$!
-    if [[ -n ${OTELCOL_VERBOSE:-} ]]; then
-        timeout "$limit" "$@" 2>&1 9>&- | tee "$logfile" >&2 || rc=$?
-    else
-        timeout "$limit" "$@" >"$logfile" 2>&1 9>&- || rc=$?
-    fi
-    kill "$hb" 2>/dev/null || true
-    wait "$hb" 2>/dev/null || true
-    if ((rc != 0)); then
-        [[ -n ${OTELCOL_VERBOSE:-} ]] || grep -v '^go: downloading' "$logfile" | tail -n 30 >&2 || true
-        ((rc == 124)) && die "$what timed out after $limit s"
-        if grep -q 'SECURITY ERROR\|checksum mismatch' "$logfile"; then
-            die "$what failed: a module does not match collector/dist/go.sum (see above)"
-        fi
-        if grep -Eq 'dial tcp|no such host|connection (refused|reset)|i/o timeout|TLS handshake|network is unreachable|proxyconnect|server response|40[34] Not Found|403 Forbidden|410 Gone|GOPROXY=off|module lookup disabled' "$logfile"; then
-            unavailable "$what failed: the module proxy ($GOPROXY) or the network is unavailable (see above)"
-        fi
-        die "$what failed (see above; full log: $logfile)"
-    fi
-    log "$what: $((SECONDS - t0)) s"
-}
-
-zips() { find "$GOMODCACHE/cache/download" -name '*.zip' 2>/dev/null | wc -l | sed 's/$/ module zips in the cache/'; }
+verbose=${OTELCOL_VERBOSE:-}
+sum_name=collector/dist/go.sum
+need=""
+[[ -r $lock_mod ]] && need=$(sed -n 's/^go \([0-9][0-9.]*\)$/\1/p' "$lock_mod")
+go_toolchain "${OTELCOL_GO:-}" OTELCOL_GO "$need" collector/dist/go.mod
 
 # -- the builder, pinned by the manifest's "# ocb:" line ---------------------------------------
 ocb_version=$(sed -n 's|^# ocb: go.opentelemetry.io/collector/cmd/builder \(v[0-9][0-9.]*\)$|\1|p' "$manifest")

@@ -23,7 +23,7 @@
 #   GOPROXY                respected if set (default https://proxy.golang.org)
 #
 # The binaries are in $cache/NAME-<key>/, the key a hash of tools/NAME/go.mod, go.sum,
-# build.conf and this script; $cache/NAME links to the newest. Go's module cache and build
+# build.conf, this script and go-lib.sh; $cache/NAME links to the newest. Go's module cache and build
 # cache are $cache/collector-build/{gopath,gocache}, shared with collector/build.sh: the
 # modules and compiled packages that the Collector and these programs have in common
 # (Prometheus' own packages, gRPC, protobuf, OpenTelemetry) are fetched and compiled once.
@@ -41,6 +41,8 @@ me="build-go-tool.sh${name:+ $name}"
 log() { echo "$me: $*" >&2; }
 die() { log "$*"; exit 1; }
 unavailable() { log "$*"; exit 2; }
+# shellcheck source=go-lib.sh
+source "$here/go-lib.sh"  # the toolchain and run_step, shared with collector/build.sh
 
 case $name in
     "" | -h | --help) sed -n '2,/^set -euo/p' "$self" | sed '$d; s/^# \{0,1\}//' >&2; exit 0 ;;
@@ -66,7 +68,7 @@ interval=${GO_TOOLS_PROGRESS_SECONDS:-15}
 
 setting() { [[ -r $conf ]] && sed -n "s/^$1=//p" "$conf" | tail -n1 || true; }
 out_dir() {
-    local files=("$manifest" "$lock" "$self") key
+    local files=("$manifest" "$lock" "$self" "$here/go-lib.sh") key
     [[ -r $conf ]] && files+=("$conf")
     [[ -d $dir/overlay ]] && mapfile -t -O "${#files[@]}" files < <(find "$dir/overlay" -type f | sort)
     key=$(cat "${files[@]}" | sha256sum | cut -c1-16)
@@ -105,60 +107,9 @@ step() { step_no=$((step_no + 1)); log "[$step_no/$steps] $*"; }
 
 # -- the toolchain, every piece of Go state in $work ------------------------------------------
 step "toolchain"
-go_bin=${GO_TOOLS_GO:-$(command -v go || true)}
-[[ -n $go_bin ]] || go_bin=/usr/local/go/bin/go
-[[ -x $go_bin ]] || unavailable "no Go toolchain (install Go, or set GO_TOOLS_GO=/path/to/go)"
-unset GOROOT GOOS GOARCH GOFLAGS GOWORK GOBIN GOEXPERIMENT
-export PATH=$(dirname "$go_bin"):$PATH
-export GOENV=off GOTOOLCHAIN=local GOTELEMETRY=off GO111MODULE=on CGO_ENABLED=0 GOWORK=off \
-       GOFLAGS="-trimpath -buildvcs=false -modcacherw" \
-       GOPATH=$work/gopath GOMODCACHE=$work/gopath/pkg/mod GOCACHE=$work/gocache \
-       GOPROXY=${GOPROXY:-https://proxy.golang.org}
-go_env=(env XDG_CONFIG_HOME="$work/config")
-[[ -e $work/config/go/telemetry/mode ]] || "${go_env[@]}" go telemetry off 2>/dev/null || true
-have=$("${go_env[@]}" go env GOVERSION 2>/dev/null) || unavailable "$go_bin does not run"
-have=${have#go}
-need=$(sed -n 's/^go \([0-9][0-9.]*\)$/\1/p' "$manifest")
-if [[ -n $need && $(printf '%s\n%s\n' "$need" "$have" | sort -V | head -n1) != "$need" ]]; then
-    unavailable "Go $have is older than the go $need that tools/$name/go.mod needs (GOTOOLCHAIN=local)"
-fi
-log "go $have, GOPROXY=$GOPROXY, Go state in $work"
-
-# A go step with its output in a log (streamed with GO_TOOLS_VERBOSE=1) and a "still ..."
-# line every $interval s; on failure the log's tail, exit 2 when the proxy is to blame.
-run_step() {
-    local what=$1 logfile=$2 progress=$3 limit=$4
-    shift 4
-    local t0=$SECONDS rc=0 hb
-    (
-        while sleep "$interval" </dev/null >/dev/null 2>&1; do
-            kill -0 $$ 2>/dev/null || exit 0
-            msg="still $what, $((SECONDS - t0)) s"
-            [[ -n $progress ]] && msg+=" ($($progress))"
-            log "$msg"
-        done
-    ) 9>&- &
-    hb=$!
-    if [[ -n ${GO_TOOLS_VERBOSE:-} ]]; then
-        timeout "$limit" "$@" 2>&1 9>&- | tee "$logfile" >&2 || rc=$?
-    else
-        timeout "$limit" "$@" >"$logfile" 2>&1 9>&- || rc=$?
-    fi
-    kill "$hb" 2>/dev/null || true
-    wait "$hb" 2>/dev/null || true
-    if ((rc != 0)); then
-        [[ -n ${GO_TOOLS_VERBOSE:-} ]] || grep -v '^go: downloading' "$logfile" | tail -n 30 >&2 || true
-        ((rc == 124)) && die "$what timed out after $limit s"
-        if grep -q 'SECURITY ERROR\|checksum mismatch' "$logfile"; then
-            die "$what failed: a module does not match tools/$name/go.sum (see above)"
-        fi
-        if grep -Eq 'dial tcp|no such host|connection (refused|reset)|i/o timeout|TLS handshake|network is unreachable|proxyconnect|server response|40[34] Not Found|403 Forbidden|410 Gone|GOPROXY=off|module lookup disabled' "$logfile"; then
-            unavailable "$what failed: the module proxy ($GOPROXY) or the network is unavailable (see above)"
-        fi
-        die "$what failed (see above; full log: $logfile)"
-    fi
-    log "$what: $((SECONDS - t0)) s"
-}
+verbose=${GO_TOOLS_VERBOSE:-}
+sum_name=tools/$name/go.sum
+go_toolchain "${GO_TOOLS_GO:-}" GO_TOOLS_GO "$(sed -n 's/^go \([0-9][0-9.]*\)$/\1/p' "$manifest")" "tools/$name/go.mod"
 
 logs=$work/$name-logs
 mkdir -p "$logs"
@@ -183,7 +134,6 @@ fi
 tags=$(setting tags)
 ldflags=$(setting ldflags)
 local_module=$(setting local)
-zips() { find "$GOMODCACHE/cache/download" -name '*.zip' 2>/dev/null | wc -l | sed 's/$/ module zips in the cache/'; }
 
 if [[ -n $local_module ]]; then
     # go mod download checks the module against go.sum before it is copied.

@@ -211,6 +211,15 @@ def test_lock_matches_the_manifest(root):
     assert not missing, f"go.sum lacks hashes for {sorted(missing)[:5]}"
 
 
+def copy_collector(root, tmp_path) -> Path:
+    """collector/ and the build's shared part, scripts/go-lib.sh, as a checkout has them."""
+    copy = tmp_path / "collector"
+    shutil.copytree(root / "collector", copy)
+    (tmp_path / "scripts").mkdir()
+    shutil.copy(root / "scripts" / "go-lib.sh", tmp_path / "scripts")
+    return copy
+
+
 def test_a_pin_change_means_another_binary(root, tmp_path):
     """The cached binary is named by a hash of manifest + lock: a bump never reuses it."""
     def path_for(directory):
@@ -219,8 +228,7 @@ def test_a_pin_change_means_another_binary(root, tmp_path):
         assert proc.returncode == 0, proc.stderr
         return proc.stdout.strip()
 
-    copy = tmp_path / "collector"
-    shutil.copytree(root / "collector", copy)
+    copy = copy_collector(root, tmp_path)
     assert path_for(copy) == path_for(root / "collector")  # content, not location
     seen = {path_for(copy)}
     for name, old, new in [("builder-config.yaml", "resourceprocessor v0.", "resourceprocessor v9."),
@@ -254,8 +262,7 @@ def test_build_is_cached(otelcol, root):
 
 def test_a_stale_lock_fails_the_build(otelcol, root, tmp_path):
     """A pin bumped in the manifest without --update-lock is an error, not a silent build."""
-    copy = tmp_path / "collector"
-    shutil.copytree(root / "collector", copy)
+    copy = copy_collector(root, tmp_path)
     manifest = copy / "builder-config.yaml"
     manifest.write_text(manifest.read_text().replace("resourceprocessor v0.", "resourceprocessor v9.", 1))
     proc = subprocess.run([str(copy / "build.sh")], capture_output=True, text=True, timeout=300)

@@ -42,7 +42,8 @@ def test_each_manifest_pins_its_release_and_the_lock_hashes_it(root, tool):
 def fake_checkout(root, tmp_path, tool="prometheus"):
     checkout = tmp_path / "checkout"
     (checkout / "scripts").mkdir(parents=True)
-    shutil.copy(root / "scripts" / "build-go-tool.sh", checkout / "scripts")
+    for script in ("build-go-tool.sh", "go-lib.sh"):
+        shutil.copy(root / "scripts" / script, checkout / "scripts")
     shutil.copytree(root / "tools" / tool, checkout / "tools" / tool)
     return checkout
 
