@@ -92,9 +92,13 @@ class Store:
         return found.spec if found is not None else None
 
     def mark_clean_exit(self) -> None:
-        """This process is ending on purpose: not a crash (:data:`.merge.CRASHES`)."""
-        if self.file is not None:
-            self.file.mark_clean_exit()
+        """This process is ending on purpose: not a crash (:data:`.merge.CRASHES`). Runs in exit
+        hooks: never raises."""
+        try:
+            if self.file is not None:
+                self.file.mark_clean_exit()
+        except Exception:  # noqa: BLE001 - at worst a stop is counted as a crash
+            _log.debug("mystocks-otel: could not mark this worker's clean exit", exc_info=True)
 
     def close(self) -> None:
         """Let go of the files (tests; a process's store otherwise lives as long as it)."""
