@@ -302,8 +302,9 @@ METRICS: tuple[MetricSpec, ...] = (
     _m("mystocks.system.threads", G, "{thread}", "Threads of this process.", [], "P3", "system",
        frequency="per probe interval", multiprocess=MAX),
     _m("mystocks.system.worker_crashes", C, "{crash}",
-       "Workers of this server that died without shutting down (OOM kill, SIGKILL, a crash); "
-       "multiprocess mode, on /metrics.", [], "P2", "system", frequency="per worker death"),
+       "Workers of this server that died without shutting down (OOM kill, SIGKILL, a crash): "
+       "counted on /metrics in multiprocess mode; 0 in single-process mode.", [], "P2", "system",
+       frequency="per worker death"),
     # -- alert lifecycle (fed by the Alertmanager webhook) -----------------------------------
     _m("mystocks.alert.fired", C, "{alert}", "Alerts that started firing.",
        [SEVERITY, CATEGORY], "P2", "alert", frequency="per notification"),

@@ -140,6 +140,10 @@ def _build(settings: Settings) -> ProviderState:
         built.multiprocess = _multiprocess_store(settings.multiprocess_dir)
     mode = (built.multiprocess.describe() if built.multiprocess is not None
             else "single-process mode")
+    if built.multiprocess is None:
+        # No workers, so none can crash (a restart resets the server's totals instead). The
+        # series is there, at 0, on every target; in multiprocess mode the merge counts them.
+        INSTRUMENTS["mystocks.system.worker_crashes"].add(0)
     _announce(f"mystocks-otel metrics: readers={','.join(readers) or 'none'}; {mode}")
     return built
 

@@ -408,18 +408,16 @@ def test_page_arrives_when_one_alertmanager_dies_mid_incident(stack, amtool):
 
 def test_alerts_keep_flowing_when_one_prometheus_dies(stack, amtool):
     wait_quiet(stack, "RedisDown")
-
-    def inject():
-        runner.stop_one(stack.workdir, "prometheus-a")
-        runner.stop_one(stack.workdir, "redis")
-
-    def remove():
-        runner.start_one(stack.workdir, "redis")
+    # Replica a is lost first; the fault (and the detection clock) starts when Redis stops.
+    # Prometheus' own shutdown (its TSDB closing: seconds on a loaded machine) is not part of it.
+    runner.stop_one(stack.workdir, "prometheus-a")
+    try:
+        row = run(stack, amtool, Scenario(
+            "ha", "RedisDown", inject=lambda: runner.stop_one(stack.workdir, "redis"),
+            remove=lambda: runner.start_one(stack.workdir, "redis"), window=2,
+            window_reason="as the Redis scenario, evaluated by the surviving replica only"))
+    finally:
         runner.start_one(stack.workdir, "prometheus-a")
-
-    row = run(stack, amtool, Scenario(
-        "ha", "RedisDown", inject=inject, remove=remove, window=2,
-        window_reason="as the Redis scenario, evaluated by the surviving replica only"))
     row["category"] = "ha: Prom lost"
 
 

@@ -62,7 +62,8 @@ def alerts(cfg: MixinConfig) -> tuple[Alert, ...]:
                        metric("mystocks.health.check_duration", "_count"))
     _RESTARTS = f"max by (job, instance) (resets({_TOTALS}[30m]))"
     #: Workers killed under a living server (OOM, SIGKILL): the library counts each worker that
-    #: died without marking its shutdown; multiprocess mode only, absent (0) otherwise.
+    #: died without marking its shutdown (0 in single-process mode); a target without the series
+    #: (an older release, an OTLP-only one) counts server restarts alone.
     _CRASHES = f'sum by (job, instance) (increase({q.sel(metric("mystocks.system.worker_crashes"))}[30m]))'
     return (
         _resource("HighCpuUsage", _CPU, t.cpu_percent_warning, "10m", "warning", "P2", "Host CPU use",
