@@ -116,7 +116,9 @@ def test_a_slowloris_on_the_metrics_port_never_hurts_the_app_under_ulimit_1024(t
             during_app, during_scrapes = [], []
             for _ in range(10):
                 during_app.append(ok(port, "/ping"))
-                during_scrapes.append(ok(metrics, "/metrics/health"))
+                # a scrape waits in the listen queue behind the attack's reconnects: 10 s is
+                # Prometheus' default scrape_timeout (5 s failed once on a loaded CI machine)
+                during_scrapes.append(ok(metrics, "/metrics/health", timeout=10))
                 time.sleep(0.3)
             fds = server.num_fds()
         assert all(during_app), f"the app's own port failed during the slowloris: {during_app}"
