@@ -9,11 +9,13 @@ replacement adds its own.
 from __future__ import annotations
 
 import glob
+import http.client
 import json
 import os
 import shutil
 import signal
 import tempfile
+import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -175,15 +177,22 @@ def test_recycled_workers_are_not_crashes(app_dir, server):
         proc.wait_port(port, timeout=30)
         master = proc.proc.pid
         wait_until(lambda: len(worker_files(master)) == 2, what="two workers' files", proc=proc.proc)
-        served, n = {}, 0
-        while len(served) < 5:  # two workers and three replacements at least
+        served, n, lost = {}, 0, []
+        deadline = time.monotonic() + 120
+        # Until both first workers were replaced. A worker past its limit may go on answering for
+        # a while as it shuts down (its listener's close fails with EBADF under both servers):
+        # a deadline, not a request count, bounds the loop.
+        while len(served) < 4:
             # one at a time: a worker at its limit answers the request it has, then leaves
-            answer = wait_until(lambda: _work_or_none(port, n), what="a worker answering",
+            answer = wait_until(lambda: _work_or_none(port, n, lost), what="a worker answering",
                                 proc=proc.proc, timeout=30)
             served[answer["pid"]] = served.get(answer["pid"], 0) + 1
             n += 1
-            assert n < 400, f"workers never recycled: {served}\n{proc.output()[-3000:]}"
-        wait_until(lambda: totals(port) == (n, n), what=f"{n} requests on /metrics")
+            assert time.monotonic() < deadline, f"workers never recycled: {served}\n{proc.output()[-3000:]}"
+        # exact, but for requests a leaving worker may have counted without its answer arriving
+        wait_until(lambda: totals(port)[1] >= n, what=f"{n} requests on /metrics")
+        orders, requests = totals(port)
+        assert orders == requests and n <= requests <= n + len(lost), (orders, requests, n, lost)
         assert crashes(port) == [0.0], f"{len(served)} workers recycled, none crashed"
         # the recycled workers' files were compacted (a scrape does it): only the live two stay
         wait_until(lambda: totals(port) and len(worker_files(master)) == 2,
@@ -191,11 +200,12 @@ def test_recycled_workers_are_not_crashes(app_dir, server):
         print(f"{server}: {n} requests over {len(served)} workers")
 
 
-def _work_or_none(port: int, n: int) -> dict | None:
-    """A request's answer, or None when the worker it reached was leaving (connection reset)."""
+def _work_or_none(port: int, n: int, lost: list) -> dict | None:
+    """A request's answer, or None (noted in ``lost``) when the worker it reached was leaving."""
     try:
         status, body = get(port, f"/work/{n}")
-    except OSError:
+    except (OSError, http.client.HTTPException) as error:
+        lost.append(type(error).__name__)
         return None
     assert status == 200, body
     return json.loads(body)
