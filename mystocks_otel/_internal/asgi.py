@@ -33,6 +33,7 @@ from .. import endpoints
 from . import auth, native_telemetry, tracing
 from ..catalog import get
 from ..config import Settings
+from .instruments import CURRENT_SPAN
 from .state import counter, histogram
 
 _log = logging.getLogger(__name__)
@@ -264,21 +265,19 @@ class MetricsMiddleware:
         if not recording or excluded:
             return await app(scope, receive, send)
         measure = not native_telemetry.measures_http(host, scope)  # FastAPI's own metrics win
-        if self.spans is not None and suffix is None and not tracing.natively_traced(scope):
-            return await self._traced(scope, receive, send, app, host, measure)
+        traced = self.spans is not None and suffix is None and not tracing.natively_traced(scope)
         if not measure:
-            return await app(scope, receive, send)
+            return await (self._traced(scope, receive, send, app, host) if traced
+                          else app(scope, receive, send))
         fixed = None if suffix is None else scope.get("root_path", "") + self.prefix + suffix
-        await self._http(scope, receive, send, app, host, fixed)
+        await self._http(scope, receive, send, app, host, fixed, traced=traced)
 
-    async def _traced(self, scope, receive, send, app, host, measure: bool):
-        """The request inside its server span (:mod:`.tracing`): the span is current while
-        the app runs and while the duration is recorded (its exemplar), and ends last."""
+    async def _traced(self, scope, receive, send, app, host):
+        """A request FastAPI's native telemetry measures: only its server span is ours."""
         method = scope["method"]
         if method not in _KNOWN_METHODS:
             method = "_OTHER"
         status = 500
-        route = None
         root_path = scope.get("root_path", "")  # the entry's: mounts change it on the way in
 
         def send_with_status(message):
@@ -289,15 +288,11 @@ class MetricsMiddleware:
 
         spans = self.spans
         span, token = spans.start(scope, method)
-        if span is None:  # the SDK failed: untraced, still measured
-            await (self._http(scope, receive, send, app, host, None) if measure
-                   else app(scope, receive, send))
-            return
+        if span is None:  # the SDK failed: untraced
+            return await app(scope, receive, send)
+        route = None
         try:
-            if measure:  # the route it labelled the duration with (not computed twice)
-                route = await self._http(scope, receive, send_with_status, app, host, None)
-            else:
-                await app(scope, receive, send_with_status)
+            await app(scope, receive, send_with_status)
         except Exception as exc:
             route = self._template(scope, root_path, host)
             spans.failed(span, scope, exc, route)
@@ -338,11 +333,13 @@ class MetricsMiddleware:
         return serve
 
     # -- HTTP ------------------------------------------------------------------------------
-    async def _http(self, scope, receive, send, app, host, fixed_route, sizing=False):
+    async def _http(self, scope, receive, send, app, host, fixed_route, sizing=False, traced=False):
         """Measures the request; returns the route template it was labelled with.
+        ``traced``: the request runs inside its server span (:mod:`.tracing`), current while
+        the app runs and while the duration is recorded (its exemplar); the span ends last.
         (``sizing``: called by :meth:`_http_sized`, which measures the body sizes around it.)"""
         if self.settings.http_body_size and not sizing:
-            return await self._http_sized(scope, receive, send, app, host, fixed_route)
+            return await self._http_sized(scope, receive, send, app, host, fixed_route, traced)
         method = scope["method"]
         if method not in _KNOWN_METHODS:
             method = "_OTHER"
@@ -355,20 +352,35 @@ class MetricsMiddleware:
                 status = message["status"]
             return send(message)
 
+        span = token = route = None
+        exemplar = CURRENT_SPAN
+        if traced:  # None when the SDK failed: the request runs untraced, still measured
+            span, token = self.spans.start(scope, method)
+            if span is not None:
+                exemplar = self.spans.exemplar(span)
         active = self._active
         active.add(1, method)
         start = perf_counter()
         try:
             await app(scope, receive, send_with_status)
+        except Exception as exc:
+            if span is not None:
+                route = fixed_route or self._template(scope, root_path, host)
+                self.spans.failed(span, scope, exc, route)
+            raise
         finally:
             duration = perf_counter() - start
             active.add(-1, method)
-            route = fixed_route or self._template(scope, root_path, host)
+            if route is None:
+                route = fixed_route or self._template(scope, root_path, host)
             self._duration.record(duration, method, route,
-                                  status_label(status) if self.settings.group_status_codes else status)
+                                  status_label(status) if self.settings.group_status_codes else status,
+                                  exemplar=exemplar)
+            if span is not None:
+                self.spans.end(span, token, method, route, status)
         return route
 
-    async def _http_sized(self, scope, receive, send, app, host, fixed_route):
+    async def _http_sized(self, scope, receive, send, app, host, fixed_route, traced=False):
         """:meth:`_http` plus the request and response body sizes: Content-Length when the
         message carries a valid one, else the bytes that went through (counted message by
         message, never buffered: a streamed body costs nothing more)."""
@@ -405,7 +417,8 @@ class MetricsMiddleware:
 
         route = None
         try:
-            route = await self._http(scope, counted_receive, send_sized, app, host, fixed_route, sizing=True)
+            route = await self._http(scope, counted_receive, send_sized, app, host, fixed_route,
+                                     sizing=True, traced=traced)
         finally:
             if route is None:  # the app raised: _http recorded the duration, then let it through
                 route = fixed_route or self._template(scope, root_path, host)

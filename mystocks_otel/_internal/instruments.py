@@ -38,6 +38,8 @@ from ..catalog import OTHER, OVERFLOW_ATTRIBUTE, Kind, MetricSpec
 _log = logging.getLogger(__name__)
 
 _INF = math.inf
+#: ``HistogramRecorder.record``'s default exemplar: the current span's, looked up
+CURRENT_SPAN = object()
 _MAX = sys.float_info.max  # "-_MAX <= x < _INF" rejects NaN and both infinities
 OVERFLOW_KEY = ("\0overflow",)
 _OVERFLOW_ATTRIBUTES = {OVERFLOW_ATTRIBUTE: True}
@@ -277,7 +279,9 @@ class HistogramRecorder(Recorder):
             self._series.clear()
             self._exemplars.clear()
 
-    def record(self, value: float, *values) -> None:
+    def record(self, value: float, *values, exemplar=CURRENT_SPAN) -> None:
+        """``exemplar``: by default the current span's ids (when exemplars are on); a caller
+        that holds the span passes its ``(trace_id, span_id)``, or None for no exemplar."""
         try:
             key = self._clean.get(values)  # self._key() inlined: this is the hot path
             if key is None:
@@ -286,7 +290,10 @@ class HistogramRecorder(Recorder):
                 return self._drop(value)
             index = bisect_left(self.bounds, value)
             source = self.exemplar_source
-            exemplar = source() if source is not None else None
+            if source is None:
+                exemplar = None
+            elif exemplar is CURRENT_SPAN:
+                exemplar = source()
             if exemplar is not None and self.exemplar_gate is not None:
                 exemplar = self._gated(key, index, value, exemplar)
             with self._lock:

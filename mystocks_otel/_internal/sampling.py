@@ -86,26 +86,36 @@ class Policy:
         """The ratio part, from the trace id alone (the same rule as ``TraceIdRatioBased``)."""
         return (trace_id & _RATIO_BITS) < self.bound
 
-    def keep(self, root: ReadableSpan, error: bool) -> bool:
-        attributes = root.attributes or {}
-        if error or _server_error(attributes):
+    def keep(self, root: ReadableSpan, error: bool, trace_id: int | None = None) -> bool:
+        """Whether the trace of the local root ``root`` is kept (``error``: a span of the
+        trace failed; ``trace_id``: the root's, when the caller has it at hand)."""
+        if error or self.by_ratio(root.context.trace_id if trace_id is None else trace_id):
             return True
         end, start = root.end_time, root.start_time
         if end is not None and start is not None and end - start > self.slow_ns:
             return True
+        attributes = root.attributes
+        if not attributes:
+            return False
+        if _server_error(attributes):
+            return True
         if self.keep_routes is not None:
-            route = attributes.get("http.route")
+            route = _get(attributes, "http.route")
             if route is not None:
                 method = _either(attributes, "http.request.method", "http.method") or ""
-                if self.keep_routes.search(f"{method} {route}"):
-                    return True
-        return self.by_ratio(root.context.trace_id)
+                return self.keep_routes.search(f"{method} {route}") is not None
+        return False
+
+
+def _get(attributes, name: str):
+    """``attributes.get(name)`` without the exception a missing key costs inside the SDK's
+    attribute mapping."""
+    return attributes[name] if name in attributes else None
 
 
 def _either(attributes, name: str, old_name: str):
-    """The stable attribute, else its old name. Looked up only when missing: a missing key
-    costs an exception inside the SDK's attribute mapping."""
-    return attributes[name] if name in attributes else attributes.get(old_name)
+    """The stable attribute, else its old name."""
+    return attributes[name] if name in attributes else _get(attributes, old_name)
 
 
 def _server_error(attributes) -> bool:
@@ -157,13 +167,16 @@ class TailSampler(SpanProcessor):
         if not context.trace_flags.sampled:
             return
         parent = span.parent
-        if parent is not None and not parent.is_remote:
-            return  # a child: its local root registered the trace
+        if parent is None or parent.is_remote:  # a child's local root registered the trace
+            self.begin(context.trace_id)
+
+    def begin(self, trace_id: int) -> None:
+        """A local root of ``trace_id`` started (the request span calls this directly)."""
         evicted = None
         with self._lock:
-            trace = self._traces.get(context.trace_id)
+            trace = self._traces.get(trace_id)
             if trace is None:
-                trace = self._traces[context.trace_id] = _Trace()
+                trace = self._traces[trace_id] = _Trace()
                 if len(self._traces) > self.max_traces:
                     evicted = self._traces.popitem(last=False)
             trace.roots += 1
@@ -174,16 +187,22 @@ class TailSampler(SpanProcessor):
         context = span.context
         if context is None or not context.trace_flags.sampled:
             return
-        trace_id = context.trace_id
         parent = span.parent
-        is_root = parent is None or parent.is_remote
+        self._ended(span, context.trace_id, parent is None or parent.is_remote, _failed(span))
+
+    def root_ended(self, span: ReadableSpan, trace_id: int, failed: bool) -> None:
+        """A sampled local root of ``trace_id`` ended, its status ERROR if ``failed`` (the
+        request span calls this directly)."""
+        self._ended(span, trace_id, True, failed)
+
+    def _ended(self, span: ReadableSpan, trace_id: int, is_root: bool, failed: bool) -> None:
         with self._lock:
             trace = self._traces.get(trace_id)
             if trace is None:
                 decided = self._decided.get(trace_id)
             else:
                 decided = None
-                if _failed(span):
+                if failed:
                     trace.error = True
                 if is_root:
                     trace.roots -= 1
@@ -196,7 +215,7 @@ class TailSampler(SpanProcessor):
                 # the root ended: decided now, under the same lock, so that no span of the
                 # trace can find it neither in flight nor decided
                 del self._traces[trace_id]
-                keep = self._judge(span, trace.error)
+                keep = self._judge(span, trace.error, trace_id)
                 self._remember(trace_id, keep)
         if trace is None:  # late (ended after its root) or given up: follow the decision
             if decided is _GIVEN_UP:
@@ -204,15 +223,15 @@ class TailSampler(SpanProcessor):
             elif decided is None and not is_root:
                 self._count("trace_given_up", 1)  # its trace was forgotten long ago
             elif decided is None:
-                decided = self._judge(span, _failed(span))
+                decided = self._judge(span, failed, trace_id)
             if decided is True:
                 self.downstream.on_end(span)
             return
         self._forward(trace, span, keep)
 
-    def _judge(self, root: ReadableSpan, error: bool) -> bool:
+    def _judge(self, root: ReadableSpan, error: bool, trace_id: int) -> bool:
         try:
-            return self.policy.keep(root, error)
+            return self.policy.keep(root, error, trace_id)
         except Exception:  # noqa: BLE001 - a bad attribute must not lose the trace silently
             _log.debug("mystocks-otel: tail sampling failed; keeping the trace", exc_info=True)
             return True

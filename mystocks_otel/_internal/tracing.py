@@ -33,6 +33,8 @@ from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
+from . import request_span, sampling
+
 _KIND = SpanKind.SERVER
 _TRACER_NAME = "mystocks_otel.http"
 
@@ -63,6 +65,9 @@ class ServerSpans:
 
     def __init__(self, tracer_provider, log_exceptions: bool = False):
         self.tracer = tracer_provider.get_tracer(_TRACER_NAME)
+        sampler = sampling.SAMPLERS.get(tracer_provider)
+        #: our tail sampler's provider: the lean request span (:mod:`.request_span`)
+        self.roots = request_span.Roots(self.tracer, sampler) if sampler is not None else None
         self.log_exceptions = log_exceptions
         #: the header names the global propagator reads (traceparent, tracestate, baggage...):
         #: a request with none of them has no remote parent, and extracting is skipped
@@ -94,10 +99,21 @@ class ServerSpans:
             attributes["server.address"] = server[0]
             if server[1] is not None:
                 attributes["server.port"] = server[1]
-        span = self.tracer.start_span("HTTP" if method == "_OTHER" else method, context=parent,
-                                      kind=_KIND, attributes=attributes)
+        name = "HTTP" if method == "_OTHER" else method
+        span = self.roots.start(name, parent, attributes) if self.roots is not None else None
+        if span is None:
+            span = self.tracer.start_span(name, context=parent, kind=_KIND, attributes=attributes)
         token = otel_context.attach(trace.set_span_in_context(span, parent))
         return span, token
+
+    @staticmethod
+    def exemplar(span) -> tuple[int, int] | None:
+        """The request's exemplar ids, ``(trace_id, span_id)``, when its span is sampled
+        (the current span's, without looking the context up)."""
+        context = span.get_span_context()
+        if context.trace_flags.sampled and context.is_valid:
+            return context.trace_id, context.span_id
+        return None
 
     def failed(self, span, scope, exc: BaseException, route: str | None) -> None:
         """The app raised: recorded on the span, and logged once (while the span is current)."""
@@ -115,12 +131,19 @@ class ServerSpans:
     def end(span, token, method: str, route: str | None, status: int) -> None:
         try:
             attributes = {"http.response.status_code": status}
+            name = None
             if route:
                 attributes["http.route"] = route
-                span.update_name(f"{'HTTP' if method == '_OTHER' else method} {route}")
-            if status >= 500:
-                if not (span.attributes or {}).get("error.type"):
-                    attributes["error.type"] = str(status)
+                name = f"{'HTTP' if method == '_OTHER' else method} {route}"
+            error = status >= 500
+            if error and not (span.attributes or {}).get("error.type"):
+                attributes["error.type"] = str(status)
+            if type(span) is request_span.RequestSpan:
+                span.finish(name, attributes, error)
+                return
+            if name is not None:
+                span.update_name(name)
+            if error:
                 span.set_status(Status(StatusCode.ERROR))
             span.set_attributes(attributes)
             span.end()
