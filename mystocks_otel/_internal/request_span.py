@@ -88,14 +88,15 @@ class Roots:
             return None
         if parent is None and self.tracer.sampler is DEFAULT_ON:
             # the default sampler's answer for a root, without asking it: record and sample
-            context = SpanContext(self._ids.generate_trace_id(), self._ids.generate_span_id(),
-                                  False, self._root_flags)
-            span = RequestSpan(self, name, context, None, attributes)
+            trace_id = self._ids.generate_trace_id()
+            span = RequestSpan(self, name, None, None, attributes,
+                               (trace_id, self._ids.generate_span_id()), self._root_flags)
         else:
             span = self._sampled(name, parent, attributes)
-            if type(span) is not RequestSpan or not span._context.trace_flags.sampled:
+            if type(span) is not RequestSpan or span.ids is None:
                 return span  # not recorded, or recorded and never exported (RECORD_ONLY)
-        self.sampler.begin(span._context.trace_id)
+            trace_id = span.ids[0]
+        self.sampler.begin(trace_id)
         return span
 
     def _sampled(self, name: str, parent, attributes: dict):
@@ -120,7 +121,8 @@ class Roots:
             return trace_api.NonRecordingSpan(context)
         if result.attributes:
             attributes.update(result.attributes)
-        return RequestSpan(self, name, context, parent_context, attributes)
+        return RequestSpan(self, name, context, parent_context, attributes,
+                           (trace_id, context.span_id), flags)
 
 
 _OWN_ATTRIBUTES = 9  # the most our layer sets (tracing.ServerSpans)
@@ -170,12 +172,18 @@ class RequestSpan(trace_api.Span, ReadableSpan):
     _events = ()
     _links = ()
 
-    def __init__(self, roots: Roots, name: str, context: SpanContext, parent, attributes: dict):
+    def __init__(self, roots: Roots, name: str, context: SpanContext | None, parent,
+                 attributes: dict, ids: tuple[int, int], flags: TraceFlags):
         # ReadableSpan's fields, set directly: its __init__ would build a Resource when none
         # is given, and the provider's can change (a forked worker's process.pid)
         self._roots = roots
         self._name = name
+        #: the SpanContext; None until first asked for (made from ``ids`` and ``flags``)
         self._context = context
+        self._flags = flags
+        #: ``(trace_id, span_id)`` when sampled (exemplars and the tail sampler read them
+        #: without a SpanContext), else None
+        self.ids = ids if flags.sampled else None
         self._parent = parent
         self._start_time = time_ns()
         #: a plain dict until the app adds its own attributes (then the SDK's bounded mapping)
@@ -184,6 +192,10 @@ class RequestSpan(trace_api.Span, ReadableSpan):
             self._bound()
 
     # -- ReadableSpan --------------------------------------------------------------------------
+    @property
+    def context(self) -> SpanContext:
+        return self.get_span_context()
+
     @property
     def resource(self):
         return self._roots.tracer.resource
@@ -197,11 +209,15 @@ class RequestSpan(trace_api.Span, ReadableSpan):
         return None
 
     def __repr__(self):
-        return f'{type(self).__name__}(name="{self._name}", context={self._context})'
+        return f'{type(self).__name__}(name="{self._name}", context={self.get_span_context()})'
 
     # -- trace_api.Span ------------------------------------------------------------------------
     def get_span_context(self) -> SpanContext:
-        return self._context
+        context = self._context
+        if context is None:  # a sampled root of the default path: ids are set
+            context = self._context = SpanContext(self.ids[0], self.ids[1], is_remote=False,
+                                                  trace_flags=self._flags)
+        return context
 
     def is_recording(self) -> bool:
         return self._end_time is None
@@ -286,9 +302,10 @@ class RequestSpan(trace_api.Span, ReadableSpan):
             return
         self._ended(end_time if end_time is not None else time_ns())
 
-    def finish(self, name: str | None, attributes: dict, error: bool) -> None:
+    def finish(self, name: str | None, attributes: dict, error: bool, facts: tuple) -> None:
         """Our layer's end of the request, in one call: the name with the route, our
-        response attributes (valid values: not cleaned), status ERROR on ``error``."""
+        response attributes (valid values: not cleaned), status ERROR on ``error``, and the
+        tail sampler's ``(status, method, route)`` facts of the request."""
         if self._end_time is not None:
             return
         if name is not None:
@@ -299,13 +316,25 @@ class RequestSpan(trace_api.Span, ReadableSpan):
             self._attributes._set_items(attributes)  # noqa: SLF001 - the SDK's bulk set
         if error and self._status.status_code is not StatusCode.OK:
             self._status = _ERROR
-        self._ended(time_ns())
+        self._ended(time_ns(), facts)
 
-    def _ended(self, end_time: int) -> None:
+    def _ended(self, end_time: int, facts: tuple | None = None) -> None:
         self._end_time = end_time
         if not self._plain:
             self._attributes._immutable = True  # noqa: SLF001 - as the SDK freezes its spans
-        context = self._context
-        if context.trace_flags.sampled:  # kept: this object goes to the batch processor as is
-            self._roots.sampler.root_ended(self, context.trace_id,
-                                           self._status.status_code is StatusCode.ERROR)
+        if self.ids is not None:  # sampled: if kept, this object goes to the batch processor
+            if facts is None:  # ended by the app: the facts are in its attributes
+                facts = _facts(self._attributes)
+            self._roots.sampler.root_ended(self, self.ids[0],
+                                           self._status.status_code is StatusCode.ERROR,
+                                           (end_time - self._start_time, *facts))
+
+
+def _facts(attributes) -> tuple:
+    """``(status, method, route)`` from a server span's attributes."""
+    def get(name):
+        return attributes[name] if name in attributes else None
+
+    status = get("http.response.status_code")
+    return (status if isinstance(status, int) else None, get("http.request.method"),
+            get("http.route"))

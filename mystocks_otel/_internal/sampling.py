@@ -89,22 +89,26 @@ class Policy:
     def keep(self, root: ReadableSpan, error: bool, trace_id: int | None = None) -> bool:
         """Whether the trace of the local root ``root`` is kept (``error``: a span of the
         trace failed; ``trace_id``: the root's, when the caller has it at hand)."""
-        if error or self.by_ratio(root.context.trace_id if trace_id is None else trace_id):
-            return True
+        attributes = root.attributes or {}
         end, start = root.end_time, root.start_time
-        if end is not None and start is not None and end - start > self.slow_ns:
+        status = _either(attributes, "http.response.status_code", "http.status_code")
+        try:
+            status = None if status is None else int(status)
+        except (TypeError, ValueError):
+            status = None
+        return self.keep_request(root.context.trace_id if trace_id is None else trace_id, error,
+                                 end - start if end is not None and start is not None else 0,
+                                 status, _either(attributes, "http.request.method", "http.method"),
+                                 _get(attributes, "http.route"))
+
+    def keep_request(self, trace_id: int, error: bool, duration_ns: int, status: int | None,
+                     method: str | None, route: str | None) -> bool:
+        """:meth:`keep` from the root's facts: the HTTP status, method and route template."""
+        if (error or duration_ns > self.slow_ns or (trace_id & _RATIO_BITS) < self.bound
+                or (status is not None and status >= 500)):
             return True
-        attributes = root.attributes
-        if not attributes:
-            return False
-        if _server_error(attributes):
-            return True
-        if self.keep_routes is not None:
-            route = _get(attributes, "http.route")
-            if route is not None:
-                method = _either(attributes, "http.request.method", "http.method") or ""
-                return self.keep_routes.search(f"{method} {route}") is not None
-        return False
+        return (self.keep_routes is not None and route is not None
+                and self.keep_routes.search(f"{method or ''} {route}") is not None)
 
 
 def _get(attributes, name: str):
@@ -116,14 +120,6 @@ def _get(attributes, name: str):
 def _either(attributes, name: str, old_name: str):
     """The stable attribute, else its old name."""
     return attributes[name] if name in attributes else _get(attributes, old_name)
-
-
-def _server_error(attributes) -> bool:
-    status = _either(attributes, "http.response.status_code", "http.status_code")
-    try:
-        return status is not None and int(status) >= 500
-    except (TypeError, ValueError):
-        return False
 
 
 def _failed(span: ReadableSpan) -> bool:
@@ -190,12 +186,14 @@ class TailSampler(SpanProcessor):
         parent = span.parent
         self._ended(span, context.trace_id, parent is None or parent.is_remote, _failed(span))
 
-    def root_ended(self, span: ReadableSpan, trace_id: int, failed: bool) -> None:
-        """A sampled local root of ``trace_id`` ended, its status ERROR if ``failed`` (the
-        request span calls this directly)."""
-        self._ended(span, trace_id, True, failed)
+    def root_ended(self, span: ReadableSpan, trace_id: int, failed: bool, facts: tuple) -> None:
+        """A sampled local root of ``trace_id`` ended, its status ERROR if ``failed``; its
+        ``facts`` are :meth:`Policy.keep_request`'s ``(duration_ns, status, method, route)``
+        (the request span calls this directly)."""
+        self._ended(span, trace_id, True, failed, facts)
 
-    def _ended(self, span: ReadableSpan, trace_id: int, is_root: bool, failed: bool) -> None:
+    def _ended(self, span: ReadableSpan, trace_id: int, is_root: bool, failed: bool,
+               facts: tuple | None = None) -> None:
         with self._lock:
             trace = self._traces.get(trace_id)
             if trace is None:
@@ -215,7 +213,7 @@ class TailSampler(SpanProcessor):
                 # the root ended: decided now, under the same lock, so that no span of the
                 # trace can find it neither in flight nor decided
                 del self._traces[trace_id]
-                keep = self._judge(span, trace.error, trace_id)
+                keep = self._judge(span, trace.error, trace_id, facts)
                 self._remember(trace_id, keep)
         if trace is None:  # late (ended after its root) or given up: follow the decision
             if decided is _GIVEN_UP:
@@ -223,14 +221,16 @@ class TailSampler(SpanProcessor):
             elif decided is None and not is_root:
                 self._count("trace_given_up", 1)  # its trace was forgotten long ago
             elif decided is None:
-                decided = self._judge(span, failed, trace_id)
+                decided = self._judge(span, failed, trace_id, facts)
             if decided is True:
                 self.downstream.on_end(span)
             return
         self._forward(trace, span, keep)
 
-    def _judge(self, root: ReadableSpan, error: bool, trace_id: int) -> bool:
+    def _judge(self, root: ReadableSpan, error: bool, trace_id: int, facts: tuple | None) -> bool:
         try:
+            if facts is not None:
+                return self.policy.keep_request(trace_id, error, *facts)
             return self.policy.keep(root, error, trace_id)
         except Exception:  # noqa: BLE001 - a bad attribute must not lose the trace silently
             _log.debug("mystocks-otel: tail sampling failed; keeping the trace", exc_info=True)

@@ -110,6 +110,8 @@ class ServerSpans:
     def exemplar(span) -> tuple[int, int] | None:
         """The request's exemplar ids, ``(trace_id, span_id)``, when its span is sampled
         (the current span's, without looking the context up)."""
+        if type(span) is request_span.RequestSpan:
+            return span.ids
         context = span.get_span_context()
         if context.trace_flags.sampled and context.is_valid:
             return context.trace_id, context.span_id
@@ -139,7 +141,7 @@ class ServerSpans:
             if error and not (span.attributes or {}).get("error.type"):
                 attributes["error.type"] = str(status)
             if type(span) is request_span.RequestSpan:
-                span.finish(name, attributes, error)
+                span.finish(name, attributes, error, (status, method, route))
                 return
             if name is not None:
                 span.update_name(name)
