@@ -1,7 +1,7 @@
 """Load on 127.0.0.1: ``wrk`` when installed, else a bounded asyncio keep-alive generator.
 
-Both are closed-loop: ``connections`` clients each send ``GET /ping`` as soon as the previous
-answer arrives, for ``seconds``. They report requests per second and latency percentiles.
+Both are closed-loop: ``connections`` clients each send ``GET /ping`` (or another ``path``) as
+soon as the previous answer arrives, for ``seconds``. They report requests per second and latency percentiles.
 :func:`paced_with_scrapes` is the scrape-under-load row: paced requests, time-stamped one by
 one, while another process scrapes ``/metrics``.
 """
@@ -19,7 +19,7 @@ import time
 
 from . import server
 
-_REQUEST = b"GET /ping HTTP/1.1\r\nHost: bench\r\n\r\n"
+PATH = "/ping"
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 
 
@@ -35,11 +35,11 @@ def resolve(generator: str = "auto") -> str:
     return generator
 
 
-def run(port: int, seconds: float, connections: int, generator: str = "auto") -> dict:
+def run(port: int, seconds: float, connections: int, generator: str = "auto", path: str = PATH) -> dict:
     """``{"rps", "p50_ms", "p99_ms", "requests"}`` for ``seconds`` of closed-loop load."""
     if resolve(generator) == "wrk":
-        return _wrk(port, seconds, connections)
-    return asyncio.run(_closed_loop(port, seconds, connections))
+        return _wrk(port, seconds, connections, path)
+    return asyncio.run(_closed_loop(port, seconds, connections, path))
 
 
 # -- wrk ----------------------------------------------------------------------------------------------
@@ -60,9 +60,9 @@ def parse_wrk(output: str) -> dict:
             "p99_ms": _milliseconds(percentiles["99"]), "requests": requests}
 
 
-def _wrk(port: int, seconds: float, connections: int) -> dict:
+def _wrk(port: int, seconds: float, connections: int, path: str = PATH) -> dict:
     command = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency",
-               f"http://127.0.0.1:{port}/ping"]
+               f"http://127.0.0.1:{port}{path}"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60,
                             check=True)
     return parse_wrk(result.stdout)
@@ -70,21 +70,26 @@ def _wrk(port: int, seconds: float, connections: int) -> dict:
 
 # -- the asyncio generator ------------------------------------------------------------------------------
 
-async def _request(reader, writer) -> None:
-    writer.write(_REQUEST)
+def _request_bytes(path: str) -> bytes:
+    return f"GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n".encode()
+
+
+async def _request(reader, writer, request: bytes) -> None:
+    writer.write(request)
     head = await reader.readuntil(b"\r\n\r\n")
     if not head.startswith(b"HTTP/1.1 200"):
-        raise RuntimeError(f"GET /ping answered {head[:40]!r}")
+        raise RuntimeError(f"{request.split(b' HTTP')[0].decode()} answered {head[:40]!r}")
     length = int(re.search(rb"(?i)content-length:\s*(\d+)", head).group(1))
     await reader.readexactly(length)
 
 
-async def _client(port: int, keep_going, latencies: list, pace: float = 0.0) -> None:
+async def _client(port: int, keep_going, latencies: list, pace: float = 0.0, path: str = PATH) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    request = _request_bytes(path)
     try:
         while keep_going():
             started = time.perf_counter()
-            await _request(reader, writer)
+            await _request(reader, writer, request)
             finished = time.perf_counter()
             latencies.append((started, finished))
             if pace:
@@ -100,11 +105,11 @@ def _summary(latencies: list, seconds: float) -> dict:
             "requests": len(durations)}
 
 
-async def _closed_loop(port: int, seconds: float, connections: int) -> dict:
+async def _closed_loop(port: int, seconds: float, connections: int, path: str = PATH) -> dict:
     latencies: list = []
     until = time.perf_counter() + seconds
     keep_going = lambda: time.perf_counter() < until  # noqa: E731
-    await asyncio.gather(*(_client(port, keep_going, latencies) for _ in range(connections)))
+    await asyncio.gather(*(_client(port, keep_going, latencies, path=path) for _ in range(connections)))
     return _summary(latencies, seconds)
 
 

@@ -1,6 +1,6 @@
 """Tracing and logs: what they add per request, ours against upstream's, and a dead Collector.
 
-    .venv/bin/python -m benchmarks.tracing            # about 4 minutes on 2 idle cores
+    .venv/bin/python -m benchmarks.tracing            # about 7 minutes on 2 idle cores
     .venv/bin/python -m benchmarks.tracing --quick    # a smoke run (noisy ratios)
 
 Variants, on the same one-route app (``GET /ping``):
@@ -20,9 +20,18 @@ Every OTLP exporter sends to a sink process that answers 200 (a Collector stand-
 the app nothing). Direct ASGI: one process per setting (the settings are process-wide), each
 measuring its variants and ``bare`` round after round, paired; the added cost is
 ``variant - bare`` in the same round, and each variant's measurement ends with a flush of its
-batch processors (the export of its spans and records is part of its cost). uvicorn: one worker per variant, variants alternating
-round after round under the same closed-loop load; besides throughput, the server process's
-own CPU time per request (``/proc``), which other jobs on a shared machine move much less.
+batch processors (the export of its spans and records is part of its cost).
+
+uvicorn: one worker serves ``bare`` at ``/bare`` and a variant at ``/ping`` (:func:`_paired`);
+the same closed-loop load (wrk) goes to one path, then the other, round after round, which
+first alternating. Each ratio pairs the two runs of a round inside one process, so the spread
+between processes (a fresh interpreter's memory layout moved bare alone by 30% here) does not
+enter it; three processes per setting show what is left. Besides throughput, the server
+process's own CPU time per request (``/proc``), which other jobs on a shared machine move less.
+
+Opcodes: the bytecode instructions Python runs per direct-ASGI request (``sys.settrace``), for
+bare and ours with tracing off and on. Unlike time, they do not move with the machine's load:
+they show how much work each variant does, and what 0.85x would leave for ours.
 
 Targets (issue 16): ours' added cost at most 0.5x upstream's; uvicorn throughput with tracing
 at least 0.85x bare; tracing off costs what it costs today; with the Collector down, p99 within
@@ -105,17 +114,32 @@ def build(variant: str):
     return app
 
 
-# uvicorn factories (the environment chooses ours' settings)
-def bare_app():
-    return build("bare")
+# uvicorn factories: one process serves bare at BARE_PATH and a variant at /ping (the
+# environment chooses ours' settings)
+BARE_PATH = "/bare"
 
 
-def upstream_app():
-    return build("upstream")
+def _paired(variant: str):
+    """Two apps in one process: ``bare`` answers ``BARE_PATH``, ``variant`` everything else.
+    Load alternating between the two paths compares them inside one interpreter (its memory
+    layout, its threads, its share of the machine), without the spread between processes."""
+    bare, other = build("bare"), build(variant)
+
+    async def app(scope, receive, send):
+        if scope["type"] == "http" and scope["path"] == BARE_PATH:
+            scope["path"], scope["raw_path"] = "/ping", b"/ping"
+            return await bare(scope, receive, send)
+        return await other(scope, receive, send)
+
+    return app
 
 
-def ours_app():
-    return build("ours")
+def paired_ours():
+    return _paired("ours")
+
+
+def paired_upstream():
+    return _paired("upstream")
 
 
 # -- the sink -----------------------------------------------------------------------------------------
@@ -232,31 +256,97 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def measured_run(port: int, pid: int, seconds: float, connections: int, generator: str) -> dict:
+def measured_run(port: int, pid: int, seconds: float, connections: int, generator: str,
+                 path: str = loadgen.PATH) -> dict:
     """One load run, with the server's own CPU per request (microseconds): throughput on a
     shared machine moves with everyone's load, the server's CPU per request much less."""
     before = cpu_seconds(pid)
-    run = loadgen.run(port, seconds, connections, generator)
+    run = loadgen.run(port, seconds, connections, generator, path)
     run["cpu_us"] = (cpu_seconds(pid) - before) / max(1, run["requests"]) * 1e6
     return run
 
 
-def uvicorn_rounds(endpoint: str, rounds: int, seconds: float, connections: int, generator: str) -> dict:
+def uvicorn_rounds(endpoint: str, processes: int, rounds: int, seconds: float, connections: int,
+                   generator: str) -> dict:
+    """For each setting, ``processes`` servers one after the other; in each, ``rounds`` of
+    load on bare and on the variant, alternating which goes first. Returns, per setting,
+    ``{"bare": [...], "variant": [...]}``: one run each per round, paired by position."""
     dead = f"http://127.0.0.1:{free_port()}"
-    setups = {"bare": ("bare_app", OFF_ENV),
-              "upstream": ("upstream_app", {"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint}),
-              "ours": ("ours_app", {**TRACED_ENV, "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint}),
-              "ours_dead": ("ours_app", {**TRACED_ENV, "OTEL_EXPORTER_OTLP_ENDPOINT": dead})}
-    runs: dict[str, list] = {name: [] for name in setups}
+    setups = {"ours": ("paired_ours", {**TRACED_ENV, "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint}),
+              "ours_off": ("paired_ours", OFF_ENV),
+              "upstream": ("paired_upstream", {"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint}),
+              "ours_dead": ("paired_ours", {**TRACED_ENV, "OTEL_EXPORTER_OTLP_ENDPOINT": dead})}
+    runs: dict[str, dict] = {name: {"bare": [], "variant": []} for name in setups}
     names = list(setups)
-    for r in range(rounds):
-        print(f"[{time.strftime('%H:%M:%S')}] uvicorn round {r + 1}/{rounds}", file=sys.stderr, flush=True)
-        for name in names[r % len(names):] + names[:r % len(names)]:
+    for p in range(processes):
+        for name in names[p % len(names):] + names[:p % len(names)]:
+            print(f"[{time.strftime('%H:%M:%S')}] uvicorn process {p + 1}/{processes}: {name}",
+                  file=sys.stderr, flush=True)
             factory, env = setups[name]
             with _uvicorn(factory, env) as (port, pid):
-                loadgen.run(port, min(1.0, seconds / 2), connections, generator)
-                runs[name].append(measured_run(port, pid, seconds, connections, generator))
+                for path in (BARE_PATH, loadgen.PATH):  # warm both
+                    loadgen.run(port, min(1.0, seconds / 2), connections, generator, path)
+                for r in range(rounds):
+                    sides = [("bare", BARE_PATH), ("variant", loadgen.PATH)]
+                    for side, path in (sides if r % 2 == 0 else sides[::-1]):
+                        run = measured_run(port, pid, seconds, connections, generator, path)
+                        runs[name][side].append({**run, "process": p})
     return runs
+
+
+# -- Python's own work per request (deterministic) ---------------------------------------------------
+def opcodes_process(variant: str, count: int) -> dict:
+    """Bytecode instructions the interpreter runs per direct-ASGI request, by file: the one
+    measure of work here that no other job on the machine moves."""
+    app = build(variant)
+    counts: dict[str, int] = {}
+
+    def tracer(frame, event, arg):
+        frame.f_trace_opcodes = True
+        if event == "opcode":
+            name = frame.f_code.co_filename
+            counts[name] = counts.get(name, 0) + 1
+        return tracer
+
+    async def main(traced: bool):
+        template = _scope()
+
+        async def receive():
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message):
+            pass
+
+        for _ in range(count):
+            if traced:
+                sys.settrace(tracer)
+            await app(dict(template), receive, send)
+            sys.settrace(None)
+
+    asyncio.run(main(False))  # warm: the first requests resolve routes and caches
+    asyncio.run(main(True))
+    ours = sum(n for name, n in counts.items() if f"{os.sep}mystocks_otel{os.sep}" in name)
+    return {"total": sum(counts.values()) / count, "ours": ours / count}
+
+
+def _run_opcodes(env: dict, variant: str, count: int) -> dict:
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.tracing", "--opcodes-process",
+         json.dumps({"variant": variant, "count": count})],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        env={**{k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "MYSTOCKS_OTEL_"))},
+             **env})
+    if result.returncode != 0:
+        raise RuntimeError(result.stderr[-3000:])
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def opcodes(endpoint: str, count: int) -> dict:
+    """Opcodes per request: bare, ours with tracing and logs off, ours with them on."""
+    traced = {**TRACED_ENV, "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint}
+    return {"bare": _run_opcodes(OFF_ENV, "bare", count),
+            "ours_off": _run_opcodes(OFF_ENV, "ours", count),
+            "ours": _run_opcodes(traced, "ours", count)}
 
 
 # -- the report -----------------------------------------------------------------------------------
@@ -282,26 +372,63 @@ def summary(data: dict) -> list[tuple[str, str, str]]:
             ratios = [o / u for o, u in zip(added["ours"], added["upstream"]) if u]
             rows.append(("direct ASGI: ours' added cost / upstream's",
                          f"{_median(ratios):.2f} [{min(ratios):.2f}, {max(ratios):.2f}]", "<= 0.50"))
-    runs = data.get("uvicorn")
-    if runs:
-        def ratio(name, other, field):
-            values = [a[field] / b[field] for a, b in zip(runs[name], runs[other]) if b[field]]
-            return f"{_median(values):.2f} [{min(values):.2f}, {max(values):.2f}]"
-
-        rows.append(("uvicorn: ours traced rps / bare", ratio("ours", "bare", "rps"), ">= 0.85"))
-        if all("cpu_us" in run for run in runs["ours"] + runs["bare"]):
-            for name in ("bare", "ours", "upstream"):
-                values = [run["cpu_us"] for run in runs[name]]
-                rows.append((f"uvicorn: {name}, server CPU per request (us)",
-                             f"{_median(values):.1f} [{min(values):.1f}, {max(values):.1f}]", ""))
-            rows.append(("uvicorn: bare CPU per request / ours traced", ratio("bare", "ours", "cpu_us"),
-                         "(the rps ratio on an idle CPU)"))
-        rows.append(("uvicorn: upstream traced rps / bare", ratio("upstream", "bare", "rps"), ""))
-        rows.append(("uvicorn: ours traced p99 / bare", ratio("ours", "bare", "p99_ms"), ""))
-        rows.append(("uvicorn: Collector down, p99 / Collector up", ratio("ours_dead", "ours", "p99_ms"),
-                     "<= 1.10"))
-        rows.append(("uvicorn: Collector down, rps / Collector up", ratio("ours_dead", "ours", "rps"), ""))
+    rows += _opcode_rows(data.get("opcodes"))
+    rows += _uvicorn_rows(data.get("uvicorn"))
     return rows
+
+
+def _spread(values) -> str:
+    return f"{_median(values):.2f} [{min(values):.2f}, {max(values):.2f}]"
+
+
+def _opcode_rows(counts) -> list:
+    if not counts:
+        return []
+    bare = counts["bare"]["total"]
+    rows = [(f"opcodes per request: {name} (of them in mystocks_otel)",
+             f"{counts[name]['total']:.0f} ({counts[name]['ours']:.0f})", "")
+            for name in ("bare", "ours_off", "ours")]
+    rows.append(("opcodes per request: bare / ours traced", f"{bare / counts['ours']['total']:.2f}",
+                 f"(0.85 would leave ours {bare / 0.85 - bare:.0f} opcodes)"))
+    return rows
+
+
+def _uvicorn_rows(runs) -> list:
+    if not runs:
+        return []
+
+    def ratio(name, field, other=None):
+        """Per round, the variant's ``field`` over bare's in the same process (or over the
+        ``other`` setting's variant, same process index and round)."""
+        mine = runs[name]["variant"]
+        theirs = runs[other]["variant"] if other else runs[name]["bare"]
+        values = [a[field] / b[field] for a, b in zip(mine, theirs) if b[field]]
+        processes = sorted({run["process"] for run in mine})
+        per_process = [_median([a[field] / b[field] for a, b in zip(mine, theirs)
+                                if a["process"] == p and b[field]]) for p in processes]
+        return _spread(values) + "  by process: " + ", ".join(f"{v:.2f}" for v in per_process)
+
+    rows = [("uvicorn: ours traced rps / bare (same process)", ratio("ours", "rps"), ">= 0.85"),
+            ("uvicorn: ours, tracing and logs off, rps / bare", ratio("ours_off", "rps"), "(shown)"),
+            ("uvicorn: upstream traced rps / bare", ratio("upstream", "rps"), "(shown)")]
+    if all("cpu_us" in run for side in runs["ours"].values() for run in side):
+        for name, label in (("ours", "ours traced"), ("ours_off", "ours off"), ("upstream", "upstream")):
+            bare = [run["cpu_us"] for run in runs[name]["bare"]]
+            variant = [run["cpu_us"] for run in runs[name]["variant"]]
+            rows.append((f"uvicorn: server CPU per request (us), bare / {label}",
+                         f"{_median(bare):.0f} / {_median(variant):.0f}", ""))
+        rows.append(("uvicorn: bare CPU per request / ours traced", _cpu_ratio(runs["ours"]),
+                     "(the rps ratio on an idle CPU)"))
+    rows.append(("uvicorn: ours traced p99 / bare", ratio("ours", "p99_ms"), ""))
+    rows.append(("uvicorn: Collector down, p99 / Collector up", ratio("ours_dead", "p99_ms", "ours"),
+                 "<= 1.10"))
+    rows.append(("uvicorn: Collector down, rps / Collector up", ratio("ours_dead", "rps", "ours"), ""))
+    return rows
+
+
+def _cpu_ratio(setting: dict) -> str:
+    values = [b["cpu_us"] / v["cpu_us"] for b, v in zip(setting["bare"], setting["variant"]) if v["cpu_us"]]
+    return _spread(values)
 
 
 def table(data: dict) -> str:
@@ -323,8 +450,9 @@ def collect(quick: bool = False, generator: str = "auto") -> dict:
                 {**TRACED_ENV, "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint},
                 ["bare", "upstream", "ours"], rounds, count))
             data["asgi"]["off"].append(_run_asgi(OFF_ENV, ["bare", "ours_off"], rounds, count))
-        data["uvicorn"] = uvicorn_rounds(endpoint, 1 if quick else 4, 1.0 if quick else 4.0,
-                                         16, loadgen.resolve(generator))
+        data["opcodes"] = opcodes(endpoint, 50 if quick else 200)
+        data["uvicorn"] = uvicorn_rounds(endpoint, 1 if quick else 3, 1 if quick else 3,
+                                         1.0 if quick else 3.0, 16, loadgen.resolve(generator))
     return data
 
 
@@ -336,9 +464,14 @@ def main(argv=None) -> int:
     parser.add_argument("--generator", choices=loadgen.GENERATORS, default="auto")
     parser.add_argument("--sink", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--asgi-process", help=argparse.SUPPRESS)
+    parser.add_argument("--opcodes-process", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.sink:
         ThreadingHTTPServer(("127.0.0.1", args.sink), _Sink).serve_forever()
+        return 0
+    if args.opcodes_process:
+        plan = json.loads(args.opcodes_process)
+        print(json.dumps(opcodes_process(plan["variant"], plan["count"])))
         return 0
     if args.asgi_process:
         plan = json.loads(args.asgi_process)

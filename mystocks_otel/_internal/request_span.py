@@ -16,15 +16,21 @@ request). To the app it is an ordinary recording span, current while the request
   SDK's ``BoundedAttributes`` and ``BoundedList`` once the app adds anything), and are ignored
   with the SDK's warning after the end;
 - the configured sampler (``OTEL_TRACES_SAMPLER``) decides as it does for an SDK span, with
-  the same arguments; its attributes and trace state are kept;
-- children (SQL, Redis, the app's own spans) are SDK spans of the same trace, parented on it.
+  the same arguments; its attributes and trace state are kept. The default one
+  (``parentbased_always_on``) is not asked for a request without a parent: its answer is
+  "record and sample";
+- children (SQL, Redis, the app's own spans) are SDK spans of the same trace, parented on it;
+- to the exporter it is a ``ReadableSpan`` like any other.
 
 What it does without: the locks (a request's span is written by its own task, and by the
-worker thread a sync endpoint runs in while that task waits), the cleaning of our own
-attributes (their values are ours: strings and integers), the copy at the end (it is itself
-a ``ReadableSpan``, frozen once ended) and the processors' loop (it calls the tail sampler,
-the only processor, directly). A kept span goes to the batch processor and the exporter as
-an SDK span would.
+worker thread a sync endpoint runs in while that task waits; once the app writes attributes,
+the SDK's ``BoundedAttributes`` brings its own), the cleaning of our own attributes (their
+values are ours: strings and integers, cut only under a length limit), the copy at the end (it
+is itself a ``ReadableSpan``, frozen once ended), the processors' loop (it calls the tail
+sampler, the only processor, directly) and, until someone asks for it, the ``SpanContext``
+object (the exemplar and the tail sampler read the ids it keeps). The tail sampler judges it
+from the request's facts (duration, status, method, route) handed over at its end, not by
+reading its attributes back.
 
 With a span processor of anyone else's on the provider, or a provider that is not ours, the
 SDK's tracer makes the span as before (:meth:`Roots.start` returns None).

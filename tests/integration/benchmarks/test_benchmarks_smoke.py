@@ -44,3 +44,28 @@ def test_quick_run_prints_a_number_in_every_row():
             assert NUMBER.search(cell), f"{key}: no 'median [min, max]' in {cell!r}"
         assert met in ("yes", "NO", "-"), f"{key}: verdict {met!r}"
         assert (met == "-") == (target == "(shown)"), f"{key}: target {target!r}, met {met!r}"
+
+
+#: The rows of ``python -m benchmarks.tracing`` (issue 16) that carry a target.
+TRACING_TARGETS = {
+    "direct ASGI: ours' added cost / upstream's": "<= 0.50",
+    "uvicorn: ours traced rps / bare (same process)": ">= 0.85",
+    "uvicorn: Collector down, p99 / Collector up": "<= 1.10",
+}
+
+
+@pytest.mark.live
+def test_the_tracing_benchmark_prints_its_rows():
+    result = subprocess.run([sys.executable, "-m", "benchmarks.tracing", "--quick"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = {}
+    for line in result.stdout.splitlines()[1:]:
+        name, _, rest = line.partition("  ")
+        rows[name.strip()] = rest.strip()
+    for name, target in TRACING_TARGETS.items():
+        assert name in rows and rows[name].endswith(target), result.stdout
+        assert re.match(r"-?\d+\.\d+ \[", rows[name]), f"{name}: {rows[name]!r}"
+    opcodes = {name: int(rows[f"opcodes per request: {name} (of them in mystocks_otel)"].split()[0])
+               for name in ("bare", "ours_off", "ours")}
+    assert opcodes["bare"] < opcodes["ours_off"] < opcodes["ours"], opcodes

@@ -88,6 +88,25 @@ APP = """
     def ids(context):
         return None if context is None else (format(context.trace_id, "032x"), format(context.span_id, "016x"))
 
+    from google.protobuf.json_format import MessageToDict
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+
+    def otlp(span):  # what the OTLP exporter sends, without ids and times
+        message = MessageToDict(encode_spans([span]))
+        (resource_spans,) = message["resourceSpans"]
+        (scope_spans,) = resource_spans["scopeSpans"]
+        (encoded,) = scope_spans["spans"]
+        for key in ("traceId", "spanId", "parentSpanId", "startTimeUnixNano", "endTimeUnixNano"):
+            encoded.pop(key, None)
+        for event in encoded.get("events", []):
+            event.pop("timeUnixNano", None)
+            event["attributes"] = [a for a in event.get("attributes", [])
+                                   if a["key"] != "exception.stacktrace"]
+        resource = [a for a in resource_spans["resource"]["attributes"]
+                    if a["key"] != "service.instance.id"]  # one per process: compared within it below
+        return {"span": encoded, "scope": scope_spans["scope"], "resource": resource,
+                "instance": dict(span.resource.attributes).get("service.instance.id")}
+
     spans = []
     for s in exporter.get_finished_spans():
         events = [(e.name, {k: v for k, v in e.attributes.items() if k != "exception.stacktrace"},
@@ -97,7 +116,7 @@ APP = """
                       "events": events, "status": str(s.status.status_code), "ids": ids(s.context),
                       "parent": ids(s.parent), "dropped": s.dropped_attributes, "scope": s.instrumentation_scope.name,
                       "resource": dict(s.resource.attributes).get("service.name"),
-                      "duration_ok": s.end_time >= s.start_time > 0})
+                      "duration_ok": s.end_time >= s.start_time > 0, "otlp": otlp(s)})
     done(spans=spans, seen=seen, warnings=sorted(set(warnings_seen)))
 """
 
@@ -116,6 +135,7 @@ def _comparable(spans):
     out = []
     for span in spans:
         copy = {k: v for k, v in span.items() if k not in ("ids", "parent")}
+        copy["otlp"] = {k: v for k, v in span["otlp"].items() if k != "instance"}
         copy["parent"] = names.get(tuple(span["parent"])) if span["parent"] else None
         out.append(copy)
     return sorted(out, key=lambda s: (s["name"], str(s["attributes"])))
@@ -146,6 +166,9 @@ def test_what_the_app_records_is_exported_as_the_sdk_exports_it(runs):
     assert work["events"][1][1]["exception.type"] == "KeyError" and work["events"][1][2]
     assert work["kind"] == "SpanKind.SERVER" and work["duration_ok"]
     assert work["scope"] == "mystocks_otel.http"
+    assert work["otlp"]["span"]["kind"] == "SPAN_KIND_SERVER"  # the OTLP encoder takes it as is
+    # the request span carries the provider's resource, the one its children carry
+    assert len({span["otlp"]["instance"] for span in runs["lean"]["spans"]}) == 1
 
 
 def test_children_join_the_request_span(runs):
