@@ -13,7 +13,9 @@ from __future__ import annotations
 import pytest
 from core_helpers import run_scenario
 
-APP = """
+#: Every two-mode scenario starts so: our provider (keep ratio 1), forced onto the SDK's spans
+#: when MODE is "sdk"; the SDK's warnings collected in ``warnings_seen``.
+PROVIDER = """
     import logging
     from opentelemetry import trace
     from opentelemetry.sdk.trace import ReadableSpan
@@ -34,6 +36,9 @@ APP = """
     tp = build_tracer_provider(config.load().with_overrides(traces_keep_ratio=1.0), exporter=exporter)
     if MODE == "sdk":  # anyone else's processor on the provider: the SDK's spans, as before
         tp.add_span_processor(SimpleSpanProcessor(InMemorySpanExporter()))
+"""
+
+APP = PROVIDER + """
     app = make_app()
     seen = {}
 
@@ -121,8 +126,8 @@ APP = """
 """
 
 
-def _run(mode: str, env: dict | None = None) -> dict:
-    return run_scenario(f"    MODE = {mode!r}\n" + APP, env=env)
+def _run(mode: str, env: dict | None = None, scenario: str = APP) -> dict:
+    return run_scenario(f"    MODE = {mode!r}\n" + scenario, env=env)
 
 
 def _by_name(spans):
@@ -262,25 +267,7 @@ def test_otel_traces_sampler_decides_as_it_does_for_sdk_spans(sampler, expected,
                                                           "0af7651916cd43dd8448eb211c80319d"]
 
 
-ENDED = """
-    import logging
-    from opentelemetry import trace
-    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-    from mystocks_otel import config
-    from mystocks_otel._internal.telemetry import build_tracer_provider
-
-    warnings_seen = []
-
-    class Seen(logging.Handler):
-        def emit(self, record):
-            warnings_seen.append(record.getMessage())
-
-    logging.getLogger("opentelemetry").addHandler(Seen(level=logging.WARNING))
-    exporter = InMemorySpanExporter()
-    tp = build_tracer_provider(config.load().with_overrides(traces_keep_ratio=1.0), exporter=exporter)
-    if MODE == "sdk":
-        tp.add_span_processor(SimpleSpanProcessor(InMemorySpanExporter()))
+ENDED = PROVIDER + """
     app = make_app()
     kept = []
 
@@ -307,7 +294,7 @@ ENDED = """
 
 
 def test_an_ended_request_span_is_frozen_with_the_sdks_warnings():
-    lean, sdk = run_scenario("    MODE = 'lean'\n" + ENDED), run_scenario("    MODE = 'sdk'\n" + ENDED)
+    lean, sdk = _run("lean", scenario=ENDED), _run("sdk", scenario=ENDED)
     assert (lean["type"], sdk["type"]) == ("RequestSpan", "_Span")  # the lean path, and the SDK's
     assert lean["recording"] is False and lean["late"] is False and lean["events"] == 0
     assert lean["warnings"] == sdk["warnings"] and len(lean["warnings"]) == 7
