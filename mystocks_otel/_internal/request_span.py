@@ -69,9 +69,9 @@ class Roots:
         self.tracer = tracer
         self.sampler = sampler
         processors = getattr(tracer.span_processor, "_span_processors", None)
-        #: the provider's processors when ours is the only one: compared by identity on every
-        #: request (``add_span_processor`` replaces the tuple)
-        self._only_ours = processors if processors == (sampler,) else ()
+        #: the provider's processors when ours is the only one (else None): compared by
+        #: identity on every request (``add_span_processor`` replaces the tuple)
+        self._only_ours = processors if processors == (sampler,) else None
         self.limits = tracer._span_limits  # noqa: SLF001 - the provider's OTEL_SPAN_* limits
         self.scope = tracer._instrumentation_scope  # noqa: SLF001
         self._ids = tracer.id_generator
@@ -84,7 +84,8 @@ class Roots:
     def usable(self) -> bool:
         """Ours is still the provider's only span processor, and the tracer is enabled."""
         tracer = self.tracer
-        return (getattr(tracer.span_processor, "_span_processors", None) is self._only_ours
+        processors = getattr(tracer.span_processor, "_span_processors", None)
+        return (processors is not None and processors is self._only_ours
                 and tracer._is_enabled())  # noqa: SLF001
 
     def start(self, name: str, parent, attributes: dict):

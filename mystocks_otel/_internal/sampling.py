@@ -163,7 +163,7 @@ class TailSampler(SpanProcessor):
         if not context.trace_flags.sampled:
             return
         parent = span.parent
-        if parent is None or parent.is_remote:  # a child's local root registered the trace
+        if parent is None or parent.is_remote:  # a local root (a child finds its root's entry)
             self.begin(context.trace_id)
 
     def begin(self, trace_id: int) -> None:
