@@ -17,7 +17,7 @@ endpoints is a heavy dependency. Here an idle connection costs a descriptor and 
   :data:`EVICT_AFTER_SECONDS`) is closed for it: a slowloris cannot hold the door, and a scraper,
   which sends its request at once, is the newest and never the one closed; when every
   open connection is being answered, new ones wait in the kernel's listen queue
-  (:data:`BACKLOG`), bounded;
+  (:data:`BACKLOG`), bounded by the kernel;
 - the request head must arrive within :data:`HEADER_TIMEOUT_SECONDS` and fit in
   :data:`MAX_HEAD_BYTES` (else 431); the answer must be taken within
   :data:`WRITE_TIMEOUT_SECONDS`;
@@ -60,7 +60,11 @@ _log = logging.getLogger(__name__)
 
 VARIABLE = "OTEL_EXPORTER_PROMETHEUS_PORT"
 MAX_CONNECTIONS = 64          # open at once; the rest wait in the listen queue or evict a slow one
-BACKLOG = 128                 # the kernel's listen queue (clipped to net.core.somaxconn)
+#: the kernel's listen queue (clipped to net.core.somaxconn, 4096 on current kernels). Larger than
+#: what one attacker holds open under ``ulimit -n 1024``: while it is not full, a scraper's
+#: connection waits in it; a full queue drops the SYN, and its retries (1, 3, 7 s later) run past
+#: a scrape timeout (a 128-entry queue did under a 1,100-connection slowloris, once in ten).
+BACKLOG = 4096
 HEADER_TIMEOUT_SECONDS = 5.0  # the whole request head, from accept
 WRITE_TIMEOUT_SECONDS = 10.0  # the whole answer
 EVICT_AFTER_SECONDS = 0.1     # a connection still without its head after this may be closed for a new one
